@@ -1,0 +1,169 @@
+"""The backend protocol and the small value types every backend speaks.
+
+A backend is deliberately narrow: health, list, describe, load, unload, resident, chat. The memory
+manager decides *when* to load and unload; the controller only ever calls ``chat``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+Message = dict[str, str]
+"""A chat message: ``{"role": "system" | "user" | "assistant", "content": ...}``."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOptions:
+    """Load-time options. For a given model they must stay identical between requests: Ollama
+    silently reloads a model whose load-time options change."""
+
+    num_ctx: int = 4096
+    num_thread: int | None = None
+    num_batch: int | None = None
+    num_gpu: int | None = None
+    use_mmap: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatOptions:
+    """Sampling options for one call."""
+
+    temperature: float = 0.2
+    max_tokens: int = 512
+    repeat_penalty: float = 1.1
+    seed: int | None = None
+
+
+@dataclass(slots=True)
+class ModelInfo:
+    """What a backend knows about an installed model; enough to estimate its footprint."""
+
+    name: str
+    backend: str
+    size_bytes: int
+    path: str | None = None
+    family: str | None = None
+    parameters: str | None = None
+    quantization: str | None = None
+    context_length: int | None = None
+    block_count: int | None = None
+    embedding_length: int | None = None
+    head_count: int | None = None
+    head_count_kv: int | None = None
+    key_length: int | None = None
+    value_length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResidentModel:
+    """A model held in memory by a backend, with the memory it takes as the backend reports it."""
+
+    name: str
+    backend: str
+    size_bytes: int
+    num_ctx: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BackendHealth:
+    """Whether a backend can be used here, and if not, why."""
+
+    backend: str
+    available: bool
+    detail: str
+    version: str | None = None
+
+
+@dataclass(slots=True)
+class ChatResult:
+    """The whole answer of one chat call plus what it cost."""
+
+    text: str
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    ttft_s: float = 0.0
+    decode_s: float = 0.0
+    load_s: float = 0.0
+    wall_s: float = 0.0
+    finish_reason: str = "stop"
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.output_tokens / self.decode_s if self.decode_s > 0 else 0.0
+
+
+class ChatStream:
+    """Text deltas as they are generated; ``result`` is available once iteration has finished.
+
+    Wraps a generator that yields ``str`` pieces and *returns* the :class:`ChatResult`, so a
+    backend writes one straight-line generator and callers get a plain iterator.
+    """
+
+    def __init__(self, generator: Generator[str, None, ChatResult]) -> None:
+        self._generator = generator
+        self._result: ChatResult | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        self._result = yield from self._generator
+
+    @property
+    def result(self) -> ChatResult:
+        if self._result is None:
+            raise RuntimeError("ChatStream.result read before the stream was consumed")
+        return self._result
+
+    def collect(self, on_piece: Callable[[str], None] | None = None) -> ChatResult:
+        """Consume the stream (optionally observing each piece) and return the result."""
+        for piece in self:
+            if on_piece is not None:
+                on_piece(piece)
+        return self.result
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the memory manager and controller need from a model runtime."""
+
+    name: str
+
+    def health(self) -> BackendHealth:
+        """Whether this backend can be used now (never raises)."""
+        ...
+
+    def list_models(self) -> list[ModelInfo]:
+        """Installed models."""
+        ...
+
+    def describe(self, model: str) -> ModelInfo:
+        """Details of one installed model; raises ModelNotFoundError."""
+        ...
+
+    def load(self, model: str, options: LoadOptions) -> None:
+        """Make ``model`` resident with ``options``; returns once it is ready to answer."""
+        ...
+
+    def unload(self, model: str) -> None:
+        """Release ``model``; returns only once its memory is released (or known to be)."""
+        ...
+
+    def resident(self) -> list[ResidentModel]:
+        """Models this backend holds in memory now."""
+        ...
+
+    def chat(
+        self,
+        model: str,
+        messages: list[Message],
+        *,
+        options: ChatOptions,
+        schema: dict[str, Any] | None = None,
+    ) -> ChatStream:
+        """Generate a reply; with ``schema``, the reply is JSON constrained to that schema."""
+        ...
+
+    def close(self) -> None:
+        """Release everything (unloads whatever this backend loaded)."""
+        ...

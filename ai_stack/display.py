@@ -1,0 +1,180 @@
+"""Rich rendering of pipeline events. The console is injected; nothing here decides anything.
+
+Progress goes to one console (stderr in the CLI), the streamed answer to another stream (stdout),
+so ``ai-stack "task" > answer.md`` keeps only the answer.
+"""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from rich.console import Console
+from rich.markup import escape
+from rich.status import Status
+
+from ai_stack.types import (
+    CritiqueReady,
+    Event,
+    LoopStopped,
+    ModelLoaded,
+    ModelLoading,
+    ModelUnloaded,
+    PhaseFinished,
+    PhaseStarted,
+    Plan,
+    PlanReady,
+    Reasked,
+    RunFinished,
+    RunStarted,
+    Token,
+)
+
+_PHASE_LABELS = {
+    "plan": "Planner drafting the plan",
+    "critique": "Critic reviewing",
+    "revise": "Planner revising",
+    "execute": "Executor writing the answer",
+}
+_STOP_LABELS = {
+    "approved": "the critic approved",
+    "score": "the score reached the threshold",
+    "unchanged": "the revised plan did not change",
+    "max_rounds": "the round limit was reached",
+}
+
+
+def format_plan(plan: Plan) -> str:
+    lines = [f"[bold]Goal:[/] {escape(plan.goal)}"]
+    lines += [
+        f"  {i}. [bold]{escape(step.title)}[/] — {escape(step.detail)}"
+        for i, step in enumerate(plan.steps, 1)
+    ]
+    return "\n".join(lines)
+
+
+class Display:
+    """Turns events into terminal output.
+
+    ``answer`` receives the executor's streamed text; ``None`` means don't stream it (``--json``).
+    """
+
+    def __init__(self, console: Console, answer: TextIO | None = None, *, quiet: bool = False):
+        self.console = console
+        self.answer = answer
+        self.quiet = quiet
+        self._status: Status | None = None
+        self._phase: PhaseStarted | None = None
+        self._tokens = 0
+        self._answer_open = False
+
+    def __call__(self, event: Event) -> None:
+        self.handle(event)
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, Token):
+            self._on_token(event)
+            return
+        if isinstance(event, RunFinished):
+            self._end_answer()
+            self._stop_status()
+        if self.quiet:
+            return
+        if isinstance(event, RunStarted):
+            roles = " · ".join(f"{role} [cyan]{escape(m)}[/]" for role, m in event.models.items())
+            self.console.print(f"[bold]Task:[/] {escape(event.task)}\n[dim]Models:[/] {roles}")
+        elif isinstance(event, PhaseStarted):
+            self._phase, self._tokens = event, 0
+            if event.phase == "execute" and self.answer is not None:
+                self._stop_status()
+                return
+            self._set_status(self._status_text())
+        elif isinstance(event, ModelLoading):
+            self._set_status(f"Loading [cyan]{escape(event.model)}[/]…")
+        elif isinstance(event, ModelLoaded):
+            self.console.print(f"[dim]Loaded {escape(event.model)} in {event.seconds:.2f} s[/]")
+            if self._phase is not None:
+                self._set_status(self._status_text())
+        elif isinstance(event, ModelUnloaded):
+            self.console.print(f"[dim]Unloaded {escape(event.model)} ({escape(event.reason)})[/]")
+        elif isinstance(event, Reasked):
+            self.console.print(
+                f"[yellow]The {event.role}'s reply was invalid ({escape(event.error)}); "
+                f"asking again (attempt {event.attempt}).[/]"
+            )
+        elif isinstance(event, PhaseFinished):
+            self._end_answer()
+            self._stop_status()
+            m = event.metrics
+            self.console.print(
+                f"[dim]{m.role} · {m.phase} · {escape(m.model)} · {m.output_tokens} tokens · "
+                f"{m.tokens_per_s:.1f} tok/s · {m.wall_s:.2f} s[/]"
+            )
+        elif isinstance(event, PlanReady):
+            title = "Plan" if event.version == 1 else f"Plan, version {event.version}"
+            self.console.print(f"[bold green]{title}[/]\n{format_plan(event.plan)}")
+        elif isinstance(event, CritiqueReady):
+            c = event.critique
+            colour = "green" if c.verdict == "approve" else "yellow"
+            self.console.print(
+                f"[bold {colour}]Critique, round {c.round}: {c.verdict} ({c.score}/10)[/]"
+            )
+            for issue in c.issues:
+                self.console.print(f"  - {escape(issue)}")
+        elif isinstance(event, LoopStopped):
+            self.console.print(
+                f"[dim]Review ended after {event.rounds} round(s): {_STOP_LABELS[event.reason]}.[/]"
+            )
+        elif isinstance(event, RunFinished):
+            totals = event.result.metrics
+            self.console.print(
+                f"[dim]Done in {totals.wall_s:.1f} s · {len(totals.phases)} model calls · "
+                f"{totals.loads} load(s), {totals.unloads} unload(s), "
+                f"{totals.load_s:.2f} s loading[/]"
+            )
+
+    def close(self) -> None:
+        self._end_answer()
+        self._stop_status()
+
+    def _on_token(self, event: Token) -> None:
+        self._tokens += 1
+        if event.role == "executor" and self.answer is not None:
+            if not self._answer_open:
+                self._answer_open = True
+                if not self.quiet:
+                    self.console.print("[bold]Answer[/]")
+            self.answer.write(event.text)
+            self.answer.flush()
+        elif self._status is not None and self._tokens % 8 == 0:
+            self._status.update(self._status_text())
+
+    def _status_text(self) -> str:
+        phase = self._phase
+        if phase is None:
+            return "Working…"
+        label = _PHASE_LABELS[phase.phase]
+        if phase.round:
+            label += f" (round {phase.round})"
+        if phase.attempt > 1:
+            label += f", attempt {phase.attempt}"
+        return f"{label} · [cyan]{escape(phase.model)}[/] · {self._tokens} tokens"
+
+    def _set_status(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self._status is None:
+            self._status = self.console.status(text)
+            self._status.start()
+        else:
+            self._status.update(text)
+
+    def _stop_status(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def _end_answer(self) -> None:
+        if self._answer_open and self.answer is not None:
+            self.answer.write("\n")
+            self.answer.flush()
+        self._answer_open = False

@@ -1,0 +1,79 @@
+"""The error hierarchy: raised anywhere in the package, turned into messages only by the CLI."""
+
+from __future__ import annotations
+
+
+class AiStackError(Exception):
+    """Root of every error a user can cause or fix.
+
+    ``hint`` says what to do next; the CLI prints it under the message.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(AiStackError):
+    """A configuration file or option is unreadable or invalid."""
+
+    exit_code = 2
+
+
+class UsageError(AiStackError):
+    """The command line asks for something that cannot be done (e.g. an empty task)."""
+
+    exit_code = 2
+
+
+class ModelSpecError(AiStackError):
+    """A model spec (``[backend:]name``) cannot be parsed or names an unknown backend."""
+
+    exit_code = 2
+
+
+class ModelNotFoundError(AiStackError):
+    """The backend has no model by that name, or the GGUF file is missing or not GGUF."""
+
+    def __init__(self, model: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.model = model
+
+
+class BackendUnavailableError(AiStackError):
+    """A backend cannot be used here (not installed, not reachable, not built yet)."""
+
+    def __init__(self, backend: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.backend = backend
+
+
+class BackendError(AiStackError):
+    """A backend failed while loading a model or generating."""
+
+    def __init__(self, backend: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.backend = backend
+
+
+class InvalidOutputError(AiStackError):
+    """A role's answer still failed validation after every re-ask.
+
+    Keeps the last raw answer so history and ``--debug`` can show what the model wrote.
+    """
+
+    def __init__(self, role: str, attempts: int, reason: str, last_raw: str) -> None:
+        super().__init__(
+            f"The {role} model gave no valid answer in {attempts} attempt(s): {reason}",
+            hint="Try a larger model for this role, or raise roles.<role>.max_tokens.",
+        )
+        self.role = role
+        self.attempts = attempts
+        self.reason = reason
+        self.last_raw = last_raw

@@ -1,0 +1,87 @@
+"""Role prompts: Jinja templates with a ``system`` and a ``user`` block each.
+
+Templates are looked up in the user's ``prompts_dir`` first, then in the defaults, file by file.
+Rendering is sandboxed (a prompt directory may come from someone else) and strict (a missing
+variable is an error, not an empty string).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from ai_stack.backends.base import Message
+from ai_stack.errors import ConfigError
+
+PROMPT_NAMES = ("planner", "critic", "revise", "executor")
+
+
+def default_prompts_dir() -> Path:
+    """The shipped templates: inside the installed wheel, or top-level prompts/ in a checkout."""
+    packaged = Path(str(resources.files("ai_stack") / "_prompts"))
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "prompts"
+
+
+class PromptLibrary:
+    """Renders role templates into chat messages."""
+
+    def __init__(self, user_dir: Path | None = None) -> None:
+        defaults = default_prompts_dir()
+        if not defaults.is_dir():
+            raise ConfigError(
+                f"Default prompt templates not found at {defaults}",
+                hint="Reinstall ai-stack; the package is incomplete.",
+            )
+        search_path = [str(defaults)]
+        if user_dir is not None:
+            if not user_dir.is_dir():
+                raise ConfigError(f"prompts_dir {user_dir} is not a directory")
+            search_path.insert(0, str(user_dir))
+        self.search_path = [Path(p) for p in search_path]
+        self._env = SandboxedEnvironment(
+            loader=jinja2.FileSystemLoader(search_path),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            autoescape=False,
+        )
+
+    def source_of(self, name: str) -> Path:
+        """The file that ``name`` renders from (user override or default)."""
+        for directory in self.search_path:
+            candidate = directory / f"{name}.j2"
+            if candidate.is_file():
+                return candidate
+        raise ConfigError(f"No prompt template named {name!r} in {self.search_path}")
+
+    def render(self, name: str, **variables: Any) -> list[Message]:
+        """The system and user messages for one role call."""
+        filename = f"{name}.j2"
+        try:
+            template = self._env.get_template(filename)
+            messages = []
+            for block in ("system", "user"):
+                if block not in template.blocks:
+                    raise ConfigError(
+                        f"Prompt template {self.source_of(name)} has no {{% block {block} %}}"
+                    )
+                context = template.new_context(dict(variables))
+                text = "".join(template.blocks[block](context)).strip()
+                messages.append({"role": block, "content": text})
+            return messages
+        except jinja2.TemplateSyntaxError as exc:
+            raise ConfigError(
+                f"Prompt template {exc.filename or filename} line {exc.lineno}: {exc.message}"
+            ) from None
+        except jinja2.UndefinedError as exc:
+            raise ConfigError(
+                f"Prompt template {self.source_of(name)} uses an unknown variable: {exc.message}"
+            ) from None
+        except jinja2.TemplateNotFound as exc:
+            raise ConfigError(f"Prompt template not found: {exc.name}") from None

@@ -1,0 +1,195 @@
+"""One role call: render the prompt, get the model ready, stream the reply, validate, re-ask.
+
+A structured reply that fails validation is fed back to the model with the validation error and
+asked again, a bounded number of times (tenacity). Every attempt is its own model call with its
+own metrics, because every attempt costs time.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+
+from ai_stack.backends import ModelSpec
+from ai_stack.backends.base import ChatOptions, LoadOptions, Message
+from ai_stack.errors import InvalidOutputError
+from ai_stack.memory import MemoryManager
+from ai_stack.types import Event, Phase, PhaseFinished, PhaseMetrics, PhaseStarted, Reasked, Role
+from ai_stack.types import Token as TokenEvent
+
+T = TypeVar("T", bound=BaseModel)
+_ENUM_LIMIT = 32  # bounded integer ranges up to this size become enums in generation schemas
+
+
+def generation_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema sent to a backend to constrain generation.
+
+    Differs from pydantic's schema where grammars fall short: ``$ref``s are inlined, titles are
+    dropped, and small bounded integers become enums, because llama.cpp's grammar ignores
+    ``minimum``/``maximum`` but does enforce ``enum``.
+
+    >>> from ai_stack.types import Verdict
+    >>> generation_schema(Verdict)["properties"]["score"]["enum"]
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    """
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, list):
+            return [rewrite(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            return rewrite(copy.deepcopy(definitions[node["$ref"].rsplit("/", 1)[-1]]))
+        node = {key: rewrite(value) for key, value in node.items() if key != "title"}
+        low, high = node.get("minimum"), node.get("maximum")
+        bounded = node.get("type") == "integer" and low is not None and high is not None
+        if bounded and high - low < _ENUM_LIMIT:
+            del node["minimum"], node["maximum"]
+            node["enum"] = list(range(int(low), int(high) + 1))
+        return node
+
+    result: dict[str, Any] = rewrite(schema)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class RoleCall:
+    """Everything that identifies one role call apart from its messages."""
+
+    role: Role
+    phase: Phase
+    spec: ModelSpec
+    load: LoadOptions
+    chat: ChatOptions
+    round: int = 0
+
+
+class _Invalid(Exception):
+    def __init__(self, reason: str, raw: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.raw = raw
+
+
+def _describe_validation(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors()[:4]:
+        where = ".".join(str(p) for p in item["loc"]) or "reply"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+class RoleRunner:
+    """Makes role calls through the memory manager; the controller's only way to a model."""
+
+    def __init__(self, manager: MemoryManager, *, max_reasks: int = 2) -> None:
+        self.manager = manager
+        self.max_attempts = max_reasks + 1
+
+    def structured(
+        self, call: RoleCall, messages: list[Message], model: type[T]
+    ) -> Generator[Event, None, T]:
+        """A reply constrained to ``model``'s schema and validated by it."""
+        schema = generation_schema(model)
+
+        def check(text: str, finish_reason: str) -> T:
+            try:
+                return model.model_validate_json(text)
+            except ValidationError as exc:
+                reason = _describe_validation(exc)
+                if finish_reason == "length":
+                    reason = f"the reply was cut off at max_tokens ({reason})"
+                raise _Invalid(reason, text) from None
+
+        return (yield from self._attempts(call, messages, schema, check))
+
+    def text(self, call: RoleCall, messages: list[Message]) -> Generator[Event, None, str]:
+        """A free-text reply; an empty one is re-asked."""
+
+        def check(text: str, finish_reason: str) -> str:
+            if not text.strip():
+                raise _Invalid("the reply was empty", text)
+            return text.strip()
+
+        return (yield from self._attempts(call, messages, None, check))
+
+    def _attempts(
+        self,
+        call: RoleCall,
+        messages: list[Message],
+        schema: dict[str, Any] | None,
+        check: Any,
+    ) -> Generator[Event, None, Any]:
+        messages = list(messages)
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            retry=retry_if_exception_type(_Invalid),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    number = attempt.retry_state.attempt_number
+                    text, finish_reason = yield from self._call(call, messages, schema, number)
+                    try:
+                        return check(text, finish_reason)
+                    except _Invalid as invalid:
+                        if number < self.max_attempts:
+                            yield Reasked(call.role, number + 1, invalid.reason)
+                            messages += _reask(text, invalid.reason, structured=schema is not None)
+                        raise
+        except _Invalid as invalid:
+            raise InvalidOutputError(
+                call.role, self.max_attempts, invalid.reason, invalid.raw
+            ) from None
+        raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+    def _call(
+        self,
+        call: RoleCall,
+        messages: list[Message],
+        schema: dict[str, Any] | None,
+        attempt: int,
+    ) -> Generator[Event, None, tuple[str, str]]:
+        started = time.perf_counter()
+        yield PhaseStarted(call.role, call.phase, str(call.spec), call.round, attempt)
+        lease = yield from self.manager.acquire(call.spec, call.load)
+        stream = lease.backend.chat(call.spec.name, messages, options=call.chat, schema=schema)
+        for piece in stream:
+            yield TokenEvent(call.role, piece)
+        result = stream.result
+        yield PhaseFinished(
+            PhaseMetrics(
+                role=call.role,
+                phase=call.phase,
+                model=str(call.spec),
+                round=call.round,
+                attempt=attempt,
+                load_s=round(lease.load_s + result.load_s, 4),
+                ttft_s=round(result.ttft_s, 4),
+                prompt_tokens=result.prompt_tokens,
+                output_tokens=result.output_tokens,
+                tokens_per_s=round(result.tokens_per_s, 2),
+                wall_s=round(time.perf_counter() - started, 4),
+            )
+        )
+        return result.text, result.finish_reason
+
+
+def _reask(previous: str, reason: str, *, structured: bool) -> list[Message]:
+    shape = "Reply again with JSON only, in the shape described." if structured else "Reply again."
+    return [
+        {"role": "assistant", "content": previous},
+        {"role": "user", "content": f"Your reply was not valid: {reason}. {shape}"},
+    ]
+
+
+__all__ = ["RoleCall", "RoleRunner", "generation_schema"]

@@ -1,0 +1,226 @@
+"""Shared data shapes: role outputs (Plan, Verdict), metrics, the run result and pipeline events.
+
+Plan and Verdict double as the JSON schemas that constrain generation, so every string and list
+in them is bounded: llama.cpp's grammar enforces lengths, and an unbounded string lets a small
+model run away (hundreds of tokens of "000..." and JSON that never closes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+Role = Literal["planner", "critic", "executor"]
+ROLES: tuple[Role, ...] = ("planner", "critic", "executor")
+Phase = Literal["plan", "critique", "revise", "execute"]
+StopReason = Literal["approved", "score", "unchanged", "max_rounds"]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value.strip()
+
+
+_NonBlank = AfterValidator(_not_blank)
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=100), _NonBlank]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=200), _NonBlank]
+LongText = Annotated[str, StringConstraints(min_length=1, max_length=300), _NonBlank]
+
+
+class PlanStep(BaseModel):
+    """One step of a plan: what to do, and why or how in a sentence."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: ShortText
+    detail: LongText
+
+
+class Plan(BaseModel):
+    """The Planner's structured answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    goal: Text
+    steps: list[PlanStep] = Field(min_length=1, max_length=8)
+
+
+class Verdict(BaseModel):
+    """The Critic's structured answer; ``issues`` comes first so the model reasons, then scores."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issues: list[Text] = Field(default_factory=list, max_length=5)
+    score: int = Field(ge=0, le=10)
+    verdict: Literal["approve", "revise"]
+
+
+class Critique(Verdict):
+    """A Verdict as recorded in a run, with the round it belongs to."""
+
+    round: int
+
+
+class PhaseMetrics(BaseModel):
+    """Measurements of one model call. One entry per call, re-asks included."""
+
+    role: Role
+    phase: Phase
+    model: str
+    round: int = 0
+    attempt: int = 1
+    load_s: float = 0.0
+    ttft_s: float = 0.0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    tokens_per_s: float = 0.0
+    wall_s: float = 0.0
+
+
+class RunMetrics(BaseModel):
+    """Per-call metrics plus run totals (loads and unloads made during this run)."""
+
+    phases: list[PhaseMetrics] = Field(default_factory=list)
+    loads: int = 0
+    unloads: int = 0
+    load_s: float = 0.0
+    wall_s: float = 0.0
+
+
+class RunResult(BaseModel):
+    """What ``--json`` prints: the stable contract documented in docs/json-output.md."""
+
+    task: str
+    context: str | None = None
+    models: dict[Role, str]
+    plan: Plan
+    plans: list[Plan]
+    critiques: list[Critique]
+    rounds: int
+    stop_reason: StopReason
+    output: str
+    metrics: RunMetrics
+
+
+# --- events -------------------------------------------------------------------------------------
+# The controller is a generator of these; the CLI renders them, later the history store records
+# them. They are plain frozen dataclasses: cheap to create for every streamed token.
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    task: str
+    models: dict[Role, str]
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseStarted:
+    role: Role
+    phase: Phase
+    model: str
+    round: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLoading:
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLoaded:
+    model: str
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ModelUnloaded:
+    model: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    role: Role
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reasked:
+    """A structured answer failed validation and the model is being asked again."""
+
+    role: Role
+    attempt: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseFinished:
+    metrics: PhaseMetrics
+
+
+@dataclass(frozen=True, slots=True)
+class PlanReady:
+    plan: Plan
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class CritiqueReady:
+    critique: Critique
+
+
+@dataclass(frozen=True, slots=True)
+class LoopStopped:
+    reason: StopReason
+    rounds: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished:
+    result: RunResult
+
+
+Event = (
+    RunStarted
+    | PhaseStarted
+    | ModelLoading
+    | ModelLoaded
+    | ModelUnloaded
+    | Token
+    | Reasked
+    | PhaseFinished
+    | PlanReady
+    | CritiqueReady
+    | LoopStopped
+    | RunFinished
+)
+
+__all__ = [
+    "ROLES",
+    "Critique",
+    "CritiqueReady",
+    "Event",
+    "LoopStopped",
+    "ModelLoaded",
+    "ModelLoading",
+    "ModelUnloaded",
+    "Phase",
+    "PhaseFinished",
+    "PhaseMetrics",
+    "PhaseStarted",
+    "Plan",
+    "PlanReady",
+    "PlanStep",
+    "Reasked",
+    "Role",
+    "RunFinished",
+    "RunMetrics",
+    "RunResult",
+    "RunStarted",
+    "StopReason",
+    "Token",
+]

