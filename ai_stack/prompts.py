@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from ai_stack.backends.base import Message
 from ai_stack.errors import ConfigError
@@ -82,6 +82,10 @@ class PromptLibrary:
         except jinja2.UndefinedError as exc:
             raise ConfigError(
                 f"Prompt template {self.source_of(name)} uses an unknown variable: {exc.message}"
+            ) from None
+        except SecurityError as exc:
+            raise ConfigError(
+                f"Prompt template {self.source_of(name)} attempted unsafe access: {exc}"
             ) from None
         except jinja2.TemplateNotFound as exc:
             raise ConfigError(f"Prompt template not found: {exc.name}") from None

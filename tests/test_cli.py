@@ -1,0 +1,188 @@
+"""The command line: bad input gives one clear line and a non-zero exit; --json is pure JSON;
+the real model runs end to end through all three roles, one-shot and interactive."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ai_stack.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULT_KEYS = {"task", "plan", "critiques", "rounds", "stop_reason", "output", "metrics"}
+PHASE_KEYS = {"role", "model", "load_s", "ttft_s", "prompt_tokens", "output_tokens",
+              "tokens_per_s", "wall_s"}  # fmt: skip
+
+
+def invoke(*args: str, input: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), input=input)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def assert_clean_error(code: int, stderr: str, expected: str) -> None:
+    assert code != 0
+    assert expected in stderr
+    assert "Traceback" not in stderr
+
+
+def test_help_and_version() -> None:
+    code, out, _ = invoke("--help")
+    assert code == 0 and "Planner" in out and "run" in out
+    code, out, _ = invoke("--version")
+    assert code == 0 and "ai-stack" in out
+
+
+def test_empty_task_is_refused() -> None:
+    code, out, err = invoke("   ")
+    assert_clean_error(code, err, "The task is empty")
+    assert out == ""
+    code, _, err = invoke("--json")
+    assert_clean_error(code, err, "The task is empty")
+
+
+def test_unknown_backend_is_refused() -> None:
+    code, _, err = invoke("--backend", "vllm", "task")
+    assert code == 2 and "vllm" in err and "Traceback" not in err
+
+
+def test_unknown_backend_prefix_in_config_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('backend = "lmstudio"\n')
+    code, _, err = invoke("--config", str(config), "task")
+    assert_clean_error(code, err, "backend")
+
+
+def test_missing_gguf_path_is_refused_before_any_work(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "model.gguf"
+    code, _, err = invoke("--planner", f"embedded:{missing}", "task")
+    assert_clean_error(code, err, "GGUF file not found")
+
+
+def test_a_file_that_is_not_gguf_is_refused(tmp_path: Path) -> None:
+    fake = tmp_path / "notes.gguf"
+    fake.write_text("plain text")
+    code, _, err = invoke("--planner", f"embedded:{fake}", "task")
+    assert_clean_error(code, err, "is not a GGUF model file")
+
+
+def test_unknown_embedded_model_name_says_what_is_known() -> None:
+    code, _, err = invoke("--planner", "embedded:llama-70b", "task")
+    assert_clean_error(code, err, "No embedded model named 'llama-70b'")
+    assert "smollm2" in err
+
+
+def test_unreadable_or_invalid_config_file(tmp_path: Path) -> None:
+    code, _, err = invoke("--config", str(tmp_path / "absent.toml"), "task")
+    assert_clean_error(code, err, "Config file not found")
+    code, _, err = invoke("--config", str(tmp_path), "task")
+    assert_clean_error(code, err, "directory")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("max_rounds = = 2")
+    code, _, err = invoke("--config", str(bad), "task")
+    assert_clean_error(code, err, "not valid TOML")
+
+
+def test_ollama_backend_is_not_available_yet() -> None:
+    code, _, err = invoke("--backend", "ollama", "task")
+    assert_clean_error(code, err, "Ollama backend")
+
+
+def test_task_and_interactive_together_are_refused() -> None:
+    code, _, err = invoke("--interactive", "a task")
+    assert_clean_error(code, err, "not both")
+
+
+def test_debug_shows_the_traceback() -> None:
+    result = CliRunner().invoke(cli, ["--debug", "--backend", "ollama", "task"])
+    assert result.exception is not None and not isinstance(result.exception, SystemExit)
+
+
+# -- the real model ------------------------------------------------------------------------------
+
+
+def fast_config(tmp_path: Path) -> Path:
+    """Shorter answers keep the real-model tests quick; the pipeline is the same."""
+    config = tmp_path / "fast.toml"
+    config.write_text("max_rounds = 1\n[executor]\nmax_tokens = 160\n")
+    return config
+
+
+def assert_result_shape(data: dict, task: str) -> None:
+    assert data.keys() >= RESULT_KEYS
+    assert data["task"] == task
+    assert data["plan"]["steps"], "the plan has steps"
+    assert data["stop_reason"] in ("approved", "score", "unchanged", "max_rounds")
+    assert data["rounds"] == len(data["critiques"]) >= 1
+    for critique in data["critiques"]:
+        assert critique["verdict"] in ("approve", "revise") and 0 <= critique["score"] <= 10
+    assert data["output"].strip()
+    metrics = data["metrics"]
+    assert {"phases", "loads", "unloads", "wall_s"} <= metrics.keys()
+    assert {p["role"] for p in metrics["phases"]} == {"planner", "critic", "executor"}
+    for phase in metrics["phases"]:
+        assert phase.keys() >= PHASE_KEYS
+        assert phase["model"] == "embedded:smollm2"
+        assert phase["output_tokens"] > 0 and phase["prompt_tokens"] > 0
+    assert metrics["loads"] == 1, "one shared model loads once"
+    assert metrics["wall_s"] >= sum(p["wall_s"] for p in metrics["phases"]) * 0.99
+
+
+@pytest.mark.model
+def test_json_run_on_the_real_model_is_pure_json(smollm2: Path, tmp_path: Path) -> None:
+    task = "Write a shell one-liner that counts lines in all .py files"
+    code, out, err = invoke("--config", str(fast_config(tmp_path)), "--json", task)
+    assert code == 0, err
+    data = json.loads(out)  # stdout holds the JSON object and nothing else
+    assert_result_shape(data, task)
+    assert "Planner" in err or "plan" in err, "progress goes to stderr"
+
+
+@pytest.mark.model
+def test_main_py_default_run_streams_the_answer_to_stdout(smollm2: Path) -> None:
+    """The README's command exactly, as a user runs it: python main.py "TASK"."""
+    task = "Write a shell one-liner that counts lines in all .py files"
+    env = {**os.environ, "AI_STACK_HOME": os.environ["AI_STACK_HOME"]}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), task],
+        capture_output=True, text=True, env=env, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip(), "the answer is printed on stdout"
+    for marker in ("Task:", "Plan", "Critique, round 1", "Answer", "Done in"):
+        assert marker in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.model
+def test_interactive_with_piped_input(smollm2: Path, tmp_path: Path) -> None:
+    config = fast_config(tmp_path)
+    script = "/help\n/models\nList three primary colours\n\n/config\nName two planets\n"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--interactive", "--json", "--config", str(config)],
+        input=script, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [d["task"] for d in lines] == ["List three primary colours", "Name two planets"]
+    for data in lines:
+        assert data["output"].strip()
+    assert lines[0]["metrics"]["loads"] == 1 and lines[1]["metrics"]["loads"] == 0
+    assert "/models" in done.stderr and "executor" in done.stderr  # /help, then the /models table
+    assert '"max_rounds": 1' in done.stderr  # /config shows the settings in force
+
+
+@pytest.mark.model
+def test_interactive_quit_stops_before_later_lines(smollm2: Path, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--interactive", "--json"],
+        input="/quit\nthis task never runs\n", capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""

@@ -1,0 +1,95 @@
+"""Settings: defaults < TOML file < environment < flags, and one clear error for each bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ai_stack.config import load_settings, user_dir
+from ai_stack.errors import ConfigError
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_without_any_file() -> None:
+    settings = load_settings()
+    assert settings.backend == "auto"
+    assert settings.max_rounds == 2
+    assert settings.planner.model is None
+    assert settings.executor.max_tokens > settings.critic.max_tokens
+
+
+def test_user_dir_follows_ai_stack_home(isolated_home: Path) -> None:
+    assert user_dir() == isolated_home
+    assert load_settings().resolved_models_dir() == isolated_home / "models"
+
+
+def test_role_shorthand_and_tables_in_toml(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "c.toml",
+        'backend = "embedded"\nmax_rounds = 1\nplanner = "embedded:smollm2"\n'
+        '[executor]\nmodel = "ollama:qwen2.5:14b"\nmax_tokens = 900\n',
+    )
+    settings = load_settings(config)
+    assert settings.backend == "embedded"
+    assert settings.max_rounds == 1
+    assert settings.planner.model == "embedded:smollm2"
+    assert settings.executor.model == "ollama:qwen2.5:14b"
+    assert settings.executor.max_tokens == 900
+
+
+def test_precedence_file_then_environment_then_flags(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "c.toml", 'planner = "from-file"\nmax_rounds = 1\n[critic]\nmodel = "file"\n'
+    )
+    env = {"AI_STACK_PLANNER": "from-env", "AI_STACK_MAX_ROUNDS": "4"}
+    settings = load_settings(config, {"max_rounds": 3, "critic": {"model": None}}, environ=env)
+    assert settings.planner.model == "from-env"
+    assert settings.max_rounds == 3  # flag beats environment
+    assert settings.critic.model == "file"  # an unset flag (None) changes nothing
+
+
+def test_local_file_is_found_in_the_working_directory() -> None:
+    write(Path.cwd() / "ai-stack.toml", "max_rounds = 5\n")
+    assert load_settings().max_rounds == 5
+
+
+def test_user_dir_config_is_used_when_there_is_no_local_file(isolated_home: Path) -> None:
+    isolated_home.mkdir(parents=True)
+    write(isolated_home / "config.toml", "approve_score = 6\n")
+    assert load_settings().approve_score == 6
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("max_rounds = [", "not valid TOML"),
+        ("colour = 'red'\n", "colour: Extra inputs are not permitted"),
+        ("[planner]\ntemperature = 9\n", "planner.temperature"),
+        ("max_rounds = 'many'\n", "max_rounds"),
+    ],
+)
+def test_bad_config_files_give_one_clear_error(tmp_path: Path, content: str, message: str) -> None:
+    config = write(tmp_path / "bad.toml", content)
+    with pytest.raises(ConfigError) as info:
+        load_settings(config)
+    assert message in str(info.value)
+    assert str(config) in str(info.value)
+
+
+def test_missing_and_directory_config_paths(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="directory"):
+        load_settings(tmp_path)
+
+
+def test_binary_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match=r"UTF-8|TOML"):
+        load_settings(config)

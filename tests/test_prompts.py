@@ -1,0 +1,120 @@
+"""Role templates: defaults render, user overrides win file by file, errors are clear, and the
+templates ship inside the wheel."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from ai_stack.errors import ConfigError
+from ai_stack.prompts import PROMPT_NAMES, PromptLibrary
+from ai_stack.types import Critique, Plan, PlanStep
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAN = Plan(goal="count lines", steps=[PlanStep(title="find", detail="use find")])
+CRITIQUE = Critique(round=1, issues=["no wc"], score=3, verdict="revise")
+VARIABLES = {
+    "planner": {},
+    "critic": {"plan": PLAN, "round": 1, "approve_score": 8},
+    "revise": {"plan": PLAN, "critique": CRITIQUE},
+    "executor": {"plan": PLAN},
+}
+
+
+@pytest.mark.parametrize("name", PROMPT_NAMES)
+def test_every_default_template_renders_system_and_user(name: str) -> None:
+    messages = PromptLibrary().render(name, task="TASK-TEXT", context="CTX", **VARIABLES[name])
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert all(m["content"] for m in messages)
+    assert "TASK-TEXT" in messages[1]["content"] and "CTX" in messages[1]["content"]
+    if "plan" in VARIABLES[name]:
+        assert "1. find: use find" in messages[1]["content"]
+
+
+def test_context_is_left_out_when_absent() -> None:
+    user = PromptLibrary().render("planner", task="t", context=None)[1]["content"]
+    assert "Context" not in user
+
+
+def test_revise_prompt_carries_the_critique() -> None:
+    user = PromptLibrary().render("revise", task="t", context=None, **VARIABLES["revise"])[1]
+    assert "- no wc" in user["content"] and "score 3/10" in user["content"]
+
+
+def test_user_directory_overrides_one_file_and_keeps_the_other_defaults(tmp_path: Path) -> None:
+    (tmp_path / "planner.j2").write_text(
+        "{% block system %}CUSTOM SYSTEM{% endblock %}{% block user %}Do: {{ task }}{% endblock %}"
+    )
+    library = PromptLibrary(tmp_path)
+    assert library.render("planner", task="x", context=None)[0]["content"] == "CUSTOM SYSTEM"
+    assert library.source_of("critic").parent != tmp_path
+    critic = library.render("critic", task="x", context=None, **VARIABLES["critic"])
+    assert "Critic" in critic[0]["content"]
+
+
+def test_unknown_variable_is_an_error_not_an_empty_string(tmp_path: Path) -> None:
+    (tmp_path / "planner.j2").write_text(
+        "{% block system %}{{ nonsense }}{% endblock %}{% block user %}u{% endblock %}"
+    )
+    with pytest.raises(ConfigError, match="unknown variable"):
+        PromptLibrary(tmp_path).render("planner", task="x", context=None)
+
+
+def test_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "planner.j2").write_text("{% block system %}\nok\n{% if %}\n{% endblock %}")
+    with pytest.raises(ConfigError, match=r"planner.j2 line 3"):
+        PromptLibrary(tmp_path).render("planner", task="x", context=None)
+
+
+def test_missing_block_and_missing_directory(tmp_path: Path) -> None:
+    (tmp_path / "planner.j2").write_text("{% block system %}s{% endblock %}")
+    with pytest.raises(ConfigError, match=r"no \{% block user %\}"):
+        PromptLibrary(tmp_path).render("planner", task="x", context=None)
+    with pytest.raises(ConfigError, match="not a directory"):
+        PromptLibrary(tmp_path / "absent")
+
+
+def test_templates_are_sandboxed(tmp_path: Path) -> None:
+    (tmp_path / "planner.j2").write_text(
+        "{% block system %}{{ task.__class__.__mro__ }}{% endblock %}"
+        "{% block user %}u{% endblock %}"
+    )
+    with pytest.raises(ConfigError, match="unsafe"):
+        PromptLibrary(tmp_path).render("planner", task="x", context=None)
+
+
+def test_installed_wheel_contains_and_finds_the_prompts(tmp_path: Path) -> None:
+    """Build the wheel, unpack it away from the checkout, ask the package where its prompts are."""
+    if importlib.util.find_spec("hatchling") is None:
+        pytest.skip("hatchling is not installed (it comes with the dev extra)")
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path / "dist"), str(ROOT)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    wheel = next((tmp_path / "dist").glob("ai_stack-*.whl"))
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        archive.extractall(site)
+    for name in PROMPT_NAMES:
+        assert f"ai_stack/_prompts/{name}.j2" in names
+    probe = (
+        "from ai_stack.prompts import default_prompts_dir, PromptLibrary; "
+        "print(default_prompts_dir()); "
+        "print(PromptLibrary().render('planner', task='t', context=None)[0]['content'][:20])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-s", "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    found = Path(out.stdout.splitlines()[0])
+    assert found.is_relative_to(site)
+    assert out.stdout.splitlines()[1].startswith("You are the Planner")
