@@ -8,6 +8,7 @@ own metrics, because every attempt costs time.
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -30,8 +31,9 @@ _ENUM_LIMIT = 32  # bounded integer ranges up to this size become enums in gener
 def generation_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The JSON schema sent to a backend to constrain generation.
 
-    Differs from pydantic's schema where grammars fall short: ``$ref``s are inlined, titles are
-    dropped, and small bounded integers become enums, because llama.cpp's grammar ignores
+    Differs from pydantic's schema where grammars fall short: ``$ref``s are inlined, titles and
+    descriptions are dropped, every property is required (so the model writes them all, in
+    order), and small bounded integers become enums, because llama.cpp's grammar ignores
     ``minimum``/``maximum`` but does enforce ``enum``.
 
     >>> from ai_stack.types import Verdict
@@ -48,7 +50,13 @@ def generation_schema(model: type[BaseModel]) -> dict[str, Any]:
             return node
         if "$ref" in node:
             return rewrite(copy.deepcopy(definitions[node["$ref"].rsplit("/", 1)[-1]]))
-        node = {key: rewrite(value) for key, value in node.items() if key != "title"}
+        node = {
+            key: _map_values(value, rewrite) if key == "properties" else rewrite(value)
+            for key, value in node.items()
+            if key not in ("title", "description")
+        }
+        if node.get("type") == "object" and "properties" in node:
+            node["required"] = list(node["properties"])  # fixed order, nothing skipped
         low, high = node.get("minimum"), node.get("maximum")
         bounded = node.get("type") == "integer" and low is not None and high is not None
         if bounded and high - low < _ENUM_LIMIT:
@@ -58,6 +66,10 @@ def generation_schema(model: type[BaseModel]) -> dict[str, Any]:
 
     result: dict[str, Any] = rewrite(schema)
     return result
+
+
+def _map_values(mapping: dict[str, Any], function: Any) -> dict[str, Any]:
+    return {key: function(value) for key, value in mapping.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,13 +113,19 @@ class RoleRunner:
         schema = generation_schema(model)
 
         def check(text: str, finish_reason: str) -> T:
+            cut = " (the reply was cut off at max_tokens)" if finish_reason == "length" else ""
             try:
-                return model.model_validate_json(text)
+                # strict=False accepts raw newlines inside strings, which llama.cpp's JSON
+                # grammar lets through; everything else about the JSON must be right.
+                data = json.loads(text, strict=False)
+            except json.JSONDecodeError as exc:
+                raise _Invalid(
+                    f"not valid JSON: {exc.msg} at character {exc.pos}{cut}", text
+                ) from None
+            try:
+                return model.model_validate(data)
             except ValidationError as exc:
-                reason = _describe_validation(exc)
-                if finish_reason == "length":
-                    reason = f"the reply was cut off at max_tokens ({reason})"
-                raise _Invalid(reason, text) from None
+                raise _Invalid(_describe_validation(exc) + cut, text) from None
 
         return (yield from self._attempts(call, messages, schema, check))
 

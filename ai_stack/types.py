@@ -27,7 +27,7 @@ def _not_blank(value: str) -> str:
 _NonBlank = AfterValidator(_not_blank)
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=100), _NonBlank]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200), _NonBlank]
-LongText = Annotated[str, StringConstraints(min_length=1, max_length=300), _NonBlank]
+LongText = Annotated[str, StringConstraints(min_length=1, max_length=240), _NonBlank]
 
 
 class PlanStep(BaseModel):
@@ -45,7 +45,7 @@ class Plan(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     goal: Text
-    steps: list[PlanStep] = Field(min_length=1, max_length=8)
+    steps: list[PlanStep] = Field(min_length=1, max_length=6)
 
 
 class Verdict(BaseModel):

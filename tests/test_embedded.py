@@ -77,7 +77,9 @@ def test_load_stream_constrained_chat_and_unload(backend: EmbeddedBackend, smoll
     result = stream.result
     assert len(pieces) > 1, "the reply should arrive in pieces, streamed"
     assert "".join(pieces) == result.text
-    data = json.loads(result.text)  # the grammar guarantees the shape and the enum'd score
+    data = json.loads(
+        result.text, strict=False
+    )  # the grammar guarantees the shape and the enum'd score
     assert data["verdict"] in ("approve", "revise")
     assert 0 <= data["score"] <= 10
     assert result.prompt_tokens > 10
@@ -101,8 +103,8 @@ def test_plan_schema_terminates_within_bounds(backend: EmbeddedBackend, smollm2:
     )
     result = stream.collect()
     assert result.finish_reason == "stop"
-    plan = json.loads(result.text)
-    assert 1 <= len(plan["steps"]) <= 8
+    plan = json.loads(result.text, strict=False)  # raw newlines pass llama.cpp's grammar
+    assert 1 <= len(plan["steps"]) <= 6
     assert all(len(step["title"]) <= 100 for step in plan["steps"])
     backend.close()
     assert backend.resident() == []

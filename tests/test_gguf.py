@@ -1,0 +1,76 @@
+"""The GGUF header reader, on synthetic files covering each value type and on the real model."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from ai_stack.gguf import GGUFError, read_metadata
+
+
+def gguf_bytes(pairs: list[tuple[str, int, bytes]], version: int = 3) -> bytes:
+    out = b"GGUF" + struct.pack("<IQQ", version, 0, len(pairs))
+    for key, kind, payload in pairs:
+        encoded = key.encode()
+        out += struct.pack("<Q", len(encoded)) + encoded + struct.pack("<I", kind) + payload
+    return out
+
+
+def string(text: str) -> bytes:
+    return struct.pack("<Q", len(text.encode())) + text.encode()
+
+
+def test_reads_scalars_strings_and_short_arrays_and_skips_long_ones(tmp_path: Path) -> None:
+    vocabulary = struct.pack("<IQ", 8, 2000) + b"".join(string(f"tok{i}") for i in range(2000))
+    scores = struct.pack("<IQ", 6, 5000) + struct.pack("<5000f", *([0.5] * 5000))
+    kv_heads = struct.pack("<IQ", 5, 3) + struct.pack("<3i", 2, 4, 8)
+    path = tmp_path / "m.gguf"
+    path.write_bytes(
+        gguf_bytes(
+            [
+                ("general.architecture", 8, string("llama")),
+                ("llama.block_count", 4, struct.pack("<I", 30)),
+                ("llama.rope.freq_base", 6, struct.pack("<f", 10000.0)),
+                ("tokenizer.ggml.tokens", 9, vocabulary),
+                ("tokenizer.ggml.scores", 9, scores),
+                ("llama.attention.head_count_kv", 9, kv_heads),
+                ("general.file_type", 4, struct.pack("<I", 3)),
+                ("general.flag", 7, struct.pack("<?", True)),
+                ("general.big", 10, struct.pack("<Q", 2**40)),
+            ]
+        )
+    )  # fmt: skip
+    meta = read_metadata(path)
+    assert meta["general.architecture"] == "llama"
+    assert meta["llama.block_count"] == 30
+    assert meta["llama.rope.freq_base"] == pytest.approx(10000.0)
+    assert meta["tokenizer.ggml.tokens"] is None and meta["tokenizer.ggml.scores"] is None
+    assert meta["llama.attention.head_count_kv"] == [2, 4, 8]
+    assert meta["general.file_type"] == 3  # read correctly *after* the skipped arrays
+    assert meta["general.flag"] is True and meta["general.big"] == 2**40
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"PK\x03\x04 a zip file", "not a GGUF file"),
+        (gguf_bytes([], version=1), "version 1"),
+        (gguf_bytes([("general.name", 8, string("truncated"))])[:-4], "damaged"),
+        (gguf_bytes([("general.name", 99, b"")]), "damaged"),
+    ],
+)
+def test_bad_files_raise_one_clear_error(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.gguf"
+    path.write_bytes(content)
+    with pytest.raises(GGUFError, match=message):
+        read_metadata(path)
+
+
+def test_the_packaged_smollm2_header(smollm2: Path) -> None:
+    meta = read_metadata(smollm2)
+    assert meta["general.architecture"] == "llama"
+    assert meta["llama.block_count"] == 30
+    assert meta["llama.attention.head_count_kv"] == 3
+    assert meta["llama.context_length"] == 8192
