@@ -70,7 +70,7 @@ class Settings(BaseModel):
     backend: BackendName = "auto"
     planner: RoleSettings = _role(temperature=0.2, max_tokens=512)
     critic: RoleSettings = _role(temperature=0.1, max_tokens=256)
-    executor: RoleSettings = _role(temperature=0.3, max_tokens=768)
+    executor: RoleSettings = _role(temperature=0.3, max_tokens=512)
     max_rounds: int = Field(default=2, ge=0, le=20)
     approve_score: int = Field(default=8, ge=0, le=10)
     max_reasks: int = Field(default=2, ge=0, le=5)

@@ -25,9 +25,9 @@ def _not_blank(value: str) -> str:
 
 
 _NonBlank = AfterValidator(_not_blank)
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=100), _NonBlank]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=200), _NonBlank]
-LongText = Annotated[str, StringConstraints(min_length=1, max_length=240), _NonBlank]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=80), _NonBlank]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=160), _NonBlank]
+LongText = Annotated[str, StringConstraints(min_length=1, max_length=200), _NonBlank]
 
 
 class PlanStep(BaseModel):

@@ -105,6 +105,6 @@ def test_plan_schema_terminates_within_bounds(backend: EmbeddedBackend, smollm2:
     assert result.finish_reason == "stop"
     plan = json.loads(result.text, strict=False)  # raw newlines pass llama.cpp's grammar
     assert 1 <= len(plan["steps"]) <= 6
-    assert all(len(step["title"]) <= 100 for step in plan["steps"])
+    assert all(len(step["title"]) <= 80 for step in plan["steps"])
     backend.close()
     assert backend.resident() == []

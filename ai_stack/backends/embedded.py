@@ -50,6 +50,13 @@ def packaged_model_path(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: blocked in sys.modules
+        return False
+
+
 def check_gguf(path: Path, model: str) -> Path:
     """``path`` if it is a readable GGUF file; otherwise a ModelNotFoundError that says why."""
     if not path.exists():
@@ -85,7 +92,7 @@ class EmbeddedBackend:
     # -- discovery ---------------------------------------------------------------------------
 
     def health(self) -> BackendHealth:
-        if importlib.util.find_spec("llama_cpp") is None:
+        if not _importable("llama_cpp"):
             return BackendHealth(
                 self.name, False, f"llama-cpp-python is not installed. {INSTALL_HINT}"
             )
