@@ -74,6 +74,17 @@ def run_options(command: F) -> F:
         ),
         click.option("--max-rounds", type=click.IntRange(0, 20), help="Critic rounds at most."),
         click.option(
+            "--memory-budget",
+            type=click.FloatRange(min=0.1, max=4096),
+            metavar="GB",
+            help="Memory the resident models may take (default: derived from this machine).",
+        ),
+        click.option(
+            "--policy",
+            type=click.Choice(["one-at-a-time", "fit"]),
+            help="Residency policy (default one-at-a-time).",
+        ),
+        click.option(
             "--config",
             "config_file",
             type=click.Path(path_type=Path, dir_okay=True),
@@ -93,6 +104,8 @@ def settings_from_options(
     executor: str | None,
     backend: str | None,
     max_rounds: int | None,
+    memory_budget: float | None,
+    policy: str | None,
 ) -> Settings:
     overrides: dict[str, Any] = {
         "planner": {"model": planner},
@@ -100,6 +113,7 @@ def settings_from_options(
         "executor": {"model": executor},
         "backend": backend,
         "max_rounds": max_rounds,
+        "memory": {"budget_gb": memory_budget, "policy": policy},
     }
     return load_settings(config_file, overrides)
 
@@ -147,6 +161,8 @@ def run_command(
     executor: str | None,
     backend: str | None,
     max_rounds: int | None,
+    memory_budget: float | None,
+    policy: str | None,
     config_file: Path | None,
     debug: bool,
 ) -> None:
@@ -158,7 +174,7 @@ def run_command(
     _configure_logging(debug)
     with reported_errors(console, debug):
         settings = settings_from_options(
-            config_file, planner, critic, executor, backend, max_rounds
+            config_file, planner, critic, executor, backend, max_rounds, memory_budget, policy
         )
         text = " ".join(task).strip()
         if interactive:
@@ -175,7 +191,7 @@ def run_command(
         pipeline = Pipeline.from_settings(settings)
         try:
             if not quiet:
-                _say_backend(console, settings, pipeline)
+                console.print(f"[dim]Backend: {escape(pipeline.backend_note)}[/]")
             pipeline.check_models()
             if interactive:
                 from ai_stack.repl import Repl
@@ -187,12 +203,6 @@ def run_command(
                 click.echo(json.dumps(result.model_dump(mode="json"), ensure_ascii=False))
         finally:
             pipeline.close()
-
-
-def _say_backend(console: Console, settings: Settings, pipeline: Pipeline) -> None:
-    backends = sorted({spec.backend or "?" for spec in pipeline.specs.values()})
-    note = " (auto: no Ollama backend in this version)" if settings.backend == "auto" else ""
-    console.print(f"[dim]Backend: {', '.join(backends)}{note}[/]")
 
 
 def _configure_logging(debug: bool) -> None:

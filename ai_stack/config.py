@@ -35,6 +35,8 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "AI_STACK_EXECUTOR": ("executor", "model"),
     "AI_STACK_MAX_ROUNDS": ("max_rounds",),
     "AI_STACK_PROMPTS_DIR": ("prompts_dir",),
+    "AI_STACK_MEMORY_BUDGET_GB": ("memory", "budget_gb"),
+    "AI_STACK_POLICY": ("memory", "policy"),
 }
 
 
@@ -58,6 +60,27 @@ class RoleSettings(BaseModel):
     num_ctx: int = Field(default=4096, ge=512, le=1_048_576)
 
 
+class MemorySettings(BaseModel):
+    """The memory manager: how much memory models may take, and how residency is decided."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget_gb: float | None = Field(default=None, gt=0, le=4096)
+    policy: Literal["one-at-a-time", "fit"] = "one-at-a-time"
+    kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "f16"
+
+
+class OllamaSettings(BaseModel):
+    """How to reach (and optionally start) an Ollama server."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str | None = None  # default: $OLLAMA_HOST, else http://127.0.0.1:11434
+    keep_alive: str = "10m"
+    autostart: bool = False
+    request_timeout_s: float = Field(default=600.0, gt=0)
+
+
 def _role(**defaults: Any) -> Any:
     return Field(default_factory=lambda: RoleSettings(**defaults))
 
@@ -78,6 +101,8 @@ class Settings(BaseModel):
     seed: int | None = 42
     prompts_dir: Path | None = None
     models_dir: Path | None = None
+    memory: MemorySettings = Field(default_factory=MemorySettings)
+    ollama: OllamaSettings = Field(default_factory=OllamaSettings)
 
     @field_validator("planner", "critic", "executor", mode="before")
     @classmethod
@@ -182,6 +207,8 @@ def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
 
 __all__ = [
     "ROLES",
+    "MemorySettings",
+    "OllamaSettings",
     "RoleSettings",
     "Settings",
     "find_config_file",

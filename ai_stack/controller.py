@@ -12,11 +12,11 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from ai_stack.backends import ModelSpec, create_backend, default_model, resolve_backend
-from ai_stack.backends.base import ChatOptions, LoadOptions
+from ai_stack.backends import EMBEDDED_DEFAULT, ModelSpec, choose_backend, create_backend
+from ai_stack.backends.base import ChatOptions, LoadOptions, ModelInfo
 from ai_stack.config import Settings
 from ai_stack.errors import UsageError
-from ai_stack.memory import MemoryManager
+from ai_stack.memory import GIB, MemoryManager, estimate_footprint
 from ai_stack.prompts import PromptLibrary
 from ai_stack.roles import RoleCall, RoleRunner
 from ai_stack.types import (
@@ -25,6 +25,7 @@ from ai_stack.types import (
     CritiqueReady,
     Event,
     LoopStopped,
+    ModelMemory,
     Phase,
     PhaseFinished,
     PhaseMetrics,
@@ -112,13 +113,32 @@ def review_loop(
     return outcome
 
 
-def resolve_roles(settings: Settings, backend: str) -> dict[Role, ModelSpec]:
+def resolve_roles(
+    settings: Settings, backend: str, defaults: dict[Role, str] | None = None
+) -> dict[Role, ModelSpec]:
     """Each role's model spec with its backend filled in (explicit prefixes win)."""
     specs: dict[Role, ModelSpec] = {}
     for role in ROLES:
-        text = settings.role(role).model or default_model(backend)
+        text = settings.role(role).model or (defaults or {}).get(role) or EMBEDDED_DEFAULT
         specs[role] = ModelSpec.parse(text).with_backend(backend)
     return specs
+
+
+def default_models(settings: Settings, backend: str, manager: MemoryManager) -> dict[Role, str]:
+    """Models for roles the user left unset: SmolLM2 when embedded; on Ollama the original
+    ai-stack's roles where installed, else picked from what is installed and fits the budget."""
+    if backend == "embedded" or all(settings.role(role).model for role in ROLES):
+        return {role: EMBEDDED_DEFAULT for role in ROLES}
+    from ai_stack.backends.ollama import default_roles
+
+    num_ctx = settings.executor.num_ctx
+
+    def fits(info: ModelInfo) -> bool:
+        described = manager.describe(ModelSpec(backend, info.name))
+        return estimate_footprint(described, num_ctx).total <= manager.budget
+
+    installed = manager.backend(backend).list_models()
+    return default_roles(installed, fits)  # type: ignore[return-value]
 
 
 def load_options_for(
@@ -149,22 +169,37 @@ class Pipeline:
         self.specs = specs
         self.load_options = load_options_for(settings, specs)
         self.runner = RoleRunner(manager, max_reasks=settings.max_reasks)
+        self.backend_note = ""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pipeline:
-        """The usual wiring: backends from the registry, one memory manager, the prompt library."""
-        backend = resolve_backend(settings.backend)
-        models_dir = settings.resolved_models_dir()
-        manager = MemoryManager(lambda name: create_backend(name, models_dir=models_dir))
-        return cls(
-            settings, manager, PromptLibrary(settings.prompts_dir), resolve_roles(settings, backend)
+        """The usual wiring: backends from the registry, one memory manager, the prompt library.
+
+        Contacts Ollama (``backend = "auto"`` or ``"ollama"``) to choose the backend; loads nothing.
+        """
+        budget = settings.memory.budget_gb
+        manager = MemoryManager(
+            lambda name: create_backend(name, settings),
+            policy=settings.memory.policy,
+            budget_bytes=int(budget * GIB) if budget else None,
+            kv_cache_type=settings.memory.kv_cache_type,
         )
+        try:
+            backend, note = choose_backend(
+                settings.backend, manager.backend, autostart=settings.ollama.autostart
+            )
+            specs = resolve_roles(settings, backend, default_models(settings, backend, manager))
+            pipeline = cls(settings, manager, PromptLibrary(settings.prompts_dir), specs)
+        except BaseException:
+            manager.close()
+            raise
+        pipeline.backend_note = note
+        return pipeline
 
     def check_models(self) -> None:
-        """Fail before any work if a role's model does not exist (raises ModelNotFoundError)."""
+        """Fail before any work if a role's model is missing or cannot fit the memory budget."""
         for spec in dict.fromkeys(self.specs.values()):
-            assert spec.backend is not None
-            self.manager.backend(spec.backend).describe(spec.name)
+            self.manager.check_fits(spec, self.load_options[spec])
 
     def close(self) -> None:
         """Unload every model and release the backends."""
@@ -238,6 +273,17 @@ class Pipeline:
                 unloads=spent.unloads,
                 load_s=round(spent.load_s, 4),
                 wall_s=round(time.perf_counter() - started, 4),
+                policy=self.manager.policy,
+                budget_bytes=self.manager.budget,
+                memory=[
+                    ModelMemory(
+                        model=record.model,
+                        estimate_bytes=record.estimate_bytes,
+                        resident_bytes=record.resident_bytes,
+                    )
+                    for spec, record in self.manager.records.items()
+                    if spec in self.load_options
+                ],
             ),
         )
         yield RunFinished(result)

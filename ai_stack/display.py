@@ -12,7 +12,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.status import Status
 
+from ai_stack.memory import gib
 from ai_stack.types import (
+    CallRetried,
     CritiqueReady,
     Event,
     LoopStopped,
@@ -91,11 +93,22 @@ class Display:
         elif isinstance(event, ModelLoading):
             self._set_status(f"Loading [cyan]{escape(event.model)}[/]…")
         elif isinstance(event, ModelLoaded):
-            self.console.print(f"[dim]Loaded {escape(event.model)} in {event.seconds:.2f} s[/]")
+            memory = f"estimated {gib(event.estimate_bytes)}"
+            if event.resident_bytes is not None:
+                memory += f", measured {gib(event.resident_bytes)}"
+            self.console.print(
+                f"[dim]Loaded {escape(event.model)} in {event.seconds:.2f} s ({memory})[/]"
+            )
             if self._phase is not None:
                 self._set_status(self._status_text())
         elif isinstance(event, ModelUnloaded):
             self.console.print(f"[dim]Unloaded {escape(event.model)} ({escape(event.reason)})[/]")
+        elif isinstance(event, CallRetried):
+            self._end_answer()
+            self.console.print(
+                f"[yellow]The {event.role}'s answer was interrupted ({escape(event.reason)}); "
+                "asking again. Any text shown for it above is void.[/]"
+            )
         elif isinstance(event, Reasked):
             self.console.print(
                 f"[yellow]The {event.role}'s reply was invalid ({escape(event.error)}); "

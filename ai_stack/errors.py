@@ -77,3 +77,23 @@ class InvalidOutputError(AiStackError):
         self.attempts = attempts
         self.reason = reason
         self.last_raw = last_raw
+
+
+class TransientBackendError(BackendError):
+    """A failure worth retrying: server busy (503), connection reset, a stream cut mid-answer.
+
+    ``partial`` is True when some of the answer had already been streamed, so the caller must
+    discard what it showed before retrying.
+    """
+
+    def __init__(self, backend: str, message: str, *, partial: bool = False) -> None:
+        super().__init__(backend, message)
+        self.partial = partial
+
+
+class MemoryBudgetError(AiStackError):
+    """A model cannot be loaded inside the memory budget, or memory is too short right now."""
+
+    def __init__(self, model: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.model = model

@@ -1,24 +1,138 @@
 """The memory manager: the one place that decides which models are resident.
 
-This is the foundation's policy only, ``one-at-a-time``: before a model loads, every other
-resident model is unloaded and the backend confirms it. Budgets, footprint estimates and the
-``fit`` policy build on this class (see DESIGN.md, "Memory manager").
+It keeps the resident set inside a budget under one of two policies:
 
-Acquiring a model is a generator of events (unloads, loading, loaded) that *returns* a
-:class:`Lease`, so the controller can relay the events with ``yield from``.
+- ``one-at-a-time`` (default): before a model loads, every other resident model is unloaded, and
+  the backends are asked again to confirm that none is left.
+- ``fit``: several models stay resident while their footprints fit the budget; the least recently
+  used is evicted first.
+
+A model whose estimated footprint alone exceeds the budget is refused with a message naming
+models that would fit. Footprint = weights (size on disk) + KV cache for the context + a margin
+for compute buffers; once loaded, the backend's own figure (``/api/ps`` size, or RSS growth for
+the embedded backend) is recorded beside the estimate.
+
+Acquiring a model is a generator of events that *returns* a :class:`Lease`, so the controller
+relays the events with ``yield from``.
 """
 
 from __future__ import annotations
 
+import platform
+import subprocess
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import psutil
 
 from ai_stack.backends import ModelSpec
-from ai_stack.backends.base import Backend, LoadOptions
+from ai_stack.backends.base import Backend, LoadOptions, ModelInfo
+from ai_stack.errors import BackendError, MemoryBudgetError
 from ai_stack.types import Event, ModelLoaded, ModelLoading, ModelUnloaded
 
-POLICIES = ("one-at-a-time",)
+POLICIES = ("one-at-a-time", "fit")
+GIB = 1024**3
+MIB = 1024**2
+SAFETY_MARGIN = 1 * GIB
+KV_BYTES = {"f16": 2.0, "q8_0": 1.0, "q4_0": 0.5}
+
+
+def gib(n_bytes: float) -> str:
+    """Bytes as GiB for messages.
+
+    >>> gib(3 * 1024**3 // 2)
+    '1.5 GiB'
+    """
+    return f"{n_bytes / GIB:.1f} GiB"
+
+
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    """Estimated memory of a loaded model."""
+
+    weights: int
+    kv_cache: int
+    overhead: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv_cache + self.overhead
+
+    def describe(self) -> str:
+        return (
+            f"{gib(self.total)} (weights {gib(self.weights)} + KV cache {gib(self.kv_cache)} "
+            f"+ buffers {gib(self.overhead)})"
+        )
+
+
+def estimate_footprint(
+    info: ModelInfo, num_ctx: int, *, kv_cache_type: str = "f16", parallel: int = 1
+) -> Footprint:
+    """Weights + KV cache (Ollama's own formula) + a compute-buffer margin.
+
+    KV per layer = num_ctx * parallel * (key_length + value_length) * kv_heads * bytes; without
+    key/value lengths, embedding_length / head_count is the head size.
+
+    >>> info = ModelInfo("qwen2.5:14b", "ollama", 9 * 1024**3, block_count=48, head_count=40,
+    ...                  head_count_kv=8, embedding_length=5120)
+    >>> estimate_footprint(info, 4096).kv_cache // 1024**2   # 192 KiB per token at f16
+    768
+    """
+    kv = 0
+    if info.block_count and info.head_count_kv:
+        head = (info.embedding_length or 0) // (info.head_count or 1)
+        key_length = info.key_length or head
+        value_length = info.value_length or head
+        per_layer = num_ctx * parallel * (key_length + value_length) * info.head_count_kv
+        kv = int(per_layer * info.block_count * KV_BYTES.get(kv_cache_type, 2.0))
+    else:  # unknown architecture: assume a KV cache of a tenth of the weights
+        kv = info.size_bytes // 10
+    overhead = 256 * MIB + info.size_bytes // 20
+    return Footprint(info.size_bytes, kv, overhead)
+
+
+def default_budget(
+    *,
+    total: int | None = None,
+    available: int | None = None,
+    system: str | None = None,
+    machine: str | None = None,
+    wired_limit_mb: int | None = None,
+) -> int:
+    """The budget when none is configured.
+
+    On Apple Silicon the GPU may wire about two-thirds of unified memory (or
+    ``iogpu.wired_limit_mb`` when set); elsewhere models live in RAM, so the RAM available now is
+    the limit. A safety margin is kept either way.
+
+    >>> gib(default_budget(total=16 * GIB, available=8 * GIB, system="Darwin", machine="arm64",
+    ...                    wired_limit_mb=0))
+    '9.7 GiB'
+    >>> gib(default_budget(total=24 * GIB, available=20 * GIB, system="Linux", machine="x86_64"))
+    '19.0 GiB'
+    """
+    memory = psutil.virtual_memory() if total is None or available is None else None
+    total = total if total is not None else memory.total  # type: ignore[union-attr]
+    available = available if available is not None else memory.available  # type: ignore[union-attr]
+    system = system or platform.system()
+    machine = machine or platform.machine()
+    if system == "Darwin" and machine == "arm64":
+        if wired_limit_mb is None:
+            wired_limit_mb = _sysctl_int("iogpu.wired_limit_mb")
+        gpu_share = wired_limit_mb * MIB if wired_limit_mb else total * 2 // 3
+        return max(gpu_share - SAFETY_MARGIN, 512 * MIB)
+    return max(available - SAFETY_MARGIN, 512 * MIB)
+
+
+def _sysctl_int(name: str) -> int | None:
+    try:
+        out = subprocess.run(
+            ["sysctl", "-n", name], capture_output=True, text=True, timeout=2, check=False
+        )
+        return int(out.stdout.strip())
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,29 +158,54 @@ class Counters:
         )
 
 
-class MemoryManager:
-    """Keeps the resident set inside the policy, across every backend in use."""
+@dataclass(slots=True)
+class _Resident:
+    options: LoadOptions
+    footprint: int
+    measured: int | None = None
 
-    def __init__(
-        self,
-        backend_factory: Callable[[str], Backend],
-        *,
-        policy: str = "one-at-a-time",
-        clock: Callable[[], float] = time.perf_counter,
-    ) -> None:
-        if policy not in POLICIES:
-            raise ValueError(f"unknown policy {policy!r}")
-        self.policy = policy
-        self._factory = backend_factory
-        self._clock = clock
-        self._backends: dict[str, Backend] = {}
-        self._resident: dict[ModelSpec, LoadOptions] = {}
-        self._counters = Counters()
+
+@dataclass(slots=True)
+class MemoryRecord:
+    """Estimate and measurement for one model, as reported in run metrics."""
+
+    model: str
+    estimate_bytes: int
+    resident_bytes: int | None = None
+    loads: int = 0
+    load_s: float = 0.0
+
+
+@dataclass
+class MemoryManager:
+    """Keeps the resident set inside the budget and policy, across every backend in use."""
+
+    backend_factory: Callable[[str], Backend]
+    policy: str = "one-at-a-time"
+    budget_bytes: int | None = None
+    kv_cache_type: str = "f16"
+    clock: Callable[[], float] = time.perf_counter
+    records: dict[ModelSpec, MemoryRecord] = field(default_factory=dict)
+    _backends: dict[str, Backend] = field(default_factory=dict)
+    _resident: dict[ModelSpec, _Resident] = field(default_factory=dict)  # LRU first
+    _infos: dict[ModelSpec, ModelInfo] = field(default_factory=dict)
+    _counters: Counters = field(default_factory=Counters)
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(f"unknown policy {self.policy!r}; choose from {', '.join(POLICIES)}")
+        if self.budget_bytes is None:
+            self.budget_bytes = default_budget()
+
+    @property
+    def budget(self) -> int:
+        assert self.budget_bytes is not None
+        return self.budget_bytes
 
     def backend(self, name: str) -> Backend:
         """The backend called ``name``, created on first use."""
         if name not in self._backends:
-            self._backends[name] = self._factory(name)
+            self._backends[name] = self.backend_factory(name)
         return self._backends[name]
 
     @property
@@ -77,40 +216,138 @@ class MemoryManager:
     def resident(self) -> list[ModelSpec]:
         return list(self._resident)
 
+    def describe(self, spec: ModelSpec) -> ModelInfo:
+        """The backend's description of ``spec`` (cached; raises ModelNotFoundError)."""
+        if spec not in self._infos:
+            assert spec.backend is not None, f"model spec {spec} has no backend; resolve it first"
+            self._infos[spec] = self.backend(spec.backend).describe(spec.name)
+        return self._infos[spec]
+
+    def footprint(self, spec: ModelSpec, options: LoadOptions) -> Footprint:
+        return estimate_footprint(
+            self.describe(spec), options.num_ctx, kv_cache_type=self.kv_cache_type
+        )
+
+    def check_fits(self, spec: ModelSpec, options: LoadOptions) -> Footprint:
+        """The footprint of ``spec``, or a MemoryBudgetError if it alone exceeds the budget."""
+        footprint = self.footprint(spec, options)
+        if footprint.total > self.budget:
+            raise MemoryBudgetError(
+                str(spec),
+                f"{spec} needs about {footprint.describe()}, more than the memory budget of "
+                f"{gib(self.budget)}.",
+                hint=self._alternatives(spec, options),
+            )
+        return footprint
+
     def acquire(self, spec: ModelSpec, options: LoadOptions) -> Generator[Event, None, Lease]:
-        """Make ``spec`` resident with ``options``, unloading others first as the policy says."""
+        """Make ``spec`` resident with ``options``, evicting others as the policy says."""
         if spec.backend is None:
             raise ValueError(f"model spec {spec} has no backend; resolve it first")
         backend = self.backend(spec.backend)
-        if self._resident.get(spec) == options:
+        current = self._resident.get(spec)
+        if current is not None and current.options == options:
             self._resident[spec] = self._resident.pop(spec)  # most recently used last
             return Lease(backend, spec, 0.0)
-        for other in list(self._resident):
-            reason = "load-time options changed" if other == spec else "one model at a time"
-            yield from self._unload(other, reason)
-        yield ModelLoading(str(spec))
-        started = self._clock()
+        footprint = self.check_fits(spec, options)
+        if current is not None:
+            yield from self._unload(spec, "load-time options changed")
+        yield from self._make_room(spec, footprint.total)
+        yield ModelLoading(str(spec), footprint.total)
+        started = self.clock()
         backend.load(spec.name, options)
-        seconds = self._clock() - started
-        self._resident[spec] = options
+        seconds = self.clock() - started
+        measured = self._measured(backend, spec)
+        self._resident[spec] = _Resident(options, footprint.total, measured)
+        record = self.records.setdefault(spec, MemoryRecord(str(spec), footprint.total))
+        record.estimate_bytes, record.resident_bytes = footprint.total, measured
+        record.loads += 1
+        record.load_s += seconds
         self._counters = Counters(
             self._counters.loads + 1, self._counters.unloads, self._counters.load_s + seconds
         )
-        yield ModelLoaded(str(spec), seconds)
+        yield ModelLoaded(str(spec), seconds, footprint.total, measured)
         return Lease(backend, spec, seconds)
 
     def release_all(self, reason: str = "shutting down") -> Iterator[Event]:
-        """Unload every resident model."""
+        """Unload every model this manager loaded."""
         for spec in list(self._resident):
             yield from self._unload(spec, reason)
 
     def close(self) -> None:
         """Unload everything and close the backends; safe to call twice."""
-        for _ in self.release_all():
-            pass
-        for backend in self._backends.values():
-            backend.close()
-        self._backends.clear()
+        try:
+            for _ in self.release_all():
+                pass
+        finally:
+            for backend in self._backends.values():
+                backend.close()
+            self._backends.clear()
+
+    # -- policy ------------------------------------------------------------------------------
+
+    def _make_room(self, spec: ModelSpec, needed: int) -> Iterator[Event]:
+        if self.policy == "one-at-a-time":
+            in_use = self._backends_in_use(spec)
+            for other in list(self._resident):
+                yield from self._unload(other, "one model at a time")
+            yield from self._unload_foreign(exclude=spec)
+            self._verify_alone(spec, in_use)
+            return
+        # fit: models loaded by someone else count first, then ours, least recently used first
+        yield from self._unload_foreign(exclude=spec, until_fits=needed)
+        while self._resident and self._used() + needed > self.budget:
+            victim = next(iter(self._resident))
+            yield from self._unload(victim, f"making room within {gib(self.budget)}")
+
+    def _used(self) -> int:
+        return sum(max(r.footprint, r.measured or 0) for r in self._resident.values())
+
+    def _unload_foreign(
+        self, *, exclude: ModelSpec, until_fits: int | None = None
+    ) -> Iterator[Event]:
+        """Unload models resident in a backend we use that this manager did not load (another
+        client's). With ``until_fits``, only as many as needed for that many more bytes."""
+        foreign = [
+            (ModelSpec(name, model.name), model.size_bytes)
+            for name, backend in self._backends_in_use(exclude)
+            for model in backend.resident()
+            if ModelSpec(name, model.name) not in self._resident
+            and ModelSpec(name, model.name) != exclude
+        ]
+        remaining = sum(size for _, size in foreign)
+        for spec, size in foreign:
+            if until_fits is not None and self._used() + remaining + until_fits <= self.budget:
+                return
+            assert spec.backend is not None
+            self.backend(spec.backend).unload(spec.name)
+            remaining -= size
+            self._counters = Counters(
+                self._counters.loads, self._counters.unloads + 1, self._counters.load_s
+            )
+            yield ModelUnloaded(str(spec), "loaded outside this run; freeing its memory")
+
+    def _backends_in_use(self, spec: ModelSpec) -> list[tuple[str, Backend]]:
+        """Backends holding our models or about to hold ``spec`` (not ones only probed)."""
+        names = {s.backend for s in self._resident} | {spec.backend}
+        return [(name, self.backend(name)) for name in sorted(n for n in names if n)]
+
+    def _verify_alone(self, spec: ModelSpec, backends: list[tuple[str, Backend]]) -> None:
+        """Ask the backends again: under one-at-a-time nothing else may be resident now."""
+        for name, backend in backends:
+            left = [m.name for m in backend.resident() if ModelSpec(name, m.name) != spec]
+            if left:
+                raise BackendError(
+                    name,
+                    f"{', '.join(left)} still resident after unloading; refusing to load {spec} "
+                    "beside it under the one-at-a-time policy.",
+                )
+
+    def _measured(self, backend: Backend, spec: ModelSpec) -> int | None:
+        for model in backend.resident():
+            if model.name == spec.name:
+                return model.size_bytes
+        return None
 
     def _unload(self, spec: ModelSpec, reason: str) -> Iterator[Event]:
         assert spec.backend is not None
@@ -120,3 +357,28 @@ class MemoryManager:
             self._counters.loads, self._counters.unloads + 1, self._counters.load_s
         )
         yield ModelUnloaded(str(spec), reason)
+
+    def _alternatives(self, spec: ModelSpec, options: LoadOptions) -> str:
+        assert spec.backend is not None
+        fitting = []
+        try:
+            installed = self.backend(spec.backend).list_models()
+        except Exception:  # the refusal matters more than the suggestions
+            installed = []
+        for listed in installed:
+            if listed.name == spec.name:
+                continue
+            try:
+                info = self.describe(ModelSpec(spec.backend, listed.name))
+            except Exception:
+                info = listed
+            total = estimate_footprint(
+                info, options.num_ctx, kv_cache_type=self.kv_cache_type
+            ).total
+            if total <= self.budget:
+                fitting.append((total, info.name))
+        advice = "Lower num_ctx for this role, or raise the budget with --memory-budget GB."
+        if not fitting:
+            return f"No installed {spec.backend} model fits. {advice}"
+        names = ", ".join(f"{name} (~{gib(total)})" for total, name in sorted(fitting)[-4:])
+        return f"Installed models that fit: {names}. {advice}"

@@ -19,9 +19,18 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from ai_stack.backends import ModelSpec
 from ai_stack.backends.base import ChatOptions, LoadOptions, Message
-from ai_stack.errors import InvalidOutputError
+from ai_stack.errors import InvalidOutputError, TransientBackendError
 from ai_stack.memory import MemoryManager
-from ai_stack.types import Event, Phase, PhaseFinished, PhaseMetrics, PhaseStarted, Reasked, Role
+from ai_stack.types import (
+    CallRetried,
+    Event,
+    Phase,
+    PhaseFinished,
+    PhaseMetrics,
+    PhaseStarted,
+    Reasked,
+    Role,
+)
 from ai_stack.types import Token as TokenEvent
 
 T = TypeVar("T", bound=BaseModel)
@@ -102,9 +111,12 @@ def _describe_validation(error: ValidationError) -> str:
 class RoleRunner:
     """Makes role calls through the memory manager; the controller's only way to a model."""
 
-    def __init__(self, manager: MemoryManager, *, max_reasks: int = 2) -> None:
+    def __init__(
+        self, manager: MemoryManager, *, max_reasks: int = 2, stream_retries: int = 2
+    ) -> None:
         self.manager = manager
         self.max_attempts = max_reasks + 1
+        self.stream_retries = stream_retries
 
     def structured(
         self, call: RoleCall, messages: list[Message], model: type[T]
@@ -180,9 +192,18 @@ class RoleRunner:
         started = time.perf_counter()
         yield PhaseStarted(call.role, call.phase, str(call.spec), call.round, attempt)
         lease = yield from self.manager.acquire(call.spec, call.load)
-        stream = lease.backend.chat(call.spec.name, messages, options=call.chat, schema=schema)
-        for piece in stream:
-            yield TokenEvent(call.role, piece)
+        for retry in range(self.stream_retries + 1):
+            stream = lease.backend.chat(call.spec.name, messages, options=call.chat, schema=schema)
+            try:
+                for piece in stream:
+                    yield TokenEvent(call.role, piece)
+                break
+            except TransientBackendError as exc:
+                # Backends retry what fails before any text arrives; a cut *during* the answer
+                # is retried here, where the text already shown can be declared void.
+                if not exc.partial or retry == self.stream_retries:
+                    raise
+                yield CallRetried(call.role, exc.message, discard_partial=True)
         result = stream.result
         yield PhaseFinished(
             PhaseMetrics(

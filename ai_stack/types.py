@@ -80,6 +80,14 @@ class PhaseMetrics(BaseModel):
     wall_s: float = 0.0
 
 
+class ModelMemory(BaseModel):
+    """A model's estimated footprint next to what its backend reported once it was loaded."""
+
+    model: str
+    estimate_bytes: int
+    resident_bytes: int | None = None
+
+
 class RunMetrics(BaseModel):
     """Per-call metrics plus run totals (loads and unloads made during this run)."""
 
@@ -88,6 +96,9 @@ class RunMetrics(BaseModel):
     unloads: int = 0
     load_s: float = 0.0
     wall_s: float = 0.0
+    policy: str = "one-at-a-time"
+    budget_bytes: int = 0
+    memory: list[ModelMemory] = Field(default_factory=list)
 
 
 class RunResult(BaseModel):
@@ -128,12 +139,17 @@ class PhaseStarted:
 @dataclass(frozen=True, slots=True)
 class ModelLoading:
     model: str
+    estimate_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class ModelLoaded:
+    """``resident_bytes`` is the backend's own figure once loaded (None if it reports none)."""
+
     model: str
     seconds: float
+    estimate_bytes: int = 0
+    resident_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +162,16 @@ class ModelUnloaded:
 class Token:
     role: Role
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallRetried:
+    """A model call failed transiently (busy server, cut stream) and is being made again;
+    any text already streamed for it is void."""
+
+    role: Role
+    reason: str
+    discard_partial: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +218,7 @@ Event = (
     | ModelUnloaded
     | Token
     | Reasked
+    | CallRetried
     | PhaseFinished
     | PlanReady
     | CritiqueReady
@@ -201,12 +228,14 @@ Event = (
 
 __all__ = [
     "ROLES",
+    "CallRetried",
     "Critique",
     "CritiqueReady",
     "Event",
     "LoopStopped",
     "ModelLoaded",
     "ModelLoading",
+    "ModelMemory",
     "ModelUnloaded",
     "Phase",
     "PhaseFinished",

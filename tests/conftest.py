@@ -23,6 +23,8 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(name)
     home = tmp_path / "home"
     monkeypatch.setenv("AI_STACK_HOME", str(home))
+    # Never reach a real Ollama by accident: port 9 (discard) refuses connections here.
+    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)

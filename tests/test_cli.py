@@ -88,9 +88,10 @@ def test_unreadable_or_invalid_config_file(tmp_path: Path) -> None:
     assert_clean_error(code, err, "not valid TOML")
 
 
-def test_ollama_backend_is_not_available_yet() -> None:
+def test_unreachable_ollama_is_one_clear_error() -> None:
     code, _, err = invoke("--backend", "ollama", "task")
-    assert_clean_error(code, err, "Ollama backend")
+    assert_clean_error(code, err, "Ollama is not reachable")
+    assert "ollama serve" in err and "--backend embedded" in err
 
 
 def test_task_and_interactive_together_are_refused() -> None:
@@ -99,7 +100,7 @@ def test_task_and_interactive_together_are_refused() -> None:
 
 
 def test_debug_shows_the_traceback() -> None:
-    result = CliRunner().invoke(cli, ["--debug", "--backend", "ollama", "task"])
+    result = CliRunner().invoke(cli, ["--debug", "--planner", "embedded:/nowhere.gguf", "task"])
     assert result.exception is not None and not isinstance(result.exception, SystemExit)
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from ai_stack.backends.base import (
     Backend,
@@ -16,6 +16,7 @@ from ai_stack.backends.base import (
     ModelInfo,
     ResidentModel,
 )
+from ai_stack.config import Settings, user_dir
 from ai_stack.errors import BackendUnavailableError, ModelSpecError
 
 BACKENDS = ("ollama", "embedded")
@@ -58,35 +59,55 @@ class ModelSpec:
         return f"{self.backend}:{self.name}" if self.backend else self.name
 
 
-def create_backend(name: str, *, models_dir: Path) -> Backend:
+def create_backend(name: str, settings: Settings) -> Backend:
     """Construct a backend by name. Construction is cheap; nothing is loaded or contacted."""
     if name == "embedded":
         from ai_stack.backends.embedded import EmbeddedBackend
 
-        return EmbeddedBackend(models_dir=models_dir)
+        return EmbeddedBackend(models_dir=settings.resolved_models_dir())
     if name == "ollama":
-        raise BackendUnavailableError(
-            "ollama",
-            "The Ollama backend is not part of this version yet.",
-            hint="Use --backend embedded (the default when no Ollama server is reachable).",
+        from ai_stack.backends.ollama import OllamaBackend
+
+        return OllamaBackend(
+            settings.ollama.host,
+            keep_alive=settings.ollama.keep_alive,
+            request_timeout_s=settings.ollama.request_timeout_s,
+            log_dir=user_dir() / "logs",
         )
     raise ModelSpecError(f"Unknown backend {name!r}", hint=f"Known backends: {', '.join(BACKENDS)}")
 
 
-def resolve_backend(requested: str) -> str:
-    """Turn ``auto`` into a concrete backend name: a reachable Ollama first, else embedded."""
-    if requested in BACKENDS:
-        return requested
-    if requested != "auto":
+def choose_backend(
+    requested: str, get_backend: Callable[[str], Backend], *, autostart: bool = False
+) -> tuple[str, str]:
+    """The backend for specs without a prefix, and a sentence saying why.
+
+    ``auto`` prefers a reachable Ollama server (started first when ``autostart`` is set and an
+    ``ollama`` binary is on PATH), else the embedded backend. An explicit ``ollama`` that cannot
+    be reached is an error now rather than at the first model call.
+    """
+    if requested == "embedded":
+        return "embedded", "embedded (as configured)"
+    if requested not in ("auto", "ollama"):
         raise ModelSpecError(
             f"Unknown backend {requested!r}", hint=f"Use auto or one of: {', '.join(BACKENDS)}"
         )
-    return "embedded"
+    ollama = get_backend("ollama")
+    health = ollama.health()
+    started = False
+    if not health.available and autostart and hasattr(ollama, "start_server"):
+        health = ollama.start_server()
+        started = health.available
+    if health.available:
+        note = " (started `ollama serve`; it stops when ai-stack exits)" if started else ""
+        return "ollama", f"{health.detail}{note}"
+    if requested == "ollama":
+        from ai_stack.backends.ollama import START_HINT
 
-
-def default_model(backend: str) -> str:
-    """The model a role uses when none is configured."""
-    return EMBEDDED_DEFAULT if backend == "embedded" else "qwen2.5:7b"
+        raise BackendUnavailableError(
+            "ollama", f"Ollama is not reachable: {health.detail}.", hint=START_HINT
+        )
+    return "embedded", f"embedded ({health.detail})"
 
 
 __all__ = [
@@ -101,7 +122,6 @@ __all__ = [
     "ModelInfo",
     "ModelSpec",
     "ResidentModel",
+    "choose_backend",
     "create_backend",
-    "default_model",
-    "resolve_backend",
 ]

@@ -1,0 +1,444 @@
+"""The Ollama backend, on the official ``ollama`` client.
+
+Facts it relies on (../shared/reference/ollama-api.md): an empty generate loads a model and an
+empty generate with ``keep_alive: 0`` unloads it, but the unload is asynchronous, so ``unload``
+polls ``/api/ps`` until the model is gone. Load-time options (``num_ctx``, ``num_thread``, ...)
+are fixed per model at its first load and sent unchanged on every later request, because the
+server silently reloads a model whose load-time options change.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+import ollama
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from ai_stack.backends.base import (
+    BackendHealth,
+    ChatOptions,
+    ChatResult,
+    ChatStream,
+    LoadOptions,
+    Message,
+    ModelInfo,
+    ResidentModel,
+)
+from ai_stack.errors import (
+    BackendError,
+    BackendUnavailableError,
+    ModelNotFoundError,
+    TransientBackendError,
+)
+
+T = TypeVar("T")
+DEFAULT_HOST = "http://127.0.0.1:11434"
+START_HINT = (
+    "Start it with `ollama serve` (or set ollama.autostart = true), point OLLAMA_HOST at it, "
+    "or use --backend embedded."
+)
+# The original ai-stack's roles: a 7B planner, a 7B instruct critic, a 14B executor.
+PREFERRED_ROLES = {"planner": "mistral:7b", "critic": "qwen2.5:7b", "executor": "qwen2.5:14b"}
+
+
+def resolve_host(value: str | None) -> str:
+    """The server URL for an ``OLLAMA_HOST``-style value, as the server and client read it.
+
+    >>> resolve_host(None)
+    'http://127.0.0.1:11434'
+    >>> resolve_host("0.0.0.0")
+    'http://0.0.0.0:11434'
+    >>> resolve_host(":8080")
+    'http://127.0.0.1:8080'
+    >>> resolve_host("https://ollama.example.com")
+    'https://ollama.example.com:443'
+    >>> resolve_host("http://[::1]:11500/")
+    'http://[::1]:11500'
+    """
+    value = (value or "").strip()
+    if not value:
+        return DEFAULT_HOST
+    scheme, rest = ("http", value) if "://" not in value else value.split("://", 1)
+    parts = urlsplit(f"{scheme}://{rest}")
+    default_port = {"http": 80, "https": 443}[scheme] if "://" in value else 11434
+    host = parts.hostname or "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    path = parts.path.rstrip("/")
+    return f"{scheme}://{host}:{parts.port or default_port}{path}"
+
+
+def parameter_billions(text: str | None) -> float | None:
+    """``"7.6B"`` → 7.6, ``"135M"`` → 0.135; ``None`` when unknown.
+
+    >>> parameter_billions("14.8B"), parameter_billions("135M"), parameter_billions(None)
+    (14.8, 0.135, None)
+    """
+    if not text:
+        return None
+    scale = {"B": 1.0, "M": 1e-3, "K": 1e-6}.get(text[-1].upper())
+    try:
+        return float(text[:-1]) * scale if scale else float(text)
+    except ValueError:
+        return None
+
+
+class OllamaBackend:
+    """An Ollama server behind the backend protocol."""
+
+    name = "ollama"
+
+    def __init__(
+        self,
+        host: str | None = None,
+        *,
+        keep_alive: str | float = "10m",
+        request_timeout_s: float = 600.0,
+        connect_timeout_s: float = 3.0,
+        unload_timeout_s: float = 15.0,
+        poll_interval_s: float = 0.05,
+        attempts: int = 4,
+        wait: Any = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.host = resolve_host(host if host is not None else os.environ.get("OLLAMA_HOST"))
+        self.keep_alive = keep_alive
+        self.unload_timeout_s = unload_timeout_s
+        self.poll_interval_s = poll_interval_s
+        self.attempts = attempts
+        self.wait = wait if wait is not None else wait_exponential(multiplier=0.5, max=8)
+        self.log_dir = log_dir
+        self._timeout = httpx.Timeout(request_timeout_s, connect=connect_timeout_s)
+        self._client: ollama.Client | None = None
+        self._load_options: dict[str, dict[str, Any]] = {}
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def client(self) -> ollama.Client:
+        if self._client is None:  # created on first use: no connections at construction
+            self._client = ollama.Client(host=self.host, timeout=self._timeout)
+        return self._client
+
+    # -- server ------------------------------------------------------------------------------
+
+    def health(self) -> BackendHealth:
+        try:
+            response = httpx.get(f"{self.host}/api/version", timeout=2.0)
+            response.raise_for_status()
+            version = response.json().get("version")
+        except (httpx.HTTPError, ValueError) as exc:
+            detail = f"no Ollama server at {self.host} ({type(exc).__name__})"
+            return BackendHealth(self.name, False, detail)
+        return BackendHealth(self.name, True, f"Ollama {version} at {self.host}", version)
+
+    @property
+    def started_server(self) -> bool:
+        return self._process is not None
+
+    def start_server(self, *, timeout_s: float = 20.0) -> BackendHealth:
+        """Start ``ollama serve`` if a binary is on PATH and wait until it answers."""
+        binary = shutil.which("ollama")
+        if binary is None:
+            return BackendHealth(self.name, False, "no `ollama` binary on PATH to start")
+        log_path = (self.log_dir or Path.cwd()) / "ollama-serve.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        bind = self.host.split("://", 1)[1].split("/", 1)[0]
+        with log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [binary, "serve"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "OLLAMA_HOST": bind},
+            )
+        deadline = time.monotonic() + timeout_s
+        delay = 0.05
+        while time.monotonic() < deadline:
+            health = self.health()
+            if health.available:
+                return health
+            if self._process.poll() is not None:
+                self._process = None
+                raise BackendUnavailableError(
+                    self.name, f"`ollama serve` exited at once; see {log_path}", hint=START_HINT
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        self.stop_server()
+        raise BackendUnavailableError(
+            self.name, f"`ollama serve` did not answer within {timeout_s:.0f} s; see {log_path}"
+        )
+
+    def stop_server(self) -> None:
+        """Stop the server this backend started (never one it found running)."""
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    # -- discovery ---------------------------------------------------------------------------
+
+    def list_models(self) -> list[ModelInfo]:
+        listed = self._retrying(lambda: self.client.list())
+        return [
+            ModelInfo(
+                name=m.model or "",
+                backend=self.name,
+                size_bytes=int(m.size or 0),
+                family=m.details.family if m.details else None,
+                parameters=m.details.parameter_size if m.details else None,
+                quantization=m.details.quantization_level if m.details else None,
+            )
+            for m in listed.models
+        ]
+
+    def describe(self, model: str) -> ModelInfo:
+        shown = self._retrying(lambda: self.client.show(model), model=model)
+        sizes = {m.name: m.size_bytes for m in self.list_models()}
+        size = sizes.get(model) or sizes.get(f"{model}:latest") or 0
+        details = shown.details
+        info = ModelInfo(
+            name=model,
+            backend=self.name,
+            size_bytes=size,
+            family=details.family if details else None,
+            parameters=details.parameter_size if details else None,
+            quantization=details.quantization_level if details else None,
+        )
+        meta = dict(shown.modelinfo or {})
+        arch = meta.get("general.architecture")
+        if arch:
+            info.context_length = meta.get(f"{arch}.context_length")
+            info.block_count = meta.get(f"{arch}.block_count")
+            info.embedding_length = meta.get(f"{arch}.embedding_length")
+            info.head_count = _largest(meta.get(f"{arch}.attention.head_count"))
+            info.head_count_kv = _largest(meta.get(f"{arch}.attention.head_count_kv"))
+            info.key_length = meta.get(f"{arch}.attention.key_length")
+            info.value_length = meta.get(f"{arch}.attention.value_length")
+        return info
+
+    # -- residency ---------------------------------------------------------------------------
+
+    def load(self, model: str, options: LoadOptions) -> None:
+        wanted = _load_time_options(options)
+        if model in self._load_options and self._load_options[model] != wanted:
+            self.unload(model)  # an explicit, counted reload instead of a silent one
+        self._load_options[model] = wanted
+        self._retrying(
+            lambda: self.client.generate(model=model, keep_alive=self.keep_alive, options=wanted),
+            model=model,
+        )
+
+    def unload(self, model: str) -> None:
+        self._retrying(lambda: self.client.generate(model=model, keep_alive=0), model=model)
+        deadline = time.monotonic() + self.unload_timeout_s
+        while any(r.name == model for r in self.resident()):
+            if time.monotonic() > deadline:
+                raise BackendError(
+                    self.name,
+                    f"Ollama still lists {model} as loaded {self.unload_timeout_s:.0f} s after "
+                    "it was asked to unload it.",
+                    hint="A request from another client may be holding it; try again later.",
+                )
+            time.sleep(self.poll_interval_s)
+
+    def resident(self) -> list[ResidentModel]:
+        running = self._retrying(lambda: self.client.ps())
+        return [
+            ResidentModel(m.model or m.name or "", self.name, int(m.size or 0), m.context_length)
+            for m in running.models
+        ]
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self.stop_server()
+
+    # -- generation --------------------------------------------------------------------------
+
+    def chat(
+        self,
+        model: str,
+        messages: list[Message],
+        *,
+        options: ChatOptions,
+        schema: dict[str, Any] | None = None,
+    ) -> ChatStream:
+        return ChatStream(self._chat(model, messages, options, schema))
+
+    def _chat(
+        self,
+        model: str,
+        messages: list[Message],
+        options: ChatOptions,
+        schema: dict[str, Any] | None,
+    ) -> Generator[str, None, ChatResult]:
+        request_options: dict[str, Any] = {
+            **self._load_options.get(model, {}),
+            "temperature": options.temperature,
+            "num_predict": options.max_tokens,
+            "repeat_penalty": options.repeat_penalty,
+        }
+        if options.seed is not None:
+            request_options["seed"] = options.seed
+
+        def start() -> tuple[Iterator[Any], Any, float]:
+            began = time.perf_counter()
+            chunks = iter(
+                self.client.chat(
+                    model=model,
+                    messages=messages,
+                    stream=True,
+                    format=schema,
+                    options=request_options,
+                    keep_alive=self.keep_alive,
+                )
+            )
+            return chunks, next(chunks), began  # the request is sent on the first next()
+
+        chunks, chunk, started = self._retrying(start, model=model)
+        pieces: list[str] = []
+        first_piece: float | None = None
+        with self._errors(model, streamed=lambda: bool(pieces)):
+            while True:
+                piece = chunk.message.content if chunk.message else ""
+                if piece:
+                    first_piece = first_piece or time.perf_counter()
+                    pieces.append(piece)
+                    yield piece
+                if chunk.done:
+                    break
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    raise TransientBackendError(
+                        self.name, "the answer stream ended before it was complete", partial=True
+                    ) from None
+        ended = time.perf_counter()
+        return ChatResult(
+            text="".join(pieces),
+            prompt_tokens=chunk.prompt_eval_count or 0,
+            output_tokens=chunk.eval_count or 0,
+            ttft_s=(first_piece or ended) - started,
+            decode_s=(chunk.eval_duration or 0) / 1e9,
+            load_s=(chunk.load_duration or 0) / 1e9,
+            wall_s=ended - started,
+            finish_reason=chunk.done_reason or "stop",
+        )
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def _retrying(self, call: Callable[[], T], *, model: str | None = None) -> T:
+        """Run ``call`` with Ollama's failures mapped, retrying the transient ones with backoff."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=self.wait,
+            retry=retry_if_exception_type(TransientBackendError),
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt, self._errors(model):
+                return call()
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def _errors(
+        self, model: str | None, streamed: Callable[[], bool] = lambda: False
+    ) -> Iterator[None]:
+        try:
+            yield
+        except ollama.ResponseError as exc:
+            raise self._response_error(exc, model, partial=streamed()) from None
+        except (ConnectionError, httpx.ConnectError):
+            raise BackendUnavailableError(
+                self.name, f"Cannot reach the Ollama server at {self.host}.", hint=START_HINT
+            ) from None
+        except httpx.TimeoutException as exc:
+            raise BackendError(
+                self.name,
+                f"Ollama at {self.host} did not answer in time ({type(exc).__name__}).",
+                hint="It may be loading a model; try again or raise ollama.request_timeout_s.",
+            ) from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            raise TransientBackendError(
+                self.name, f"the connection to Ollama broke ({exc})", partial=streamed()
+            ) from None
+
+    def _response_error(
+        self, exc: ollama.ResponseError, model: str | None, *, partial: bool
+    ) -> Exception:
+        message = str(exc.error)
+        if exc.status_code == 404 and model:
+            return ModelNotFoundError(
+                model,
+                f"The Ollama model {model!r} is not installed.",
+                hint=f"Pull it with: ollama pull {model}",
+            )
+        if exc.status_code in (429, 503) or "server busy" in message:
+            return TransientBackendError(self.name, f"Ollama is busy: {message}", partial=partial)
+        if "memory" in message.lower():
+            return BackendError(
+                self.name,
+                f"Ollama could not load {model or 'the model'}: {message}",
+                hint="Use a smaller model or a smaller num_ctx, or lower the memory budget.",
+            )
+        if exc.status_code == -1:  # an error line inside a 200 stream
+            return TransientBackendError(
+                self.name, f"Ollama failed mid-answer: {message}", partial=partial
+            )
+        return BackendError(self.name, f"Ollama error ({exc.status_code}): {message}")
+
+
+def _load_time_options(options: LoadOptions) -> dict[str, Any]:
+    values = {
+        "num_ctx": options.num_ctx,
+        "num_batch": options.num_batch,
+        "num_thread": options.num_thread,
+        "num_gpu": options.num_gpu,
+        "use_mmap": options.use_mmap,
+    }
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _largest(value: Any) -> int | None:
+    return max(value) if isinstance(value, list) and value else value
+
+
+def default_roles(installed: list[ModelInfo], fits: Callable[[ModelInfo], bool]) -> dict[str, str]:
+    """Role → model when none is configured: the original ai-stack's roles where installed,
+    otherwise picked from what is installed (7B-class for planning and critique, the largest
+    that fits the budget for execution)."""
+    if not installed:
+        raise ModelNotFoundError(
+            "ollama",
+            "No Ollama models are installed.",
+            hint="Pull one, e.g.: ollama pull qwen2.5:7b",
+        )
+    names = {m.name for m in installed}
+    by_size = sorted(installed, key=lambda m: m.size_bytes)
+    fitting = [m for m in by_size if fits(m)] or by_size[:1]
+    small = [m for m in fitting if (parameter_billions(m.parameters) or 0) <= 9] or fitting[:1]
+    roles: dict[str, str] = {}
+    for role, preferred in PREFERRED_ROLES.items():
+        if preferred in names:
+            roles[role] = preferred
+        elif role == "executor":
+            roles[role] = fitting[-1].name
+        else:
+            roles[role] = small[-1].name
+    return roles
