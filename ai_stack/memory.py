@@ -34,7 +34,8 @@ from ai_stack.types import Event, ModelLoaded, ModelLoading, ModelUnloaded
 POLICIES = ("one-at-a-time", "fit")
 GIB = 1024**3
 MIB = 1024**2
-SAFETY_MARGIN = 1 * GIB
+SAFETY_MARGIN = 1 * GIB  # of available RAM, where models share it with everything else
+GPU_SHARE_MARGIN = 512 * MIB  # of Apple Silicon's GPU share, which already leaves 1/3 to the OS
 KV_BYTES = {"f16": 2.0, "q8_0": 1.0, "q4_0": 0.5}
 
 
@@ -88,7 +89,7 @@ def estimate_footprint(
         kv = int(per_layer * info.block_count * KV_BYTES.get(kv_cache_type, 2.0))
     else:  # unknown architecture: assume a KV cache of a tenth of the weights
         kv = info.size_bytes // 10
-    overhead = 256 * MIB + info.size_bytes // 20
+    overhead = 256 * MIB + info.size_bytes * 3 // 100
     return Footprint(info.size_bytes, kv, overhead)
 
 
@@ -108,7 +109,7 @@ def default_budget(
 
     >>> gib(default_budget(total=16 * GIB, available=8 * GIB, system="Darwin", machine="arm64",
     ...                    wired_limit_mb=0))
-    '9.7 GiB'
+    '10.2 GiB'
     >>> gib(default_budget(total=24 * GIB, available=20 * GIB, system="Linux", machine="x86_64"))
     '19.0 GiB'
     """
@@ -121,7 +122,7 @@ def default_budget(
         if wired_limit_mb is None:
             wired_limit_mb = _sysctl_int("iogpu.wired_limit_mb")
         gpu_share = wired_limit_mb * MIB if wired_limit_mb else total * 2 // 3
-        return max(gpu_share - SAFETY_MARGIN, 512 * MIB)
+        return max(gpu_share - GPU_SHARE_MARGIN, 512 * MIB)
     return max(available - SAFETY_MARGIN, 512 * MIB)
 
 
@@ -377,8 +378,11 @@ class MemoryManager:
             ).total
             if total <= self.budget:
                 fitting.append((total, info.name))
-        advice = "Lower num_ctx for this role, or raise the budget with --memory-budget GB."
+        advice = (
+            "Or lower num_ctx for this role, quantize the KV cache (OLLAMA_KV_CACHE_TYPE=q8_0 "
+            'and memory.kv_cache_type = "q8_0"), or raise the budget with --memory-budget GB.'
+        )
         if not fitting:
-            return f"No installed {spec.backend} model fits. {advice}"
+            return f"No installed {spec.backend} model fits either. {advice}"
         names = ", ".join(f"{name} (~{gib(total)})" for total, name in sorted(fitting)[-4:])
         return f"Installed models that fit: {names}. {advice}"

@@ -87,3 +87,8 @@ def test_custom_prompts_example(smollm2: Path) -> None:
         env={"AI_STACK_PROMPTS_DIR": "examples/custom-prompts"},
     )
     assert done.stdout.strip()
+
+
+def test_footprints_script_matches_the_table_in_the_docs() -> None:
+    done = run([sys.executable, "examples/footprints.py"])
+    assert done.stdout.strip() in (ROOT / "docs" / "memory.md").read_text()
