@@ -177,7 +177,7 @@ def test_unknown_model_names_the_pull_command(backend: OllamaBackend) -> None:
     with pytest.raises(ModelNotFoundError) as info:
         backend.describe("llama9:400b")
     assert "not installed" in info.value.message
-    assert info.value.hint == "Pull it with: ollama pull llama9:400b"
+    assert info.value.hint and "ai-stack models pull llama9:400b" in info.value.hint
 
 
 def test_out_of_memory_suggests_a_smaller_model(
@@ -391,7 +391,7 @@ def test_cli_unknown_model_names_the_pull_command(
     monkeypatch.setenv("OLLAMA_HOST", double.host)
     result = CliRunner().invoke(cli, ["--executor", "ollama:gemma9:1t", "task"])
     assert result.exit_code == 1
-    assert "ollama pull gemma9:1t" in result.stderr
+    assert "ai-stack models pull gemma9:1t" in result.stderr
 
 
 def free_port() -> int:
@@ -420,3 +420,29 @@ def test_autostart_starts_ollama_serve_and_stops_only_what_it_started(
     finally:
         pipeline.close()
     assert not OllamaBackend(host).health().available, "the server it started was stopped"
+
+
+def test_models_pull_shows_progress_and_the_outcome(
+    double: OllamaDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", double.host)
+    result = CliRunner().invoke(cli, ["models", "pull", "qwen2.5:7b", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {"model": "qwen2.5:7b", "status": "success"}
+    assert "pulling manifest" in result.stderr and "layer " in result.stderr
+    assert "writing manifest" in result.stderr
+
+
+def test_models_pull_of_an_unknown_name(
+    double: OllamaDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", double.host)
+    result = CliRunner().invoke(cli, ["models", "pull", "nonsense:1b"])
+    assert result.exit_code == 1
+    assert "There is no model 'nonsense:1b' in the Ollama library" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_models_pull_without_a_server() -> None:
+    result = CliRunner().invoke(cli, ["models", "pull", "qwen2.5:7b"])
+    assert result.exit_code == 1 and "Ollama is not reachable" in result.stderr

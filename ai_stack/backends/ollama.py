@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -90,6 +91,16 @@ def parameter_billions(text: str | None) -> float | None:
         return float(text[:-1]) * scale if scale else float(text)
     except ValueError:
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class PullProgress:
+    """One progress line of a pull: a status, and for layer downloads the bytes done."""
+
+    status: str
+    digest: str | None = None
+    total: int | None = None
+    completed: int | None = None
 
 
 class OllamaBackend:
@@ -230,6 +241,29 @@ class OllamaBackend:
             info.key_length = meta.get(f"{arch}.attention.key_length")
             info.value_length = meta.get(f"{arch}.attention.value_length")
         return info
+
+    def pull(self, model: str) -> Iterator[PullProgress]:
+        """Download ``model``, yielding the server's progress. An interrupted pull resumes
+        where it stopped, so broken connections are retried by asking again."""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                with self._errors(model):
+                    for part in self.client.pull(model, stream=True):
+                        yield PullProgress(
+                            part.status or "", part.digest, part.total, part.completed
+                        )
+                return
+            except TransientBackendError as exc:
+                if "does not exist" in exc.message or "not found" in exc.message:
+                    raise ModelNotFoundError(
+                        model,
+                        f"There is no model {model!r} in the Ollama library.",
+                        hint="Check the name and tag at https://ollama.com/library.",
+                    ) from None
+                if attempt == self.attempts:
+                    raise
+                yield PullProgress(f"retrying after: {exc.message}")
+                time.sleep(min(2**attempt * 0.25, 8))
 
     # -- residency ---------------------------------------------------------------------------
 
@@ -387,7 +421,7 @@ class OllamaBackend:
             return ModelNotFoundError(
                 model,
                 f"The Ollama model {model!r} is not installed.",
-                hint=f"Pull it with: ollama pull {model}",
+                hint=f"Pull it with: ai-stack models pull {model}  (or: ollama pull {model})",
             )
         if exc.status_code in (429, 503) or "server busy" in message:
             return TransientBackendError(self.name, f"Ollama is busy: {message}", partial=partial)

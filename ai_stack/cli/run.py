@@ -1,0 +1,96 @@
+"""``ai-stack [run] TASK``: one task, or a REPL with --interactive."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.markup import escape
+
+from ai_stack.cli.common import (
+    configure_logging,
+    error_console,
+    reported_errors,
+    run_options,
+    settings_from_options,
+)
+from ai_stack.controller import Pipeline
+from ai_stack.display import Display
+from ai_stack.errors import UsageError
+from ai_stack.types import RunFinished, RunResult
+
+
+def execute(pipeline: Pipeline, task: str, display: Display) -> RunResult:
+    """Run one task to its result, rendering every event."""
+    result: RunResult | None = None
+    try:
+        for event in pipeline.run(task):
+            display.handle(event)
+            if isinstance(event, RunFinished):
+                result = event.result
+    finally:
+        display.close()
+    assert result is not None, "the pipeline ended without a result"
+    return result
+
+
+@click.command("run")
+@click.argument("task", nargs=-1)
+@click.option("-i", "--interactive", is_flag=True, help="Read tasks line by line (a REPL).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output on stderr.")
+@run_options
+def run_command(
+    task: tuple[str, ...],
+    interactive: bool,
+    as_json: bool,
+    quiet: bool,
+    planner: str | None,
+    critic: str | None,
+    executor: str | None,
+    backend: str | None,
+    max_rounds: int | None,
+    memory_budget: float | None,
+    policy: str | None,
+    config_file: Path | None,
+    debug: bool,
+) -> None:
+    """Run TASK through Planner → Critic → Executor (the default command).
+
+    TASK may be several words; "-" reads it from stdin.
+    """
+    console = error_console()
+    configure_logging(debug)
+    with reported_errors(console, debug):
+        settings = settings_from_options(
+            config_file, planner, critic, executor, backend, max_rounds, memory_budget, policy
+        )
+        text = " ".join(task).strip()
+        if interactive:
+            if text:
+                raise UsageError("Give either a task or --interactive, not both.")
+        else:
+            if text == "-":
+                text = sys.stdin.read().strip()
+            if not text:
+                raise UsageError(
+                    "The task is empty.",
+                    hint='Usage: ai-stack "TASK"  (or --interactive; see --help)',
+                )
+        pipeline = Pipeline.from_settings(settings)
+        try:
+            if not quiet:
+                console.print(f"[dim]Backend: {escape(pipeline.backend_note)}[/]")
+            pipeline.check_models()
+            if interactive:
+                from ai_stack.repl import Repl
+
+                sys.exit(Repl(pipeline, console, as_json=as_json, quiet=quiet).loop())
+            display = Display(console, None if as_json else sys.stdout, quiet=quiet)
+            result = execute(pipeline, text, display)
+            if as_json:
+                click.echo(json.dumps(result.model_dump(mode="json"), ensure_ascii=False))
+        finally:
+            pipeline.close()
