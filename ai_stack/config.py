@@ -81,6 +81,15 @@ class OllamaSettings(BaseModel):
     request_timeout_s: float = Field(default=600.0, gt=0)
 
 
+class HistorySettings(BaseModel):
+    """The run history database (docs/history.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    path: Path | None = None  # default: history.db in the user directory
+
+
 def _role(**defaults: Any) -> Any:
     return Field(default_factory=lambda: RoleSettings(**defaults))
 
@@ -103,6 +112,7 @@ class Settings(BaseModel):
     models_dir: Path | None = None
     memory: MemorySettings = Field(default_factory=MemorySettings)
     ollama: OllamaSettings = Field(default_factory=OllamaSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
 
     @field_validator("planner", "critic", "executor", mode="before")
     @classmethod
@@ -116,6 +126,9 @@ class Settings(BaseModel):
 
     def resolved_models_dir(self) -> Path:
         return self.models_dir or user_dir() / "models"
+
+    def resolved_history_path(self) -> Path:
+        return self.history.path or user_dir() / "history.db"
 
 
 def find_config_file(explicit: Path | None = None) -> Path | None:
@@ -207,6 +220,7 @@ def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
 
 __all__ = [
     "ROLES",
+    "HistorySettings",
     "MemorySettings",
     "OllamaSettings",
     "RoleSettings",

@@ -8,6 +8,7 @@ touches HTTP or llama.cpp: the CLI renders its events and, later, the history st
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -213,7 +214,9 @@ class Pipeline:
         started = time.perf_counter()
         before = self.manager.counters
         phases: list[PhaseMetrics] = []
-        yield RunStarted(task, {role: str(spec) for role, spec in self.specs.items()})
+        run_id = uuid.uuid4().hex[:12]
+        models = {role: str(spec) for role, spec in self.specs.items()}
+        yield RunStarted(run_id, task, context, models)
 
         def tracked(events: Generator[Event, None, S]) -> Generator[Event, None, S]:
             return _recording(events, phases)
@@ -258,6 +261,7 @@ class Pipeline:
         )
         spent = self.manager.counters - before
         result = RunResult(
+            id=run_id,
             task=task,
             context=context,
             models={role: str(spec) for role, spec in self.specs.items()},

@@ -83,7 +83,10 @@ class Display:
             return
         if isinstance(event, RunStarted):
             roles = " · ".join(f"{role} [cyan]{escape(m)}[/]" for role, m in event.models.items())
-            self.console.print(f"[bold]Task:[/] {escape(event.task)}\n[dim]Models:[/] {roles}")
+            self.console.print(
+                f"[bold]Task:[/] {escape(event.task)}\n[dim]Models:[/] {roles} "
+                f"[dim]· run {event.run_id}[/]"
+            )
         elif isinstance(event, PhaseStarted):
             self._phase, self._tokens = event, 0
             if event.phase == "execute" and self.answer is not None:

@@ -19,6 +19,7 @@ from rich.table import Table
 from ai_stack.controller import Pipeline
 from ai_stack.display import Display
 from ai_stack.errors import AiStackError
+from ai_stack.history import HistoryRecorder
 
 HELP = """\
 Type a task and press Enter. Commands:
@@ -40,6 +41,7 @@ class Repl:
         quiet: bool = False,
         stdin: TextIO | None = None,
         stdout: TextIO | None = None,
+        recorder: HistoryRecorder | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.console = console
@@ -48,6 +50,7 @@ class Repl:
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
         self.failures = 0
+        self.recorder = recorder
 
     def loop(self) -> int:
         """Run until /quit or end of input; the exit status is 1 if any task failed."""
@@ -85,7 +88,7 @@ class Repl:
 
         display = Display(self.console, None if self.as_json else self.stdout, quiet=self.quiet)
         try:
-            result = execute(self.pipeline, task, display)
+            result = execute(self.pipeline, task, display, self.recorder)
         except AiStackError as exc:
             self.failures += 1
             self.console.print(f"[bold red]Error:[/] {escape(exc.message)}")

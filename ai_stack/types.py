@@ -104,6 +104,7 @@ class RunMetrics(BaseModel):
 class RunResult(BaseModel):
     """What ``--json`` prints: the stable contract documented in docs/json-output.md."""
 
+    id: str
     task: str
     context: str | None = None
     models: dict[Role, str]
@@ -123,7 +124,9 @@ class RunResult(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class RunStarted:
+    run_id: str
     task: str
+    context: str | None
     models: dict[Role, str]
 
 

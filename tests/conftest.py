@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ai_stack.backends.embedded import packaged_model_path
+from tests.ollama_double import OllamaDouble
 from tests.scripted import ScriptedBackend
 
 # CI sets this so that a missing model fails the run instead of skipping the real-model tests.
@@ -29,6 +31,14 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     work.mkdir()
     monkeypatch.chdir(work)
     return home
+
+
+@pytest.fixture
+def double() -> Iterator[OllamaDouble]:
+    """A running Ollama test double (see tests/ollama_double.py)."""
+    server = OllamaDouble(unload_delay_s=0.15)
+    with server.start() as running:
+        yield running
 
 
 @pytest.fixture

@@ -57,13 +57,6 @@ def verdict(kind: str, score: int) -> str:
 
 
 @pytest.fixture
-def double() -> Iterator[OllamaDouble]:
-    server = OllamaDouble(unload_delay_s=0.15)
-    with server.start() as running:
-        yield running
-
-
-@pytest.fixture
 def backend(double: OllamaDouble) -> Iterator[OllamaBackend]:
     ollama = OllamaBackend(double.host, wait=wait_none(), unload_timeout_s=3)
     yield ollama

@@ -16,24 +16,57 @@ from ai_stack.cli.common import (
     run_options,
     settings_from_options,
 )
+from ai_stack.config import Settings
 from ai_stack.controller import Pipeline
 from ai_stack.display import Display
 from ai_stack.errors import UsageError
+from ai_stack.history import HistoryRecorder, HistoryStore
 from ai_stack.types import RunFinished, RunResult
 
 
-def execute(pipeline: Pipeline, task: str, display: Display) -> RunResult:
-    """Run one task to its result, rendering every event."""
+def execute(
+    pipeline: Pipeline, task: str, display: Display, recorder: HistoryRecorder | None = None
+) -> RunResult:
+    """Run one task to its result, rendering every event and recording it as it arrives."""
     result: RunResult | None = None
     try:
         for event in pipeline.run(task):
+            if recorder is not None:
+                recorder(event)
             display.handle(event)
             if isinstance(event, RunFinished):
                 result = event.result
+    except BaseException as exc:
+        if recorder is not None:
+            recorder.abandon(exc)
+        raise
     finally:
         display.close()
     assert result is not None, "the pipeline ended without a result"
     return result
+
+
+def open_recorder(settings: Settings, pipeline: Pipeline, source: str) -> HistoryRecorder | None:
+    """A recorder for this pipeline's runs, or None when history is off."""
+    if not settings.history.enabled:
+        return None
+    store = HistoryStore.open(settings.resolved_history_path())
+    store.reap_orphans()
+    config = {
+        "backend": pipeline.backend_note,
+        "roles": {
+            role: {**settings.role(role).model_dump(mode="json"), "model": str(spec)}
+            for role, spec in pipeline.specs.items()
+        },
+        "max_rounds": settings.max_rounds,
+        "approve_score": settings.approve_score,
+        "memory": {
+            "policy": pipeline.manager.policy,
+            "budget_bytes": pipeline.manager.budget,
+            "kv_cache_type": pipeline.manager.kv_cache_type,
+        },
+    }
+    return HistoryRecorder(store, source=source, config=config)
 
 
 @click.command("run")
@@ -41,12 +74,14 @@ def execute(pipeline: Pipeline, task: str, display: Display) -> RunResult:
 @click.option("-i", "--interactive", is_flag=True, help="Read tasks line by line (a REPL).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output on stderr.")
+@click.option("--no-history", is_flag=True, help="Do not record this run in the history.")
 @run_options
 def run_command(
     task: tuple[str, ...],
     interactive: bool,
     as_json: bool,
     quiet: bool,
+    no_history: bool,
     planner: str | None,
     critic: str | None,
     executor: str | None,
@@ -84,12 +119,18 @@ def run_command(
             if not quiet:
                 console.print(f"[dim]Backend: {escape(pipeline.backend_note)}[/]")
             pipeline.check_models()
+            if no_history:
+                settings.history.enabled = False
+            recorder = open_recorder(
+                settings, pipeline, "interactive" if interactive else "oneshot"
+            )
             if interactive:
                 from ai_stack.repl import Repl
 
-                sys.exit(Repl(pipeline, console, as_json=as_json, quiet=quiet).loop())
+                repl = Repl(pipeline, console, as_json=as_json, quiet=quiet, recorder=recorder)
+                sys.exit(repl.loop())
             display = Display(console, None if as_json else sys.stdout, quiet=quiet)
-            result = execute(pipeline, text, display)
+            result = execute(pipeline, text, display, recorder)
             if as_json:
                 click.echo(json.dumps(result.model_dump(mode="json"), ensure_ascii=False))
         finally:

@@ -1,0 +1,194 @@
+"""``ai-stack history ...``: browse, export and prune the run history."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ai_stack.cli.common import configure_logging, error_console, reported_errors
+from ai_stack.config import load_settings
+from ai_stack.errors import UsageError
+from ai_stack.history import HistoryStore, parse_age
+
+STATUS_STYLE = {"ok": "green", "running": "cyan", "failed": "red", "interrupted": "yellow"}
+
+
+def _store(config_file: Path | None) -> HistoryStore:
+    settings = load_settings(config_file)
+    path = settings.resolved_history_path()
+    if not path.exists():
+        raise UsageError(f"No history yet ({path} does not exist).", hint="Run a task first.")
+    store = HistoryStore.open(path)
+    store.reap_orphans()
+    return store
+
+
+def _common(command: Any) -> Any:
+    command = click.option("--debug", is_flag=True, help="Show tracebacks.")(command)
+    return click.option(
+        "--config", "config_file", type=click.Path(path_type=Path), help="TOML config file."
+    )(command)
+
+
+def _when(iso: str | None) -> str:
+    if not iso:
+        return ""
+    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+@click.group()
+def history() -> None:
+    """Browse the run history (every run is recorded unless --no-history)."""
+
+
+@history.command("list")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="A JSON list on stdout.")
+@_common
+def list_runs(limit: int, as_json: bool, config_file: Path | None, debug: bool) -> None:
+    """The most recent runs, newest first."""
+    console = error_console()
+    configure_logging(debug)
+    with reported_errors(console, debug):
+        store = _store(config_file)
+        runs = store.list_runs(limit)
+        store.close()
+        if as_json:
+            click.echo(json.dumps(runs, ensure_ascii=False))
+            return
+        table = Table("id", "when", "status", "task", "models", "wall")
+        for run in runs:
+            models = ", ".join(dict.fromkeys(run["models"].values()))
+            task = run["task"] if len(run["task"]) <= 60 else run["task"][:57] + "..."
+            style = STATUS_STYLE.get(run["status"], "")
+            wall = f"{run['wall_s']:.1f} s" if run["wall_s"] is not None else ""
+            table.add_row(run["id"], _when(run["created_at"]), f"[{style}]{run['status']}[/]",
+                          escape(task), escape(models), wall)  # fmt: skip
+        Console().print(table)
+
+
+@history.command("show")
+@click.argument("run_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="The run as JSON (the --json result shape).")
+@_common
+def show(run_id: str, as_json: bool, config_file: Path | None, debug: bool) -> None:
+    """One whole run: plans, critiques, answer and per-call metrics. ID may be a prefix."""
+    console = error_console()
+    configure_logging(debug)
+    with reported_errors(console, debug):
+        store = _store(config_file)
+        run = store.run(store.resolve(run_id))
+        store.close()
+        if as_json:
+            click.echo(json.dumps(run, ensure_ascii=False))
+            return
+        _render(Console(), run)
+
+
+def _render(out: Console, run: dict[str, Any]) -> None:
+    style = STATUS_STYLE.get(run["status"], "")
+    out.print(f"[bold]Run {run['id']}[/] [{style}]{run['status']}[/] · {_when(run['created_at'])}"
+              f" · {run['source']}")  # fmt: skip
+    out.print(f"[bold]Task:[/] {escape(run['task'])}")
+    for version, plan in enumerate(run["plans"], 1):
+        out.print(f"[bold green]Plan v{version}[/] — {escape(plan['goal'])}")
+        for i, step in enumerate(plan["steps"], 1):
+            out.print(f"  {i}. {escape(step['title'])} — {escape(step['detail'])}")
+    for critique in run["critiques"]:
+        out.print(f"[bold]Critique {critique['round']}:[/] {critique['verdict']} "
+                  f"({critique['score']}/10)")  # fmt: skip
+        for issue in critique["issues"]:
+            out.print(f"  - {escape(issue)}")
+    if run["stop_reason"]:
+        out.print(f"[dim]Stopped: {run['stop_reason']} after {run['rounds']} round(s)[/]")
+    if run["error"]:
+        out.print(f"[red]{escape(run['error'])}[/]")
+    if run["output"]:
+        out.print("[bold]Answer[/]")
+        out.print(escape(run["output"]))
+    table = Table("role", "phase", "model", "load s", "ttft s", "tokens", "tok/s", "wall s")
+    for p in run["metrics"]["phases"]:
+        table.add_row(p["role"], p["phase"], escape(p["model"]), f"{p['load_s']:.2f}",
+                      f"{p['ttft_s']:.2f}", str(p["output_tokens"]), f"{p['tokens_per_s']:.1f}",
+                      f"{p['wall_s']:.2f}")  # fmt: skip
+    out.print(table)
+
+
+@history.command("export")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
+              show_default=True)  # fmt: skip
+@click.option(
+    "--out", type=click.Path(path_type=Path, dir_okay=False), help="File (default stdout)."
+)
+@_common
+def export(fmt: str, out: Path | None, config_file: Path | None, debug: bool) -> None:
+    """Every run: JSON lines (whole runs) or CSV (one row per run)."""
+    console = error_console()
+    configure_logging(debug)
+    with reported_errors(console, debug):
+        store = _store(config_file)
+        text = store.export(fmt)
+        store.close()
+        if out is None:
+            click.echo(text, nl=False)
+        else:
+            write_atomically(out, text)
+            console.print(f"Wrote {out}")
+
+
+@history.command("rm")
+@click.argument("run_id", metavar="ID")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@_common
+def remove(run_id: str, yes: bool, config_file: Path | None, debug: bool) -> None:
+    """Delete one run."""
+    console = error_console()
+    configure_logging(debug)
+    with reported_errors(console, debug):
+        store = _store(config_file)
+        full = store.resolve(run_id)
+        if not yes:
+            click.confirm(f"Delete run {full}?", abort=True, err=True)
+        store.remove(full)
+        store.close()
+        console.print(f"Deleted run {full}.")
+
+
+@history.command("prune")
+@click.option("--older-than", "age", required=True, metavar="AGE", help="e.g. 30d, 12h, 2w.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@_common
+def prune(age: str, yes: bool, config_file: Path | None, debug: bool) -> None:
+    """Delete runs older than AGE (runs still in progress are kept)."""
+    console = error_console()
+    configure_logging(debug)
+    with reported_errors(console, debug):
+        older_than = parse_age(age)
+        store = _store(config_file)
+        if not yes:
+            click.confirm(f"Delete every run older than {age}?", abort=True, err=True)
+        count = store.prune(older_than)
+        store.close()
+        console.print(f"Deleted {count} run(s).")

@@ -1,0 +1,337 @@
+"""Run history: recording as events arrive, browsing from the CLI, redaction, migrations,
+kill -9, and two processes writing at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ai_stack import history
+from ai_stack.cli import cli
+from ai_stack.config import Settings
+from ai_stack.controller import Pipeline, resolve_roles
+from ai_stack.errors import InvalidOutputError
+from ai_stack.history import HistoryError, HistoryRecorder, HistoryStore, redact
+from ai_stack.memory import MemoryManager
+from ai_stack.prompts import PromptLibrary
+from ai_stack.types import RunFinished
+from tests.ollama_double import OllamaDouble
+from tests.scripted import ScriptedBackend
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAN = json.dumps({"goal": "g", "steps": [{"title": "t", "detail": "d"}]})
+APPROVE = json.dumps({"issues": [], "score": 9, "verdict": "approve"})
+REVISE = json.dumps({"issues": ["vague"], "score": 3, "verdict": "revise"})
+
+
+def invoke(*args: str, input: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), input=input)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def scripted_pipeline(backend: ScriptedBackend, **settings: object) -> Pipeline:
+    config = Settings.model_validate(settings)
+    manager = MemoryManager(lambda name: backend)
+    return Pipeline(config, manager, PromptLibrary(), resolve_roles(config, "embedded"))
+
+
+@pytest.fixture
+def store(isolated_home: Path) -> HistoryStore:
+    opened = HistoryStore.open(isolated_home / "history.db")
+    yield opened
+    opened.close()
+
+
+# -- redaction -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("key sk-proj-abcdefghijklmnopqrstuvwx1234", "sk-proj-abcdefghijklmnopqrstuvwx1234"),
+        (
+            "token ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+            "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        ),
+        ("gitlab glpat-abcdefghij0123456789xyz", "glpat-abcdefghij0123456789xyz"),
+        ("aws AKIAABCDEFGHIJKLMNOP here", "AKIAABCDEFGHIJKLMNOP"),
+        (
+            "google AIzaSyA1234567890abcdefghijklmnopqrstuv",
+            "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+        ),
+        ("slack xoxb-1234567890-abcdefghij", "xoxb-1234567890-abcdefghij"),
+        ("hf hf_abcdefghijklmnopqrstuvwxyzABCDEF", "hf_abcdefghijklmnopqrstuvwxyzABCDEF"),
+        ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NSJ9.abcdefghijklmnop", "eyJhbGciOiJIUzI1NiJ9"),
+        ("Authorization: Bearer abc.def-ghi_jkl012345", "abc.def-ghi_jkl012345"),
+        ('DB_PASSWORD="correct horse battery"', "correct horse battery"),
+        ("api_key: 12345abcde", "12345abcde"),
+        ("client_secret=s3cr3t;", "s3cr3t"),
+        ("postgres://admin:hunter22@db.local/app", "hunter22"),
+        (
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----",
+            "MIIEowIBAAKCAQEA",
+        ),
+    ],
+)
+def test_redaction_removes_credentials(text: str, secret: str) -> None:
+    cleaned = redact(text)
+    assert cleaned is not None and secret not in cleaned and "[redacted]" in cleaned
+
+
+def test_redaction_leaves_ordinary_text_alone() -> None:
+    text = "How do I reset my password? Count tokens in a file; the api key rotation policy."
+    assert redact(text) == text
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+
+def test_a_new_database_is_migrated_and_in_wal_mode(store: HistoryStore) -> None:
+    assert store.version == len(history.MIGRATIONS)
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_newer_program_upgrades_an_older_database(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = isolated_home / "history.db"
+    old = HistoryStore.open(path)
+    old.start_run("r1", "old task", None, {"models": {}}, "oneshot")
+    old.close()
+
+    def add_tags(db: sqlite3.Connection) -> None:
+        db.execute("ALTER TABLE runs ADD COLUMN tags TEXT")
+
+    monkeypatch.setattr(history, "MIGRATIONS", [*history.MIGRATIONS, add_tags])
+    upgraded = HistoryStore.open(path)
+    assert upgraded.version == len(history.MIGRATIONS)
+    assert upgraded.run("r1")["task"] == "old task"
+    columns = [row[1] for row in upgraded.db.execute("PRAGMA table_info(runs)")]
+    assert "tags" in columns
+    upgraded.close()
+
+
+def test_an_older_program_refuses_a_newer_database(isolated_home: Path) -> None:
+    path = isolated_home / "history.db"
+    HistoryStore.open(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(HistoryError, match="schema version 99, newer"):
+        HistoryStore.open(path)
+
+
+def test_a_file_that_is_not_a_database(isolated_home: Path) -> None:
+    isolated_home.mkdir(parents=True)
+    (isolated_home / "history.db").write_text("not sqlite " * 200)
+    with pytest.raises(HistoryError, match="Cannot open the history database"):
+        HistoryStore.open(isolated_home / "history.db")
+
+
+def test_recorder_stores_every_event_and_reproduces_the_result(
+    store: HistoryStore, scripted: ScriptedBackend
+) -> None:
+    scripted.enqueue(PLAN, REVISE, PLAN.replace('"t"', '"t2"'), APPROVE, "the answer")
+    recorder = HistoryRecorder(store, source="oneshot", config={"max_rounds": 2})
+    result = None
+    for event in scripted_pipeline(scripted).run("do it with password=hunter2"):
+        recorder(event)
+        if isinstance(event, RunFinished):
+            result = event.result.model_dump(mode="json")
+    assert result is not None
+    stored = store.run(result["id"])
+    assert stored["status"] == "ok" and stored["source"] == "oneshot"
+    assert stored["task"] == "do it with password=[redacted]"
+    for key in ("plan", "plans", "critiques", "rounds", "stop_reason", "output", "models"):
+        assert stored[key] == result[key], key
+    phases = stored["metrics"]["phases"]
+    assert [p["phase"] for p in phases] == ["plan", "critique", "revise", "critique", "execute"]
+    assert all(p["memory_available_bytes"] > 0 for p in phases)
+    for key in ("loads", "unloads", "load_s", "wall_s", "policy", "budget_bytes"):
+        assert stored["metrics"][key] == result["metrics"][key]
+
+
+def test_a_failed_run_keeps_its_finished_phases_and_the_error(
+    store: HistoryStore, scripted: ScriptedBackend
+) -> None:
+    scripted.enqueue(PLAN, "not json", "no", "nope")
+    recorder = HistoryRecorder(store, source="oneshot", config={})
+    with pytest.raises(InvalidOutputError):
+        for event in scripted_pipeline(scripted).run("task"):
+            recorder(event)
+    recorder.abandon(InvalidOutputError("critic", 3, "bad", "nope"))
+    (listed,) = store.list_runs()
+    run = store.run(listed["id"])
+    assert run["status"] == "failed" and "critic" in run["error"]
+    assert [p["role"] for p in run["metrics"]["phases"]] == [
+        "planner",
+        "critic",
+        "critic",
+        "critic",
+    ]
+    assert len(run["plans"]) == 1
+
+
+def test_runs_of_dead_processes_are_reaped_as_interrupted(store: HistoryStore) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    store.start_run("mine", "still running here", None, {}, "oneshot")
+    store.start_run("gone", "was running", None, {}, "oneshot")
+    store.db.execute("UPDATE runs SET pid = ? WHERE id = 'gone'", (dead.pid,))
+    assert store.reap_orphans() == 1
+    assert store.run("gone")["status"] == "interrupted"
+    assert store.run("mine")["status"] == "running"
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from ai_stack.history import HistoryStore
+store = HistoryStore.open(Path(sys.argv[1]))
+for i in range(int(sys.argv[3])):
+    run = f"{sys.argv[2]}-{i}"
+    store.start_run(run, f"task {i}", None, {"models": {}}, "batch")
+    for _ in range(5):
+        store.add_phase(run, {"role": "planner", "phase": "plan", "model": "m", "round": 0,
+                              "attempt": 1, "load_s": 0, "ttft_s": 0, "prompt_tokens": 1,
+                              "output_tokens": 1, "tokens_per_s": 1, "wall_s": 0}, thermal=None)
+    store.end_run(run, "failed", "test")
+"""
+
+
+def test_two_processes_writing_at_once_lose_nothing(isolated_home: Path) -> None:
+    path = isolated_home / "history.db"
+    HistoryStore.open(path).close()
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), name, "40"], cwd=ROOT)
+        for name in ("a", "b")
+    ]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0]
+    check = HistoryStore.open(path)
+    assert check.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert check.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 80
+    assert check.db.execute("SELECT COUNT(*) FROM phases").fetchone()[0] == 400
+    check.close()
+
+
+# -- the CLI ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def on_double(double: OllamaDouble, monkeypatch: pytest.MonkeyPatch) -> OllamaDouble:
+    monkeypatch.setenv("OLLAMA_HOST", double.host)
+    return double
+
+
+def test_oneshot_and_interactive_runs_are_listed_and_reproduced(on_double: OllamaDouble) -> None:
+    code, out, err = invoke("--json", "--max-rounds", "1", "first task")
+    assert code == 0, err
+    oneshot = json.loads(out)
+    code, out, err = invoke("--interactive", "--json", input="second task\nthird task\n")
+    assert code == 0, err
+
+    code, out, _ = invoke("history", "list", "--json")
+    assert code == 0
+    runs = json.loads(out)
+    assert [(r["task"], r["status"], r["source"]) for r in runs] == [
+        ("third task", "ok", "interactive"),
+        ("second task", "ok", "interactive"),
+        ("first task", "ok", "oneshot"),
+    ]
+    code, out, _ = invoke("history", "show", oneshot["id"][:6], "--json")
+    assert code == 0
+    shown = json.loads(out)
+    for key, value in oneshot.items():
+        if key != "metrics":
+            assert shown[key] == value, key
+    for key, value in oneshot["metrics"].items():
+        if key != "phases":
+            assert shown["metrics"][key] == value, key
+    assert [
+        {k: p[k] for k in oneshot["metrics"]["phases"][0]} for p in shown["metrics"]["phases"]
+    ] == oneshot["metrics"]["phases"]
+    code, out, _ = invoke("history", "show", oneshot["id"])
+    assert code == 0 and "first task" in out and "Plan v1" in out
+
+
+def test_history_off_by_flag_and_by_config(on_double: OllamaDouble, tmp_path: Path) -> None:
+    code, _, err = invoke("--no-history", "task one")
+    assert code == 0, err
+    config = tmp_path / "c.toml"
+    config.write_text("[history]\nenabled = false\n")
+    code, _, err = invoke("--config", str(config), "task two")
+    assert code == 0, err
+    code, _, err = invoke("history", "list")
+    assert code != 0 and "No history yet" in err
+
+
+def test_export_rm_and_prune(on_double: OllamaDouble, tmp_path: Path) -> None:
+    for task in ("alpha", "beta"):
+        assert invoke("--max-rounds", "0", task)[0] == 0
+    out_file = tmp_path / "runs.jsonl"
+    assert invoke("history", "export", "--out", str(out_file))[0] == 0
+    lines = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert {run["task"] for run in lines} == {"alpha", "beta"}
+    code, csv_text, _ = invoke("history", "export", "--format", "csv")
+    assert code == 0 and csv_text.splitlines()[0].startswith("id,created_at")
+    assert len(csv_text.splitlines()) == 3
+
+    beta = next(run["id"] for run in lines if run["task"] == "beta")
+    code, _, err = invoke("history", "rm", beta)  # no terminal, no -y: asks, gets no answer
+    assert code != 0
+    assert invoke("history", "rm", beta, "-y")[0] == 0
+    code, out, _ = invoke("history", "list", "--json")
+    assert [run["task"] for run in json.loads(out)] == ["alpha"]
+
+    code, _, err = invoke("history", "prune", "--older-than", "soon", "-y")
+    assert code == 2 and "Cannot read the age" in err
+    assert invoke("history", "prune", "--older-than", "30d", "-y")[0] == 0
+    assert len(json.loads(invoke("history", "list", "--json")[1])) == 1
+    time.sleep(0.01)
+    code, _, err = invoke("history", "prune", "--older-than", "0s", "-y")
+    assert code == 0 and "Deleted 1 run" in err
+
+
+def test_unknown_run_id(on_double: OllamaDouble) -> None:
+    assert invoke("--max-rounds", "0", "task")[0] == 0
+    code, _, err = invoke("history", "show", "zzzz")
+    assert code == 2 and "No run with id 'zzzz'" in err
+
+
+def test_a_run_killed_with_sigkill_shows_as_interrupted_with_its_phases(
+    on_double: OllamaDouble, isolated_home: Path
+) -> None:
+    on_double.seconds_per_token = 0.05  # slow enough to kill mid-run
+    env = {**os.environ}
+    child = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), "--max-rounds", "2", "--quiet", "a slow task"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    database = isolated_home / "history.db"
+    deadline = time.monotonic() + 60
+    phases = 0
+    while time.monotonic() < deadline and phases < 2:
+        time.sleep(0.1)
+        if database.exists():
+            with sqlite3.connect(database) as db:
+                phases = db.execute("SELECT COUNT(*) FROM phases").fetchone()[0]
+    assert phases >= 2, "the run never reached its second phase"
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=10)
+
+    code, out, _ = invoke("history", "list", "--json")
+    assert code == 0
+    (run,) = json.loads(out)
+    assert run["status"] == "interrupted"
+    shown = json.loads(invoke("history", "show", run["id"], "--json")[1])
+    assert len(shown["metrics"]["phases"]) >= 2
+    assert shown["plans"], "the plan finished before the kill and is kept"
+    assert shown["output"] is None
