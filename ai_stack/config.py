@@ -180,19 +180,35 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_settings(
-    config_file: Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> Settings:
-    """Build the settings in force. ``overrides`` are CLI flags (nested dicts, ``None`` = unset)."""
+def raw_settings(
+    config_file: Path | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], Path | None]:
+    """The settings data of the config file and environment, not yet validated."""
     path = find_config_file(config_file)
     data: dict[str, Any] = read_config_file(path) if path else {}
     environ = os.environ if environ is None else environ
     for variable, keys in ENV_OVERRIDES.items():
         if environ.get(variable):
             _set_path(data, keys, environ[variable])
-    data = _merge(data, _drop_none(overrides or {}))
+    return data, path
+
+
+def layer(base: Mapping[str, Any], *overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings data with ``overrides`` on top, in order (``None`` values leave keys unset)."""
+    data = dict(base)
+    for override in overrides:
+        data = _merge(data, _drop_none(override))
+    return data
+
+
+def load_settings(
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings in force. ``overrides`` are CLI flags (nested dicts, ``None`` = unset)."""
+    data, path = raw_settings(config_file, environ)
+    data = layer(data, overrides or {})
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
@@ -226,7 +242,9 @@ __all__ = [
     "RoleSettings",
     "Settings",
     "find_config_file",
+    "layer",
     "load_settings",
+    "raw_settings",
     "read_config_file",
     "user_dir",
 ]

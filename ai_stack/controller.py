@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ai_stack.backends import EMBEDDED_DEFAULT, ModelSpec, choose_backend, create_backend
 from ai_stack.backends.base import ChatOptions, LoadOptions, ModelInfo
@@ -26,7 +26,9 @@ from ai_stack.types import (
     CritiqueReady,
     Event,
     LoopStopped,
+    ModelLoaded,
     ModelMemory,
+    ModelUnloaded,
     Phase,
     PhaseFinished,
     PhaseMetrics,
@@ -142,6 +144,26 @@ def default_models(settings: Settings, backend: str, manager: MemoryManager) -> 
     return default_roles(installed, fits)  # type: ignore[return-value]
 
 
+def config_snapshot(
+    settings: Settings, specs: dict[Role, ModelSpec], manager: MemoryManager, backend_note: str
+) -> dict[str, Any]:
+    """What the history keeps of a run's configuration."""
+    return {
+        "backend": backend_note,
+        "roles": {
+            role: {**settings.role(role).model_dump(mode="json"), "model": str(spec)}
+            for role, spec in specs.items()
+        },
+        "max_rounds": settings.max_rounds,
+        "approve_score": settings.approve_score,
+        "memory": {
+            "policy": manager.policy,
+            "budget_bytes": manager.budget,
+            "kv_cache_type": manager.kv_cache_type,
+        },
+    }
+
+
 def load_options_for(
     settings: Settings, specs: dict[Role, ModelSpec]
 ) -> dict[ModelSpec, LoadOptions]:
@@ -163,12 +185,13 @@ class Pipeline:
         manager: MemoryManager,
         prompts: PromptLibrary,
         specs: dict[Role, ModelSpec],
+        load_options: dict[ModelSpec, LoadOptions] | None = None,
     ) -> None:
         self.settings = settings
         self.manager = manager
         self.prompts = prompts
         self.specs = specs
-        self.load_options = load_options_for(settings, specs)
+        self.load_options = load_options or load_options_for(settings, specs)
         self.runner = RoleRunner(manager, max_reasks=settings.max_reasks)
         self.backend_note = ""
 
@@ -206,30 +229,40 @@ class Pipeline:
         """Unload every model and release the backends."""
         self.manager.close()
 
-    def run(self, task: str, context: str | None = None) -> Iterator[Event]:
-        """Events of one task, ending with :class:`RunFinished` carrying the result."""
+    def run(
+        self, task: str, context: str | None = None, *, resume: Progress | None = None
+    ) -> Iterator[Event]:
+        """Events of one task, ending with :class:`RunFinished` carrying the result.
+
+        With ``resume``, the phases it holds are not run again: its plans and critiques are
+        taken as the model's answers and its metrics head the new run's.
+        """
         task = task.strip()
         if not task:
             raise UsageError("The task is empty.", hint='Give the task as text: ai-stack "..."')
         started = time.perf_counter()
-        before = self.manager.counters
-        phases: list[PhaseMetrics] = []
-        run_id = uuid.uuid4().hex[:12]
+        done = resume or Progress(run_id=uuid.uuid4().hex[:12])
+        tally = _Tally(phases=list(done.phases))
         models = {role: str(spec) for role, spec in self.specs.items()}
-        yield RunStarted(run_id, task, context, models)
+        yield RunStarted(done.run_id, task, context, models)
 
         def tracked(events: Generator[Event, None, S]) -> Generator[Event, None, S]:
-            return _recording(events, phases)
+            return _recording(events, tally)
 
         base = {"task": task, "context": context}
-        plan = yield from tracked(
-            self.runner.structured(
-                self._call("planner", "plan"), self.prompts.render("planner", **base), Plan
+        if done.plans:
+            plan = done.plans[0]
+        else:
+            plan = yield from tracked(
+                self.runner.structured(
+                    self._call("planner", "plan"), self.prompts.render("planner", **base), Plan
+                )
             )
-        )
         yield PlanReady(plan, 1)
 
         def review(plan: Plan, round_: int) -> Generator[Event, None, Critique]:
+            if round_ <= len(done.critiques):
+                return done.critiques[round_ - 1]
             messages = self.prompts.render(
                 "critic", **base, plan=plan, round=round_, approve_score=self.settings.approve_score
             )
@@ -239,10 +272,13 @@ class Pipeline:
             return Critique(round=round_, **verdict.model_dump())
 
         def revise(plan: Plan, critique: Critique, round_: int) -> Generator[Event, None, Plan]:
-            messages = self.prompts.render("revise", **base, plan=plan, critique=critique)
-            revised = yield from tracked(
-                self.runner.structured(self._call("planner", "revise", round_), messages, Plan)
-            )
+            if round_ < len(done.plans):
+                revised = done.plans[round_]
+            else:
+                messages = self.prompts.render("revise", **base, plan=plan, critique=critique)
+                revised = yield from tracked(
+                    self.runner.structured(self._call("planner", "revise", round_), messages, Plan)
+                )
             yield PlanReady(revised, round_ + 1)
             return revised
 
@@ -259,9 +295,8 @@ class Pipeline:
                 self.prompts.render("executor", **base, plan=outcome.subject),
             )
         )
-        spent = self.manager.counters - before
         result = RunResult(
-            id=run_id,
+            id=done.run_id,
             task=task,
             context=context,
             models={role: str(spec) for role, spec in self.specs.items()},
@@ -272,10 +307,10 @@ class Pipeline:
             stop_reason=outcome.stop_reason,
             output=output,
             metrics=RunMetrics(
-                phases=phases,
-                loads=spent.loads,
-                unloads=spent.unloads,
-                load_s=round(spent.load_s, 4),
+                phases=tally.phases,
+                loads=tally.loads,
+                unloads=tally.unloads,
+                load_s=round(tally.load_s, 4),
                 wall_s=round(time.perf_counter() - started, 4),
                 policy=self.manager.policy,
                 budget_bytes=self.manager.budget,
@@ -286,7 +321,7 @@ class Pipeline:
                         resident_bytes=record.resident_bytes,
                     )
                     for spec, record in self.manager.records.items()
-                    if spec in self.load_options
+                    if spec in self.specs.values()
                 ],
             ),
         )
@@ -310,15 +345,39 @@ class Pipeline:
         )
 
 
-def _recording(
-    events: Generator[Event, None, S], phases: list[PhaseMetrics]
-) -> Generator[Event, None, S]:
-    """Relay ``events``, keeping the metrics of every finished phase."""
+@dataclass
+class Progress:
+    """What a run had finished before it stopped: enough to resume it without redoing phases."""
+
+    run_id: str
+    plans: list[Plan] = field(default_factory=list)
+    critiques: list[Critique] = field(default_factory=list)
+    phases: list[PhaseMetrics] = field(default_factory=list)
+
+
+@dataclass
+class _Tally:
+    """One run's share of the work: its calls, and the loads and unloads those calls caused
+    (counted from its own events, so runs interleaved by the batch scheduler stay apart)."""
+
+    phases: list[PhaseMetrics] = field(default_factory=list)
+    loads: int = 0
+    unloads: int = 0
+    load_s: float = 0.0
+
+
+def _recording(events: Generator[Event, None, S], tally: _Tally) -> Generator[Event, None, S]:
+    """Relay ``events``, tallying finished phases, loads and unloads."""
     while True:
         try:
             event = next(events)
         except StopIteration as stop:
             return stop.value
         if isinstance(event, PhaseFinished):
-            phases.append(event.metrics)
+            tally.phases.append(event.metrics)
+        elif isinstance(event, ModelLoaded):
+            tally.loads += 1
+            tally.load_s += event.seconds
+        elif isinstance(event, ModelUnloaded):
+            tally.unloads += 1
         yield event

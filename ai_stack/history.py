@@ -100,6 +100,18 @@ def redact(text: str | None) -> str | None:
     return text
 
 
+def redact_all(value: Any) -> Any:
+    """:func:`redact` every string inside a JSON-like value (before it is serialised, so a rule
+    can never eat a quote and break the JSON)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [redact_all(item) for item in value]
+    if isinstance(value, dict):
+        return {key: redact_all(item) for key, item in value.items()}
+    return value
+
+
 # -- durations ------------------------------------------------------------------------------
 
 
@@ -194,7 +206,30 @@ def _migration_1(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
+def _migration_2(db: sqlite3.Connection) -> None:
+    """Batches: the history is the batch journal, so a killed batch resumes from it."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE batches (
+            id TEXT PRIMARY KEY,
+            workflow TEXT NOT NULL,        -- absolute path of the workflow file
+            digest TEXT NOT NULL,          -- sha256 of its bytes: --resume needs the same file
+            out_dir TEXT NOT NULL,
+            name TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL
+        );
+        ALTER TABLE runs ADD COLUMN batch_id TEXT REFERENCES batches (id) ON DELETE SET NULL;
+        ALTER TABLE runs ADD COLUMN batch_task TEXT;
+        ALTER TABLE runs ADD COLUMN result TEXT;   -- the --json object of a finished run
+        CREATE INDEX runs_batch ON runs (batch_id, batch_task)
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2]
 
 
 def _now() -> str:
@@ -277,22 +312,33 @@ class HistoryStore:
     # -- writing -----------------------------------------------------------------------------
 
     def start_run(
-        self, run_id: str, task: str, context: str | None, config: dict[str, Any], source: str
+        self,
+        run_id: str,
+        task: str,
+        context: str | None,
+        config: dict[str, Any],
+        source: str,
+        *,
+        batch: tuple[str, str] | None = None,
     ) -> None:
+        """Record a run as running; starting an existing id again resumes it (same record)."""
         pid = os.getpid()
+        batch_id, batch_task = batch or (None, None)
         with self._write() as db:
             db.execute(
                 "INSERT INTO runs (id, created_at, status, source, task, context, config, pid,"
-                " pid_started) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                " pid_started, batch_id, batch_task) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?,"
+                " ?, ?) ON CONFLICT (id) DO UPDATE SET status = 'running', finished_at = NULL,"
+                " error = NULL, pid = excluded.pid, pid_started = excluded.pid_started",
                 (run_id, _now(), source, redact(task), redact(context), json.dumps(config),
-                 pid, _process_started(pid)),
+                 pid, _process_started(pid), batch_id, batch_task),
             )  # fmt: skip
 
     def add_plan(self, run_id: str, version: int, plan: dict[str, Any]) -> None:
         with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO plans VALUES (?, ?, ?, ?)",
-                (run_id, version, redact(json.dumps(plan, ensure_ascii=False)), _now()),
+                (run_id, version, json.dumps(redact_all(plan), ensure_ascii=False), _now()),
             )
 
     def add_critique(self, run_id: str, critique: dict[str, Any]) -> None:
@@ -300,7 +346,7 @@ class HistoryStore:
             db.execute(
                 "INSERT OR REPLACE INTO critiques VALUES (?, ?, ?, ?, ?, ?)",
                 (run_id, critique["round"], critique["verdict"], critique["score"],
-                 redact(json.dumps(critique["issues"], ensure_ascii=False)), _now()),
+                 json.dumps(redact_all(critique["issues"]), ensure_ascii=False), _now()),
             )  # fmt: skip
 
     def add_phase(self, run_id: str, metrics: dict[str, Any], *, thermal: str | None) -> None:
@@ -323,11 +369,11 @@ class HistoryStore:
         with self._write() as db:
             db.execute(
                 "UPDATE runs SET status = 'ok', finished_at = ?, stop_reason = ?, rounds = ?,"
-                " output = ?, loads = ?, unloads = ?, load_s = ?, wall_s = ?, metrics = ?"
-                " WHERE id = ?",
+                " output = ?, loads = ?, unloads = ?, load_s = ?, wall_s = ?, metrics = ?,"
+                " result = ? WHERE id = ?",
                 (_now(), result["stop_reason"], result["rounds"], redact(result["output"]),
                  metrics["loads"], metrics["unloads"], metrics["load_s"], metrics["wall_s"],
-                 json.dumps(metrics), run_id),
+                 json.dumps(metrics), json.dumps(redact_all(result), ensure_ascii=False), run_id),
             )  # fmt: skip
 
     def end_run(self, run_id: str, status: str, error: str | None = None) -> None:
@@ -364,6 +410,54 @@ class HistoryStore:
                 "DELETE FROM runs WHERE created_at < ? AND status != 'running'", (cutoff,)
             )
             return cursor.rowcount
+
+    # -- batches -----------------------------------------------------------------------------
+
+    def start_batch(
+        self, batch_id: str, workflow: str, digest: str, out_dir: str, name: str
+    ) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, NULL, 'running')",
+                (batch_id, workflow, digest, out_dir, name, _now()),
+            )
+
+    def end_batch(self, batch_id: str, status: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE batches SET status = ?, finished_at = ? WHERE id = ?",
+                (status, _now(), batch_id),
+            )
+
+    def resume_batch(self, batch_id: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE batches SET status = 'running', finished_at = NULL WHERE id = ?",
+                (batch_id,),
+            )
+
+    def latest_batch(self, workflow: str, out_dir: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT * FROM batches WHERE workflow = ? AND out_dir = ?"
+            " ORDER BY created_at DESC LIMIT 1",
+            (workflow, out_dir),
+        ).fetchone()
+        return dict(row) if row else None
+
+    def batch_runs(self, batch_id: str) -> dict[str, dict[str, Any]]:
+        """Task id -> its run (id, status, result) in a batch."""
+        rows = self.db.execute(
+            "SELECT id, batch_task, status, result FROM runs WHERE batch_id = ?"
+            " ORDER BY created_at",
+            (batch_id,),
+        )
+        return {row["batch_task"]: dict(row) for row in rows}
+
+    def progress(self, run_id: str) -> dict[str, Any]:
+        """The finished phases of a run, to resume it: plans, critiques and phase metrics."""
+        run = self.run(run_id)
+        return {"plans": run["plans"], "critiques": run["critiques"],
+                "phases": run["metrics"]["phases"]}  # fmt: skip
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -469,17 +563,27 @@ class HistoryStore:
 class HistoryRecorder:
     """Records one pipeline's events into the store as they arrive."""
 
-    def __init__(self, store: HistoryStore, *, source: str, config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        store: HistoryStore,
+        *,
+        source: str,
+        config: dict[str, Any],
+        batch: tuple[str, str] | None = None,
+    ) -> None:
         self.store = store
         self.source = source
         self.config = config
+        self.batch = batch
         self.run_id: str | None = None
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self.run_id = event.run_id
             config = {**self.config, "models": event.models}
-            self.store.start_run(event.run_id, event.task, event.context, config, self.source)
+            self.store.start_run(
+                event.run_id, event.task, event.context, config, self.source, batch=self.batch
+            )
         elif self.run_id is None:
             return
         elif isinstance(event, PlanReady):

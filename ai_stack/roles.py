@@ -22,6 +22,7 @@ from ai_stack.backends.base import ChatOptions, LoadOptions, Message
 from ai_stack.errors import InvalidOutputError, TransientBackendError
 from ai_stack.memory import MemoryManager
 from ai_stack.types import (
+    AwaitingModel,
     CallRetried,
     Event,
     Phase,
@@ -189,6 +190,7 @@ class RoleRunner:
         schema: dict[str, Any] | None,
         attempt: int,
     ) -> Generator[Event, None, tuple[str, str]]:
+        yield AwaitingModel(call.role, call.phase, call.round, str(call.spec))
         started = time.perf_counter()
         yield PhaseStarted(call.role, call.phase, str(call.spec), call.round, attempt)
         lease = yield from self.manager.acquire(call.spec, call.load)

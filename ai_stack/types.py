@@ -140,6 +140,17 @@ class PhaseStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class AwaitingModel:
+    """A role call is about to ask for its model: the point where a scheduler may park the run
+    and come back once the model is the one it wants resident (batch, phase-major)."""
+
+    role: Role
+    phase: Phase
+    round: int
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
 class ModelLoading:
     model: str
     estimate_bytes: int = 0
@@ -215,6 +226,7 @@ class RunFinished:
 
 Event = (
     RunStarted
+    | AwaitingModel
     | PhaseStarted
     | ModelLoading
     | ModelLoaded
@@ -231,6 +243,7 @@ Event = (
 
 __all__ = [
     "ROLES",
+    "AwaitingModel",
     "CallRetried",
     "Critique",
     "CritiqueReady",

@@ -10,6 +10,7 @@ import click
 from click_default_group import DefaultGroup
 
 from ai_stack import __version__
+from ai_stack.cli.batch import batch_command
 from ai_stack.cli.history import history
 from ai_stack.cli.models import models
 from ai_stack.cli.run import execute, run_command
@@ -31,6 +32,7 @@ def cli() -> None:
 cli.add_command(run_command)
 cli.add_command(models)
 cli.add_command(history)
+cli.add_command(batch_command)
 
 
 def main() -> None:

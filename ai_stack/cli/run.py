@@ -17,7 +17,7 @@ from ai_stack.cli.common import (
     settings_from_options,
 )
 from ai_stack.config import Settings
-from ai_stack.controller import Pipeline
+from ai_stack.controller import Pipeline, config_snapshot
 from ai_stack.display import Display
 from ai_stack.errors import UsageError
 from ai_stack.history import HistoryRecorder, HistoryStore
@@ -52,20 +52,7 @@ def open_recorder(settings: Settings, pipeline: Pipeline, source: str) -> Histor
         return None
     store = HistoryStore.open(settings.resolved_history_path())
     store.reap_orphans()
-    config = {
-        "backend": pipeline.backend_note,
-        "roles": {
-            role: {**settings.role(role).model_dump(mode="json"), "model": str(spec)}
-            for role, spec in pipeline.specs.items()
-        },
-        "max_rounds": settings.max_rounds,
-        "approve_score": settings.approve_score,
-        "memory": {
-            "policy": pipeline.manager.policy,
-            "budget_bytes": pipeline.manager.budget,
-            "kv_cache_type": pipeline.manager.kv_cache_type,
-        },
-    }
+    config = config_snapshot(settings, pipeline.specs, pipeline.manager, pipeline.backend_note)
     return HistoryRecorder(store, source=source, config=config)
 
 

@@ -1,0 +1,528 @@
+"""Batch runs of workflow files, scheduled phase-major so each model loads once per phase group.
+
+Every task runs through the same :class:`~ai_stack.controller.Pipeline` as a one-shot run. A
+task's event stream pauses at :class:`~ai_stack.types.AwaitingModel` before each model call; the
+scheduler parks it there and decides which model to serve next:
+
+1. a model that is already resident, if any parked task waits for it (never reload it later);
+2. otherwise the earliest phase any parked task waits for — all plans, then round-1 critiques,
+   then revisions, ..., then executions — and within it the first task's model.
+
+Then it resumes every task waiting for that model, each through exactly one model call. The same
+rule drives :func:`predict`, so ``--dry-run`` shows the schedule the run will follow.
+
+The run history is the journal: plans, critiques and phase metrics are written as they arrive,
+so ``--resume`` continues each unfinished task from its last finished phase.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ai_stack.backends import ModelSpec
+from ai_stack.config import Settings
+from ai_stack.controller import (
+    Pipeline,
+    Progress,
+    config_snapshot,
+    load_options_for,
+    resolve_roles,
+)
+from ai_stack.errors import AiStackError, UsageError
+from ai_stack.files import write_atomically
+from ai_stack.history import HistoryRecorder, HistoryStore
+from ai_stack.memory import MemoryManager
+from ai_stack.prompts import PromptLibrary
+from ai_stack.types import (
+    AwaitingModel,
+    Critique,
+    Event,
+    Phase,
+    PhaseMetrics,
+    Plan,
+    Role,
+    RunFinished,
+    RunResult,
+    RunStarted,
+)
+from ai_stack.workflow import PlannedTask, Workflow, render
+
+EXECUTE_RANK = 10_000
+
+
+def phase_rank(phase: Phase, round_: int) -> int:
+    """Order of phases in the phase-major schedule.
+
+    >>> [phase_rank(p, r) for p, r in [("plan", 0), ("critique", 1), ("revise", 1),
+    ...                                 ("critique", 2), ("execute", 0)]]
+    [0, 1, 2, 3, 10000]
+    """
+    if phase == "plan":
+        return 0
+    if phase == "critique":
+        return 2 * round_ - 1
+    if phase == "revise":
+        return 2 * round_
+    return EXECUTE_RANK
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A parked task: which model it needs for which phase."""
+
+    task: str
+    order: int
+    rank: int
+    model: str
+
+
+def choose_model(parked: list[Waiting], resident: set[str]) -> str:
+    """The model to serve next (see the module docstring)."""
+    on_resident = [w for w in parked if w.model in resident]
+    pool = on_resident or parked
+    return min(pool, key=lambda w: (w.rank, w.order)).model
+
+
+# -- prediction --------------------------------------------------------------------------------
+
+
+@dataclass
+class Prediction:
+    """The schedule a batch will follow if every review uses all its rounds."""
+
+    groups: list[tuple[str, str, list[str]]]  # (phase label, model, task ids)
+    loads: int
+    naive_loads: int
+    exact: bool  # False when reviews may end early (max_rounds > 1), making loads an upper bound
+
+
+def task_steps(specs: dict[Role, ModelSpec], max_rounds: int) -> list[tuple[Phase, int, str]]:
+    """Every model call of a task whose reviews use all rounds."""
+    steps: list[tuple[Phase, int, str]] = [("plan", 0, str(specs["planner"]))]
+    for round_ in range(1, max_rounds + 1):
+        steps.append(("critique", round_, str(specs["critic"])))
+        if round_ < max_rounds:
+            steps.append(("revise", round_, str(specs["planner"])))
+    steps.append(("execute", 0, str(specs["executor"])))
+    return steps
+
+
+def predict(
+    workflow: Workflow,
+    specs: dict[str, dict[Role, ModelSpec]],
+    fits_together: Callable[[list[str]], bool],
+) -> Prediction:
+    """Simulate the scheduler. ``fits_together`` says whether a set of models may be resident at
+    once (always False for more than one under one-at-a-time)."""
+    steps = {t.id: task_steps(specs[t.id], t.settings.max_rounds) for t in workflow.tasks}
+    order = {t.id: i for i, t in enumerate(workflow.tasks)}
+    done: set[str] = set()
+    residency = _Residency(fits_together)
+    groups: list[tuple[str, str, list[str]]] = []
+    while len(done) < len(steps):
+        ready = [
+            t for t in workflow.tasks
+            if t.id not in done and all(d in done for d in t.depends_on)
+        ]  # fmt: skip
+        parked = [
+            Waiting(t.id, order[t.id], phase_rank(*steps[t.id][0][:2]), steps[t.id][0][2])
+            for t in ready
+        ]
+        model = choose_model(parked, residency.resident)
+        residency.use(model)
+        served = [w.task for w in sorted(parked, key=lambda w: w.order) if w.model == model]
+        phase, round_, _ = steps[served[0]][0]
+        groups.append((_label(phase, round_), model, served))
+        for task_id in served:
+            steps[task_id].pop(0)
+            if not steps[task_id]:
+                done.add(task_id)
+    naive = _Residency(fits_together)
+    for planned in workflow.tasks:
+        for _, _, model in task_steps(specs[planned.id], planned.settings.max_rounds):
+            naive.use(model)
+    exact = all(t.settings.max_rounds <= 1 for t in workflow.tasks)
+    return Prediction(groups, residency.loads, naive.loads, exact)
+
+
+def _label(phase: Phase, round_: int) -> str:
+    return f"{phase} round {round_}" if round_ else phase
+
+
+@dataclass
+class _Residency:
+    """Resident set and load count under a policy, least recently used evicted first."""
+
+    fits_together: Callable[[list[str]], bool]
+    resident: set[str] = field(default_factory=set)
+    recency: list[str] = field(default_factory=list)
+    loads: int = 0
+
+    def use(self, model: str) -> None:
+        if model in self.resident:
+            self.recency.remove(model)
+            self.recency.append(model)
+            return
+        self.loads += 1
+        while self.recency and not self.fits_together([*self.recency, model]):
+            self.resident.discard(self.recency.pop(0))
+        self.resident.add(model)
+        self.recency.append(model)
+
+
+# -- running -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFailed:
+    """Not a pipeline event: the batch's note that a task failed (the others go on)."""
+
+    error: str
+
+
+BatchEvent = Event | TaskFailed
+
+
+@dataclass
+class TaskRun:
+    planned: PlannedTask
+    order: int
+    status: str = "pending"  # pending, running, ok, failed, skipped
+    error: str | None = None
+    run_id: str | None = None
+    result: dict[str, Any] | None = None
+    resume: Progress | None = None
+    resumed_phases: int = 0
+    events: Iterator[Event] | None = None
+    recorder: HistoryRecorder | None = None
+    waiting: AwaitingModel | None = None
+
+
+@dataclass
+class BatchSummary:
+    name: str
+    workflow: str
+    batch_id: str
+    out_dir: str
+    status: str
+    tasks: list[dict[str, Any]]
+    loads: int
+    unloads: int
+    load_s: float
+    wall_s: float
+    policy: str
+    budget_bytes: int
+    predicted_loads: int
+    naive_loads: int
+    resumed: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class BatchRunner:
+    """Runs a validated workflow through one memory manager, phase-major, journaled."""
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        manager: MemoryManager,
+        *,
+        out_dir: Path,
+        backend: str,
+        backend_note: str = "",
+        defaults: dict[Role, str] | None = None,
+        store: HistoryStore | None = None,
+        on_event: Callable[[str, BatchEvent], None] = lambda task, event: None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.workflow = workflow
+        self.manager = manager
+        self._store = store
+        self.out_dir = out_dir
+        self.backend_note = backend_note
+        self.on_event = on_event
+        self.should_stop = should_stop
+        self.specs = {t.id: resolve_roles(t.settings, backend, defaults) for t in workflow.tasks}
+        self.load_options = _shared_load_options(workflow, self.specs)
+        self.runs = [TaskRun(t, i) for i, t in enumerate(workflow.tasks)]
+        self.outputs: dict[str, str] = {}
+        self._prompts: dict[Path | None, PromptLibrary] = {}
+        self.batch_id = ""
+        self.resumed = False
+
+    @property
+    def store(self) -> HistoryStore:
+        """The journal: the run history, or journal.db in the output dir when history is off."""
+        if self._store is None:
+            raise RuntimeError("BatchRunner.store is set before begin()")
+        return self._store
+
+    @store.setter
+    def store(self, store: HistoryStore) -> None:
+        self._store = store
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def check_models(self) -> None:
+        """Every model exists and fits the budget, before anything loads."""
+        for spec in self.load_options:
+            self.manager.check_fits(spec, self.load_options[spec])
+
+    def prediction(self) -> Prediction:
+        return predict(self.workflow, self.specs, self._fits_together())
+
+    def _fits_together(self) -> Callable[[list[str]], bool]:
+        if self.manager.policy == "one-at-a-time":
+            return lambda models: len(models) <= 1
+        sizes = {
+            str(spec): self.manager.footprint(spec, options).total
+            for spec, options in self.load_options.items()
+        }
+        return lambda models: sum(sizes[m] for m in models) <= self.manager.budget
+
+    def begin(self, *, resume: bool) -> None:
+        """Open (or reopen, with ``resume``) this batch in the journal."""
+        workflow, out_dir = str(self.workflow.path), str(self.out_dir)
+        previous = self.store.latest_batch(workflow, out_dir) if resume else None
+        if resume and previous is None:
+            raise UsageError(
+                f"Nothing to resume: no earlier run of {self.workflow.path} writing to {out_dir}.",
+                hint="Run it without --resume.",
+            )
+        if previous is not None:
+            if previous["digest"] != self.workflow.digest:
+                raise UsageError(
+                    f"{self.workflow.path} changed since the run being resumed.",
+                    hint="Run it without --resume to start over.",
+                )
+            self.batch_id, self.resumed = previous["id"], True
+            self.store.resume_batch(self.batch_id)
+            self._load_journal()
+        else:
+            self.batch_id = uuid.uuid4().hex[:12]
+            self.store.start_batch(self.batch_id, workflow, self.workflow.digest, out_dir,
+                                   self.workflow.name)  # fmt: skip
+
+    def _load_journal(self) -> None:
+        self.store.reap_orphans()
+        journal = self.store.batch_runs(self.batch_id)
+        for run in self.runs:
+            entry = journal.get(run.planned.id)
+            if entry is None:
+                continue
+            run.run_id = entry["id"]
+            if entry["status"] == "ok" and entry["result"]:
+                run.status, run.result = "ok", json.loads(entry["result"])
+                self.outputs[run.planned.id] = run.result["output"]
+                self._write_outputs(run)  # in case the kill came between journal and files
+                continue
+            done = self.store.progress(entry["id"])
+            run.resume = Progress(
+                run_id=entry["id"],
+                plans=[Plan.model_validate(p) for p in done["plans"]],
+                critiques=[Critique.model_validate(c) for c in done["critiques"]],
+                phases=[PhaseMetrics.model_validate(p) for p in done["phases"]],
+            )
+            run.resumed_phases = len(run.resume.phases)
+
+    # -- the schedule ------------------------------------------------------------------------
+
+    def run(self) -> BatchSummary:
+        """Run every task; returns when all are done, or early when ``should_stop`` says so
+        (checked before each model call) or on a second Ctrl-C."""
+        started = time.perf_counter()
+        before = self.manager.counters
+        prediction = self.prediction()
+        try:
+            interrupted = self._schedule()
+        except KeyboardInterrupt:
+            self._close(started, before, prediction, "interrupted")
+            raise
+        status = "interrupted" if interrupted else (
+            "ok" if all(r.status == "ok" for r in self.runs) else "failed"
+        )  # fmt: skip
+        return self._close(started, before, prediction, status)
+
+    def _schedule(self) -> bool:
+        """The scheduling loop; True if it stopped early."""
+        while True:
+            self._start_ready()
+            parked = [r for r in self.runs if r.waiting is not None]
+            if not parked:
+                return False
+            resident = {str(spec) for spec in self.manager.resident}
+            waiting = [
+                Waiting(r.planned.id, r.order, phase_rank(r.waiting.phase, r.waiting.round),
+                        r.waiting.model)
+                for r in parked if r.waiting is not None
+            ]  # fmt: skip
+            model = choose_model(waiting, resident)
+            for run in parked:
+                if run.waiting is not None and run.waiting.model == model:
+                    if self.should_stop():
+                        return True
+                    self._advance(run)
+
+    def _close(
+        self, started: float, before: Any, prediction: Prediction, status: str
+    ) -> BatchSummary:
+        if status == "interrupted":
+            for run in self.runs:
+                if run.status == "running" and run.recorder is not None:
+                    run.recorder.abandon(KeyboardInterrupt())
+        spent = self.manager.counters - before
+        self.store.end_batch(self.batch_id, status)
+        summary = BatchSummary(
+            name=self.workflow.name,
+            workflow=str(self.workflow.path),
+            batch_id=self.batch_id,
+            out_dir=str(self.out_dir),
+            status=status,
+            tasks=[self._task_summary(r) for r in self.runs],
+            loads=spent.loads,
+            unloads=spent.unloads,
+            load_s=round(spent.load_s, 4),
+            wall_s=round(time.perf_counter() - started, 4),
+            policy=self.manager.policy,
+            budget_bytes=self.manager.budget,
+            predicted_loads=prediction.loads,
+            naive_loads=prediction.naive_loads,
+            resumed=self.resumed,
+        )
+        self._write_summary(summary)
+        return summary
+
+    def _start_ready(self) -> None:
+        """Start tasks whose dependencies are done; skip those whose dependencies failed."""
+        status = {r.planned.id: r.status for r in self.runs}
+        for run in self.runs:
+            if run.status != "pending":
+                continue
+            failed = [d for d in run.planned.depends_on if status[d] in ("failed", "skipped")]
+            if failed:
+                run.status, run.error = "skipped", f"dependency {failed[0]!r} did not finish"
+                status[run.planned.id] = "skipped"
+                continue
+            if all(status[d] == "ok" for d in run.planned.depends_on):
+                self._start(run)
+                status[run.planned.id] = run.status
+
+    def _start(self, run: TaskRun) -> None:
+        planned = run.planned
+        try:
+            task = render(planned.task, self.outputs) or ""
+            context = render(planned.context, self.outputs)
+        except Exception as exc:  # a sandbox violation or a bad filter in someone's workflow
+            run.status, run.error = "failed", f"cannot render the task's template: {exc}"
+            return
+        settings = planned.settings
+        pipeline = Pipeline(settings, self.manager, self._library(settings), self.specs[planned.id],
+                            self.load_options)  # fmt: skip
+        run.recorder = HistoryRecorder(
+            self.store,
+            source="batch",
+            config=config_snapshot(
+                settings, self.specs[planned.id], self.manager, self.backend_note
+            ),
+            batch=(self.batch_id, planned.id),
+        )
+        run.events = iter(pipeline.run(task, context, resume=run.resume))
+        run.status = "running"
+        self._advance(run)
+
+    def _advance(self, run: TaskRun) -> None:
+        """Run a task until it next waits for a model (or ends). A parked task is suspended just
+        after its AwaitingModel, so resuming it makes exactly the call it was waiting for."""
+        assert run.events is not None and run.recorder is not None
+        run.waiting = None
+        try:
+            for event in run.events:
+                if isinstance(event, AwaitingModel):
+                    run.waiting = event
+                    return
+                if isinstance(event, RunStarted):
+                    run.run_id = event.run_id
+                run.recorder(event)
+                self.on_event(run.planned.id, event)
+                if isinstance(event, RunFinished):
+                    self._finish(run, event.result)
+        except AiStackError as exc:
+            run.recorder.abandon(exc)
+            run.status, run.error = "failed", exc.message
+            self.on_event(run.planned.id, TaskFailed(exc.message))
+            self._write_summary_partial()
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            run.recorder.abandon(exc)
+            run.status, run.error = "failed", f"{type(exc).__name__}: {exc}"
+            self.on_event(run.planned.id, TaskFailed(run.error))
+
+    def _finish(self, run: TaskRun, result: RunResult) -> None:
+        run.status, run.run_id = "ok", result.id
+        run.result = result.model_dump(mode="json")
+        self.outputs[run.planned.id] = result.output
+        self._write_outputs(run)
+        self._write_summary_partial()
+
+    # -- files -------------------------------------------------------------------------------
+
+    def _write_outputs(self, run: TaskRun) -> None:
+        assert run.result is not None
+        task_id = run.planned.id
+        write_atomically(self.out_dir / f"{task_id}.md", run.result["output"].rstrip() + "\n")
+        write_atomically(
+            self.out_dir / f"{task_id}.json",
+            json.dumps(run.result, indent=2, ensure_ascii=False) + "\n",
+        )
+
+    def _task_summary(self, run: TaskRun) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "id": run.planned.id,
+            "status": run.status,
+            "run_id": run.run_id,
+            "error": run.error,
+            "resumed_phases": run.resumed_phases,
+        }
+        if run.status == "ok":
+            entry["output_file"] = f"{run.planned.id}.md"
+            entry["result_file"] = f"{run.planned.id}.json"
+        return entry
+
+    def _write_summary_partial(self) -> None:
+        counters = self.manager.counters
+        partial = {"name": self.workflow.name, "batch_id": self.batch_id, "status": "running",
+                   "tasks": [self._task_summary(r) for r in self.runs],
+                   "loads": counters.loads, "unloads": counters.unloads,
+                   "load_s": round(counters.load_s, 4)}  # fmt: skip
+        write_atomically(self.out_dir / "summary.json", json.dumps(partial, indent=2) + "\n")
+
+    def _write_summary(self, summary: BatchSummary) -> None:
+        write_atomically(
+            self.out_dir / "summary.json", json.dumps(summary.as_dict(), indent=2) + "\n"
+        )
+
+    def _library(self, settings: Settings) -> PromptLibrary:
+        if settings.prompts_dir not in self._prompts:
+            self._prompts[settings.prompts_dir] = PromptLibrary(settings.prompts_dir)
+        return self._prompts[settings.prompts_dir]
+
+
+def _shared_load_options(
+    workflow: Workflow, specs: dict[str, dict[Role, ModelSpec]]
+) -> dict[ModelSpec, Any]:
+    """One set of load-time options per model across all tasks, so no task reloads a model
+    another loaded: the context is the largest any task's role asks for."""
+    merged: dict[ModelSpec, Any] = {}
+    for planned in workflow.tasks:
+        for spec, options in load_options_for(planned.settings, specs[planned.id]).items():
+            if spec not in merged or options.num_ctx > merged[spec].num_ctx:
+                merged[spec] = options
+    return merged

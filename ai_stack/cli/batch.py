@@ -1,0 +1,284 @@
+"""``ai-stack batch WORKFLOW``: many tasks, scheduled phase-major, resumable."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from ai_stack.backends import choose_backend, create_backend
+from ai_stack.batch import BatchEvent, BatchRunner, BatchSummary, Prediction, TaskFailed
+from ai_stack.cli.common import (
+    EXIT_INTERRUPTED,
+    configure_logging,
+    error_console,
+    reported_errors,
+    run_options,
+)
+from ai_stack.config import raw_settings
+from ai_stack.controller import default_models
+from ai_stack.history import HistoryStore
+from ai_stack.memory import GIB, MemoryManager
+from ai_stack.types import (
+    CallRetried,
+    ModelLoaded,
+    ModelUnloaded,
+    PhaseFinished,
+    PhaseStarted,
+    Reasked,
+    RunFinished,
+)
+from ai_stack.workflow import Workflow, load_workflow
+
+_PHASES = ("plan", "critique", "revise", "execute")
+
+
+class BatchDisplay:
+    """A live table of tasks by phases, with loads and problems printed above it."""
+
+    def __init__(self, console: Console, workflow: Workflow, *, quiet: bool) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.cells: dict[str, dict[str, str]] = {
+            t.id: {phase: "" for phase in _PHASES} | {"status": "waiting"} for t in workflow.tasks
+        }
+        self.live = Live(self._table(), console=console, transient=False, auto_refresh=False)
+
+    def __enter__(self) -> BatchDisplay:
+        if not self.quiet:
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.quiet:
+            self.live.update(self._table(), refresh=True)
+            self.live.stop()
+
+    def print(self, text: str) -> None:
+        if not self.quiet:
+            self.live.console.print(text)
+
+    def __call__(self, task_id: str, event: BatchEvent) -> None:
+        row = self.cells[task_id]
+        if isinstance(event, PhaseStarted):
+            mark = f"{event.round}…" if event.round else "…"
+            row[event.phase] = _replace_last(row[event.phase], mark, event.round)
+            row["status"] = f"{event.phase} · {event.model}"
+        elif isinstance(event, PhaseFinished):
+            m = event.metrics
+            row[m.phase] = _replace_last(row[m.phase], f"{m.round}✓" if m.round else "✓", m.round)
+        elif isinstance(event, RunFinished):
+            row["status"] = "[green]done[/]"
+        elif isinstance(event, TaskFailed):
+            row["status"] = f"[red]failed[/]: {escape(event.error)}"
+            self.print(f"[red]{task_id} failed:[/] {escape(event.error)}")
+        elif isinstance(event, ModelLoaded):
+            self.print(f"[dim]Loaded {escape(event.model)} in {event.seconds:.2f} s[/]")
+        elif isinstance(event, ModelUnloaded):
+            self.print(f"[dim]Unloaded {escape(event.model)} ({escape(event.reason)})[/]")
+        elif isinstance(event, Reasked):
+            self.print(f"[yellow]{task_id}: invalid {event.role} reply, asking again[/]")
+        elif isinstance(event, CallRetried):
+            self.print(f"[yellow]{task_id}: {escape(event.reason)}; asking again[/]")
+        else:
+            return
+        if not self.quiet:
+            self.live.update(self._table(), refresh=True)
+
+    def _table(self) -> Table:
+        table = Table("task", *_PHASES, "status")
+        for task_id, row in self.cells.items():
+            table.add_row(task_id, *(row[p] for p in _PHASES), row["status"])
+        return table
+
+
+def _replace_last(cell: str, mark: str, round_: int) -> str:
+    """Cells hold one mark per round: update this round's, or append it."""
+    marks = cell.split()
+    prefix = str(round_) if round_ else ""
+    if marks and marks[-1].startswith(prefix) and marks[-1].endswith("…"):
+        marks[-1] = mark
+    else:
+        marks.append(mark)
+    return " ".join(marks)
+
+
+def show_prediction(console: Console, prediction: Prediction, policy: str) -> None:
+    table = Table("#", "phase", "model", "tasks")
+    for number, (label, model, tasks) in enumerate(prediction.groups, 1):
+        table.add_row(str(number), label, escape(model), ", ".join(tasks))
+    console.print(table)
+    bound = "" if prediction.exact else "at most "
+    console.print(
+        f"Model loads ({policy}): {bound}{prediction.loads} phase-major, against "
+        f"{bound}{prediction.naive_loads} in the naive task-by-task order."
+    )
+    if not prediction.exact:
+        console.print("[dim]Reviews that end early (approval) need fewer calls and loads.[/]")
+
+
+def show_summary(console: Console, summary: BatchSummary) -> None:
+    console.print()
+    table = Table("task", "status", "output", "note")
+    for task in summary.tasks:
+        style = {"ok": "green", "failed": "red", "skipped": "yellow"}.get(task["status"], "")
+        note = task["error"] or (f"resumed after {task['resumed_phases']} phase(s)"
+                                 if task["resumed_phases"] else "")  # fmt: skip
+        table.add_row(task["id"], f"[{style}]{task['status']}[/]", task.get("output_file") or "",
+                      escape(note))  # fmt: skip
+    console.print(table)
+    console.print(
+        f"{summary.loads} load(s) (predicted {summary.predicted_loads}; naive order "
+        f"{summary.naive_loads}), {summary.unloads} unload(s), {summary.load_s:.1f} s loading, "
+        f"{summary.wall_s:.1f} s in all. Results in {summary.out_dir}"
+    )
+
+
+class _StopFlag:
+    """First Ctrl-C: finish the current model call, then stop. Second: stop at once."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopFlag:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.console.print(
+            "\n[yellow]Stopping after the current model call (Ctrl-C again to stop at once).[/]"
+        )
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+@click.command("batch")
+@click.argument("workflow_file", metavar="WORKFLOW", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Output directory.")
+@click.option("--resume", is_flag=True, help="Continue the last run of this workflow.")
+@click.option("--dry-run", is_flag=True, help="Validate and print the schedule; load nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary (or schedule) as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output on stderr.")
+@run_options
+def batch_command(
+    workflow_file: Path,
+    out: Path | None,
+    resume: bool,
+    dry_run: bool,
+    as_json: bool,
+    quiet: bool,
+    planner: str | None,
+    critic: str | None,
+    executor: str | None,
+    backend: str | None,
+    max_rounds: int | None,
+    memory_budget: float | None,
+    policy: str | None,
+    config_file: Path | None,
+    debug: bool,
+) -> None:
+    """Run every task of a workflow file (YAML or JSON), loading each model once per phase.
+
+    Results go to <workflow>-results/ beside the file (or --out): ID.md, ID.json, summary.json.
+    """
+    console = error_console()
+    configure_logging(debug)
+    with reported_errors(console, debug):
+        overrides = {
+            "planner": {"model": planner},
+            "critic": {"model": critic},
+            "executor": {"model": executor},
+            "backend": backend,
+            "max_rounds": max_rounds,
+            "memory": {"budget_gb": memory_budget, "policy": policy},
+        }
+        base, _ = raw_settings(config_file)
+        workflow = load_workflow(workflow_file, base, overrides)
+        settings = workflow.tasks[0].settings  # batch-wide options are the same in every task
+        out_dir = (out or workflow.output_dir).resolve()
+        budget = settings.memory.budget_gb
+        manager = MemoryManager(
+            lambda name: create_backend(name, settings),
+            policy=settings.memory.policy,
+            budget_bytes=int(budget * GIB) if budget else None,
+            kv_cache_type=settings.memory.kv_cache_type,
+        )
+        try:
+            chosen, note = choose_backend(
+                settings.backend, manager.backend, autostart=settings.ollama.autostart
+            )
+            if not quiet:
+                console.print(f"[dim]Backend: {escape(note)}[/]")
+            runner = BatchRunner(
+                workflow,
+                manager,
+                out_dir=out_dir,
+                backend=chosen,
+                backend_note=note,
+                defaults=default_models(settings, chosen, manager),
+            )
+            runner.check_models()
+            prediction = runner.prediction()
+            if dry_run:
+                if as_json:
+                    click.echo(json.dumps(_schedule_json(workflow, prediction, manager.policy)))
+                else:
+                    show_prediction(Console(), prediction, manager.policy)
+                return
+            journal = (
+                settings.resolved_history_path()
+                if settings.history.enabled
+                else out_dir / "journal.db"
+            )
+            runner.store = HistoryStore.open(journal)
+            runner.begin(resume=resume)
+            with _StopFlag(console) as stop, BatchDisplay(console, workflow, quiet=quiet) as view:
+                runner.on_event, runner.should_stop = view, stop
+                try:
+                    summary = runner.run()
+                except KeyboardInterrupt:  # the second Ctrl-C: the journal is already closed
+                    summary = None
+        finally:
+            manager.close()
+        if summary is None or summary.status == "interrupted":
+            again = f"ai-stack batch {workflow_file} --resume" + (f" --out {out}" if out else "")
+            console.print(f"[yellow]Interrupted.[/] Finished phases are kept. Resume with: {again}")
+            sys.exit(EXIT_INTERRUPTED)
+        if as_json:
+            click.echo(json.dumps(summary.as_dict(), ensure_ascii=False))
+        elif not quiet:
+            show_summary(console, summary)
+        if summary.status != "ok":
+            sys.exit(1)
+
+
+def _schedule_json(workflow: Workflow, prediction: Prediction, policy: str) -> dict[str, Any]:
+    return {
+        "name": workflow.name,
+        "policy": policy,
+        "groups": [
+            {"phase": label, "model": model, "tasks": tasks}
+            for label, model, tasks in prediction.groups
+        ],
+        "predicted_loads": prediction.loads,
+        "naive_loads": prediction.naive_loads,
+        "exact": prediction.exact,
+    }

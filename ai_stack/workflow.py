@@ -1,0 +1,354 @@
+"""Workflow files: many tasks in one file, validated completely before any model loads.
+
+A workflow (YAML or JSON) has a ``name``, optional ``defaults`` (any run option), ``tasks``
+(each with a unique ``id``, the ``task`` text, optional ``context``, ``context_files``,
+``depends_on`` and per-task overrides of the role and loop options) and an optional
+``output_dir``. Task text and context may use ``{{ outputs.<id> }}`` to insert the final answer
+of a task they depend on; it is rendered in a sandbox, since a workflow may come from someone
+else. Every error names the file, the line where the parser knows it, and what to fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import jinja2
+import yaml
+from jinja2 import nodes
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from ai_stack.config import Settings, layer
+from ai_stack.errors import AiStackError
+
+# Run options a single task may override; the rest (backend, memory, history, ...) apply to the
+# whole batch and belong in ``defaults``.
+TASK_OPTIONS = ("planner", "critic", "executor", "max_rounds", "approve_score", "max_reasks",
+                "repeat_penalty", "seed", "prompts_dir")  # fmt: skip
+TASK_KEYS = ("id", "task", "context", "context_files", "depends_on", *TASK_OPTIONS)
+_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+class WorkflowError(AiStackError):
+    """The workflow file is malformed; the message says where and what to fix."""
+
+    exit_code = 2
+
+
+class WorkflowTask(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")]
+    task: Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
+    context: str | None = None
+    context_files: list[str] = Field(default_factory=list)
+    depends_on: list[str] = Field(default_factory=list)
+
+
+class WorkflowFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    tasks: list[WorkflowTask] = Field(min_length=1)
+    output_dir: str | None = None
+
+
+@dataclass
+class PlannedTask:
+    """A validated task: its settings, its static context, and what it waits for."""
+
+    id: str
+    task: str  # may still contain {{ outputs.<id> }}
+    context: str | None
+    settings: Settings
+    depends_on: list[str]
+    line: int | None
+
+
+@dataclass
+class Workflow:
+    path: Path
+    name: str
+    tasks: list[PlannedTask]
+    output_dir: Path
+    digest: str  # of the file's bytes: a resumed batch must be the same workflow
+
+    def task(self, task_id: str) -> PlannedTask:
+        return next(t for t in self.tasks if t.id == task_id)
+
+    def waves(self) -> list[list[str]]:
+        """Task ids by dependency depth: wave k only depends on waves before it."""
+        depth: dict[str, int] = {}
+        for planned in self.tasks:  # tasks are in dependency order (checked on load)
+            depth[planned.id] = 1 + max((depth[d] for d in planned.depends_on), default=-1)
+        return [
+            [t.id for t in self.tasks if depth[t.id] == level]
+            for level in range(max(depth.values()) + 1)
+        ]
+
+
+def render(text: str | None, outputs: Mapping[str, str]) -> str | None:
+    """Insert earlier tasks' answers into a task's text or context (sandboxed)."""
+    if text is None or "{" not in text:
+        return text
+    return _ENV.from_string(text).render(outputs=dict(outputs))
+
+
+def load_workflow(
+    path: Path, base: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+) -> Workflow:
+    """Read and validate ``path``. ``base`` is the config file's settings data, ``overrides``
+    the command line's; precedence: base < defaults < task < command line."""
+    try:
+        raw_bytes = path.read_bytes()
+    except FileNotFoundError:
+        raise WorkflowError(f"Workflow file not found: {path}") from None
+    except IsADirectoryError:
+        raise WorkflowError(f"{path} is a directory, not a workflow file") from None
+    except PermissionError:
+        raise WorkflowError(f"Workflow file is not readable: {path}") from None
+    try:
+        text = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WorkflowError(f"{path} is not UTF-8 text") from None
+    data, lines = _parse(path, text)
+    where = _Locator(path, lines)
+    try:
+        parsed = WorkflowFile.model_validate(data)
+    except ValidationError as exc:
+        raise where.validation_error(exc, ()) from None
+
+    ids: dict[str, int] = {}
+    for index, task in enumerate(parsed.tasks):
+        if task.id in ids:
+            raise where.error(
+                ("tasks", index, "id"),
+                f"duplicate task id {task.id!r} (first used by task {ids[task.id] + 1})",
+                "give every task a unique id",
+            )
+        ids[task.id] = index
+
+    try:
+        defaults_data = layer(base, parsed.defaults)
+        Settings.model_validate(layer(defaults_data, overrides or {}))
+    except ValidationError as exc:
+        raise where.validation_error(exc, ("defaults",)) from None
+
+    planned: dict[str, PlannedTask] = {}
+    for index, task in enumerate(parsed.tasks):
+        prefix = ("tasks", index)
+        extra = dict(task.model_extra or {})
+        for key in extra:
+            if key in TASK_OPTIONS:
+                continue
+            if key in Settings.model_fields:
+                raise where.error(
+                    (*prefix, key),
+                    f"{key!r} applies to the whole batch and cannot be set per task",
+                    "move it under defaults",
+                )
+            raise where.error(
+                (*prefix, key),
+                f"unknown task key {key!r}",
+                f"task keys are: {', '.join(TASK_KEYS)}",
+            )
+        task_options = {k: v for k, v in extra.items() if k in TASK_OPTIONS}
+        try:
+            settings = Settings.model_validate(layer(defaults_data, task_options, overrides or {}))
+        except ValidationError as exc:
+            raise where.validation_error(exc, prefix) from None
+        for dependency in task.depends_on:
+            if dependency not in ids:
+                raise where.error(
+                    (*prefix, "depends_on"),
+                    f"task {task.id!r} depends on unknown task {dependency!r}",
+                    f"known ids: {', '.join(ids)}",
+                )
+        context = _with_files(task, path.parent, where, prefix)
+        for field_name, value in (("task", task.task), ("context", task.context)):
+            _check_template(value, task, where, (*prefix, field_name))
+        planned[task.id] = PlannedTask(
+            task.id, task.task, context, settings, list(task.depends_on), where.line(prefix)
+        )
+
+    order = _dependency_order(planned, where, ids)
+    output_dir = (path.parent / parsed.output_dir) if parsed.output_dir else None
+    return Workflow(
+        path=path.resolve(),
+        name=parsed.name,
+        tasks=[planned[task_id] for task_id in order],
+        output_dir=(output_dir or path.parent / f"{path.stem}-results").resolve(),
+        digest=hashlib.sha256(raw_bytes).hexdigest(),
+    )
+
+
+def _with_files(
+    task: WorkflowTask, folder: Path, where: _Locator, prefix: tuple[Any, ...]
+) -> str | None:
+    parts = [task.context] if task.context else []
+    for number, name in enumerate(task.context_files):
+        file = (folder / name).expanduser()
+        try:
+            content = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise where.error(
+                (*prefix, "context_files", number),
+                f"context file not found: {file}",
+                "paths are relative to the workflow file",
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise where.error(
+                (*prefix, "context_files", number), f"cannot read context file {file}: {exc}", None
+            ) from None
+        parts.append(f"--- {name} ---\n{content.rstrip()}")
+    return "\n\n".join(parts) if parts else None
+
+
+def _check_template(
+    text: str | None, task: WorkflowTask, where: _Locator, location: tuple[Any, ...]
+) -> None:
+    """Syntax, and every ``outputs.<id>`` naming a task this one depends on."""
+    if not text or "{" not in text:
+        return
+    try:
+        tree = _ENV.parse(text)
+    except jinja2.TemplateSyntaxError as exc:
+        raise where.error(location, f"template error: {exc.message}", None) from None
+    for name in tree.find_all(nodes.Name):
+        if name.name != "outputs" and name.ctx == "load":
+            raise where.error(
+                location,
+                f"unknown template variable {name.name!r}",
+                "only {{ outputs.<task id> }} is available",
+            )
+    used = {n.attr for n in tree.find_all(nodes.Getattr) if _is_outputs(n.node)}
+    used |= {
+        n.arg.value
+        for n in tree.find_all(nodes.Getitem)
+        if _is_outputs(n.node) and isinstance(n.arg, nodes.Const)
+    }
+    for missing in sorted(used - set(task.depends_on)):
+        raise where.error(
+            location,
+            f"task {task.id!r} uses outputs.{missing} but does not depend on {missing!r}",
+            f"add {missing!r} to its depends_on",
+        )
+
+
+def _is_outputs(node: nodes.Node) -> bool:
+    return isinstance(node, nodes.Name) and node.name == "outputs"
+
+
+def _dependency_order(
+    planned: dict[str, PlannedTask], where: _Locator, ids: dict[str, int]
+) -> list[str]:
+    """File order, moved only as far as dependencies require; a cycle is an error."""
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(task_id: str, trail: list[str]) -> None:
+        if state.get(task_id) == "done":
+            return
+        if state.get(task_id) == "visiting":
+            cycle = " -> ".join([*trail[trail.index(task_id) :], task_id])
+            raise where.error(
+                ("tasks", ids[task_id], "depends_on"),
+                f"dependency cycle: {cycle}",
+                "dependencies must form a DAG",
+            )
+        state[task_id] = "visiting"
+        for dependency in planned[task_id].depends_on:
+            visit(dependency, [*trail, task_id])
+        state[task_id] = "done"
+        order.append(task_id)
+
+    for task_id in planned:
+        visit(task_id, [])
+    return order
+
+
+# -- parsing with line numbers -----------------------------------------------------------------
+
+
+def _parse(path: Path, text: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text), {}
+        except json.JSONDecodeError as exc:
+            raise WorkflowError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise WorkflowError(
+            f"{path}{line}: YAML syntax error: {problem}",
+            hint="Check the indentation and quoting on that line.",
+        ) from None
+    if node is None:
+        raise WorkflowError(f"{path} is empty", hint="See docs/workflows.md for the format.")
+    lines: dict[tuple[Any, ...], int] = {}
+    return _to_python(path, node, (), lines), lines
+
+
+def _to_python(
+    path: Path, node: yaml.Node, location: tuple[Any, ...], lines: dict[tuple[Any, ...], int]
+) -> Any:
+    lines[location] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in result:
+                raise WorkflowError(
+                    f"{path}:{key_node.start_mark.line + 1}: duplicate key {key!r}",
+                    hint="Each key may appear once in a mapping.",
+                )
+            result[key] = _to_python(path, value_node, (*location, key), lines)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(path, item, (*location, i), lines) for i, item in enumerate(node.value)]
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+@dataclass
+class _Locator:
+    path: Path
+    lines: dict[tuple[Any, ...], int]
+
+    def line(self, location: tuple[Any, ...]) -> int | None:
+        for end in range(len(location), -1, -1):
+            if location[:end] in self.lines:
+                return self.lines[location[:end]]
+        return None
+
+    def error(self, location: tuple[Any, ...], problem: str, fix: str | None) -> WorkflowError:
+        line = self.line(location)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        dotted = ".".join(str(p) for p in location)
+        return WorkflowError(f"{where}: {dotted}: {problem}", hint=fix)
+
+    def validation_error(self, exc: ValidationError, prefix: tuple[Any, ...]) -> WorkflowError:
+        first = exc.errors()[0]
+        location = (*prefix, *first["loc"])
+        message = first["msg"]
+        if first["type"] == "missing":
+            message = f"missing {first['loc'][-1]!r}"
+        elif first["type"] == "extra_forbidden":
+            message = f"unknown key {first['loc'][-1]!r}"
+        more = len(exc.errors()) - 1
+        fix = "See docs/workflows.md for the format." + (
+            f" ({more} more problem(s))" if more else ""
+        )
+        return self.error(location, message, fix)
