@@ -39,6 +39,7 @@ from ai_stack.files import write_atomically
 from ai_stack.history import HistoryRecorder, HistoryStore
 from ai_stack.memory import MemoryManager
 from ai_stack.prompts import PromptLibrary
+from ai_stack.thermal.policy import ThermalGuard
 from ai_stack.types import (
     AwaitingModel,
     Critique,
@@ -239,12 +240,14 @@ class BatchRunner:
         backend_note: str = "",
         defaults: dict[Role, str] | None = None,
         store: HistoryStore | None = None,
+        guard: ThermalGuard | None = None,
         on_event: Callable[[str, BatchEvent], None] = lambda task, event: None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self.workflow = workflow
         self.manager = manager
         self._store = store
+        self.guard = guard
         self.out_dir = out_dir
         self.backend_note = backend_note
         self.on_event = on_event
@@ -424,7 +427,7 @@ class BatchRunner:
             return
         settings = planned.settings
         pipeline = Pipeline(settings, self.manager, self._library(settings), self.specs[planned.id],
-                            self.load_options)  # fmt: skip
+                            self.load_options, guard=self.guard)  # fmt: skip
         run.recorder = HistoryRecorder(
             self.store,
             source="batch",

@@ -81,6 +81,19 @@ class OllamaSettings(BaseModel):
     request_timeout_s: float = Field(default=600.0, gt=0)
 
 
+class ThermalSettings(BaseModel):
+    """The thermal and memory-pressure policy (docs/thermal.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    poll_s: float = Field(default=5.0, gt=0, le=600)
+    max_pause_s: float = Field(default=120.0, ge=0, le=3600)
+    slowdown_fraction: float = Field(default=0.4, gt=0, lt=1)
+    temp_heavy_c: float = Field(default=90.0, gt=0, lt=200)
+    temp_critical_c: float = Field(default=100.0, gt=0, lt=200)
+
+
 class HistorySettings(BaseModel):
     """The run history database (docs/history.md)."""
 
@@ -113,6 +126,7 @@ class Settings(BaseModel):
     memory: MemorySettings = Field(default_factory=MemorySettings)
     ollama: OllamaSettings = Field(default_factory=OllamaSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
+    thermal: ThermalSettings = Field(default_factory=ThermalSettings)
 
     @field_validator("planner", "critic", "executor", mode="before")
     @classmethod
@@ -241,6 +255,7 @@ __all__ = [
     "OllamaSettings",
     "RoleSettings",
     "Settings",
+    "ThermalSettings",
     "find_config_file",
     "layer",
     "load_settings",

@@ -20,6 +20,8 @@ from ai_stack.errors import UsageError
 from ai_stack.memory import GIB, MemoryManager, estimate_footprint
 from ai_stack.prompts import PromptLibrary
 from ai_stack.roles import RoleCall, RoleRunner
+from ai_stack.thermal import make_guard
+from ai_stack.thermal.policy import ThermalGuard
 from ai_stack.types import (
     ROLES,
     Critique,
@@ -40,6 +42,10 @@ from ai_stack.types import (
     RunResult,
     RunStarted,
     StopReason,
+    ThermalDecision,
+    ThermalNote,
+    ThermalPause,
+    ThermalResumed,
     Verdict,
 )
 
@@ -186,13 +192,15 @@ class Pipeline:
         prompts: PromptLibrary,
         specs: dict[Role, ModelSpec],
         load_options: dict[ModelSpec, LoadOptions] | None = None,
+        guard: ThermalGuard | None = None,
     ) -> None:
         self.settings = settings
         self.manager = manager
         self.prompts = prompts
         self.specs = specs
         self.load_options = load_options or load_options_for(settings, specs)
-        self.runner = RoleRunner(manager, max_reasks=settings.max_reasks)
+        self.guard = guard
+        self.runner = RoleRunner(manager, max_reasks=settings.max_reasks, guard=guard)
         self.backend_note = ""
 
     @classmethod
@@ -208,12 +216,16 @@ class Pipeline:
             budget_bytes=int(budget * GIB) if budget else None,
             kv_cache_type=settings.memory.kv_cache_type,
         )
+        guard = make_guard(settings.thermal) if settings.thermal.enabled else None
+        if guard is not None:
+            manager.memory_check = guard.memory_check
         try:
             backend, note = choose_backend(
                 settings.backend, manager.backend, autostart=settings.ollama.autostart
             )
             specs = resolve_roles(settings, backend, default_models(settings, backend, manager))
-            pipeline = cls(settings, manager, PromptLibrary(settings.prompts_dir), specs)
+            library = PromptLibrary(settings.prompts_dir)
+            pipeline = cls(settings, manager, library, specs, guard=guard)
         except BaseException:
             manager.close()
             raise
@@ -323,6 +335,7 @@ class Pipeline:
                     for spec, record in self.manager.records.items()
                     if spec in self.specs.values()
                 ],
+                thermal=tally.thermal,
             ),
         )
         yield RunFinished(result)
@@ -364,6 +377,32 @@ class _Tally:
     loads: int = 0
     unloads: int = 0
     load_s: float = 0.0
+    thermal: list[ThermalDecision] = field(default_factory=list)
+
+    def observe(self, event: Event) -> None:
+        if isinstance(event, PhaseFinished):
+            self.phases.append(event.metrics)
+        elif isinstance(event, ModelLoaded):
+            self.loads += 1
+            self.load_s += event.seconds
+        elif isinstance(event, ModelUnloaded):
+            self.unloads += 1
+            if event.reason.startswith("thermal"):
+                self.thermal.append(
+                    ThermalDecision(kind="unload", level="critical", reason=event.model)
+                )
+        elif isinstance(event, ThermalNote):
+            self.thermal.append(
+                ThermalDecision(kind="note", level=event.level, reason=event.reason)
+            )
+        elif isinstance(event, ThermalPause) and event.waited_s == 0:
+            self.thermal.append(
+                ThermalDecision(kind="pause", level=event.level, reason=event.reason)
+            )
+        elif isinstance(event, ThermalResumed) and self.thermal:
+            self.thermal[-1] = self.thermal[-1].model_copy(
+                update={"seconds": round(event.paused_s, 3)}
+            )
 
 
 def _recording(events: Generator[Event, None, S], tally: _Tally) -> Generator[Event, None, S]:
@@ -373,11 +412,5 @@ def _recording(events: Generator[Event, None, S], tally: _Tally) -> Generator[Ev
             event = next(events)
         except StopIteration as stop:
             return stop.value
-        if isinstance(event, PhaseFinished):
-            tally.phases.append(event.metrics)
-        elif isinstance(event, ModelLoaded):
-            tally.loads += 1
-            tally.load_s += event.seconds
-        elif isinstance(event, ModelUnloaded):
-            tally.unloads += 1
+        tally.observe(event)
         yield event

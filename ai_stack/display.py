@@ -28,6 +28,9 @@ from ai_stack.types import (
     Reasked,
     RunFinished,
     RunStarted,
+    ThermalNote,
+    ThermalPause,
+    ThermalResumed,
     Token,
 )
 
@@ -111,6 +114,22 @@ class Display:
             self.console.print(
                 f"[yellow]The {event.role}'s answer was interrupted ({escape(event.reason)}); "
                 "asking again. Any text shown for it above is void.[/]"
+            )
+        elif isinstance(event, ThermalNote):
+            self.console.print(f"[yellow]Thermal: {escape(event.reason)}[/]")
+        elif isinstance(event, ThermalPause):
+            left = max(event.max_s - event.waited_s, 0)
+            if event.waited_s == 0:
+                self._end_answer()
+                self.console.print(f"[yellow]Thermal: {escape(event.reason)}[/]")
+            self._set_status(
+                f"[yellow]Paused, thermal level {event.level}[/] · resuming in {left:.0f} s "
+                "or as soon as it eases"
+            )
+        elif isinstance(event, ThermalResumed):
+            self._stop_status()
+            self.console.print(
+                f"[dim]Resumed after {event.paused_s:.0f} s: {escape(event.reason)}[/]"
             )
         elif isinstance(event, Reasked):
             self.console.print(

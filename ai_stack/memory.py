@@ -186,6 +186,7 @@ class MemoryManager:
     budget_bytes: int | None = None
     kv_cache_type: str = "f16"
     clock: Callable[[], float] = time.perf_counter
+    memory_check: Callable[[str, int], str | None] | None = None  # thermal policy, local loads
     records: dict[ModelSpec, MemoryRecord] = field(default_factory=dict)
     _backends: dict[str, Backend] = field(default_factory=dict)
     _resident: dict[ModelSpec, _Resident] = field(default_factory=dict)  # LRU first
@@ -254,6 +255,14 @@ class MemoryManager:
         if current is not None:
             yield from self._unload(spec, "load-time options changed")
         yield from self._make_room(spec, footprint.total)
+        if self.memory_check is not None and getattr(backend, "local", False):
+            reason = self.memory_check(str(spec), footprint.total)
+            if reason is not None:
+                raise MemoryBudgetError(
+                    str(spec),
+                    f"Not loading {spec} now: {reason}.",
+                    hint="Close memory-hungry programs, or use a smaller model or num_ctx.",
+                )
         yield ModelLoading(str(spec), footprint.total)
         started = self.clock()
         backend.load(spec.name, options)

@@ -21,6 +21,7 @@ from ai_stack.backends import ModelSpec
 from ai_stack.backends.base import ChatOptions, LoadOptions, Message
 from ai_stack.errors import InvalidOutputError, TransientBackendError
 from ai_stack.memory import MemoryManager
+from ai_stack.thermal.policy import ThermalGuard
 from ai_stack.types import (
     AwaitingModel,
     CallRetried,
@@ -113,11 +114,17 @@ class RoleRunner:
     """Makes role calls through the memory manager; the controller's only way to a model."""
 
     def __init__(
-        self, manager: MemoryManager, *, max_reasks: int = 2, stream_retries: int = 2
+        self,
+        manager: MemoryManager,
+        *,
+        max_reasks: int = 2,
+        stream_retries: int = 2,
+        guard: ThermalGuard | None = None,
     ) -> None:
         self.manager = manager
         self.max_attempts = max_reasks + 1
         self.stream_retries = stream_retries
+        self.guard = guard
 
     def structured(
         self, call: RoleCall, messages: list[Message], model: type[T]
@@ -191,6 +198,9 @@ class RoleRunner:
         attempt: int,
     ) -> Generator[Event, None, tuple[str, str]]:
         yield AwaitingModel(call.role, call.phase, call.round, str(call.spec))
+        level = "unknown"
+        if self.guard is not None:
+            level = yield from self.guard.before_call(self.manager)
         started = time.perf_counter()
         yield PhaseStarted(call.role, call.phase, str(call.spec), call.round, attempt)
         lease = yield from self.manager.acquire(call.spec, call.load)
@@ -199,6 +209,8 @@ class RoleRunner:
             try:
                 for piece in stream:
                     yield TokenEvent(call.role, piece)
+                    if self.guard is not None:
+                        yield from self.guard.during_call()
                 break
             except TransientBackendError as exc:
                 # Backends retry what fails before any text arrives; a cut *during* the answer
@@ -207,21 +219,23 @@ class RoleRunner:
                     raise
                 yield CallRetried(call.role, exc.message, discard_partial=True)
         result = stream.result
-        yield PhaseFinished(
-            PhaseMetrics(
-                role=call.role,
-                phase=call.phase,
-                model=str(call.spec),
-                round=call.round,
-                attempt=attempt,
-                load_s=round(lease.load_s + result.load_s, 4),
-                ttft_s=round(result.ttft_s, 4),
-                prompt_tokens=result.prompt_tokens,
-                output_tokens=result.output_tokens,
-                tokens_per_s=round(result.tokens_per_s, 2),
-                wall_s=round(time.perf_counter() - started, 4),
-            )
+        metrics = PhaseMetrics(
+            role=call.role,
+            phase=call.phase,
+            model=str(call.spec),
+            round=call.round,
+            attempt=attempt,
+            load_s=round(lease.load_s + result.load_s, 4),
+            ttft_s=round(result.ttft_s, 4),
+            prompt_tokens=result.prompt_tokens,
+            output_tokens=result.output_tokens,
+            tokens_per_s=round(result.tokens_per_s, 2),
+            wall_s=round(time.perf_counter() - started, 4),
+            thermal=level,
         )
+        yield PhaseFinished(metrics)
+        if self.guard is not None:
+            yield from self.guard.after_call(metrics)
         return result.text, result.finish_reason
 
 

@@ -78,6 +78,16 @@ class PhaseMetrics(BaseModel):
     output_tokens: int = 0
     tokens_per_s: float = 0.0
     wall_s: float = 0.0
+    thermal: str = "unknown"
+
+
+class ThermalDecision(BaseModel):
+    """Something the thermal policy did or noticed, with its reason."""
+
+    kind: Literal["note", "pause", "unload", "refuse"]
+    level: str
+    reason: str
+    seconds: float = 0.0
 
 
 class ModelMemory(BaseModel):
@@ -99,6 +109,7 @@ class RunMetrics(BaseModel):
     policy: str = "one-at-a-time"
     budget_bytes: int = 0
     memory: list[ModelMemory] = Field(default_factory=list)
+    thermal: list[ThermalDecision] = Field(default_factory=list)
 
 
 class RunResult(BaseModel):
@@ -189,6 +200,32 @@ class CallRetried:
 
 
 @dataclass(frozen=True, slots=True)
+class ThermalNote:
+    """The thermal policy noticed something (moderate pressure, a level change during a call,
+    a decode-speed drop) and carries on."""
+
+    level: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThermalPause:
+    """Work is paused to let the machine cool; sent at the start and at each countdown tick."""
+
+    level: str
+    reason: str
+    waited_s: float
+    max_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ThermalResumed:
+    level: str
+    reason: str
+    paused_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Reasked:
     """A structured answer failed validation and the model is being asked again."""
 
@@ -234,6 +271,9 @@ Event = (
     | Token
     | Reasked
     | CallRetried
+    | ThermalNote
+    | ThermalPause
+    | ThermalResumed
     | PhaseFinished
     | PlanReady
     | CritiqueReady
@@ -267,5 +307,9 @@ __all__ = [
     "RunResult",
     "RunStarted",
     "StopReason",
+    "ThermalDecision",
+    "ThermalNote",
+    "ThermalPause",
+    "ThermalResumed",
     "Token",
 ]

@@ -81,6 +81,7 @@ class EmbeddedBackend:
     """llama-cpp-python behind the backend protocol."""
 
     name = "embedded"
+    local = True  # models live in this process's memory
 
     def __init__(self, *, models_dir: Path, n_threads: int | None = None) -> None:
         self.models_dir = models_dir

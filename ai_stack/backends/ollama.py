@@ -152,6 +152,12 @@ class OllamaBackend:
         return BackendHealth(self.name, True, f"Ollama {version} at {self.host}", version)
 
     @property
+    def local(self) -> bool:
+        """Whether the server shares this machine's memory (a loopback host)."""
+        host = self.host.split("://", 1)[1].rsplit(":", 1)[0].strip("[]")
+        return host in ("127.0.0.1", "localhost", "::1", "0.0.0.0") or host.startswith("127.")
+
+    @property
     def started_server(self) -> bool:
         return self._process is not None
 

@@ -13,6 +13,7 @@ from ai_stack import __version__
 from ai_stack.cli.batch import batch_command
 from ai_stack.cli.history import history
 from ai_stack.cli.models import models
+from ai_stack.cli.monitor import monitor
 from ai_stack.cli.run import execute, run_command
 
 
@@ -33,6 +34,7 @@ cli.add_command(run_command)
 cli.add_command(models)
 cli.add_command(history)
 cli.add_command(batch_command)
+cli.add_command(monitor)
 
 
 def main() -> None:

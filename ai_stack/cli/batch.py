@@ -28,6 +28,7 @@ from ai_stack.config import raw_settings
 from ai_stack.controller import default_models
 from ai_stack.history import HistoryStore
 from ai_stack.memory import GIB, MemoryManager
+from ai_stack.thermal import make_guard
 from ai_stack.types import (
     CallRetried,
     ModelLoaded,
@@ -36,6 +37,9 @@ from ai_stack.types import (
     PhaseStarted,
     Reasked,
     RunFinished,
+    ThermalNote,
+    ThermalPause,
+    ThermalResumed,
 )
 from ai_stack.workflow import Workflow, load_workflow
 
@@ -89,6 +93,11 @@ class BatchDisplay:
             self.print(f"[yellow]{task_id}: invalid {event.role} reply, asking again[/]")
         elif isinstance(event, CallRetried):
             self.print(f"[yellow]{task_id}: {escape(event.reason)}; asking again[/]")
+        elif isinstance(event, ThermalNote | ThermalPause):
+            if not isinstance(event, ThermalPause) or event.waited_s == 0:
+                self.print(f"[yellow]Thermal: {escape(event.reason)}[/]")
+        elif isinstance(event, ThermalResumed):
+            self.print(f"[dim]Resumed after {event.paused_s:.0f} s: {escape(event.reason)}[/]")
         else:
             return
         if not self.quiet:
@@ -193,6 +202,7 @@ def batch_command(
     memory_budget: float | None,
     policy: str | None,
     config_file: Path | None,
+    no_thermal: bool,
     debug: bool,
 ) -> None:
     """Run every task of a workflow file (YAML or JSON), loading each model once per phase.
@@ -209,6 +219,7 @@ def batch_command(
             "backend": backend,
             "max_rounds": max_rounds,
             "memory": {"budget_gb": memory_budget, "policy": policy},
+            "thermal": {"enabled": False if no_thermal else None},
         }
         base, _ = raw_settings(config_file)
         workflow = load_workflow(workflow_file, base, overrides)
@@ -221,6 +232,9 @@ def batch_command(
             budget_bytes=int(budget * GIB) if budget else None,
             kv_cache_type=settings.memory.kv_cache_type,
         )
+        guard = make_guard(settings.thermal) if settings.thermal.enabled else None
+        if guard is not None:
+            manager.memory_check = guard.memory_check
         try:
             chosen, note = choose_backend(
                 settings.backend, manager.backend, autostart=settings.ollama.autostart
@@ -234,6 +248,7 @@ def batch_command(
                 backend=chosen,
                 backend_note=note,
                 defaults=default_models(settings, chosen, manager),
+                guard=guard,
             )
             runner.check_models()
             prediction = runner.prediction()

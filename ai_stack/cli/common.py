@@ -80,6 +80,9 @@ def run_options(command: F) -> F:
             type=click.Path(path_type=Path, dir_okay=True),
             help="TOML config file (default ./ai-stack.toml, else the user dir's config.toml).",
         ),
+        click.option(
+            "--no-thermal", is_flag=True, help="Ignore thermal and memory-pressure signals."
+        ),
         click.option("--debug", is_flag=True, help="Show tracebacks and debug logs."),
     ]
     for option in reversed(options):
@@ -96,6 +99,7 @@ def settings_from_options(
     max_rounds: int | None,
     memory_budget: float | None,
     policy: str | None,
+    no_thermal: bool = False,
 ) -> Settings:
     overrides: dict[str, Any] = {
         "planner": {"model": planner},
@@ -104,6 +108,7 @@ def settings_from_options(
         "backend": backend,
         "max_rounds": max_rounds,
         "memory": {"budget_gb": memory_budget, "policy": policy},
+        "thermal": {"enabled": False if no_thermal else None},
     }
     return load_settings(config_file, overrides)
 

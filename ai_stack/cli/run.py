@@ -77,6 +77,7 @@ def run_command(
     memory_budget: float | None,
     policy: str | None,
     config_file: Path | None,
+    no_thermal: bool,
     debug: bool,
 ) -> None:
     """Run TASK through Planner → Critic → Executor (the default command).
@@ -87,7 +88,15 @@ def run_command(
     configure_logging(debug)
     with reported_errors(console, debug):
         settings = settings_from_options(
-            config_file, planner, critic, executor, backend, max_rounds, memory_budget, policy
+            config_file,
+            planner,
+            critic,
+            executor,
+            backend,
+            max_rounds,
+            memory_budget,
+            policy,
+            no_thermal,
         )
         text = " ".join(task).strip()
         if interactive:

@@ -1,0 +1,111 @@
+"""``ai-stack monitor``: thermal level, memory and pressure, and resident models, live."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from ai_stack.backends.ollama import OllamaBackend
+from ai_stack.cli.common import configure_logging, error_console, reported_errors
+from ai_stack.config import Settings, load_settings
+from ai_stack.memory import gib
+from ai_stack.thermal import Probe, take_snapshot
+
+LEVEL_STYLE = {"nominal": "green", "moderate": "yellow", "heavy": "red", "critical": "bold red"}
+
+
+def snapshot_dict(settings: Settings) -> dict[str, Any]:
+    """One reading of everything, as ``monitor --once --json`` prints it."""
+    probe = Probe(
+        temp_heavy_c=settings.thermal.temp_heavy_c,
+        temp_critical_c=settings.thermal.temp_critical_c,
+    )
+    data = take_snapshot(probe).as_dict()
+    ollama = OllamaBackend(settings.ollama.host, connect_timeout_s=1.0, attempts=1)
+    health = ollama.health()
+    data["ollama"] = {"available": health.available, "detail": health.detail}
+    data["resident"] = (
+        [
+            {"backend": m.backend, "model": m.name, "size_bytes": m.size_bytes,
+             "context_length": m.num_ctx}
+            for m in ollama.resident()
+        ]
+        if health.available
+        else []
+    )  # fmt: skip
+    ollama.close()
+    return data
+
+
+def render(data: dict[str, Any]) -> Group:
+    thermal, memory = data["thermal"], data["memory"]
+    level = thermal["level"]
+    head = Table.grid(padding=(0, 2))
+    head.add_row(
+        "[bold]Thermal[/]",
+        f"[{LEVEL_STYLE.get(level, 'dim')}]{level}[/] [dim]({escape(thermal['source'])})[/]",
+    )
+    head.add_row(
+        "[bold]Memory[/]",
+        f"{gib(memory['available_bytes'])} available of {gib(memory['total_bytes'])}, "
+        f"pressure {memory['pressure']}",
+    )
+    head.add_row("[bold]Ollama[/]", escape(data["ollama"]["detail"]))
+    readings = Table("source", "level", "values", title="Readings", title_justify="left")
+    for source, values in thermal["readings"].items():
+        rest = {k: v for k, v in values.items() if k != "level"}
+        readings.add_row(escape(source), values["level"], escape(json.dumps(rest)))
+    for source, values in memory["readings"].items():
+        readings.add_row(escape(source), "", escape(json.dumps(values)))
+    resident = Table("model", "memory", "context", title="Resident models", title_justify="left")
+    for model in data["resident"]:
+        resident.add_row(escape(model["model"]), gib(model["size_bytes"]),
+                         str(model["context_length"] or ""))  # fmt: skip
+    if not data["resident"]:
+        resident.add_row("[dim]none (embedded models live inside a running ai-stack)[/]", "", "")
+    return Group(head, readings, resident)
+
+
+@click.command("monitor")
+@click.option("--once", is_flag=True, help="One reading, then exit.")
+@click.option("--json", "as_json", is_flag=True, help="JSON (one object per reading).")
+@click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, show_default=True,
+              help="Seconds between readings.")  # fmt: skip
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Config file.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def monitor(
+    once: bool, as_json: bool, interval: float, config_file: Path | None, debug: bool
+) -> None:
+    """Watch the thermal level, memory pressure and resident models (no sudo needed)."""
+    console = error_console()
+    configure_logging(debug)
+    with reported_errors(console, debug):
+        settings = load_settings(config_file)
+        if once:
+            data = snapshot_dict(settings)
+            if as_json:
+                click.echo(json.dumps(data))
+            else:
+                Console().print(render(data))
+            return
+        try:
+            if as_json:
+                while True:
+                    click.echo(json.dumps(snapshot_dict(settings)))
+                    time.sleep(interval)
+            with Live(
+                render(snapshot_dict(settings)), console=Console(), auto_refresh=False
+            ) as live:
+                while True:
+                    time.sleep(interval)
+                    live.update(render(snapshot_dict(settings)), refresh=True)
+        except KeyboardInterrupt:
+            return
