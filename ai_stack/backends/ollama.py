@@ -299,9 +299,17 @@ class OllamaBackend:
     def resident(self) -> list[ResidentModel]:
         running = self._retrying(lambda: self.client.ps())
         return [
-            ResidentModel(m.model or m.name or "", self.name, int(m.size or 0), m.context_length)
+            ResidentModel(
+                m.model or m.name or "", self.name, int(m.size or 0), m.context_length, m.expires_at
+            )
             for m in running.models
         ]
+
+    def delete(self, model: str) -> None:
+        """Unload ``model`` (deleting does not), then delete it from the server."""
+        if any(r.name == model for r in self.resident()):
+            self.unload(model)
+        self._retrying(lambda: self.client.delete(model), model=model)
 
     def close(self) -> None:
         if self._client is not None:

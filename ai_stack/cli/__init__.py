@@ -15,6 +15,7 @@ from ai_stack.cli.history import history
 from ai_stack.cli.models import models
 from ai_stack.cli.monitor import monitor
 from ai_stack.cli.run import execute, run_command
+from ai_stack.cli.system import doctor, system
 
 
 @click.group(cls=DefaultGroup, default="run", default_if_no_args=False)
@@ -35,6 +36,8 @@ cli.add_command(models)
 cli.add_command(history)
 cli.add_command(batch_command)
 cli.add_command(monitor)
+cli.add_command(system)
+cli.add_command(doctor)
 
 
 def main() -> None:

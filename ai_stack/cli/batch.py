@@ -140,10 +140,12 @@ def show_summary(console: Console, summary: BatchSummary) -> None:
     table = Table("task", "status", "output", "note")
     for task in summary.tasks:
         style = {"ok": "green", "failed": "red", "skipped": "yellow"}.get(task["status"], "")
-        note = task["error"] or (f"resumed after {task['resumed_phases']} phase(s)"
-                                 if task["resumed_phases"] else "")  # fmt: skip
-        table.add_row(task["id"], f"[{style}]{task['status']}[/]", task.get("output_file") or "",
-                      escape(note))  # fmt: skip
+        note = task["error"] or (
+            f"resumed after {task['resumed_phases']} phase(s)" if task["resumed_phases"] else ""
+        )
+        table.add_row(
+            task["id"], f"[{style}]{task['status']}[/]", task.get("output_file") or "", escape(note)
+        )
     console.print(table)
     console.print(
         f"{summary.loads} load(s) (predicted {summary.predicted_loads}; naive order "

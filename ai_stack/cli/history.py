@@ -70,8 +70,14 @@ def list_runs(limit: int, as_json: bool, config_file: Path | None, debug: bool) 
             task = run["task"] if len(run["task"]) <= 60 else run["task"][:57] + "..."
             style = STATUS_STYLE.get(run["status"], "")
             wall = f"{run['wall_s']:.1f} s" if run["wall_s"] is not None else ""
-            table.add_row(run["id"], _when(run["created_at"]), f"[{style}]{run['status']}[/]",
-                          escape(task), escape(models), wall)  # fmt: skip
+            table.add_row(
+                run["id"],
+                _when(run["created_at"]),
+                f"[{style}]{run['status']}[/]",
+                escape(task),
+                escape(models),
+                wall,
+            )
         Console().print(table)
 
 
@@ -95,16 +101,19 @@ def show(run_id: str, as_json: bool, config_file: Path | None, debug: bool) -> N
 
 def _render(out: Console, run: dict[str, Any]) -> None:
     style = STATUS_STYLE.get(run["status"], "")
-    out.print(f"[bold]Run {run['id']}[/] [{style}]{run['status']}[/] · {_when(run['created_at'])}"
-              f" · {run['source']}")  # fmt: skip
+    out.print(
+        f"[bold]Run {run['id']}[/] [{style}]{run['status']}[/] · {_when(run['created_at'])}"
+        f" · {run['source']}"
+    )
     out.print(f"[bold]Task:[/] {escape(run['task'])}")
     for version, plan in enumerate(run["plans"], 1):
         out.print(f"[bold green]Plan v{version}[/] — {escape(plan['goal'])}")
         for i, step in enumerate(plan["steps"], 1):
             out.print(f"  {i}. {escape(step['title'])} — {escape(step['detail'])}")
     for critique in run["critiques"]:
-        out.print(f"[bold]Critique {critique['round']}:[/] {critique['verdict']} "
-                  f"({critique['score']}/10)")  # fmt: skip
+        out.print(
+            f"[bold]Critique {critique['round']}:[/] {critique['verdict']} ({critique['score']}/10)"
+        )
         for issue in critique["issues"]:
             out.print(f"  - {escape(issue)}")
     if run["stop_reason"]:
@@ -116,15 +125,23 @@ def _render(out: Console, run: dict[str, Any]) -> None:
         out.print(escape(run["output"]))
     table = Table("role", "phase", "model", "load s", "ttft s", "tokens", "tok/s", "wall s")
     for p in run["metrics"]["phases"]:
-        table.add_row(p["role"], p["phase"], escape(p["model"]), f"{p['load_s']:.2f}",
-                      f"{p['ttft_s']:.2f}", str(p["output_tokens"]), f"{p['tokens_per_s']:.1f}",
-                      f"{p['wall_s']:.2f}")  # fmt: skip
+        table.add_row(
+            p["role"],
+            p["phase"],
+            escape(p["model"]),
+            f"{p['load_s']:.2f}",
+            f"{p['ttft_s']:.2f}",
+            str(p["output_tokens"]),
+            f"{p['tokens_per_s']:.1f}",
+            f"{p['wall_s']:.2f}",
+        )
     out.print(table)
 
 
 @history.command("export")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
-              show_default=True)  # fmt: skip
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+)
 @click.option(
     "--out", type=click.Path(path_type=Path, dir_okay=False), help="File (default stdout)."
 )

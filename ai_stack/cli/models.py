@@ -1,14 +1,20 @@
-"""``ai-stack models ...``: model management.
-
-Only ``pull`` so far (the Ollama backend's error for a missing model points here); listing,
-removal, details and the structured-output probe belong to the model-management work.
-"""
+"""``ai-stack models ...``: Ollama-style model verbs across both backends."""
 
 from __future__ import annotations
 
 import json
+import statistics
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import click
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -18,58 +24,458 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.table import Table
 
-from ai_stack.backends import create_backend
+from ai_stack.backends import ModelSpec, create_backend
+from ai_stack.backends.base import Backend, ChatOptions, LoadOptions, Message
+from ai_stack.backends.embedded import EmbeddedBackend
 from ai_stack.backends.ollama import START_HINT, OllamaBackend
 from ai_stack.cli.common import configure_logging, error_console, reported_errors
-from ai_stack.config import load_settings
-from ai_stack.errors import BackendUnavailableError
+from ai_stack.config import Settings, load_settings
+from ai_stack.errors import BackendUnavailableError, UsageError
+from ai_stack.memory import GIB, MemoryManager, gib
+from ai_stack.prompts import PromptLibrary
+from ai_stack.roles import generation_schema
+from ai_stack.types import Plan, Verdict
+
+BACKEND_CHOICE = click.Choice(["auto", "ollama", "embedded"])
+
+
+def _options(command: Any) -> Any:
+    command = click.option("--debug", is_flag=True, help="Show tracebacks.")(command)
+    return click.option(
+        "--config", "config_file", type=click.Path(path_type=Path), help="TOML config file."
+    )(command)
+
+
+@contextmanager
+def _session(config_file: Path | None, debug: bool) -> Iterator[tuple[Console, Settings]]:
+    console = error_console()
+    configure_logging(debug)
+    with reported_errors(console, debug):
+        yield console, load_settings(config_file)
+
+
+def _ollama(settings: Settings, *, required: bool) -> OllamaBackend | None:
+    backend = create_backend("ollama", settings)
+    assert isinstance(backend, OllamaBackend)
+    health = backend.health()
+    if health.available:
+        return backend
+    if required:
+        raise BackendUnavailableError(
+            "ollama", f"Ollama is not reachable: {health.detail}.", hint=START_HINT
+        )
+    return None
+
+
+def _embedded(settings: Settings) -> EmbeddedBackend:
+    backend = create_backend("embedded", settings)
+    assert isinstance(backend, EmbeddedBackend)
+    return backend
+
+
+def _target(name: str, settings: Settings, backend: str) -> tuple[Backend, ModelSpec]:
+    """The backend a model name refers to: its prefix, else --backend, else auto."""
+    spec = ModelSpec.parse(name)
+    chosen = spec.backend or (None if backend == "auto" else backend)
+    if chosen is None:
+        chosen = "ollama" if _ollama(settings, required=False) else "embedded"
+    spec = spec.with_backend(chosen)
+    if chosen == "ollama":
+        ollama = _ollama(settings, required=True)
+        assert ollama is not None
+        return ollama, spec
+    return _embedded(settings), spec
+
+
+def _manager(settings: Settings, backend: Backend) -> MemoryManager:
+    budget = settings.memory.budget_gb
+    return MemoryManager(
+        lambda name: backend,
+        policy=settings.memory.policy,
+        budget_bytes=int(budget * GIB) if budget else None,
+        kv_cache_type=settings.memory.kv_cache_type,
+    )
 
 
 @click.group()
 def models() -> None:
-    """Manage models."""
+    """Manage models: list, ps, pull, add, rm, show, stop, probe."""
+
+
+@models.command("list")
+@click.option("--backend", type=BACKEND_CHOICE, default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="A JSON list on stdout.")
+@_options
+def list_models(backend: str, as_json: bool, config_file: Path | None, debug: bool) -> None:
+    """Installed models of every available backend."""
+    with _session(config_file, debug) as (console, settings):
+        rows: list[dict[str, Any]] = []
+        if backend in ("auto", "ollama"):
+            ollama = _ollama(settings, required=backend == "ollama")
+            if ollama is not None:
+                for info in ollama.list_models():
+                    described = ollama.describe(info.name)
+                    rows.append(_model_row(described))
+                ollama.close()
+            else:
+                console.print("[dim]Ollama is not reachable; listing embedded models only.[/]")
+        if backend in ("auto", "embedded"):
+            rows += [_model_row(info) for info in _embedded(settings).list_models()]
+        if as_json:
+            click.echo(json.dumps(rows))
+            return
+        table = Table("name", "backend", "size", "family", "parameters", "quantization", "context")
+        for row in rows:
+            table.add_row(
+                escape(row["name"]),
+                row["backend"],
+                gib(row["size_bytes"]),
+                row["family"] or "",
+                row["parameters"] or "",
+                row["quantization"] or "",
+                str(row["context_length"] or ""),
+            )
+        Console().print(table)
+
+
+def _model_row(info: Any) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "backend": info.backend,
+        "size_bytes": info.size_bytes,
+        "family": info.family,
+        "parameters": info.parameters,
+        "quantization": info.quantization,
+        "context_length": info.context_length,
+        "path": info.path,
+    }
+
+
+@models.command("ps")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list on stdout.")
+@_options
+def ps(as_json: bool, config_file: Path | None, debug: bool) -> None:
+    """What is loaded now, with its memory and the time until the server unloads it."""
+    with _session(config_file, debug) as (console, settings):
+        ollama = _ollama(settings, required=False)
+        rows: list[dict[str, Any]] = []
+        now = datetime.now(timezone.utc)
+        for model in ollama.resident() if ollama else []:
+            seconds = (model.expires_at - now).total_seconds() if model.expires_at else None
+            pinned = seconds is None or seconds > 10**8
+            rows.append(
+                {
+                    "name": model.name,
+                    "backend": model.backend,
+                    "size_bytes": model.size_bytes,
+                    "context_length": model.num_ctx,
+                    "expires_in_s": None if pinned else round(seconds or 0),
+                }
+            )
+        if as_json:
+            click.echo(json.dumps(rows))
+            return
+        if ollama is None:
+            console.print("[dim]Ollama is not reachable.[/]")
+        console.print("[dim]Embedded models are loaded only inside a running ai-stack.[/]")
+        table = Table("name", "backend", "memory", "context", "unloads in")
+        for row in rows:
+            until = "forever" if row["expires_in_s"] is None else f"{row['expires_in_s']} s"
+            table.add_row(
+                escape(row["name"]),
+                row["backend"],
+                gib(row["size_bytes"]),
+                str(row["context_length"] or ""),
+                until,
+            )
+        Console().print(table)
 
 
 @models.command("pull")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON on stdout.")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
-def pull(name: str, as_json: bool, debug: bool) -> None:
+@_options
+def pull(name: str, as_json: bool, config_file: Path | None, debug: bool) -> None:
     """Download an Ollama model, with progress. An interrupted pull resumes when run again."""
-    console = error_console()
-    configure_logging(debug)
-    with reported_errors(console, debug):
-        backend = create_backend("ollama", load_settings())
-        assert isinstance(backend, OllamaBackend)
-        try:
-            health = backend.health()
-            if not health.available:
-                raise BackendUnavailableError(
-                    "ollama", f"Ollama is not reachable: {health.detail}.", hint=START_HINT
-                )
-            columns = (
-                TextColumn("{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
+    with _session(config_file, debug) as (console, settings):
+        spec = ModelSpec.parse(name)
+        if spec.backend == "embedded":
+            raise UsageError(
+                "Embedded models are GGUF files; they are added, not pulled.",
+                hint="ai-stack models add PATH.gguf [--name NAME]",
             )
-            layers: dict[str, TaskID] = {}
-            last_status = ""
-            with Progress(*columns, console=console, transient=False) as progress:
-                for step in backend.pull(name):
-                    if step.digest and step.total:
-                        if step.digest not in layers:
-                            label = f"layer {step.digest.removeprefix('sha256:')[:12]}"
-                            layers[step.digest] = progress.add_task(label, total=step.total)
-                        progress.update(layers[step.digest], completed=step.completed or 0)
-                    elif step.status != last_status:
-                        progress.console.print(f"[dim]{step.status}[/]")
-                    last_status = step.status
+        ollama = _ollama(settings, required=True)
+        assert ollama is not None
+        try:
+            status = _pull_with_progress(console, ollama, spec.name)
         finally:
-            backend.close()
+            ollama.close()
         if as_json:
-            click.echo(json.dumps({"model": name, "status": last_status or "success"}))
+            click.echo(json.dumps({"model": spec.name, "status": status}))
         else:
-            console.print(f"[green]Pulled {name}.[/]")
+            console.print(f"[green]Pulled {spec.name}.[/]")
+
+
+def _pull_with_progress(console: Console, ollama: OllamaBackend, name: str) -> str:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    layers: dict[str, TaskID] = {}
+    last_status = ""
+    with Progress(*columns, console=console) as progress:
+        for step in ollama.pull(name):
+            if step.digest and step.total:
+                if step.digest not in layers:
+                    label = f"layer {step.digest.removeprefix('sha256:')[:12]}"
+                    layers[step.digest] = progress.add_task(label, total=step.total)
+                progress.update(layers[step.digest], completed=step.completed or 0)
+            elif step.status != last_status:
+                progress.console.print(f"[dim]{escape(step.status)}[/]")
+            last_status = step.status
+    return last_status or "success"
+
+
+@models.command("add")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--name", help="Name to use as embedded:NAME (default: the file name).")
+@click.option("--copy", is_flag=True, help="Copy the file into the models directory.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON on stdout.")
+@_options
+def add(
+    path: Path, name: str | None, copy: bool, as_json: bool, config_file: Path | None, debug: bool
+) -> None:
+    """Register a local GGUF file for the embedded backend (checked by its header)."""
+    with _session(config_file, debug) as (console, settings):
+        embedded = _embedded(settings)
+        target = embedded.register(path, name, copy=copy)
+        model = f"embedded:{target.stem}"
+        if as_json:
+            click.echo(json.dumps({"model": model, "path": str(target), "copied": copy}))
+        else:
+            console.print(
+                f"[green]Registered {model}[/] ({'copied to' if copy else 'linked at'} {target})."
+            )
+
+
+@models.command("rm")
+@click.argument("name")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--backend", type=BACKEND_CHOICE, default="auto", show_default=True)
+@_options
+def rm(name: str, yes: bool, backend: str, config_file: Path | None, debug: bool) -> None:
+    """Delete a model (unloading it first)."""
+    with _session(config_file, debug) as (console, settings):
+        target, spec = _target(name, settings, backend)
+        target.describe(spec.name)  # a clear error if it does not exist
+        if not yes:
+            click.confirm(f"Delete {spec}?", abort=True, err=True)
+        if isinstance(target, OllamaBackend):
+            target.delete(spec.name)
+        elif isinstance(target, EmbeddedBackend):
+            target.unregister(spec.name)
+        console.print(f"Deleted {spec}.")
+
+
+@models.command("show")
+@click.argument("name")
+@click.option("--num-ctx", type=click.IntRange(min=256), help="Context to estimate for.")
+@click.option("--backend", type=BACKEND_CHOICE, default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
+@_options
+def show(
+    name: str,
+    num_ctx: int | None,
+    backend: str,
+    as_json: bool,
+    config_file: Path | None,
+    debug: bool,
+) -> None:
+    """Details, the estimated footprint at the configured context, and whether it fits."""
+    with _session(config_file, debug) as (_, settings):
+        target, spec = _target(name, settings, backend)
+        manager = _manager(settings, target)
+        num_ctx = num_ctx or settings.executor.num_ctx
+        info = manager.describe(spec)
+        footprint = manager.footprint(spec, LoadOptions(num_ctx=num_ctx))
+        data = {
+            **_model_row(info),
+            "model": str(spec),
+            "num_ctx": num_ctx,
+            "footprint": {
+                "weights_bytes": footprint.weights,
+                "kv_cache_bytes": footprint.kv_cache,
+                "buffers_bytes": footprint.overhead,
+                "total_bytes": footprint.total,
+            },
+            "budget_bytes": manager.budget,
+            "fits_budget": footprint.total <= manager.budget,
+            "layers": info.block_count,
+            "kv_heads": info.head_count_kv,
+        }
+        if as_json:
+            click.echo(json.dumps(data))
+            return
+        out = Console()
+        out.print(
+            f"[bold]{escape(str(spec))}[/] {info.family or ''} {info.parameters or ''} "
+            f"{info.quantization or ''}"
+        )
+        out.print(
+            f"Size on disk {gib(info.size_bytes)}; context {info.context_length or '?'}; "
+            f"{info.block_count or '?'} layers, {info.head_count_kv or '?'} KV heads"
+        )
+        fits = "[green]fits[/]" if data["fits_budget"] else "[red]does not fit[/]"
+        out.print(
+            f"At num_ctx {num_ctx}: about {footprint.describe()}; {fits} the budget of "
+            f"{gib(manager.budget)}."
+        )
+
+
+@models.command("stop")
+@click.argument("name", required=False)
+@click.option("--all", "stop_all", is_flag=True, help="Unload every loaded Ollama model.")
+@_options
+def stop(name: str | None, stop_all: bool, config_file: Path | None, debug: bool) -> None:
+    """Unload a model now (Ollama; embedded models live only inside a running ai-stack)."""
+    with _session(config_file, debug) as (console, settings):
+        if bool(name) == stop_all:
+            raise UsageError("Give a model name or --all.")
+        if name and ModelSpec.parse(name).backend == "embedded":
+            console.print(
+                "Embedded models are loaded only inside a running ai-stack; nothing to stop."
+            )
+            return
+        ollama = _ollama(settings, required=True)
+        assert ollama is not None
+        loaded = [m.name for m in ollama.resident()]
+        names = loaded if stop_all else [ModelSpec.parse(name or "").name]
+        for model in names:
+            if model not in loaded:
+                console.print(f"{model} is not loaded.")
+                continue
+            ollama.unload(model)
+            console.print(f"Unloaded {model}.")
+
+
+@models.command("probe")
+@click.argument("name")
+@click.option("--trials", type=click.IntRange(1, 50), default=3, show_default=True)
+@click.option("--backend", type=BACKEND_CHOICE, default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
+@_options
+def probe(
+    name: str, trials: int, backend: str, as_json: bool, config_file: Path | None, debug: bool
+) -> None:
+    """Ask for the planner's and critic's JSON N times each; report how often it is valid."""
+    with _session(config_file, debug) as (console, settings):
+        target, spec = _target(name, settings, backend)
+        manager = _manager(settings, target)
+        report = run_probe(manager, spec, settings, trials, console)
+        manager.close()
+        if as_json:
+            click.echo(json.dumps(report))
+            return
+        table = Table("role", "valid JSON", "schema-valid", "median latency", "tok/s")
+        for role in ("planner", "critic"):
+            r = report["roles"][role]
+            table.add_row(
+                role,
+                f"{r['valid_json_rate']:.0%}",
+                f"{r['schema_valid_rate']:.0%}",
+                f"{r['median_latency_s']:.2f} s",
+                f"{r['median_tokens_per_s']:.1f}",
+            )
+        Console().print(table)
+        console.print(report["verdict"])
+
+
+SAMPLE_TASK = "Write a shell one-liner that counts lines in all .py files"
+
+
+def run_probe(
+    manager: MemoryManager, spec: ModelSpec, settings: Settings, trials: int, console: Console
+) -> dict[str, Any]:
+    """The structured-output conformance probe (shared with tests)."""
+    prompts = PromptLibrary(settings.prompts_dir)
+    plan = Plan.model_validate(
+        {
+            "goal": "count lines of Python code",
+            "steps": [
+                {"title": "Find files", "detail": "find . -name '*.py'"},
+                {"title": "Count", "detail": "pipe them to xargs wc -l"},
+            ],
+        }
+    )
+    cases: dict[str, tuple[list[Message], type[BaseModel]]] = {
+        "planner": (prompts.render("planner", task=SAMPLE_TASK, context=None), Plan),
+        "critic": (
+            prompts.render(
+                "critic",
+                task=SAMPLE_TASK,
+                context=None,
+                plan=plan,
+                round=1,
+                approve_score=settings.approve_score,
+            ),
+            Verdict,
+        ),
+    }
+    options = LoadOptions(num_ctx=max(settings.planner.num_ctx, settings.critic.num_ctx))
+    for _ in manager.acquire(spec, options):
+        pass
+    backend = manager.backend(spec.backend or "")
+    roles: dict[str, Any] = {}
+    for role, (messages, model) in cases.items():
+        valid_json = schema_valid = 0
+        latencies, speeds = [], []
+        role_settings = settings.role(role)  # type: ignore[arg-type]
+        for trial in range(trials):
+            console.print(f"[dim]{role} trial {trial + 1}/{trials}…[/]")
+            started = time.perf_counter()
+            result = backend.chat(
+                spec.name,
+                messages,
+                schema=generation_schema(model),
+                options=ChatOptions(
+                    temperature=role_settings.temperature,
+                    max_tokens=role_settings.max_tokens,
+                    repeat_penalty=settings.repeat_penalty,
+                    seed=trial,
+                ),
+            ).collect()
+            latencies.append(time.perf_counter() - started)
+            speeds.append(result.tokens_per_s)
+            try:
+                data = json.loads(result.text, strict=False)
+            except json.JSONDecodeError:
+                continue
+            valid_json += 1
+            try:
+                model.model_validate(data)
+                schema_valid += 1
+            except ValidationError:
+                pass
+        roles[role] = {
+            "trials": trials,
+            "valid_json_rate": valid_json / trials,
+            "schema_valid_rate": schema_valid / trials,
+            "median_latency_s": round(statistics.median(latencies), 3),
+            "median_tokens_per_s": round(statistics.median(speeds), 2),
+        }
+    fit = [role for role, r in roles.items() if r["schema_valid_rate"] >= 0.9]
+    if len(fit) == 2:
+        verdict = f"{spec} is fit for the planner and critic roles."
+    elif fit:
+        verdict = f"{spec} is fit for the {fit[0]} role only; use another model for the other."
+    else:
+        verdict = (
+            f"{spec} is not fit for the planner or critic roles: its structured replies "
+            "often fail validation (ai-stack re-asks, but each re-ask costs a call)."
+        )
+    return {"model": str(spec), "roles": roles, "fit_roles": fit, "verdict": verdict}

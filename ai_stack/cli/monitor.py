@@ -34,13 +34,17 @@ def snapshot_dict(settings: Settings) -> dict[str, Any]:
     data["ollama"] = {"available": health.available, "detail": health.detail}
     data["resident"] = (
         [
-            {"backend": m.backend, "model": m.name, "size_bytes": m.size_bytes,
-             "context_length": m.num_ctx}
+            {
+                "backend": m.backend,
+                "model": m.name,
+                "size_bytes": m.size_bytes,
+                "context_length": m.num_ctx,
+            }
             for m in ollama.resident()
         ]
         if health.available
         else []
-    )  # fmt: skip
+    )
     ollama.close()
     return data
 
@@ -67,8 +71,9 @@ def render(data: dict[str, Any]) -> Group:
         readings.add_row(escape(source), "", escape(json.dumps(values)))
     resident = Table("model", "memory", "context", title="Resident models", title_justify="left")
     for model in data["resident"]:
-        resident.add_row(escape(model["model"]), gib(model["size_bytes"]),
-                         str(model["context_length"] or ""))  # fmt: skip
+        resident.add_row(
+            escape(model["model"]), gib(model["size_bytes"]), str(model["context_length"] or "")
+        )
     if not data["resident"]:
         resident.add_row("[dim]none (embedded models live inside a running ai-stack)[/]", "", "")
     return Group(head, readings, resident)
@@ -77,8 +82,13 @@ def render(data: dict[str, Any]) -> Group:
 @click.command("monitor")
 @click.option("--once", is_flag=True, help="One reading, then exit.")
 @click.option("--json", "as_json", is_flag=True, help="JSON (one object per reading).")
-@click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, show_default=True,
-              help="Seconds between readings.")  # fmt: skip
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.2),
+    default=2.0,
+    show_default=True,
+    help="Seconds between readings.",
+)
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="Config file.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def monitor(

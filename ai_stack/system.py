@@ -1,0 +1,248 @@
+"""The machine's profile (CPU, memory, GPU, OS, backends, budget) and role recommendations.
+
+Recommendations come from a small catalogue (``catalogue.toml``) and from what is installed:
+every recommended model's estimated footprint fits the budget on its own (the one-at-a-time
+policy), installed models are preferred, and an installed model is judged by its real size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import re
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import psutil
+
+from ai_stack.backends import ModelSpec
+from ai_stack.backends.base import Backend, ModelInfo
+from ai_stack.backends.ollama import parameter_billions
+from ai_stack.memory import GIB, MIB, MemoryManager, estimate_footprint
+from ai_stack.thermal.sensors import Probe, memory_state
+from ai_stack.types import ROLES, Role
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    name: str
+    parameters: str
+    quantization: str
+    size_gb: float
+    context: int
+    block_count: int
+    head_count: int
+    head_count_kv: int
+    embedding_length: int
+    roles: tuple[Role, ...]
+
+    @property
+    def spec(self) -> ModelSpec:
+        return ModelSpec.parse(self.name).with_backend("ollama")
+
+    def info(self) -> ModelInfo:
+        spec = self.spec
+        assert spec.backend is not None
+        return ModelInfo(
+            name=spec.name,
+            backend=spec.backend,
+            size_bytes=int(self.size_gb * GIB),
+            parameters=self.parameters,
+            quantization=self.quantization,
+            context_length=self.context,
+            block_count=self.block_count,
+            head_count=self.head_count,
+            head_count_kv=self.head_count_kv,
+            embedding_length=self.embedding_length,
+        )
+
+
+def catalogue() -> list[CatalogueEntry]:
+    data = tomllib.loads((resources.files("ai_stack") / "catalogue.toml").read_text("utf-8"))
+    return [CatalogueEntry(**{**entry, "roles": tuple(entry["roles"])}) for entry in data["model"]]
+
+
+# -- parsers for platform tools (tested on recorded outputs) ------------------------------
+
+
+def parse_cpuinfo(text: str) -> str | None:
+    """The CPU model from ``/proc/cpuinfo``.
+
+    >>> parse_cpuinfo("processor\\t: 0\\nmodel name\\t: Intel(R) Xeon(R) CPU @ 2.20GHz\\n")
+    'Intel(R) Xeon(R) CPU @ 2.20GHz'
+    """
+    match = None
+    for key in ("model name", "Model", "Hardware"):  # x86, then ARM boards
+        match = match or re.search(rf"^{key}\s*:\s*(.+)$", text, re.M)
+    return match.group(1).strip() if match else None
+
+
+def parse_nvidia_inventory(text: str) -> list[dict[str, Any]]:
+    """``nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits``.
+
+    >>> parse_nvidia_inventory("NVIDIA GeForce RTX 4090, 24564\\n")
+    [{'name': 'NVIDIA GeForce RTX 4090', 'memory_bytes': 25757220864}]
+    """
+    gpus = []
+    for line in text.strip().splitlines():
+        name, _, memory = line.rpartition(",")
+        try:
+            gpus.append({"name": name.strip(), "memory_bytes": int(float(memory) * MIB)})
+        except ValueError:
+            continue
+    return gpus
+
+
+# -- the profile --------------------------------------------------------------------------
+
+
+def cpu_profile(probe: Probe) -> dict[str, Any]:
+    model = None
+    if probe.system == "Darwin":
+        model = (probe.run(["sysctl", "-n", "machdep.cpu.brand_string"]) or "").strip() or None
+    else:
+        model = parse_cpuinfo(probe.read_text("/proc/cpuinfo") or "")
+    return {
+        "model": model or platform.processor() or "unknown",
+        "physical_cores": psutil.cpu_count(logical=False),
+        "logical_cores": psutil.cpu_count(logical=True),
+        "architecture": platform.machine(),
+    }
+
+
+def gpu_profile(probe: Probe, total_memory: int) -> dict[str, Any]:
+    if probe.system == "Darwin" and platform.machine() == "arm64":
+        chip = (probe.run(["sysctl", "-n", "machdep.cpu.brand_string"]) or "Apple Silicon").strip()
+        wired = (probe.run(["sysctl", "-n", "iogpu.wired_limit_mb"]) or "0").strip()
+        limit = int(wired) * MIB if wired.isdigit() and int(wired) > 0 else total_memory * 2 // 3
+        return {
+            "kind": "apple",
+            "name": chip,
+            "unified_memory_bytes": total_memory,
+            "gpu_share_bytes": limit,
+        }
+    text = probe.run(
+        ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"]
+    )
+    gpus = parse_nvidia_inventory(text) if text else []
+    if gpus:
+        return {"kind": "nvidia", "devices": gpus}
+    return {"kind": "none"}
+
+
+def profile(
+    manager: MemoryManager,
+    *,
+    ollama: Backend,
+    embedded: Backend,
+    num_ctx: int = 4096,
+    probe: Probe | None = None,
+) -> dict[str, Any]:
+    """Everything ``ai-stack system --json`` prints."""
+    probe = probe or Probe()
+    memory = memory_state(probe)
+    ollama_health, embedded_health = ollama.health(), embedded.health()
+    installed: list[ModelInfo] = []
+    for backend, health in ((ollama, ollama_health), (embedded, embedded_health)):
+        if health.available:
+            with contextlib.suppress(Exception):  # answers health but not list: skip its models
+                installed += backend.list_models()
+    return {
+        "cpu": cpu_profile(probe),
+        "memory": {
+            "total_bytes": memory.total_bytes,
+            "available_bytes": memory.available_bytes,
+            "pressure": memory.pressure,
+        },
+        "gpu": gpu_profile(probe, memory.total_bytes),
+        "os": {
+            "system": platform.system(),
+            "release": platform.release(),
+            "platform": platform.platform(),
+        },
+        "backends": {
+            "ollama": {
+                "available": ollama_health.available,
+                "version": ollama_health.version,
+                "host": getattr(ollama, "host", None),
+                "detail": ollama_health.detail,
+            },
+            "embedded": {"available": embedded_health.available, "detail": embedded_health.detail},
+        },
+        "budget_bytes": manager.budget,
+        "policy": manager.policy,
+        "recommendations": recommend(manager, installed, num_ctx=num_ctx),
+    }
+
+
+def _tier(candidate: Candidate) -> int:
+    """Installed real models first, then catalogue models to pull, then toy models (the
+    packaged 135M one proves the pipeline, it is no recommendation unless nothing else fits)."""
+    if candidate.billions < 0.5:
+        return 0
+    return 2 if candidate.installed else 1
+
+
+@dataclass
+class Candidate:
+    spec: ModelSpec
+    footprint: int
+    billions: float
+    installed: bool
+    roles: tuple[Role, ...]
+
+
+def recommend(
+    manager: MemoryManager, installed: list[ModelInfo], *, num_ctx: int
+) -> dict[Role, dict[str, Any]]:
+    """Role → the best model that fits the budget alone: installed first, then larger."""
+    candidates: dict[ModelSpec, Candidate] = {}
+    known_roles = {entry.spec: entry.roles for entry in catalogue()}
+    for info in installed:
+        spec = ModelSpec(info.backend, info.name)
+        try:
+            described = manager.describe(spec)
+        except Exception:
+            described = info
+        candidates[spec] = Candidate(
+            spec,
+            estimate_footprint(described, num_ctx, kv_cache_type=manager.kv_cache_type).total,
+            parameter_billions(described.parameters) or described.size_bytes / GIB * 1.7,
+            True,
+            known_roles.get(spec, ROLES),
+        )
+    for entry in catalogue():
+        spec = entry.spec
+        if spec in candidates:
+            continue
+        total = estimate_footprint(entry.info(), num_ctx, kv_cache_type=manager.kv_cache_type).total
+        candidates[spec] = Candidate(
+            spec, total, parameter_billions(entry.parameters) or 0, False, entry.roles
+        )
+    result: dict[Role, dict[str, Any]] = {}
+    for role in ROLES:
+        fitting = [
+            c
+            for c in candidates.values()
+            if role in c.roles
+            and c.footprint <= manager.budget
+            and (role == "executor" or c.billions <= 9)
+        ]
+        if not fitting:
+            result[role] = {"model": None, "reason": "nothing in the catalogue fits the budget"}
+            continue
+        best = max(fitting, key=lambda c: (_tier(c), c.billions))
+        result[role] = {
+            "model": str(best.spec),
+            "installed": best.installed,
+            "estimate_bytes": best.footprint,
+            "action": None if best.installed else f"ai-stack models pull {best.spec.name}",
+        }
+    return result
