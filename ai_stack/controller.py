@@ -150,6 +150,22 @@ def default_models(settings: Settings, backend: str, manager: MemoryManager) -> 
     return default_roles(installed, fits)  # type: ignore[return-value]
 
 
+def build_manager(settings: Settings) -> tuple[MemoryManager, ThermalGuard | None]:
+    """The memory manager the settings describe (backends from the registry), and the thermal
+    guard when enabled, wired to check local loads under memory pressure."""
+    budget = settings.memory.budget_gb
+    manager = MemoryManager(
+        lambda name: create_backend(name, settings),
+        policy=settings.memory.policy,
+        budget_bytes=int(budget * GIB) if budget else None,
+        kv_cache_type=settings.memory.kv_cache_type,
+    )
+    guard = make_guard(settings.thermal) if settings.thermal.enabled else None
+    if guard is not None:
+        manager.memory_check = guard.memory_check
+    return manager, guard
+
+
 def config_snapshot(
     settings: Settings, specs: dict[Role, ModelSpec], manager: MemoryManager, backend_note: str
 ) -> dict[str, Any]:
@@ -209,16 +225,7 @@ class Pipeline:
 
         Contacts Ollama (``backend = "auto"`` or ``"ollama"``) to choose the backend; loads nothing.
         """
-        budget = settings.memory.budget_gb
-        manager = MemoryManager(
-            lambda name: create_backend(name, settings),
-            policy=settings.memory.policy,
-            budget_bytes=int(budget * GIB) if budget else None,
-            kv_cache_type=settings.memory.kv_cache_type,
-        )
-        guard = make_guard(settings.thermal) if settings.thermal.enabled else None
-        if guard is not None:
-            manager.memory_check = guard.memory_check
+        manager, guard = build_manager(settings)
         try:
             backend, note = choose_backend(
                 settings.backend, manager.backend, autostart=settings.ollama.autostart

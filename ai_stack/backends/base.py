@@ -56,6 +56,25 @@ class ModelInfo:
     key_length: int | None = None
     value_length: int | None = None
 
+    def apply_gguf_metadata(self, meta: dict[str, Any]) -> None:
+        """Fill the architecture facts from GGUF keys (a file's header, or Ollama's
+        ``model_info``, which uses the same names). Per-layer head counts count at their
+        largest, which bounds the memory."""
+        arch = meta.get("general.architecture")
+        if not arch:
+            return
+
+        def largest(value: Any) -> Any:
+            return max(value) if isinstance(value, list) and value else value
+
+        self.context_length = meta.get(f"{arch}.context_length")
+        self.block_count = meta.get(f"{arch}.block_count")
+        self.embedding_length = meta.get(f"{arch}.embedding_length")
+        self.head_count = largest(meta.get(f"{arch}.attention.head_count"))
+        self.head_count_kv = largest(meta.get(f"{arch}.attention.head_count_kv"))
+        self.key_length = meta.get(f"{arch}.attention.key_length")
+        self.value_length = meta.get(f"{arch}.attention.value_length")
+
 
 @dataclass(frozen=True, slots=True)
 class ResidentModel:

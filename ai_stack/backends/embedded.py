@@ -342,19 +342,7 @@ def _fill_from_gguf(info: ModelInfo, path: Path) -> None:
     file_type = meta.get("general.file_type")
     if isinstance(file_type, int):
         info.quantization = _FILE_TYPES.get(file_type, f"file type {file_type}")
-    if arch:
-        info.context_length = meta.get(f"{arch}.context_length")
-        info.block_count = meta.get(f"{arch}.block_count")
-        info.embedding_length = meta.get(f"{arch}.embedding_length")
-        info.head_count = _largest(meta.get(f"{arch}.attention.head_count"))
-        info.head_count_kv = _largest(meta.get(f"{arch}.attention.head_count_kv"))
-        info.key_length = meta.get(f"{arch}.attention.key_length")
-        info.value_length = meta.get(f"{arch}.attention.value_length")
-
-
-def _largest(value: Any) -> int | None:
-    """Head counts may be per-layer arrays; the largest layer bounds the memory."""
-    return max(value) if isinstance(value, list) and value else value
+    info.apply_gguf_metadata(meta)
 
 
 # llama.cpp's LLAMA_FTYPE numbers for the common quantizations.

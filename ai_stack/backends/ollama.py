@@ -237,15 +237,7 @@ class OllamaBackend:
             quantization=details.quantization_level if details else None,
         )
         meta = dict(shown.modelinfo or {})
-        arch = meta.get("general.architecture")
-        if arch:
-            info.context_length = meta.get(f"{arch}.context_length")
-            info.block_count = meta.get(f"{arch}.block_count")
-            info.embedding_length = meta.get(f"{arch}.embedding_length")
-            info.head_count = _largest(meta.get(f"{arch}.attention.head_count"))
-            info.head_count_kv = _largest(meta.get(f"{arch}.attention.head_count_kv"))
-            info.key_length = meta.get(f"{arch}.attention.key_length")
-            info.value_length = meta.get(f"{arch}.attention.value_length")
+        info.apply_gguf_metadata(meta)
         return info
 
     def pull(self, model: str) -> Iterator[PullProgress]:
@@ -461,10 +453,6 @@ def _load_time_options(options: LoadOptions) -> dict[str, Any]:
         "use_mmap": options.use_mmap,
     }
     return {key: value for key, value in values.items() if value is not None}
-
-
-def _largest(value: Any) -> int | None:
-    return max(value) if isinstance(value, list) and value else value
 
 
 def default_roles(installed: list[ModelInfo], fits: Callable[[ModelInfo], bool]) -> dict[str, str]:

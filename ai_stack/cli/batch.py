@@ -15,20 +15,19 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from ai_stack.backends import choose_backend, create_backend
+from ai_stack.backends import choose_backend
 from ai_stack.batch import BatchEvent, BatchRunner, BatchSummary, Prediction, TaskFailed
 from ai_stack.cli.common import (
     EXIT_INTERRUPTED,
     configure_logging,
     error_console,
+    option_overrides,
     reported_errors,
     run_options,
 )
 from ai_stack.config import raw_settings
-from ai_stack.controller import default_models
+from ai_stack.controller import build_manager, default_models
 from ai_stack.history import HistoryStore
-from ai_stack.memory import GIB, MemoryManager
-from ai_stack.thermal import make_guard
 from ai_stack.types import (
     CallRetried,
     ModelLoaded,
@@ -214,29 +213,14 @@ def batch_command(
     console = error_console()
     configure_logging(debug)
     with reported_errors(console, debug):
-        overrides = {
-            "planner": {"model": planner},
-            "critic": {"model": critic},
-            "executor": {"model": executor},
-            "backend": backend,
-            "max_rounds": max_rounds,
-            "memory": {"budget_gb": memory_budget, "policy": policy},
-            "thermal": {"enabled": False if no_thermal else None},
-        }
+        overrides = option_overrides(
+            planner, critic, executor, backend, max_rounds, memory_budget, policy, no_thermal
+        )
         base, _ = raw_settings(config_file)
         workflow = load_workflow(workflow_file, base, overrides)
         settings = workflow.tasks[0].settings  # batch-wide options are the same in every task
         out_dir = (out or workflow.output_dir).resolve()
-        budget = settings.memory.budget_gb
-        manager = MemoryManager(
-            lambda name: create_backend(name, settings),
-            policy=settings.memory.policy,
-            budget_bytes=int(budget * GIB) if budget else None,
-            kv_cache_type=settings.memory.kv_cache_type,
-        )
-        guard = make_guard(settings.thermal) if settings.thermal.enabled else None
-        if guard is not None:
-            manager.memory_check = guard.memory_check
+        manager, guard = build_manager(settings)
         try:
             chosen, note = choose_backend(
                 settings.backend, manager.backend, autostart=settings.ollama.autostart

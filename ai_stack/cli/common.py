@@ -37,7 +37,10 @@ def reported_errors(console: Console, debug: bool) -> Iterator[None]:
             console.print(f"[dim]{escape(exc.hint)}[/]")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        console.print("\n[yellow]Interrupted.[/] Nothing was saved; run the same command again.")
+        console.print(
+            "\n[yellow]Interrupted.[/] Finished phases are kept in the run history (unless "
+            "--no-history); run the same command to start the task again."
+        )
         sys.exit(EXIT_INTERRUPTED)
     except (click.exceptions.Exit, click.ClickException, SystemExit):
         raise
@@ -101,7 +104,24 @@ def settings_from_options(
     policy: str | None,
     no_thermal: bool = False,
 ) -> Settings:
-    overrides: dict[str, Any] = {
+    overrides = option_overrides(
+        planner, critic, executor, backend, max_rounds, memory_budget, policy, no_thermal
+    )
+    return load_settings(config_file, overrides)
+
+
+def option_overrides(
+    planner: str | None,
+    critic: str | None,
+    executor: str | None,
+    backend: str | None,
+    max_rounds: int | None,
+    memory_budget: float | None,
+    policy: str | None,
+    no_thermal: bool,
+) -> dict[str, Any]:
+    """The run options as settings data (``None`` = not given, so the layer below wins)."""
+    return {
         "planner": {"model": planner},
         "critic": {"model": critic},
         "executor": {"model": executor},
@@ -110,7 +130,6 @@ def settings_from_options(
         "memory": {"budget_gb": memory_budget, "policy": policy},
         "thermal": {"enabled": False if no_thermal else None},
     }
-    return load_settings(config_file, overrides)
 
 
 def configure_logging(debug: bool) -> None:

@@ -13,26 +13,21 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ai_stack.backends import choose_backend, create_backend
+from ai_stack.backends import choose_backend
 from ai_stack.backends.embedded import packaged_model_path
 from ai_stack.cli.common import configure_logging, error_console, reported_errors
 from ai_stack.config import Settings, load_settings
-from ai_stack.controller import default_models, load_options_for, resolve_roles
+from ai_stack.controller import build_manager, default_models, load_options_for, resolve_roles
 from ai_stack.errors import AiStackError
 from ai_stack.history import HistoryStore
-from ai_stack.memory import GIB, MemoryManager, gib
+from ai_stack.memory import MemoryManager, gib
 from ai_stack.system import profile
 from ai_stack.thermal import Probe, take_snapshot
 
 
 def _manager(settings: Settings) -> MemoryManager:
-    budget = settings.memory.budget_gb
-    return MemoryManager(
-        lambda name: create_backend(name, settings),
-        policy=settings.memory.policy,
-        budget_bytes=int(budget * GIB) if budget else None,
-        kv_cache_type=settings.memory.kv_cache_type,
-    )
+    manager, _ = build_manager(settings)
+    return manager
 
 
 @click.command("system")

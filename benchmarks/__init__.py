@@ -1,0 +1,1 @@
+"""Benchmarks: what the scheduler and memory manager buy, measured side by side in one run."""
