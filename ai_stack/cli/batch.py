@@ -19,9 +19,9 @@ from ai_stack.backends import choose_backend
 from ai_stack.batch import BatchEvent, BatchRunner, BatchSummary, Prediction, TaskFailed
 from ai_stack.cli.common import (
     EXIT_INTERRUPTED,
+    RunOptions,
     configure_logging,
     error_console,
-    option_overrides,
     reported_errors,
     run_options,
 )
@@ -195,29 +195,17 @@ def batch_command(
     dry_run: bool,
     as_json: bool,
     quiet: bool,
-    planner: str | None,
-    critic: str | None,
-    executor: str | None,
-    backend: str | None,
-    max_rounds: int | None,
-    memory_budget: float | None,
-    policy: str | None,
-    config_file: Path | None,
-    no_thermal: bool,
-    debug: bool,
+    options: RunOptions,
 ) -> None:
     """Run every task of a workflow file (YAML or JSON), loading each model once per phase.
 
     Results go to <workflow>-results/ beside the file (or --out): ID.md, ID.json, summary.json.
     """
     console = error_console()
-    configure_logging(debug)
-    with reported_errors(console, debug):
-        overrides = option_overrides(
-            planner, critic, executor, backend, max_rounds, memory_budget, policy, no_thermal
-        )
-        base, _ = raw_settings(config_file)
-        workflow = load_workflow(workflow_file, base, overrides)
+    configure_logging(options.debug)
+    with reported_errors(console, options.debug):
+        base, _ = raw_settings(options.config_file)
+        workflow = load_workflow(workflow_file, base, options.overrides())
         settings = workflow.tasks[0].settings  # batch-wide options are the same in every task
         out_dir = (out or workflow.output_dir).resolve()
         manager, guard = build_manager(settings)

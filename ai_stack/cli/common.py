@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 from rich.console import Console
@@ -54,9 +56,47 @@ def reported_errors(console: Console, debug: bool) -> Iterator[None]:
         sys.exit(EXIT_INTERNAL)
 
 
-def run_options(command: F) -> F:
+@dataclass(frozen=True)
+class RunOptions:
     """The options every command that runs tasks accepts (same keys as the config file)."""
-    options = [
+
+    planner: str | None
+    critic: str | None
+    executor: str | None
+    backend: str | None
+    max_rounds: int | None
+    memory_budget: float | None
+    policy: str | None
+    config_file: Path | None
+    no_thermal: bool
+    debug: bool
+
+    def overrides(self) -> dict[str, Any]:
+        """The options as settings data (``None`` = not given, so the layer below wins)."""
+        return {
+            "planner": {"model": self.planner},
+            "critic": {"model": self.critic},
+            "executor": {"model": self.executor},
+            "backend": self.backend,
+            "max_rounds": self.max_rounds,
+            "memory": {"budget_gb": self.memory_budget, "policy": self.policy},
+            "thermal": {"enabled": False if self.no_thermal else None},
+        }
+
+    def settings(self) -> Settings:
+        return load_settings(self.config_file, self.overrides())
+
+
+def run_options(command: F) -> F:
+    """Add the run options to a click command, handed to it as one ``options: RunOptions``."""
+    names = [f.name for f in fields(RunOptions)]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        options = RunOptions(**{name: kwargs.pop(name) for name in names})
+        return command(*args, options=options, **kwargs)
+
+    decorators = [
         click.option("--planner", metavar="SPEC", help="Planner model, [backend:]name."),
         click.option("--critic", metavar="SPEC", help="Critic model, [backend:]name."),
         click.option("--executor", metavar="SPEC", help="Executor model, [backend:]name."),
@@ -88,48 +128,10 @@ def run_options(command: F) -> F:
         ),
         click.option("--debug", is_flag=True, help="Show tracebacks and debug logs."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def settings_from_options(
-    config_file: Path | None,
-    planner: str | None,
-    critic: str | None,
-    executor: str | None,
-    backend: str | None,
-    max_rounds: int | None,
-    memory_budget: float | None,
-    policy: str | None,
-    no_thermal: bool = False,
-) -> Settings:
-    overrides = option_overrides(
-        planner, critic, executor, backend, max_rounds, memory_budget, policy, no_thermal
-    )
-    return load_settings(config_file, overrides)
-
-
-def option_overrides(
-    planner: str | None,
-    critic: str | None,
-    executor: str | None,
-    backend: str | None,
-    max_rounds: int | None,
-    memory_budget: float | None,
-    policy: str | None,
-    no_thermal: bool,
-) -> dict[str, Any]:
-    """The run options as settings data (``None`` = not given, so the layer below wins)."""
-    return {
-        "planner": {"model": planner},
-        "critic": {"model": critic},
-        "executor": {"model": executor},
-        "backend": backend,
-        "max_rounds": max_rounds,
-        "memory": {"budget_gb": memory_budget, "policy": policy},
-        "thermal": {"enabled": False if no_thermal else None},
-    }
+    decorated: Any = wrapper
+    for option in reversed(decorators):
+        decorated = option(decorated)
+    return cast(F, decorated)
 
 
 def configure_logging(debug: bool) -> None:

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 from rich.markup import escape
 
 from ai_stack.cli.common import (
+    RunOptions,
     configure_logging,
     error_console,
     reported_errors,
     run_options,
-    settings_from_options,
 )
 from ai_stack.config import Settings
 from ai_stack.controller import Pipeline, config_snapshot
@@ -69,35 +68,16 @@ def run_command(
     as_json: bool,
     quiet: bool,
     no_history: bool,
-    planner: str | None,
-    critic: str | None,
-    executor: str | None,
-    backend: str | None,
-    max_rounds: int | None,
-    memory_budget: float | None,
-    policy: str | None,
-    config_file: Path | None,
-    no_thermal: bool,
-    debug: bool,
+    options: RunOptions,
 ) -> None:
     """Run TASK through Planner → Critic → Executor (the default command).
 
     TASK may be several words; "-" reads it from stdin.
     """
     console = error_console()
-    configure_logging(debug)
-    with reported_errors(console, debug):
-        settings = settings_from_options(
-            config_file,
-            planner,
-            critic,
-            executor,
-            backend,
-            max_rounds,
-            memory_budget,
-            policy,
-            no_thermal,
-        )
+    configure_logging(options.debug)
+    with reported_errors(console, options.debug):
+        settings = options.settings()
         text = " ".join(task).strip()
         if interactive:
             if text:
