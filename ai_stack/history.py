@@ -243,6 +243,12 @@ def _process_started(pid: int) -> float | None:
         return None
 
 
+def _alive(pid: int | None, started: float | None) -> bool:
+    """Whether the process that wrote a run still runs (the start time guards pid reuse)."""
+    now_started = _process_started(pid) if pid is not None else None
+    return now_started is not None and abs(now_started - (started or 0)) <= 1
+
+
 @dataclass
 class HistoryStore:
     """The SQLite run store. Open with :meth:`open`; every write commits at once."""
@@ -389,11 +395,7 @@ class HistoryStore:
         """Mark runs whose process is gone as interrupted; returns how many."""
         rows = self.db.execute("SELECT id, pid, pid_started FROM runs WHERE status = 'running'")
         orphans = [
-            row["id"]
-            for row in rows.fetchall()
-            if row["pid"] is None
-            or _process_started(row["pid"]) is None
-            or abs((_process_started(row["pid"]) or 0) - (row["pid_started"] or 0)) > 1
+            row["id"] for row in rows.fetchall() if not _alive(row["pid"], row["pid_started"])
         ]
         for run_id in orphans:
             self.end_run(run_id, "interrupted", "the process ended before the run finished")

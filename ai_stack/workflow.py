@@ -233,11 +233,12 @@ def _check_template(
         for n in tree.find_all(nodes.Getitem)
         if _is_outputs(n.node) and isinstance(n.arg, nodes.Const)
     }
-    for missing in sorted(used - set(task.depends_on)):
+    missing = sorted(used - set(task.depends_on))
+    if missing:
         raise where.error(
             location,
-            f"task {task.id!r} uses outputs.{missing} but does not depend on {missing!r}",
-            f"add {missing!r} to its depends_on",
+            f"task {task.id!r} uses outputs.{missing[0]} but does not depend on {missing[0]!r}",
+            f"add {missing[0]!r} to its depends_on",
         )
 
 

@@ -17,7 +17,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -138,33 +139,21 @@ def swap(ctx: Context) -> tuple[dict[str, Any], str]:
     for role in ("planner", "critic", "executor"):
         shutil.copyfile(ctx.model, models_dir / f"{role}.gguf")  # distinct files: real loads
     sizes = (4, 10) if ctx.quick else (4, 10, 20)
-    for tasks in sizes:
-        path = _workflow_file(ctx.work, tasks, EMBEDDED_ROLES, models_dir)
-        for mode in MODES:
-            stats = repeat(
-                ctx.repeat, lambda _, m=mode, p=path: run_mode(m, p, ctx.work, "embedded")
-            )
-            results[f"embedded:{tasks}:{mode}"] = stats
-            rows.append(_row("embedded", tasks, mode, stats, results))
-    double = OllamaDouble(load_bytes_per_s=LOAD_GIB_PER_S * GIB, unload_delay_s=0.05,
-                          memory_bytes=64 * GIB)  # fmt: skip
-    previous = os.environ.get("OLLAMA_HOST")
-    with double.start():
-        os.environ["OLLAMA_HOST"] = double.host
-        try:
+    setups = [
+        ("embedded", "embedded", EMBEDDED_ROLES, models_dir, nullcontext()),
+        ("ollama-double", "ollama", OLLAMA_ROLES, None, _ollama_double()),
+    ]
+    for key, backend, roles, folder, server in setups:
+        with server:
             for tasks in sizes:
-                path = _workflow_file(ctx.work, tasks, OLLAMA_ROLES, None)
+                path = _workflow_file(ctx.work, tasks, roles, folder)
                 for mode in MODES:
                     stats = repeat(
-                        ctx.repeat, lambda _, m=mode, p=path: run_mode(m, p, ctx.work, "ollama")
+                        ctx.repeat, lambda _, m=mode, p=path, b=backend: run_mode(m, p, ctx.work, b)
                     )
-                    results[f"ollama-double:{tasks}:{mode}"] = stats
-                    rows.append(_row("Ollama double", tasks, mode, stats, results))
-        finally:
-            if previous is None:
-                os.environ.pop("OLLAMA_HOST", None)
-            else:
-                os.environ["OLLAMA_HOST"] = previous
+                    results[f"{key}:{tasks}:{mode}"] = stats
+                    naive = results[f"{key}:{tasks}:naive"]
+                    rows.append(_row(key, tasks, mode, stats, naive))
     table = show(
         f"2. Swap scheduling, 3 role models, max_rounds 1 (median (min-max) of {ctx.repeat} runs)",
         ["backend", "tasks", "order", "loads", "seconds loading", "wall seconds", "wall vs naive"],
@@ -173,11 +162,27 @@ def swap(ctx: Context) -> tuple[dict[str, Any], str]:
     return {"stats": results, "load_gib_per_s_double": LOAD_GIB_PER_S}, table
 
 
+@contextmanager
+def _ollama_double() -> Iterator[None]:
+    """The Ollama double with size-proportional loads, as OLLAMA_HOST while it runs."""
+    double = OllamaDouble(load_bytes_per_s=LOAD_GIB_PER_S * GIB, unload_delay_s=0.05,
+                          memory_bytes=64 * GIB)  # fmt: skip
+    previous = os.environ.get("OLLAMA_HOST")
+    with double.start():
+        os.environ["OLLAMA_HOST"] = double.host
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop("OLLAMA_HOST", None)
+            else:
+                os.environ["OLLAMA_HOST"] = previous
+
+
 def _row(
-    label: str, tasks: int, mode: str, stats: dict[str, Any], results: dict[str, Any]
+    key: str, tasks: int, mode: str, stats: dict[str, Any], naive: dict[str, Any]
 ) -> list[str]:
-    key = "embedded" if label == "embedded" else "ollama-double"
-    naive = results.get(f"{key}:{tasks}:naive", stats)
+    label = "embedded" if key == "embedded" else "Ollama double"
     ratio = stats["wall_s"]["median"] / naive["wall_s"]["median"]
     return [label, str(tasks), mode, fmt(stats["loads"], "", 0), fmt(stats["load_s"], "", 2),
             fmt(stats["wall_s"], "", 1), f"{ratio:.2f}x"]  # fmt: skip

@@ -134,6 +134,23 @@ def run_options(command: F) -> F:
     return cast(F, decorated)
 
 
+def config_options(command: F) -> F:
+    """``--config`` and ``--debug``, for commands that read the settings but run no task."""
+    command = click.option("--debug", is_flag=True, help="Show tracebacks.")(command)
+    return click.option(
+        "--config", "config_file", type=click.Path(path_type=Path), help="TOML config file."
+    )(command)
+
+
+@contextmanager
+def session(config_file: Path | None, debug: bool) -> Iterator[tuple[Console, Settings]]:
+    """The error console and the settings, with errors reported as one line and an exit code."""
+    console = error_console()
+    configure_logging(debug)
+    with reported_errors(console, debug):
+        yield console, load_settings(config_file)
+
+
 def configure_logging(debug: bool) -> None:
     import logging
 

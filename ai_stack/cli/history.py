@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ai_stack.cli.common import configure_logging, error_console, reported_errors
-from ai_stack.config import load_settings
+from ai_stack.cli.common import config_options, session
+from ai_stack.config import Settings
 from ai_stack.errors import UsageError
 from ai_stack.files import write_atomically
 from ai_stack.history import HistoryStore, parse_age
@@ -21,21 +21,13 @@ from ai_stack.history import HistoryStore, parse_age
 STATUS_STYLE = {"ok": "green", "running": "cyan", "failed": "red", "interrupted": "yellow"}
 
 
-def _store(config_file: Path | None) -> HistoryStore:
-    settings = load_settings(config_file)
+def _store(settings: Settings) -> HistoryStore:
     path = settings.resolved_history_path()
     if not path.exists():
         raise UsageError(f"No history yet ({path} does not exist).", hint="Run a task first.")
     store = HistoryStore.open(path)
     store.reap_orphans()
     return store
-
-
-def _common(command: Any) -> Any:
-    command = click.option("--debug", is_flag=True, help="Show tracebacks.")(command)
-    return click.option(
-        "--config", "config_file", type=click.Path(path_type=Path), help="TOML config file."
-    )(command)
 
 
 def _when(iso: str | None) -> str:
@@ -52,13 +44,11 @@ def history() -> None:
 @history.command("list")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="A JSON list on stdout.")
-@_common
+@config_options
 def list_runs(limit: int, as_json: bool, config_file: Path | None, debug: bool) -> None:
     """The most recent runs, newest first."""
-    console = error_console()
-    configure_logging(debug)
-    with reported_errors(console, debug):
-        store = _store(config_file)
+    with session(config_file, debug) as (_, settings):
+        store = _store(settings)
         runs = store.list_runs(limit)
         store.close()
         if as_json:
@@ -84,13 +74,11 @@ def list_runs(limit: int, as_json: bool, config_file: Path | None, debug: bool) 
 @history.command("show")
 @click.argument("run_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="The run as JSON (the --json result shape).")
-@_common
+@config_options
 def show(run_id: str, as_json: bool, config_file: Path | None, debug: bool) -> None:
     """One whole run: plans, critiques, answer and per-call metrics. ID may be a prefix."""
-    console = error_console()
-    configure_logging(debug)
-    with reported_errors(console, debug):
-        store = _store(config_file)
+    with session(config_file, debug) as (_, settings):
+        store = _store(settings)
         run = store.run(store.resolve(run_id))
         store.close()
         if as_json:
@@ -145,13 +133,11 @@ def _render(out: Console, run: dict[str, Any]) -> None:
 @click.option(
     "--out", type=click.Path(path_type=Path, dir_okay=False), help="File (default stdout)."
 )
-@_common
+@config_options
 def export(fmt: str, out: Path | None, config_file: Path | None, debug: bool) -> None:
     """Every run: JSON lines (whole runs) or CSV (one row per run)."""
-    console = error_console()
-    configure_logging(debug)
-    with reported_errors(console, debug):
-        store = _store(config_file)
+    with session(config_file, debug) as (console, settings):
+        store = _store(settings)
         text = store.export(fmt)
         store.close()
         if out is None:
@@ -164,13 +150,11 @@ def export(fmt: str, out: Path | None, config_file: Path | None, debug: bool) ->
 @history.command("rm")
 @click.argument("run_id", metavar="ID")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-@_common
+@config_options
 def remove(run_id: str, yes: bool, config_file: Path | None, debug: bool) -> None:
     """Delete one run."""
-    console = error_console()
-    configure_logging(debug)
-    with reported_errors(console, debug):
-        store = _store(config_file)
+    with session(config_file, debug) as (console, settings):
+        store = _store(settings)
         full = store.resolve(run_id)
         if not yes:
             click.confirm(f"Delete run {full}?", abort=True, err=True)
@@ -182,14 +166,12 @@ def remove(run_id: str, yes: bool, config_file: Path | None, debug: bool) -> Non
 @history.command("prune")
 @click.option("--older-than", "age", required=True, metavar="AGE", help="e.g. 30d, 12h, 2w.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-@_common
+@config_options
 def prune(age: str, yes: bool, config_file: Path | None, debug: bool) -> None:
     """Delete runs older than AGE (runs still in progress are kept)."""
-    console = error_console()
-    configure_logging(debug)
-    with reported_errors(console, debug):
+    with session(config_file, debug) as (console, settings):
         older_than = parse_age(age)
-        store = _store(config_file)
+        store = _store(settings)
         if not yes:
             click.confirm(f"Delete every run older than {age}?", abort=True, err=True)
         count = store.prune(older_than)

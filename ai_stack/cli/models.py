@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,8 +28,8 @@ from ai_stack.backends import ModelSpec, create_backend
 from ai_stack.backends.base import Backend, ChatOptions, LoadOptions, Message
 from ai_stack.backends.embedded import EmbeddedBackend
 from ai_stack.backends.ollama import START_HINT, OllamaBackend
-from ai_stack.cli.common import configure_logging, error_console, reported_errors
-from ai_stack.config import Settings, load_settings
+from ai_stack.cli.common import config_options, session
+from ai_stack.config import Settings
 from ai_stack.errors import BackendUnavailableError, UsageError
 from ai_stack.memory import GIB, MemoryManager, gib
 from ai_stack.prompts import PromptLibrary
@@ -39,21 +37,6 @@ from ai_stack.roles import generation_schema
 from ai_stack.types import Plan, Verdict
 
 BACKEND_CHOICE = click.Choice(["auto", "ollama", "embedded"])
-
-
-def _options(command: Any) -> Any:
-    command = click.option("--debug", is_flag=True, help="Show tracebacks.")(command)
-    return click.option(
-        "--config", "config_file", type=click.Path(path_type=Path), help="TOML config file."
-    )(command)
-
-
-@contextmanager
-def _session(config_file: Path | None, debug: bool) -> Iterator[tuple[Console, Settings]]:
-    console = error_console()
-    configure_logging(debug)
-    with reported_errors(console, debug):
-        yield console, load_settings(config_file)
 
 
 def _ollama(settings: Settings, *, required: bool) -> OllamaBackend | None:
@@ -107,10 +90,10 @@ def models() -> None:
 @models.command("list")
 @click.option("--backend", type=BACKEND_CHOICE, default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="A JSON list on stdout.")
-@_options
+@config_options
 def list_models(backend: str, as_json: bool, config_file: Path | None, debug: bool) -> None:
     """Installed models of every available backend."""
-    with _session(config_file, debug) as (console, settings):
+    with session(config_file, debug) as (console, settings):
         rows: list[dict[str, Any]] = []
         if backend in ("auto", "ollama"):
             ollama = _ollama(settings, required=backend == "ollama")
@@ -155,10 +138,10 @@ def _model_row(info: Any) -> dict[str, Any]:
 
 @models.command("ps")
 @click.option("--json", "as_json", is_flag=True, help="A JSON list on stdout.")
-@_options
+@config_options
 def ps(as_json: bool, config_file: Path | None, debug: bool) -> None:
     """What is loaded now, with its memory and the time until the server unloads it."""
-    with _session(config_file, debug) as (console, settings):
+    with session(config_file, debug) as (console, settings):
         ollama = _ollama(settings, required=False)
         rows: list[dict[str, Any]] = []
         now = datetime.now(timezone.utc)
@@ -196,10 +179,10 @@ def ps(as_json: bool, config_file: Path | None, debug: bool) -> None:
 @models.command("pull")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON on stdout.")
-@_options
+@config_options
 def pull(name: str, as_json: bool, config_file: Path | None, debug: bool) -> None:
     """Download an Ollama model, with progress. An interrupted pull resumes when run again."""
-    with _session(config_file, debug) as (console, settings):
+    with session(config_file, debug) as (console, settings):
         spec = ModelSpec.parse(name)
         if spec.backend == "embedded":
             raise UsageError(
@@ -246,12 +229,12 @@ def _pull_with_progress(console: Console, ollama: OllamaBackend, name: str) -> s
 @click.option("--name", help="Name to use as embedded:NAME (default: the file name).")
 @click.option("--copy", is_flag=True, help="Copy the file into the models directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON on stdout.")
-@_options
+@config_options
 def add(
     path: Path, name: str | None, copy: bool, as_json: bool, config_file: Path | None, debug: bool
 ) -> None:
     """Register a local GGUF file for the embedded backend (checked by its header)."""
-    with _session(config_file, debug) as (console, settings):
+    with session(config_file, debug) as (console, settings):
         embedded = _embedded(settings)
         target = embedded.register(path, name, copy=copy)
         model = f"embedded:{target.stem}"
@@ -267,10 +250,10 @@ def add(
 @click.argument("name")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--backend", type=BACKEND_CHOICE, default="auto", show_default=True)
-@_options
+@config_options
 def rm(name: str, yes: bool, backend: str, config_file: Path | None, debug: bool) -> None:
     """Delete a model (unloading it first)."""
-    with _session(config_file, debug) as (console, settings):
+    with session(config_file, debug) as (console, settings):
         target, spec = _target(name, settings, backend)
         target.describe(spec.name)  # a clear error if it does not exist
         if not yes:
@@ -287,7 +270,7 @@ def rm(name: str, yes: bool, backend: str, config_file: Path | None, debug: bool
 @click.option("--num-ctx", type=click.IntRange(min=256), help="Context to estimate for.")
 @click.option("--backend", type=BACKEND_CHOICE, default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
-@_options
+@config_options
 def show(
     name: str,
     num_ctx: int | None,
@@ -297,7 +280,7 @@ def show(
     debug: bool,
 ) -> None:
     """Details, the estimated footprint at the configured context, and whether it fits."""
-    with _session(config_file, debug) as (_, settings):
+    with session(config_file, debug) as (_, settings):
         target, spec = _target(name, settings, backend)
         manager = _manager(settings, target)
         num_ctx = num_ctx or settings.executor.num_ctx
@@ -340,10 +323,10 @@ def show(
 @models.command("stop")
 @click.argument("name", required=False)
 @click.option("--all", "stop_all", is_flag=True, help="Unload every loaded Ollama model.")
-@_options
+@config_options
 def stop(name: str | None, stop_all: bool, config_file: Path | None, debug: bool) -> None:
     """Unload a model now (Ollama; embedded models live only inside a running ai-stack)."""
-    with _session(config_file, debug) as (console, settings):
+    with session(config_file, debug) as (console, settings):
         if bool(name) == stop_all:
             raise UsageError("Give a model name or --all.")
         if name and ModelSpec.parse(name).backend == "embedded":
@@ -368,12 +351,12 @@ def stop(name: str | None, stop_all: bool, config_file: Path | None, debug: bool
 @click.option("--trials", type=click.IntRange(1, 50), default=3, show_default=True)
 @click.option("--backend", type=BACKEND_CHOICE, default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
-@_options
+@config_options
 def probe(
     name: str, trials: int, backend: str, as_json: bool, config_file: Path | None, debug: bool
 ) -> None:
     """Ask for the planner's and critic's JSON N times each; report how often it is valid."""
-    with _session(config_file, debug) as (console, settings):
+    with session(config_file, debug) as (console, settings):
         target, spec = _target(name, settings, backend)
         manager = _manager(settings, target)
         report = run_probe(manager, spec, settings, trials, console)

@@ -14,8 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ai_stack.backends.ollama import OllamaBackend
-from ai_stack.cli.common import configure_logging, error_console, reported_errors
-from ai_stack.config import Settings, load_settings
+from ai_stack.cli.common import config_options, session
+from ai_stack.config import Settings
 from ai_stack.memory import gib
 from ai_stack.thermal import Probe, take_snapshot
 
@@ -89,16 +89,12 @@ def render(data: dict[str, Any]) -> Group:
     show_default=True,
     help="Seconds between readings.",
 )
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Config file.")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@config_options
 def monitor(
     once: bool, as_json: bool, interval: float, config_file: Path | None, debug: bool
 ) -> None:
     """Watch the thermal level, memory pressure and resident models (no sudo needed)."""
-    console = error_console()
-    configure_logging(debug)
-    with reported_errors(console, debug):
-        settings = load_settings(config_file)
+    with session(config_file, debug) as (_, settings):
         if once:
             data = snapshot_dict(settings)
             if as_json:

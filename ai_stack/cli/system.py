@@ -15,8 +15,8 @@ from rich.table import Table
 
 from ai_stack.backends import choose_backend
 from ai_stack.backends.embedded import packaged_model_path
-from ai_stack.cli.common import configure_logging, error_console, reported_errors
-from ai_stack.config import Settings, load_settings
+from ai_stack.cli.common import config_options, session
+from ai_stack.config import Settings
 from ai_stack.controller import build_manager, default_models, load_options_for, resolve_roles
 from ai_stack.errors import AiStackError
 from ai_stack.history import HistoryStore
@@ -32,14 +32,10 @@ def _manager(settings: Settings) -> MemoryManager:
 
 @click.command("system")
 @click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Config file.")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@config_options
 def system(as_json: bool, config_file: Path | None, debug: bool) -> None:
     """This machine: CPU, memory, GPU, OS, backends, the budget, and role recommendations."""
-    console = error_console()
-    configure_logging(debug)
-    with reported_errors(console, debug):
-        settings = load_settings(config_file)
+    with session(config_file, debug) as (_, settings):
         manager = _manager(settings)
         try:
             data = profile(
@@ -101,14 +97,10 @@ def _render_profile(out: Console, data: dict[str, Any]) -> None:
 
 @click.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Config file.")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@config_options
 def doctor(as_json: bool, config_file: Path | None, debug: bool) -> None:
     """Check everything ai-stack needs and say how to fix what is wrong."""
-    console = error_console()
-    configure_logging(debug)
-    with reported_errors(console, debug):
-        settings = load_settings(config_file)
+    with session(config_file, debug) as (_, settings):
         checks = run_checks(settings)
         if as_json:
             click.echo(json.dumps(checks))
