@@ -310,6 +310,9 @@ def test_a_run_killed_with_sigkill_shows_as_interrupted_with_its_phases(
     on_double: OllamaDouble, isolated_home: Path
 ) -> None:
     on_double.seconds_per_token = 0.05  # slow enough to kill mid-run
+    # A long answer keeps the run in its last phase for seconds, so the kill below always lands
+    # before the run finishes, however slowly the polling loop runs on a busy machine.
+    on_double.enqueue("word " * 300, model="qwen2.5:14b")
     env = {**os.environ}
     child = subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), "--max-rounds", "2", "--quiet", "a slow task"],
