@@ -26,27 +26,20 @@ from pathlib import Path
 from typing import Any
 
 from ai_stack.backends import ModelSpec
+from ai_stack.backends.base import LoadOptions
 from ai_stack.config import Settings
-from ai_stack.controller import (
-    Pipeline,
-    Progress,
-    config_snapshot,
-    load_options_for,
-    resolve_roles,
-)
+from ai_stack.controller import Pipeline, Progress, Tally
 from ai_stack.errors import AiStackError, UsageError
 from ai_stack.files import write_atomically
 from ai_stack.history import HistoryRecorder, HistoryStore
-from ai_stack.memory import MemoryManager
+from ai_stack.memory import MemoryManager, evictions
 from ai_stack.prompts import PromptLibrary
 from ai_stack.thermal.policy import ThermalGuard
 from ai_stack.types import (
     AwaitingModel,
-    Critique,
     Event,
     Phase,
     PhaseMetrics,
-    Plan,
     Role,
     RunFinished,
     RunResult,
@@ -117,14 +110,17 @@ def task_steps(specs: dict[Role, ModelSpec], max_rounds: int) -> list[tuple[Phas
 def predict(
     workflow: Workflow,
     specs: dict[str, dict[Role, ModelSpec]],
-    fits_together: Callable[[list[str]], bool],
+    *,
+    policy: str,
+    budget: int,
+    sizes: dict[str, int],
 ) -> Prediction:
-    """Simulate the scheduler. ``fits_together`` says whether a set of models may be resident at
-    once (always False for more than one under one-at-a-time)."""
+    """Simulate the scheduler under the memory manager's own residency rule (:func:`evictions`),
+    with ``sizes`` the estimated footprint of each model."""
     steps = {t.id: task_steps(specs[t.id], t.settings.max_rounds) for t in workflow.tasks}
     order = {t.id: i for i, t in enumerate(workflow.tasks)}
     done: set[str] = set()
-    residency = _Residency(fits_together)
+    residency = _Residency(policy, budget, sizes)
     groups: list[tuple[str, str, list[str]]] = []
     while len(done) < len(steps):
         ready = [
@@ -135,7 +131,7 @@ def predict(
             Waiting(t.id, order[t.id], phase_rank(*steps[t.id][0][:2]), steps[t.id][0][2])
             for t in ready
         ]
-        model = choose_model(parked, residency.resident)
+        model = choose_model(parked, set(residency.resident))
         residency.use(model)
         served = [w.task for w in sorted(parked, key=lambda w: w.order) if w.model == model]
         phase, round_, _ = steps[served[0]][0]
@@ -144,7 +140,7 @@ def predict(
             steps[task_id].pop(0)
             if not steps[task_id]:
                 done.add(task_id)
-    naive = _Residency(fits_together)
+    naive = _Residency(policy, budget, sizes)
     for planned in workflow.tasks:
         for _, _, model in task_steps(specs[planned.id], planned.settings.max_rounds):
             naive.use(model)
@@ -158,23 +154,23 @@ def _label(phase: Phase, round_: int) -> str:
 
 @dataclass
 class _Residency:
-    """Resident set and load count under a policy, least recently used evicted first."""
+    """A simulated resident set (least recently used first), counting loads."""
 
-    fits_together: Callable[[list[str]], bool]
-    resident: set[str] = field(default_factory=set)
-    recency: list[str] = field(default_factory=list)
+    policy: str
+    budget: int
+    sizes: dict[str, int]
+    resident: list[str] = field(default_factory=list)
     loads: int = 0
 
     def use(self, model: str) -> None:
         if model in self.resident:
-            self.recency.remove(model)
-            self.recency.append(model)
-            return
-        self.loads += 1
-        while self.recency and not self.fits_together([*self.recency, model]):
-            self.resident.discard(self.recency.pop(0))
-        self.resident.add(model)
-        self.recency.append(model)
+            self.resident.remove(model)
+        else:
+            self.loads += 1
+            current = [(m, self.sizes[m]) for m in self.resident]
+            for victim in evictions(self.policy, current, self.sizes[model], self.budget):
+                self.resident.remove(victim)
+        self.resident.append(model)
 
 
 # -- running -------------------------------------------------------------------------------------
@@ -194,7 +190,7 @@ BatchEvent = Event | TaskFailed
 class TaskRun:
     planned: PlannedTask
     order: int
-    status: str = "pending"  # pending, running, ok, failed, skipped
+    status: str = "pending"  # pending, running, ok, failed, skipped, interrupted
     error: str | None = None
     run_id: str | None = None
     result: dict[str, Any] | None = None
@@ -228,17 +224,22 @@ class BatchSummary:
 
 
 class BatchRunner:
-    """Runs a validated workflow through one memory manager, phase-major, journaled."""
+    """Runs a validated workflow through one memory manager, phase-major, journaled.
+
+    Built by :meth:`ai_stack.session.Session.batch_runner`, which resolves each task's models,
+    the shared load options, the prompt libraries and the configuration the history keeps.
+    """
 
     def __init__(
         self,
         workflow: Workflow,
         manager: MemoryManager,
         *,
+        specs: dict[str, dict[Role, ModelSpec]],
+        load_options: dict[ModelSpec, LoadOptions],
+        prompts: Callable[[Path | None], PromptLibrary],
+        snapshot: Callable[[Settings, dict[Role, ModelSpec]], dict[str, Any]],
         out_dir: Path,
-        backend: str,
-        backend_note: str = "",
-        defaults: dict[Role, str] | None = None,
         store: HistoryStore | None = None,
         guard: ThermalGuard | None = None,
         on_event: Callable[[str, BatchEvent], None] = lambda task, event: None,
@@ -246,17 +247,18 @@ class BatchRunner:
     ) -> None:
         self.workflow = workflow
         self.manager = manager
+        self.specs = specs
+        self.load_options = load_options
+        self.prompts = prompts
+        self.snapshot = snapshot
         self._store = store
         self.guard = guard
         self.out_dir = out_dir
-        self.backend_note = backend_note
         self.on_event = on_event
         self.should_stop = should_stop
-        self.specs = {t.id: resolve_roles(t.settings, backend, defaults) for t in workflow.tasks}
-        self.load_options = _shared_load_options(workflow, self.specs)
         self.runs = [TaskRun(t, i) for i, t in enumerate(workflow.tasks)]
         self.outputs: dict[str, str] = {}
-        self._prompts: dict[Path | None, PromptLibrary] = {}
+        self.tally = Tally()
         self.batch_id = ""
         self.resumed = False
 
@@ -273,22 +275,13 @@ class BatchRunner:
 
     # -- set-up ------------------------------------------------------------------------------
 
-    def check_models(self) -> None:
-        """Every model exists and fits the budget, before anything loads."""
-        for spec in self.load_options:
-            self.manager.check_fits(spec, self.load_options[spec])
-
     def prediction(self) -> Prediction:
-        return predict(self.workflow, self.specs, self._fits_together())
-
-    def _fits_together(self) -> Callable[[list[str]], bool]:
-        if self.manager.policy == "one-at-a-time":
-            return lambda models: len(models) <= 1
         sizes = {
             str(spec): self.manager.footprint(spec, options).total
             for spec, options in self.load_options.items()
         }
-        return lambda models: sum(sizes[m] for m in models) <= self.manager.budget
+        return predict(self.workflow, self.specs, policy=self.manager.policy,
+                       budget=self.manager.budget, sizes=sizes)  # fmt: skip
 
     def begin(self, *, resume: bool) -> None:
         """Open (or reopen, with ``resume``) this batch in the journal."""
@@ -326,12 +319,15 @@ class BatchRunner:
                 self.outputs[run.planned.id] = run.result["output"]
                 self._write_outputs(run)  # in case the kill came between journal and files
                 continue
-            done = self.store.progress(entry["id"])
+            done = self.store.run(entry["id"])
             run.resume = Progress(
                 run_id=entry["id"],
-                plans=[Plan.model_validate(p) for p in done["plans"]],
-                critiques=[Critique.model_validate(c) for c in done["critiques"]],
-                phases=[PhaseMetrics.model_validate(p) for p in done["phases"]],
+                plans=done.plans,
+                critiques=done.critiques,
+                phases=[
+                    PhaseMetrics.model_validate(p.model_dump(exclude={"memory_available_bytes"}))
+                    for p in done.metrics.phases
+                ],
             )
             run.resumed_phases = len(run.resume.phases)
 
@@ -339,19 +335,20 @@ class BatchRunner:
 
     def run(self) -> BatchSummary:
         """Run every task; returns when all are done, or early when ``should_stop`` says so
-        (checked before each model call) or on a second Ctrl-C."""
+        (checked before each model call). Whatever stops it — a second Ctrl-C, or a bug — the
+        journal and summary.json are closed first."""
         started = time.perf_counter()
-        before = self.manager.counters
         prediction = self.prediction()
         try:
             interrupted = self._schedule()
-        except KeyboardInterrupt:
-            self._close(started, before, prediction, "interrupted")
+        except BaseException as exc:  # a second Ctrl-C, or a bug: close the journal, then stop
+            stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            self._close(started, prediction, stopped, exc)
             raise
         status = "interrupted" if interrupted else (
             "ok" if all(r.status == "ok" for r in self.runs) else "failed"
         )  # fmt: skip
-        return self._close(started, before, prediction, status)
+        return self._close(started, prediction, status)
 
     def _schedule(self) -> bool:
         """The scheduling loop; True if it stopped early."""
@@ -374,13 +371,14 @@ class BatchRunner:
                     self._advance(run)
 
     def _close(
-        self, started: float, before: Any, prediction: Prediction, status: str
-    ) -> BatchSummary:
-        if status == "interrupted":
-            for run in self.runs:
-                if run.status == "running" and run.recorder is not None:
-                    run.recorder.abandon(KeyboardInterrupt())
-        spent = self.manager.counters - before
+        self, started: float, prediction: Prediction, status: str,
+        error: BaseException | None = None,
+    ) -> BatchSummary:  # fmt: skip
+        for run in self.runs:
+            if run.status == "running":
+                if run.recorder is not None:
+                    run.recorder.abandon(error or KeyboardInterrupt())
+                run.status = "interrupted"
         self.store.end_batch(self.batch_id, status)
         summary = BatchSummary(
             name=self.workflow.name,
@@ -389,9 +387,9 @@ class BatchRunner:
             out_dir=str(self.out_dir),
             status=status,
             tasks=[self._task_summary(r) for r in self.runs],
-            loads=spent.loads,
-            unloads=spent.unloads,
-            load_s=round(spent.load_s, 4),
+            loads=self.tally.loads,
+            unloads=self.tally.unloads,
+            load_s=round(self.tally.load_s, 4),
             wall_s=round(time.perf_counter() - started, 4),
             policy=self.manager.policy,
             budget_bytes=self.manager.budget,
@@ -422,18 +420,17 @@ class BatchRunner:
         try:
             task = render(planned.task, self.outputs) or ""
             context = render(planned.context, self.outputs)
-        except Exception as exc:  # a sandbox violation or a bad filter in someone's workflow
-            run.status, run.error = "failed", f"cannot render the task's template: {exc}"
+        except AiStackError as exc:  # a template checked at load time can still fail to render
+            run.status, run.error = "failed", exc.message
             return
         settings = planned.settings
-        pipeline = Pipeline(settings, self.manager, self._library(settings), self.specs[planned.id],
+        specs = self.specs[planned.id]
+        pipeline = Pipeline(settings, self.manager, self.prompts(settings.prompts_dir), specs,
                             self.load_options, guard=self.guard)  # fmt: skip
         run.recorder = HistoryRecorder(
             self.store,
             source="batch",
-            config=config_snapshot(
-                settings, self.specs[planned.id], self.manager, self.backend_note
-            ),
+            config=self.snapshot(settings, specs),
             batch=(self.batch_id, planned.id),
         )
         run.events = iter(pipeline.run(task, context, resume=run.resume))
@@ -442,7 +439,10 @@ class BatchRunner:
 
     def _advance(self, run: TaskRun) -> None:
         """Run a task until it next waits for a model (or ends). A parked task is suspended just
-        after its AwaitingModel, so resuming it makes exactly the call it was waiting for."""
+        after its AwaitingModel, so resuming it makes exactly the call it was waiting for.
+
+        A task fails on an :class:`AiStackError` (the others go on); anything else is a bug and
+        stops the batch."""
         assert run.events is not None and run.recorder is not None
         run.waiting = None
         try:
@@ -452,6 +452,7 @@ class BatchRunner:
                     return
                 if isinstance(event, RunStarted):
                     run.run_id = event.run_id
+                self.tally.observe(event)
                 run.recorder(event)
                 self.on_event(run.planned.id, event)
                 if isinstance(event, RunFinished):
@@ -461,12 +462,6 @@ class BatchRunner:
             run.status, run.error = "failed", exc.message
             self.on_event(run.planned.id, TaskFailed(exc.message))
             self._write_summary_partial()
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:
-            run.recorder.abandon(exc)
-            run.status, run.error = "failed", f"{type(exc).__name__}: {exc}"
-            self.on_event(run.planned.id, TaskFailed(run.error))
 
     def _finish(self, run: TaskRun, result: RunResult) -> None:
         run.status, run.run_id = "ok", result.id
@@ -500,32 +495,13 @@ class BatchRunner:
         return entry
 
     def _write_summary_partial(self) -> None:
-        counters = self.manager.counters
         partial = {"name": self.workflow.name, "batch_id": self.batch_id, "status": "running",
                    "tasks": [self._task_summary(r) for r in self.runs],
-                   "loads": counters.loads, "unloads": counters.unloads,
-                   "load_s": round(counters.load_s, 4)}  # fmt: skip
+                   "loads": self.tally.loads, "unloads": self.tally.unloads,
+                   "load_s": round(self.tally.load_s, 4)}  # fmt: skip
         write_atomically(self.out_dir / "summary.json", json.dumps(partial, indent=2) + "\n")
 
     def _write_summary(self, summary: BatchSummary) -> None:
         write_atomically(
             self.out_dir / "summary.json", json.dumps(summary.as_dict(), indent=2) + "\n"
         )
-
-    def _library(self, settings: Settings) -> PromptLibrary:
-        if settings.prompts_dir not in self._prompts:
-            self._prompts[settings.prompts_dir] = PromptLibrary(settings.prompts_dir)
-        return self._prompts[settings.prompts_dir]
-
-
-def _shared_load_options(
-    workflow: Workflow, specs: dict[str, dict[Role, ModelSpec]]
-) -> dict[ModelSpec, Any]:
-    """One set of load-time options per model across all tasks, so no task reloads a model
-    another loaded: the context is the largest any task's role asks for."""
-    merged: dict[ModelSpec, Any] = {}
-    for planned in workflow.tasks:
-        for spec, options in load_options_for(planned.settings, specs[planned.id]).items():
-            if spec not in merged or options.num_ctx > merged[spec].num_ctx:
-                merged[spec] = options
-    return merged

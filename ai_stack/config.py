@@ -1,6 +1,6 @@
 """Settings: one pydantic model, filled from defaults < TOML file < environment < CLI flags.
 
-Everything the user owns (config, registered models, later the history database) lives under
+Everything the user owns (config, registered models, the history database, logs) lives under
 one directory, :func:`user_dir`, which ``AI_STACK_HOME`` overrides.
 """
 

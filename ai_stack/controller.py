@@ -2,7 +2,8 @@
 
 The controller knows roles, prompts and the review loop; it reaches models only through
 :class:`~ai_stack.roles.RoleRunner` (and so through the memory manager). It never prints, never
-touches HTTP or llama.cpp: the CLI renders its events and, later, the history store records them.
+touches HTTP, llama.cpp or the database: front ends render its events, the history store records
+them, and :class:`Tally` derives a run's totals from them.
 """
 
 from __future__ import annotations
@@ -11,19 +12,17 @@ import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from ai_stack.backends import EMBEDDED_DEFAULT, ModelSpec, choose_backend, create_backend
-from ai_stack.backends.base import ChatOptions, LoadOptions, ModelInfo
+from ai_stack.backends import ModelSpec
+from ai_stack.backends.base import ChatOptions, LoadOptions
 from ai_stack.config import Settings
 from ai_stack.errors import UsageError
-from ai_stack.memory import GIB, MemoryManager, estimate_footprint
+from ai_stack.memory import MemoryManager, load_options_for
 from ai_stack.prompts import PromptLibrary
 from ai_stack.roles import RoleCall, RoleRunner
-from ai_stack.thermal import make_guard
 from ai_stack.thermal.policy import ThermalGuard
 from ai_stack.types import (
-    ROLES,
     Critique,
     CritiqueReady,
     Event,
@@ -122,81 +121,6 @@ def review_loop(
     return outcome
 
 
-def resolve_roles(
-    settings: Settings, backend: str, defaults: dict[Role, str] | None = None
-) -> dict[Role, ModelSpec]:
-    """Each role's model spec with its backend filled in (explicit prefixes win)."""
-    specs: dict[Role, ModelSpec] = {}
-    for role in ROLES:
-        text = settings.role(role).model or (defaults or {}).get(role) or EMBEDDED_DEFAULT
-        specs[role] = ModelSpec.parse(text).with_backend(backend)
-    return specs
-
-
-def default_models(settings: Settings, backend: str, manager: MemoryManager) -> dict[Role, str]:
-    """Models for roles the user left unset: SmolLM2 when embedded; on Ollama the original
-    ai-stack's roles where installed, else picked from what is installed and fits the budget."""
-    if backend == "embedded" or all(settings.role(role).model for role in ROLES):
-        return {role: EMBEDDED_DEFAULT for role in ROLES}
-    from ai_stack.backends.ollama import default_roles
-
-    num_ctx = settings.executor.num_ctx
-
-    def fits(info: ModelInfo) -> bool:
-        described = manager.describe(ModelSpec(backend, info.name))
-        return estimate_footprint(described, num_ctx).total <= manager.budget
-
-    installed = manager.backend(backend).list_models()
-    return default_roles(installed, fits)  # type: ignore[return-value]
-
-
-def build_manager(settings: Settings) -> tuple[MemoryManager, ThermalGuard | None]:
-    """The memory manager the settings describe (backends from the registry), and the thermal
-    guard when enabled, wired to check local loads under memory pressure."""
-    budget = settings.memory.budget_gb
-    manager = MemoryManager(
-        lambda name: create_backend(name, settings),
-        policy=settings.memory.policy,
-        budget_bytes=int(budget * GIB) if budget else None,
-        kv_cache_type=settings.memory.kv_cache_type,
-    )
-    guard = make_guard(settings.thermal) if settings.thermal.enabled else None
-    if guard is not None:
-        manager.memory_check = guard.memory_check
-    return manager, guard
-
-
-def config_snapshot(
-    settings: Settings, specs: dict[Role, ModelSpec], manager: MemoryManager, backend_note: str
-) -> dict[str, Any]:
-    """What the history keeps of a run's configuration."""
-    return {
-        "backend": backend_note,
-        "roles": {
-            role: {**settings.role(role).model_dump(mode="json"), "model": str(spec)}
-            for role, spec in specs.items()
-        },
-        "max_rounds": settings.max_rounds,
-        "approve_score": settings.approve_score,
-        "memory": {
-            "policy": manager.policy,
-            "budget_bytes": manager.budget,
-            "kv_cache_type": manager.kv_cache_type,
-        },
-    }
-
-
-def load_options_for(
-    settings: Settings, specs: dict[Role, ModelSpec]
-) -> dict[ModelSpec, LoadOptions]:
-    """One set of load-time options per model, so a model shared by roles is never reloaded:
-    the context is the largest any of its roles asks for."""
-    contexts: dict[ModelSpec, int] = {}
-    for role, spec in specs.items():
-        contexts[spec] = max(contexts.get(spec, 0), settings.role(role).num_ctx)
-    return {spec: LoadOptions(num_ctx=num_ctx) for spec, num_ctx in contexts.items()}
-
-
 class Pipeline:
     """Runs tasks through the three roles. One instance serves many tasks (the REPL), so models
     stay resident between tasks where the policy allows."""
@@ -214,39 +138,11 @@ class Pipeline:
         self.manager = manager
         self.prompts = prompts
         self.specs = specs
-        self.load_options = load_options or load_options_for(settings, specs)
+        self.load_options = load_options or load_options_for(
+            (spec, settings.role(role).num_ctx) for role, spec in specs.items()
+        )
         self.guard = guard
         self.runner = RoleRunner(manager, max_reasks=settings.max_reasks, guard=guard)
-        self.backend_note = ""
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Pipeline:
-        """The usual wiring: backends from the registry, one memory manager, the prompt library.
-
-        Contacts Ollama (``backend = "auto"`` or ``"ollama"``) to choose the backend; loads nothing.
-        """
-        manager, guard = build_manager(settings)
-        try:
-            backend, note = choose_backend(
-                settings.backend, manager.backend, autostart=settings.ollama.autostart
-            )
-            specs = resolve_roles(settings, backend, default_models(settings, backend, manager))
-            library = PromptLibrary(settings.prompts_dir)
-            pipeline = cls(settings, manager, library, specs, guard=guard)
-        except BaseException:
-            manager.close()
-            raise
-        pipeline.backend_note = note
-        return pipeline
-
-    def check_models(self) -> None:
-        """Fail before any work if a role's model is missing or cannot fit the memory budget."""
-        for spec in dict.fromkeys(self.specs.values()):
-            self.manager.check_fits(spec, self.load_options[spec])
-
-    def close(self) -> None:
-        """Unload every model and release the backends."""
-        self.manager.close()
 
     def run(
         self, task: str, context: str | None = None, *, resume: Progress | None = None
@@ -261,12 +157,12 @@ class Pipeline:
             raise UsageError("The task is empty.", hint='Give the task as text: ai-stack "..."')
         started = time.perf_counter()
         done = resume or Progress(run_id=uuid.uuid4().hex[:12])
-        tally = _Tally(phases=list(done.phases))
+        tally = Tally(phases=list(done.phases))
         models = {role: str(spec) for role, spec in self.specs.items()}
         yield RunStarted(done.run_id, task, context, models)
 
         def tracked(events: Generator[Event, None, S]) -> Generator[Event, None, S]:
-            return _recording(events, tally)
+            return tally.relay(events)
 
         base = {"task": task, "context": context}
         if done.plans:
@@ -376,9 +272,9 @@ class Progress:
 
 
 @dataclass
-class _Tally:
-    """One run's share of the work: its calls, and the loads and unloads those calls caused
-    (counted from its own events, so runs interleaved by the batch scheduler stay apart)."""
+class Tally:
+    """Totals derived from events — the only accounting there is. A run's pipeline tallies its
+    own events (so runs interleaved by the batch scheduler stay apart); a batch tallies all."""
 
     phases: list[PhaseMetrics] = field(default_factory=list)
     loads: int = 0
@@ -394,13 +290,13 @@ class _Tally:
             self.load_s += event.seconds
         elif isinstance(event, ModelUnloaded):
             self.unloads += 1
-            if event.reason.startswith("thermal"):
+            if event.cause == "thermal":
                 self.thermal.append(
                     ThermalDecision(kind="unload", level="critical", reason=event.model)
                 )
         elif isinstance(event, ThermalNote):
             self.thermal.append(
-                ThermalDecision(kind="note", level=event.level, reason=event.reason)
+                ThermalDecision(kind=event.kind, level=event.level, reason=event.reason)
             )
         elif isinstance(event, ThermalPause) and event.waited_s == 0:
             self.thermal.append(
@@ -411,13 +307,12 @@ class _Tally:
                 update={"seconds": round(event.paused_s, 3)}
             )
 
-
-def _recording(events: Generator[Event, None, S], tally: _Tally) -> Generator[Event, None, S]:
-    """Relay ``events``, tallying finished phases, loads and unloads."""
-    while True:
-        try:
-            event = next(events)
-        except StopIteration as stop:
-            return stop.value
-        tally.observe(event)
-        yield event
+    def relay(self, events: Generator[Event, None, S]) -> Generator[Event, None, S]:
+        """Pass ``events`` on, observing each; returns what the generator returned."""
+        while True:
+            try:
+                event = next(events)
+            except StopIteration as stop:
+                return stop.value
+            self.observe(event)
+            yield event

@@ -72,9 +72,6 @@ class Display:
         self._tokens = 0
         self._answer_open = False
 
-    def __call__(self, event: Event) -> None:
-        self.handle(event)
-
     def handle(self, event: Event) -> None:
         if isinstance(event, Token):
             self._on_token(event)

@@ -1,6 +1,9 @@
-"""The error hierarchy: raised anywhere in the package, turned into messages only by the CLI."""
+"""The error hierarchy: raised anywhere in the package, turned into messages only by the front
+ends (the CLI, the REPL, the MCP server), through one formatter each."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 
 class AiStackError(Exception):
@@ -62,13 +65,20 @@ class BackendError(AiStackError):
         self.backend = backend
 
 
+InvalidOutputKind = Literal["json", "schema", "empty"]
+
+
 class InvalidOutputError(AiStackError):
     """A role's answer still failed validation after every re-ask.
 
-    Keeps the last raw answer so history and ``--debug`` can show what the model wrote.
+    Keeps the last raw answer so history and ``--debug`` can show what the model wrote, and what
+    was wrong with it: not JSON, JSON not in the schema, or empty.
     """
 
-    def __init__(self, role: str, attempts: int, reason: str, last_raw: str) -> None:
+    def __init__(
+        self, role: str, attempts: int, reason: str, last_raw: str,
+        kind: InvalidOutputKind = "schema",
+    ) -> None:  # fmt: skip
         super().__init__(
             f"The {role} model gave no valid answer in {attempts} attempt(s): {reason}",
             hint="Try a larger model for this role, or raise roles.<role>.max_tokens.",
@@ -77,6 +87,7 @@ class InvalidOutputError(AiStackError):
         self.attempts = attempts
         self.reason = reason
         self.last_raw = last_raw
+        self.kind = kind
 
 
 class TransientBackendError(BackendError):
@@ -97,3 +108,17 @@ class MemoryBudgetError(AiStackError):
     def __init__(self, model: str, message: str, *, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.model = model
+
+
+class WorkflowError(AiStackError):
+    """A workflow (or eval suite) file is malformed; the message says where and what to fix."""
+
+    exit_code = 2
+
+
+class HistoryError(AiStackError):
+    """The history database cannot be opened, read or written."""
+
+
+class GGUFError(AiStackError, ValueError):
+    """A file is not GGUF, or its header is damaged."""

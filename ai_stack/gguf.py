@@ -11,6 +11,8 @@ import struct
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ai_stack.errors import GGUFError
+
 MAGIC = b"GGUF"
 _SCALARS = {  # value type -> struct format (little-endian)
     0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q",
@@ -18,10 +20,6 @@ _SCALARS = {  # value type -> struct format (little-endian)
 }  # fmt: skip
 _STRING, _ARRAY = 8, 9
 _KEEP_ARRAYS_UP_TO = 1024  # longer arrays (token lists) are skipped, read back as None
-
-
-class GGUFError(ValueError):
-    """The file is not GGUF, or its header is damaged."""
 
 
 def read_metadata(path: Path) -> dict[str, Any]:

@@ -18,22 +18,27 @@ relays the events with ``yield from``.
 
 from __future__ import annotations
 
-import platform
-import subprocess
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-
-import psutil
+from typing import TypeVar
 
 from ai_stack.backends import ModelSpec
 from ai_stack.backends.base import Backend, LoadOptions, ModelInfo
 from ai_stack.errors import BackendError, MemoryBudgetError
-from ai_stack.types import Event, ModelLoaded, ModelLoading, ModelUnloaded
+from ai_stack.machine import GIB, MIB, Machine
+from ai_stack.types import (
+    Event,
+    ModelLoaded,
+    ModelLoading,
+    ModelMemory,
+    ModelUnloaded,
+    ThermalNote,
+    UnloadCause,
+)
 
+K = TypeVar("K")
 POLICIES = ("one-at-a-time", "fit")
-GIB = 1024**3
-MIB = 1024**2
 SAFETY_MARGIN = 1 * GIB  # of available RAM, where models share it with everything else
 GPU_SHARE_MARGIN = 512 * MIB  # of Apple Silicon's GPU share, which already leaves 1/3 to the OS
 KV_BYTES = {"f16": 2.0, "q8_0": 1.0, "q4_0": 0.5}
@@ -93,47 +98,57 @@ def estimate_footprint(
     return Footprint(info.size_bytes, kv, overhead)
 
 
-def default_budget(
-    *,
-    total: int | None = None,
-    available: int | None = None,
-    system: str | None = None,
-    machine: str | None = None,
-    wired_limit_mb: int | None = None,
-) -> int:
+def default_budget(machine: Machine) -> int:
     """The budget when none is configured.
 
     On Apple Silicon the GPU may wire about two-thirds of unified memory (or
-    ``iogpu.wired_limit_mb`` when set); elsewhere models live in RAM, so the RAM available now is
-    the limit. A safety margin is kept either way.
+    ``iogpu.wired_limit_mb`` when set); elsewhere models live in RAM, so the RAM available now
+    (inside a cgroup limit, if any) is the limit. A safety margin is kept either way.
 
-    >>> gib(default_budget(total=16 * GIB, available=8 * GIB, system="Darwin", machine="arm64",
-    ...                    wired_limit_mb=0))
+    >>> gib(default_budget(Machine.apple(16)))
     '10.2 GiB'
-    >>> gib(default_budget(total=24 * GIB, available=20 * GIB, system="Linux", machine="x86_64"))
+    >>> gib(default_budget(Machine("Linux", "x86_64", 24 * GIB, 20 * GIB)))
     '19.0 GiB'
     """
-    memory = psutil.virtual_memory() if total is None or available is None else None
-    total = total if total is not None else memory.total  # type: ignore[union-attr]
-    available = available if available is not None else memory.available  # type: ignore[union-attr]
-    system = system or platform.system()
-    machine = machine or platform.machine()
-    if system == "Darwin" and machine == "arm64":
-        if wired_limit_mb is None:
-            wired_limit_mb = _sysctl_int("iogpu.wired_limit_mb")
-        gpu_share = wired_limit_mb * MIB if wired_limit_mb else total * 2 // 3
-        return max(gpu_share - GPU_SHARE_MARGIN, 512 * MIB)
-    return max(available - SAFETY_MARGIN, 512 * MIB)
+    if machine.gpu_share_bytes is not None:
+        return max(machine.gpu_share_bytes - GPU_SHARE_MARGIN, 512 * MIB)
+    return max(machine.available_bytes - SAFETY_MARGIN, 512 * MIB)
 
 
-def _sysctl_int(name: str) -> int | None:
-    try:
-        out = subprocess.run(
-            ["sysctl", "-n", name], capture_output=True, text=True, timeout=2, check=False
-        )
-        return int(out.stdout.strip())
-    except (OSError, ValueError, subprocess.SubprocessError):
-        return None
+def load_options_for(requests: Iterable[tuple[ModelSpec, int]]) -> dict[ModelSpec, LoadOptions]:
+    """One set of load-time options per model, so a model shared by roles (or by the tasks of a
+    batch) is never reloaded: its context is the largest any of its uses asks for.
+
+    >>> a, b = ModelSpec("ollama", "a"), ModelSpec("ollama", "b")
+    >>> load_options_for([(a, 2048), (b, 4096), (a, 8192)])[a].num_ctx
+    8192
+    """
+    contexts: dict[ModelSpec, int] = {}
+    for spec, num_ctx in requests:
+        contexts[spec] = max(contexts.get(spec, 0), num_ctx)
+    return {spec: LoadOptions(num_ctx=num_ctx) for spec, num_ctx in contexts.items()}
+
+
+def evictions(policy: str, resident: Sequence[tuple[K, int]], needed: int, budget: int) -> list[K]:
+    """Which resident models (given least recently used first, with their sizes) must go before a
+    model of ``needed`` bytes loads. The one residency rule: the manager acts on it, and batch
+    predictions simulate it.
+
+    >>> evictions("one-at-a-time", [("a", 4), ("b", 4)], 4, 100)
+    ['a', 'b']
+    >>> evictions("fit", [("a", 4), ("b", 4)], 4, 10), evictions("fit", [("a", 4)], 4, 10)
+    (['a'], [])
+    """
+    if policy == "one-at-a-time":
+        return [key for key, _ in resident]
+    used = sum(size for _, size in resident)
+    victims = []
+    for key, size in resident:
+        if used + needed <= budget:
+            break
+        victims.append(key)
+        used -= size
+    return victims
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,59 +160,43 @@ class Lease:
     load_s: float
 
 
-@dataclass(frozen=True, slots=True)
-class Counters:
-    """Running totals; subtract two snapshots to get one run's share."""
-
-    loads: int = 0
-    unloads: int = 0
-    load_s: float = 0.0
-
-    def __sub__(self, other: Counters) -> Counters:
-        return Counters(
-            self.loads - other.loads, self.unloads - other.unloads, self.load_s - other.load_s
-        )
-
-
 @dataclass(slots=True)
 class _Resident:
     options: LoadOptions
     footprint: int
     measured: int | None = None
 
-
-@dataclass(slots=True)
-class MemoryRecord:
-    """Estimate and measurement for one model, as reported in run metrics."""
-
-    model: str
-    estimate_bytes: int
-    resident_bytes: int | None = None
-    loads: int = 0
-    load_s: float = 0.0
+    @property
+    def size(self) -> int:
+        return max(self.footprint, self.measured or 0)
 
 
 @dataclass
 class MemoryManager:
-    """Keeps the resident set inside the budget and policy, across every backend in use."""
+    """Keeps the resident set inside the budget and policy, across every backend in use.
+
+    It counts nothing: every load and unload is an event (``ModelLoaded``, ``ModelUnloaded``
+    with its cause), and totals are derived from the events by whoever relays them.
+    """
 
     backend_factory: Callable[[str], Backend]
     policy: str = "one-at-a-time"
     budget_bytes: int | None = None
     kv_cache_type: str = "f16"
+    machine: Machine | None = None  # default: this machine, read when the budget is needed
     clock: Callable[[], float] = time.perf_counter
-    memory_check: Callable[[str, int], str | None] | None = None  # thermal policy, local loads
-    records: dict[ModelSpec, MemoryRecord] = field(default_factory=dict)
+    memory_check: Callable[[str, int], ThermalNote | None] | None = None  # local loads
+    records: dict[ModelSpec, ModelMemory] = field(default_factory=dict)
     _backends: dict[str, Backend] = field(default_factory=dict)
     _resident: dict[ModelSpec, _Resident] = field(default_factory=dict)  # LRU first
     _infos: dict[ModelSpec, ModelInfo] = field(default_factory=dict)
-    _counters: Counters = field(default_factory=Counters)
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ValueError(f"unknown policy {self.policy!r}; choose from {', '.join(POLICIES)}")
         if self.budget_bytes is None:
-            self.budget_bytes = default_budget()
+            self.machine = self.machine or Machine.detect()
+            self.budget_bytes = default_budget(self.machine)
 
     @property
     def budget(self) -> int:
@@ -209,10 +208,6 @@ class MemoryManager:
         if name not in self._backends:
             self._backends[name] = self.backend_factory(name)
         return self._backends[name]
-
-    @property
-    def counters(self) -> Counters:
-        return self._counters
 
     @property
     def resident(self) -> list[ModelSpec]:
@@ -242,6 +237,11 @@ class MemoryManager:
             )
         return footprint
 
+    def check_all(self, options: dict[ModelSpec, LoadOptions]) -> None:
+        """Fail before any work if a model is missing or alone exceeds the budget."""
+        for spec, load in options.items():
+            self.check_fits(spec, load)
+
     def acquire(self, spec: ModelSpec, options: LoadOptions) -> Generator[Event, None, Lease]:
         """Make ``spec`` resident with ``options``, evicting others as the policy says."""
         if spec.backend is None:
@@ -253,14 +253,15 @@ class MemoryManager:
             return Lease(backend, spec, 0.0)
         footprint = self.check_fits(spec, options)
         if current is not None:
-            yield from self._unload(spec, "load-time options changed")
+            yield from self._unload(spec, "load-time options changed", "options")
         yield from self._make_room(spec, footprint.total)
         if self.memory_check is not None and getattr(backend, "local", False):
-            reason = self.memory_check(str(spec), footprint.total)
-            if reason is not None:
+            refusal = self.memory_check(str(spec), footprint.total)
+            if refusal is not None:
+                yield refusal
                 raise MemoryBudgetError(
                     str(spec),
-                    f"Not loading {spec} now: {reason}.",
+                    f"Not loading {spec} now: {refusal.reason}.",
                     hint="Close memory-hungry programs, or use a smaller model or num_ctx.",
                 )
         yield ModelLoading(str(spec), footprint.total)
@@ -269,20 +270,18 @@ class MemoryManager:
         seconds = self.clock() - started
         measured = self._measured(backend, spec)
         self._resident[spec] = _Resident(options, footprint.total, measured)
-        record = self.records.setdefault(spec, MemoryRecord(str(spec), footprint.total))
-        record.estimate_bytes, record.resident_bytes = footprint.total, measured
-        record.loads += 1
-        record.load_s += seconds
-        self._counters = Counters(
-            self._counters.loads + 1, self._counters.unloads, self._counters.load_s + seconds
+        self.records[spec] = ModelMemory(
+            model=str(spec), estimate_bytes=footprint.total, resident_bytes=measured
         )
         yield ModelLoaded(str(spec), seconds, footprint.total, measured)
         return Lease(backend, spec, seconds)
 
-    def release_all(self, reason: str = "shutting down") -> Iterator[Event]:
+    def release_all(
+        self, reason: str = "shutting down", cause: UnloadCause = "shutdown"
+    ) -> Iterator[Event]:
         """Unload every model this manager loaded."""
         for spec in list(self._resident):
-            yield from self._unload(spec, reason)
+            yield from self._unload(spec, reason, cause)
 
     def close(self) -> None:
         """Unload everything and close the backends; safe to call twice."""
@@ -297,21 +296,21 @@ class MemoryManager:
     # -- policy ------------------------------------------------------------------------------
 
     def _make_room(self, spec: ModelSpec, needed: int) -> Iterator[Event]:
+        ours = [(other, resident.size) for other, resident in self._resident.items()]
         if self.policy == "one-at-a-time":
             in_use = self._backends_in_use(spec)
-            for other in list(self._resident):
-                yield from self._unload(other, "one model at a time")
+            for other in evictions(self.policy, ours, needed, self.budget):
+                yield from self._unload(other, "one model at a time", "policy")
             yield from self._unload_foreign(exclude=spec)
             self._verify_alone(spec, in_use)
             return
-        # fit: models loaded by someone else count first, then ours, least recently used first
+        # fit: models loaded by someone else go first, then ours, least recently used first
         yield from self._unload_foreign(exclude=spec, until_fits=needed)
-        while self._resident and self._used() + needed > self.budget:
-            victim = next(iter(self._resident))
-            yield from self._unload(victim, f"making room within {gib(self.budget)}")
+        for victim in evictions(self.policy, ours, needed, self.budget):
+            yield from self._unload(victim, f"making room within {gib(self.budget)}", "policy")
 
     def _used(self) -> int:
-        return sum(max(r.footprint, r.measured or 0) for r in self._resident.values())
+        return sum(resident.size for resident in self._resident.values())
 
     def _unload_foreign(
         self, *, exclude: ModelSpec, until_fits: int | None = None
@@ -332,10 +331,7 @@ class MemoryManager:
             assert spec.backend is not None
             self.backend(spec.backend).unload(spec.name)
             remaining -= size
-            self._counters = Counters(
-                self._counters.loads, self._counters.unloads + 1, self._counters.load_s
-            )
-            yield ModelUnloaded(str(spec), "loaded outside this run; freeing its memory")
+            yield ModelUnloaded(str(spec), "loaded outside this run; freeing its memory", "foreign")
 
     def _backends_in_use(self, spec: ModelSpec) -> list[tuple[str, Backend]]:
         """Backends holding our models or about to hold ``spec`` (not ones only probed)."""
@@ -359,14 +355,11 @@ class MemoryManager:
                 return model.size_bytes
         return None
 
-    def _unload(self, spec: ModelSpec, reason: str) -> Iterator[Event]:
+    def _unload(self, spec: ModelSpec, reason: str, cause: UnloadCause) -> Iterator[Event]:
         assert spec.backend is not None
         self.backend(spec.backend).unload(spec.name)
         del self._resident[spec]
-        self._counters = Counters(
-            self._counters.loads, self._counters.unloads + 1, self._counters.load_s
-        )
-        yield ModelUnloaded(str(spec), reason)
+        yield ModelUnloaded(str(spec), reason, cause)
 
     def _alternatives(self, spec: ModelSpec, options: LoadOptions) -> str:
         assert spec.backend is not None

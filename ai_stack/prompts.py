@@ -60,6 +60,10 @@ class PromptLibrary:
                 return candidate
         raise ConfigError(f"No prompt template named {name!r} in {self.search_path}")
 
+    def sources(self) -> dict[str, str]:
+        """Which file each role template renders from (kept with a run's configuration)."""
+        return {name: str(self.source_of(name).resolve()) for name in PROMPT_NAMES}
+
     def render(self, name: str, **variables: Any) -> list[Message]:
         """The system and user messages for one role call."""
         filename = f"{name}.j2"

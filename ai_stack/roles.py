@@ -1,8 +1,8 @@
 """One role call: render the prompt, get the model ready, stream the reply, validate, re-ask.
 
 A structured reply that fails validation is fed back to the model with the validation error and
-asked again, a bounded number of times (tenacity). Every attempt is its own model call with its
-own metrics, because every attempt costs time.
+asked again, a bounded number of times. Every attempt is its own model call with its own
+metrics, because every attempt costs time.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from ai_stack.backends import ModelSpec
 from ai_stack.backends.base import ChatOptions, LoadOptions, Message
-from ai_stack.errors import InvalidOutputError, TransientBackendError
+from ai_stack.errors import InvalidOutputError, InvalidOutputKind, TransientBackendError
 from ai_stack.memory import MemoryManager
 from ai_stack.thermal.policy import ThermalGuard
 from ai_stack.types import (
@@ -96,10 +95,11 @@ class RoleCall:
 
 
 class _Invalid(Exception):
-    def __init__(self, reason: str, raw: str) -> None:
+    def __init__(self, reason: str, raw: str, kind: InvalidOutputKind) -> None:
         super().__init__(reason)
         self.reason = reason
         self.raw = raw
+        self.kind = kind
 
 
 def _describe_validation(error: ValidationError) -> str:
@@ -140,12 +140,12 @@ class RoleRunner:
                 data = json.loads(text, strict=False)
             except json.JSONDecodeError as exc:
                 raise _Invalid(
-                    f"not valid JSON: {exc.msg} at character {exc.pos}{cut}", text
+                    f"not valid JSON: {exc.msg} at character {exc.pos}{cut}", text, "json"
                 ) from None
             try:
                 return model.model_validate(data)
             except ValidationError as exc:
-                raise _Invalid(_describe_validation(exc) + cut, text) from None
+                raise _Invalid(_describe_validation(exc) + cut, text, "schema") from None
 
         return (yield from self._attempts(call, messages, schema, check))
 
@@ -154,7 +154,7 @@ class RoleRunner:
 
         def check(text: str, finish_reason: str) -> str:
             if not text.strip():
-                raise _Invalid("the reply was empty", text)
+                raise _Invalid("the reply was empty", text, "empty")
             return text.strip()
 
         return (yield from self._attempts(call, messages, None, check))
@@ -166,29 +166,20 @@ class RoleRunner:
         schema: dict[str, Any] | None,
         check: Any,
     ) -> Generator[Event, None, Any]:
-        messages = list(messages)
-        retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            retry=retry_if_exception_type(_Invalid),
-            reraise=True,
-        )
-        try:
-            for attempt in retrying:
-                with attempt:
-                    number = attempt.retry_state.attempt_number
-                    text, finish_reason = yield from self._call(call, messages, schema, number)
-                    try:
-                        return check(text, finish_reason)
-                    except _Invalid as invalid:
-                        if number < self.max_attempts:
-                            yield Reasked(call.role, number + 1, invalid.reason)
-                            messages += _reask(text, invalid.reason, structured=schema is not None)
-                        raise
-        except _Invalid as invalid:
-            raise InvalidOutputError(
-                call.role, self.max_attempts, invalid.reason, invalid.raw
-            ) from None
-        raise AssertionError("unreachable: tenacity either returns or re-raises")
+        messages, attempt = list(messages), 1
+        while True:
+            text, finish_reason = yield from self._call(call, messages, schema, attempt)
+            try:
+                return check(text, finish_reason)
+            except _Invalid as invalid:
+                if attempt >= self.max_attempts:
+                    raise InvalidOutputError(
+                        call.role, attempt, invalid.reason, invalid.raw, invalid.kind
+                    ) from None
+                reason = invalid.reason
+            attempt += 1
+            yield Reasked(call.role, attempt, reason)
+            messages += _reask(text, reason, structured=schema is not None)
 
     def _call(
         self,

@@ -1,4 +1,5 @@
-"""The machine's profile (CPU, memory, GPU, OS, backends, budget) and role recommendations.
+"""The machine's profile (CPU, memory, GPU, OS, backends, budget), role recommendations, and the
+models a role gets when none is configured.
 
 Recommendations come from a small catalogue (``catalogue.toml``) and from what is installed:
 every recommended model's estimated footprint fits the budget on its own (the one-at-a-time
@@ -11,6 +12,7 @@ import contextlib
 import platform
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -19,15 +21,64 @@ import psutil
 
 from ai_stack.backends import ModelSpec
 from ai_stack.backends.base import Backend, ModelInfo
-from ai_stack.backends.ollama import parameter_billions
-from ai_stack.memory import GIB, MIB, MemoryManager, estimate_footprint
-from ai_stack.thermal.sensors import Probe, memory_state
+from ai_stack.errors import ModelNotFoundError
+from ai_stack.machine import GIB, MIB, Probe, apple_gpu_share
+from ai_stack.memory import MemoryManager, estimate_footprint
+from ai_stack.thermal.sensors import memory_state
 from ai_stack.types import ROLES, Role
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+
+# The original ai-stack's roles: a 7B planner, a 7B instruct critic, a 14B executor.
+PREFERRED_ROLES: dict[Role, str] = {
+    "planner": "mistral:7b",
+    "critic": "qwen2.5:7b",
+    "executor": "qwen2.5:14b",
+}
+
+
+def parameter_billions(text: str | None) -> float | None:
+    """``"7.6B"`` → 7.6, ``"135M"`` → 0.135; ``None`` when unknown.
+
+    >>> parameter_billions("14.8B"), parameter_billions("135M"), parameter_billions(None)
+    (14.8, 0.135, None)
+    """
+    if not text:
+        return None
+    scale = {"B": 1.0, "M": 1e-3, "K": 1e-6}.get(text[-1].upper())
+    try:
+        return float(text[:-1]) * scale if scale else float(text)
+    except ValueError:
+        return None
+
+
+def default_roles(installed: list[ModelInfo], fits: Callable[[ModelInfo], bool]) -> dict[Role, str]:
+    """Role → model when none is configured: the original ai-stack's roles where installed,
+    otherwise picked from what is installed (7B-class for planning and critique, the largest
+    that fits the budget for execution)."""
+    if not installed:
+        raise ModelNotFoundError(
+            "ollama",
+            "No Ollama models are installed.",
+            hint="Pull one, e.g.: ollama pull qwen2.5:7b",
+        )
+    names = {m.name for m in installed}
+    by_size = sorted(installed, key=lambda m: m.size_bytes)
+    fitting = [m for m in by_size if fits(m)] or by_size[:1]
+    small = [m for m in fitting if (parameter_billions(m.parameters) or 0) <= 9] or fitting[:1]
+    roles: dict[Role, str] = {}
+    for role, preferred in PREFERRED_ROLES.items():
+        if preferred in names:
+            roles[role] = preferred
+        elif role == "executor":
+            roles[role] = fitting[-1].name
+        else:
+            roles[role] = small[-1].name
+    return roles
 
 
 @dataclass(frozen=True)
@@ -106,7 +157,7 @@ def parse_nvidia_inventory(text: str) -> list[dict[str, Any]]:
 def cpu_profile(probe: Probe) -> dict[str, Any]:
     model = None
     if probe.system == "Darwin":
-        model = (probe.run(["sysctl", "-n", "machdep.cpu.brand_string"]) or "").strip() or None
+        model = probe.sysctl("machdep.cpu.brand_string")
     else:
         model = parse_cpuinfo(probe.read_text("/proc/cpuinfo") or "")
     return {
@@ -119,9 +170,9 @@ def cpu_profile(probe: Probe) -> dict[str, Any]:
 
 def gpu_profile(probe: Probe, total_memory: int) -> dict[str, Any]:
     if probe.system == "Darwin" and platform.machine() == "arm64":
-        chip = (probe.run(["sysctl", "-n", "machdep.cpu.brand_string"]) or "Apple Silicon").strip()
-        wired = (probe.run(["sysctl", "-n", "iogpu.wired_limit_mb"]) or "0").strip()
-        limit = int(wired) * MIB if wired.isdigit() and int(wired) > 0 else total_memory * 2 // 3
+        chip = probe.sysctl("machdep.cpu.brand_string") or "Apple Silicon"
+        wired = probe.sysctl("iogpu.wired_limit_mb") or ""
+        limit = apple_gpu_share(total_memory, int(wired) if wired.isdigit() else None)
         return {
             "kind": "apple",
             "name": chip,

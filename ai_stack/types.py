@@ -16,6 +16,9 @@ Role = Literal["planner", "critic", "executor"]
 ROLES: tuple[Role, ...] = ("planner", "critic", "executor")
 Phase = Literal["plan", "critique", "revise", "execute"]
 StopReason = Literal["approved", "score", "unchanged", "max_rounds"]
+UnloadCause = Literal["policy", "options", "foreign", "thermal", "shutdown"]
+"""Why a model was unloaded: the residency policy made room, its load-time options changed,
+another client had loaded it, the thermal policy shed it, or the program is ending."""
 
 
 def _not_blank(value: str) -> str:
@@ -129,8 +132,9 @@ class RunResult(BaseModel):
 
 
 # --- events -------------------------------------------------------------------------------------
-# The controller is a generator of these; the CLI renders them, later the history store records
-# them. They are plain frozen dataclasses: cheap to create for every streamed token.
+# The controller is a generator of these; front ends render them, the history store records them,
+# and run totals are derived from them. They are plain frozen dataclasses: cheap to create for
+# every streamed token.
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +185,7 @@ class ModelLoaded:
 class ModelUnloaded:
     model: str
     reason: str
+    cause: UnloadCause = "policy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,10 +207,12 @@ class CallRetried:
 @dataclass(frozen=True, slots=True)
 class ThermalNote:
     """The thermal policy noticed something (moderate pressure, a level change during a call,
-    a decode-speed drop) and carries on."""
+    a decode-speed drop) and carries on; or (``kind="refuse"``) refused a load under memory
+    pressure, which then fails the call."""
 
     level: str
     reason: str
+    kind: Literal["note", "refuse"] = "note"
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,4 +319,5 @@ __all__ = [
     "ThermalPause",
     "ThermalResumed",
     "Token",
+    "UnloadCause",
 ]

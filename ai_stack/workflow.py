@@ -24,7 +24,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from ai_stack.config import Settings, layer
-from ai_stack.errors import AiStackError
+from ai_stack.errors import WorkflowError
 
 # Run options a single task may override; the rest (backend, memory, history, ...) apply to the
 # whole batch and belong in ``defaults``.
@@ -32,12 +32,6 @@ TASK_OPTIONS = ("planner", "critic", "executor", "max_rounds", "approve_score", 
                 "repeat_penalty", "seed", "prompts_dir")  # fmt: skip
 TASK_KEYS = ("id", "task", "context", "context_files", "depends_on", *TASK_OPTIONS)
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
-
-
-class WorkflowError(AiStackError):
-    """The workflow file is malformed; the message says where and what to fix."""
-
-    exit_code = 2
 
 
 class WorkflowTask(BaseModel):
@@ -79,25 +73,15 @@ class Workflow:
     output_dir: Path
     digest: str  # of the file's bytes: a resumed batch must be the same workflow
 
-    def task(self, task_id: str) -> PlannedTask:
-        return next(t for t in self.tasks if t.id == task_id)
-
-    def waves(self) -> list[list[str]]:
-        """Task ids by dependency depth: wave k only depends on waves before it."""
-        depth: dict[str, int] = {}
-        for planned in self.tasks:  # tasks are in dependency order (checked on load)
-            depth[planned.id] = 1 + max((depth[d] for d in planned.depends_on), default=-1)
-        return [
-            [t.id for t in self.tasks if depth[t.id] == level]
-            for level in range(max(depth.values()) + 1)
-        ]
-
 
 def render(text: str | None, outputs: Mapping[str, str]) -> str | None:
     """Insert earlier tasks' answers into a task's text or context (sandboxed)."""
     if text is None or "{" not in text:
         return text
-    return _ENV.from_string(text).render(outputs=dict(outputs))
+    try:
+        return _ENV.from_string(text).render(outputs=dict(outputs))
+    except jinja2.TemplateError as exc:  # SecurityError included: a workflow may be hostile
+        raise WorkflowError(f"cannot render the task's template: {exc}") from None
 
 
 def load_workflow(

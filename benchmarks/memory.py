@@ -16,21 +16,21 @@ from typing import Any
 
 from ai_stack.backends.base import LoadOptions
 from ai_stack.backends.ollama import OllamaBackend
-from ai_stack.memory import GIB, MemoryManager, gib
+from ai_stack.machine import GIB
+from ai_stack.memory import MemoryManager, gib
 from benchmarks.common import ROOT, Context, fmt, repeat, show
 from tests.ollama_double import OllamaDouble
 
 CHILD = """
 import json, resource, sys
 from ai_stack.config import Settings
-from ai_stack.controller import Pipeline
+from ai_stack.session import Session
 from ai_stack.types import RunFinished
 settings = Settings.model_validate({"backend": "embedded", "max_rounds": 1,
     "executor": {"max_tokens": 64}, "thermal": {"enabled": False}})
-pipeline = Pipeline.from_settings(settings)
-result = next(e.result for e in pipeline.run("Name three sorting algorithms")
-              if isinstance(e, RunFinished))
-pipeline.close()
+with Session.open(settings) as session:
+    result = next(e.result for e in session.pipeline().run("Name three sorting algorithms")
+                  if isinstance(e, RunFinished))
 (memory,) = result.metrics.memory
 print(json.dumps({"estimate": memory.estimate_bytes, "measured": memory.resident_bytes,
                   "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,

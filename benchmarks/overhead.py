@@ -19,9 +19,10 @@ from typing import Any
 from ai_stack.backends.base import ChatOptions, ChatStream, LoadOptions, Message
 from ai_stack.backends.embedded import EmbeddedBackend
 from ai_stack.config import Settings
-from ai_stack.controller import Pipeline, resolve_roles
+from ai_stack.controller import Pipeline
 from ai_stack.memory import MemoryManager
 from ai_stack.prompts import PromptLibrary
+from ai_stack.session import resolve_roles
 from ai_stack.types import RunFinished
 from benchmarks.common import Context, fmt, repeat, show
 

@@ -25,12 +25,12 @@ from typing import Any
 from ai_stack.backends import create_backend
 from ai_stack.backends.base import Backend, ChatOptions, ChatResult, ChatStream, Message
 from ai_stack.backends.embedded import EmbeddedBackend
-from ai_stack.batch import BatchRunner
 from ai_stack.config import raw_settings
-from ai_stack.controller import Pipeline, resolve_roles
+from ai_stack.controller import Pipeline, Tally
 from ai_stack.history import HistoryStore
-from ai_stack.memory import GIB, MemoryManager
-from ai_stack.prompts import PromptLibrary
+from ai_stack.machine import GIB
+from ai_stack.memory import MemoryManager
+from ai_stack.session import Session, resolve_roles
 from ai_stack.workflow import load_workflow
 from benchmarks.common import Context, fmt, repeat, show
 from tests.ollama_double import OllamaDouble
@@ -109,25 +109,23 @@ def run_mode(mode: str, path: Path, folder: Path, backend: str) -> dict[str, flo
         budget_bytes=64 * GIB,
     )
     started = time.perf_counter()
-    try:
+    tally = Tally()  # loads counted from the events, as everywhere
+    with Session(settings, manager, backend=backend) as session:
         if mode == "naive":
-            prompts = PromptLibrary()
             for planned in workflow.tasks:
-                pipeline = Pipeline(planned.settings, manager, prompts,
+                pipeline = Pipeline(planned.settings, manager, session.prompts(),
                                     resolve_roles(planned.settings, backend))  # fmt: skip
-                for _ in pipeline.run(planned.task):
-                    pass
+                for event in pipeline.run(planned.task):
+                    tally.observe(event)
         else:
             out = folder / f"out-{mode}-{time.monotonic_ns()}"
-            runner = BatchRunner(workflow, manager, out_dir=out, backend=backend,
-                                 store=HistoryStore.open(out / "journal.db"))  # fmt: skip
+            runner = session.batch_runner(workflow, out)
+            runner.store = HistoryStore.open(out / "journal.db")
             runner.begin(resume=False)
             summary = runner.run()
             assert summary.status == "ok", summary.tasks
-        counters = manager.counters
-    finally:
-        manager.close()
-    return {"loads": counters.loads, "load_s": counters.load_s,
+            tally = runner.tally
+    return {"loads": tally.loads, "load_s": tally.load_s,
             "wall_s": time.perf_counter() - started}  # fmt: skip
 
 

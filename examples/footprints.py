@@ -7,7 +7,8 @@ memory manager uses before every load.
 """
 
 from ai_stack.backends.base import ModelInfo
-from ai_stack.memory import GIB, default_budget, estimate_footprint, gib
+from ai_stack.machine import GIB, Machine
+from ai_stack.memory import default_budget, estimate_footprint, gib
 
 MODELS = [  # name, GiB on disk, layers, attention heads, KV heads, embedding length
     ("mistral:7b", 4.4, 32, 32, 8, 4096),
@@ -17,8 +18,7 @@ MODELS = [  # name, GiB on disk, layers, attention heads, KV heads, embedding le
 ]
 SETTINGS = [(4096, "f16"), (8192, "f16"), (4096, "q8_0"), (8192, "q8_0")]
 
-budget = default_budget(total=16 * GIB, available=8 * GIB, system="Darwin", machine="arm64",
-                        wired_limit_mb=0)  # fmt: skip
+budget = default_budget(Machine.apple(16))
 print(f"default budget on a 16 GB Apple Silicon Mac: {gib(budget)}\n")
 print(f"{'model':<14}" + "".join(f"{f'{ctx // 1024}k {kv}':>14}" for ctx, kv in SETTINGS))
 for name, size, layers, heads, kv_heads, embedding in MODELS:

@@ -13,16 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from ai_stack.cli import cli
+from tests.conftest import ROOT, invoke
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULT_KEYS = {"task", "plan", "critiques", "rounds", "stop_reason", "output", "metrics"}
 PHASE_KEYS = {"role", "model", "load_s", "ttft_s", "prompt_tokens", "output_tokens",
               "tokens_per_s", "wall_s"}  # fmt: skip
-
-
-def invoke(*args: str, input: str | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), input=input)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def assert_clean_error(code: int, stderr: str, expected: str) -> None:

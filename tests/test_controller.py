@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
+import itertools
 
 import pytest
 
 from ai_stack.backends import ModelSpec
 from ai_stack.config import Settings
-from ai_stack.controller import Pipeline, resolve_roles
+from ai_stack.controller import Pipeline
 from ai_stack.errors import InvalidOutputError, UsageError
 from ai_stack.memory import MemoryManager
 from ai_stack.prompts import PromptLibrary
+from ai_stack.session import resolve_roles
 from ai_stack.types import (
     CritiqueReady,
     LoopStopped,
@@ -25,24 +26,18 @@ from ai_stack.types import (
     RunStarted,
     Token,
 )
+from tests.conftest import plan, verdict
 from tests.scripted import ScriptedBackend
 
 
-def plan(*titles: str) -> str:
-    return json.dumps(
-        {"goal": "count lines", "steps": [{"title": t, "detail": f"do {t}"} for t in titles]}
-    )
-
-
-def verdict(kind: str, score: int, *issues: str) -> str:
-    return json.dumps({"issues": list(issues), "score": score, "verdict": kind})
-
-
 def make_pipeline(
-    backend: ScriptedBackend, roles: dict[str, str] | None = None, **settings: object
+    backend: ScriptedBackend,
+    roles: dict[str, str] | None = None,
+    manager: MemoryManager | None = None,
+    **settings: object,
 ) -> Pipeline:
     config = Settings.model_validate({**settings, **(roles or {})})
-    manager = MemoryManager(lambda name: backend)
+    manager = manager or MemoryManager(lambda name: backend, budget_bytes=10**9)
     return Pipeline(config, manager, PromptLibrary(), resolve_roles(config, "embedded"))
 
 
@@ -190,7 +185,11 @@ def test_role_settings_reach_the_backend(scripted: ScriptedBackend) -> None:
 def test_one_model_at_a_time_across_three_role_models(scripted: ScriptedBackend) -> None:
     scripted.enqueue(plan("a"), verdict("revise", 1, "x"), plan("b"), verdict("approve", 9), "ok")
     roles = {"planner": "embedded:a", "critic": "embedded:b", "executor": "embedded:c"}
-    pipeline = make_pipeline(scripted, roles)
+    ticks = itertools.count()  # every reading of the clock is 1.5 s later: each load takes 1.5 s
+    manager = MemoryManager(
+        lambda name: scripted, budget_bytes=10**9, clock=lambda: 1.5 * next(ticks)
+    )
+    pipeline = make_pipeline(scripted, roles, manager)
     result, events = run(pipeline)
 
     resident: set[str] = set()
@@ -206,8 +205,11 @@ def test_one_model_at_a_time_across_three_role_models(scripted: ScriptedBackend)
     unloaded = [e.model for e in events if isinstance(e, ModelUnloaded)]
     assert loaded == ["embedded:a", "embedded:b", "embedded:a", "embedded:b", "embedded:c"]
     assert len(unloaded) == 4
-    # the load time is charged to the phase that caused it, not to later ones
-    assert result.metrics.phases[0].load_s >= 0
+    # the load time is charged to the phase that caused it, and totals come from the events
+    assert [p.load_s for p in result.metrics.phases] == [1.5, 1.5, 1.5, 1.5, 1.5]
+    assert result.metrics.load_s == 7.5
+    assert sum(e.seconds for e in events if isinstance(e, ModelLoaded)) == 7.5
+    assert {e.cause for e in events if isinstance(e, ModelUnloaded)} == {"policy"}
     assert result.models == {
         "planner": "embedded:a",
         "critic": "embedded:b",

@@ -51,6 +51,14 @@ def test_custom_prompt_overrides_only_the_executor() -> None:
     assert "Planner" in library.render("planner", task="x", context=None)[0]["content"]
 
 
+def last_run() -> dict:  # type: ignore[type-arg]
+    """The most recent run in the (test's own) history, as ``history show --json`` has it."""
+    listed = run([sys.executable, "main.py", "history", "list", "--json", "--limit", "1"])
+    (latest,) = json.loads(listed.stdout)
+    shown = run([sys.executable, "main.py", "history", "show", latest["id"], "--json"])
+    return json.loads(shown.stdout)  # type: ignore[no-any-return]
+
+
 @pytest.mark.model
 def test_config_example(smollm2: Path) -> None:
     done = run(
@@ -62,7 +70,14 @@ def test_config_example(smollm2: Path) -> None:
             "Explain what a Makefile is",
         ]
     )
-    assert done.stdout.strip()
+    recorded = last_run()
+    assert done.stdout.strip() == recorded["output"]  # stdout carries the answer, only it
+    roles = recorded["config"]["roles"]
+    assert recorded["config"]["backend"] == "embedded (as configured)"
+    assert (roles["critic"]["temperature"], roles["critic"]["max_tokens"]) == (0.1, 256)
+    assert roles["executor"]["max_tokens"] == 400
+    assert recorded["metrics"]["phases"][-1]["output_tokens"] <= 400
+    assert recorded["rounds"] <= 2
 
 
 @pytest.mark.model
@@ -86,7 +101,11 @@ def test_custom_prompts_example(smollm2: Path) -> None:
         [sys.executable, "main.py", "--max-rounds", "1", "Give tips for writing tests"],
         env={"AI_STACK_PROMPTS_DIR": "examples/custom-prompts"},
     )
-    assert done.stdout.strip()
+    recorded = last_run()
+    assert done.stdout.strip() == recorded["output"]
+    prompts = recorded["config"]["prompts"]
+    assert prompts["executor"] == str(EXAMPLES / "custom-prompts" / "executor.j2")
+    assert "custom-prompts" not in prompts["planner"]  # the others keep the defaults
 
 
 def test_footprints_script_matches_the_table_in_the_docs() -> None:

@@ -7,27 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from ai_stack.backends.base import LoadOptions
 from ai_stack.backends.ollama import OllamaBackend
-from ai_stack.cli import cli
+from ai_stack.machine import GIB
 from ai_stack.system import catalogue, parse_cpuinfo, parse_nvidia_inventory
+from tests.conftest import invoke
 from tests.ollama_double import OllamaDouble
 
 FIXTURES = Path(__file__).parent / "fixtures" / "platform"
-GIB = 1024**3
-
-
-def invoke(*args: str, input: str | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), input=input)
-    return result.exit_code, result.stdout, result.stderr
-
-
-@pytest.fixture
-def on_double(double: OllamaDouble, monkeypatch: pytest.MonkeyPatch) -> OllamaDouble:
-    monkeypatch.setenv("OLLAMA_HOST", double.host)
-    return double
 
 
 def config(tmp_path: Path, text: str) -> str:
@@ -82,6 +70,14 @@ def test_models_list_both_backends(on_double: OllamaDouble, smollm2: Path) -> No
     assert by_name[("embedded", "smollm2")]["quantization"] == "Q4_1"
     code, out, _ = invoke("models", "list", "--backend", "embedded", "--json")
     assert {r["backend"] for r in json.loads(out)} == {"embedded"}
+
+
+def test_models_list_asks_the_server_for_the_listing_once(on_double: OllamaDouble) -> None:
+    code, _, err = invoke("models", "list", "--backend", "ollama", "--json")
+    assert code == 0, err
+    requests = [e["path"] for e in on_double.events("request")]
+    assert requests.count("/api/tags") == 1  # not once more per model described
+    assert requests.count("/api/show") == len(on_double.models)
 
 
 def test_models_list_without_ollama(smollm2: Path) -> None:

@@ -17,15 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from tenacity import wait_none
 
 from ai_stack.backends import ModelSpec, choose_backend
 from ai_stack.backends.base import ChatOptions, LoadOptions
-from ai_stack.backends.ollama import OllamaBackend, default_roles
-from ai_stack.cli import cli
+from ai_stack.backends.ollama import OllamaBackend
 from ai_stack.config import Settings
-from ai_stack.controller import Pipeline, resolve_roles
+from ai_stack.controller import Pipeline
 from ai_stack.errors import (
     BackendError,
     BackendUnavailableError,
@@ -33,14 +30,17 @@ from ai_stack.errors import (
     ModelNotFoundError,
     TransientBackendError,
 )
-from ai_stack.memory import GIB, MemoryManager, estimate_footprint
+from ai_stack.machine import GIB
+from ai_stack.memory import MemoryManager, estimate_footprint
 from ai_stack.prompts import PromptLibrary
 from ai_stack.roles import generation_schema
+from ai_stack.session import Session, resolve_roles
+from ai_stack.system import default_roles
 from ai_stack.types import CallRetried, RunFinished, RunResult, Verdict
+from tests.conftest import ROOT, invoke, plan, verdict
 from tests.ollama_double import GIB as DOUBLE_GIB
 from tests.ollama_double import FakeModel, Fault, OllamaDouble, parse_keep_alive
 
-ROOT = Path(__file__).resolve().parent.parent
 THREE = {
     "planner": "ollama:mistral:7b",
     "critic": "ollama:qwen2.5:7b",
@@ -48,17 +48,9 @@ THREE = {
 }
 
 
-def plan(*titles: str) -> str:
-    return json.dumps({"goal": "g", "steps": [{"title": t, "detail": "d"} for t in titles]})
-
-
-def verdict(kind: str, score: int) -> str:
-    return json.dumps({"issues": ["be specific"], "score": score, "verdict": kind})
-
-
 @pytest.fixture
 def backend(double: OllamaDouble) -> Iterator[OllamaBackend]:
-    ollama = OllamaBackend(double.host, wait=wait_none(), unload_timeout_s=3)
+    ollama = OllamaBackend(double.host, backoff=lambda attempt: 0.0, unload_timeout_s=3)
     yield ollama
     ollama.close()
 
@@ -67,7 +59,7 @@ def pipeline_for(double: OllamaDouble, **settings: object) -> Pipeline:
     config = Settings.model_validate({"backend": "ollama", **THREE, **settings})
     memory = config.memory
     manager = MemoryManager(
-        lambda name: OllamaBackend(double.host, wait=wait_none(), unload_timeout_s=3),
+        lambda name: OllamaBackend(double.host, backoff=lambda attempt: 0.0, unload_timeout_s=3),
         policy=memory.policy,
         budget_bytes=int((memory.budget_gb or 64) * GIB),
     )
@@ -185,22 +177,27 @@ def test_out_of_memory_suggests_a_smaller_model(
 
 def test_server_down_is_one_clear_error() -> None:
     with pytest.raises(BackendUnavailableError) as info:
-        OllamaBackend("127.0.0.1:9", wait=wait_none()).load("mistral:7b", LoadOptions())
+        OllamaBackend("127.0.0.1:9", backoff=lambda attempt: 0.0).load("mistral:7b", LoadOptions())
     assert "Cannot reach the Ollama server at http://127.0.0.1:9" in info.value.message
     assert info.value.hint and "ollama serve" in info.value.hint
 
 
-def test_busy_server_is_retried_with_backoff(backend: OllamaBackend, double: OllamaDouble) -> None:
+def test_busy_server_is_retried_with_backoff(double: OllamaDouble) -> None:
+    slept: list[float] = []
+    backend = OllamaBackend(double.host, sleep=slept.append, unload_timeout_s=3)
     for _ in range(2):
         double.fail_next("/api/generate", Fault(503, "server busy, please try again."))
     backend.load("mistral:7b", LoadOptions())
     assert double.loads == 1
+    assert slept == [0.5, 1.0]  # exponential backoff between the attempts, not a tight loop
     for _ in range(backend.attempts):
         double.fail_next("/api/chat", Fault(503, "server busy, please try again."))
     with pytest.raises(TransientBackendError, match="busy"):
         backend.chat(
             "mistral:7b", [{"role": "user", "content": "x"}], options=ChatOptions()
         ).collect()
+    assert slept[2:] == [0.5, 1.0, 2.0]  # the fourth failure is not followed by a wait
+    backend.close()
 
 
 @pytest.mark.parametrize(
@@ -303,7 +300,7 @@ def test_fit_evicts_least_recently_used_and_never_exceeds_the_budget(double: Oll
 def test_a_model_over_the_budget_is_refused_naming_what_fits(double: OllamaDouble) -> None:
     pipeline = pipeline_for(double, memory={"budget_gb": 8})
     with pytest.raises(MemoryBudgetError) as info:
-        pipeline.check_models()
+        pipeline.manager.check_all(pipeline.load_options)
     assert "ollama:qwen2.5:14b needs about" in info.value.message
     assert "memory budget of 8.0 GiB" in info.value.message
     assert info.value.hint and "mistral:7b" in info.value.hint and "qwen2.5:7b" in info.value.hint
@@ -356,15 +353,13 @@ def test_cli_run_against_the_server(double: OllamaDouble, monkeypatch: pytest.Mo
     double.enqueue(plan("a"), model="mistral:7b")
     double.enqueue(verdict("revise", 2), verdict("revise", 3), model="qwen2.5:7b")
     double.enqueue(plan("b"), model="mistral:7b")
-    result = CliRunner().invoke(
-        cli, ["--max-rounds", "2", "--json", "--memory-budget", "14", "task"]
-    )
-    assert result.exit_code == 0, result.stderr
-    data = json.loads(result.stdout)
+    code, out, err = invoke("--max-rounds", "2", "--json", "--memory-budget", "14", "task")
+    assert code == 0, err
+    data = json.loads(out)
     assert data["models"] == THREE  # the defaults on Ollama are the original ai-stack's roles
     assert data["metrics"]["loads"] == 5 and data["metrics"]["load_s"] > 0
     assert data["metrics"]["budget_bytes"] == 14 * GIB
-    assert f"Ollama 0.12.6 at {double.host}" in result.stderr
+    assert f"Ollama 0.12.6 at {double.host}" in err
     assert_one_at_a_time(double)
 
 
@@ -372,19 +367,19 @@ def test_cli_refuses_an_oversized_model_with_alternatives(
     double: OllamaDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OLLAMA_HOST", double.host)
-    result = CliRunner().invoke(cli, ["--memory-budget", "6", "task"])
-    assert result.exit_code == 1
-    assert "more than the memory budget of 6.0 GiB" in result.stderr
-    assert "Traceback" not in result.stderr
+    code, _, err = invoke("--memory-budget", "6", "task")
+    assert code == 1
+    assert "more than the memory budget of 6.0 GiB" in err
+    assert "Traceback" not in err
 
 
 def test_cli_unknown_model_names_the_pull_command(
     double: OllamaDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OLLAMA_HOST", double.host)
-    result = CliRunner().invoke(cli, ["--executor", "ollama:gemma9:1t", "task"])
-    assert result.exit_code == 1
-    assert "ai-stack models pull gemma9:1t" in result.stderr
+    code, _, err = invoke("--executor", "ollama:gemma9:1t", "task")
+    assert code == 1
+    assert "ai-stack models pull gemma9:1t" in err
 
 
 def free_port() -> int:
@@ -405,13 +400,10 @@ def test_autostart_starts_ollama_serve_and_stops_only_what_it_started(
     monkeypatch.setenv("OLLAMA_HOST", host)
 
     settings = Settings.model_validate({"ollama": {"autostart": True}})
-    pipeline = Pipeline.from_settings(settings)
-    try:
-        assert "started `ollama serve`" in pipeline.backend_note
-        assert pipeline.specs["executor"] == ModelSpec("ollama", "qwen2.5:14b")
+    with Session.open(settings) as session:
+        assert "started `ollama serve`" in session.backend_note
+        assert session.pipeline().specs["executor"] == ModelSpec("ollama", "qwen2.5:14b")
         assert OllamaBackend(host).health().available
-    finally:
-        pipeline.close()
     assert not OllamaBackend(host).health().available, "the server it started was stopped"
 
 
@@ -419,23 +411,23 @@ def test_models_pull_shows_progress_and_the_outcome(
     double: OllamaDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OLLAMA_HOST", double.host)
-    result = CliRunner().invoke(cli, ["models", "pull", "qwen2.5:7b", "--json"])
-    assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout) == {"model": "qwen2.5:7b", "status": "success"}
-    assert "pulling manifest" in result.stderr and "layer " in result.stderr
-    assert "writing manifest" in result.stderr
+    code, out, err = invoke("models", "pull", "qwen2.5:7b", "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"model": "qwen2.5:7b", "status": "success"}
+    assert "pulling manifest" in err and "layer " in err
+    assert "writing manifest" in err
 
 
 def test_models_pull_of_an_unknown_name(
     double: OllamaDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OLLAMA_HOST", double.host)
-    result = CliRunner().invoke(cli, ["models", "pull", "nonsense:1b"])
-    assert result.exit_code == 1
-    assert "There is no model 'nonsense:1b' in the Ollama library" in result.stderr
-    assert "Traceback" not in result.stderr
+    code, _, err = invoke("models", "pull", "nonsense:1b")
+    assert code == 1
+    assert "There is no model 'nonsense:1b' in the Ollama library" in err
+    assert "Traceback" not in err
 
 
 def test_models_pull_without_a_server() -> None:
-    result = CliRunner().invoke(cli, ["models", "pull", "qwen2.5:7b"])
-    assert result.exit_code == 1 and "Ollama is not reachable" in result.stderr
+    code, _, err = invoke("models", "pull", "qwen2.5:7b")
+    assert code == 1 and "Ollama is not reachable" in err

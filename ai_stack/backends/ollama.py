@@ -15,14 +15,13 @@ import subprocess
 import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 import ollama
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from ai_stack.backends.base import (
     BackendHealth,
@@ -32,6 +31,7 @@ from ai_stack.backends.base import (
     LoadOptions,
     Message,
     ModelInfo,
+    PullProgress,
     ResidentModel,
 )
 from ai_stack.errors import (
@@ -47,8 +47,6 @@ START_HINT = (
     "Start it with `ollama serve` (or set ollama.autostart = true), point OLLAMA_HOST at it, "
     "or use --backend embedded."
 )
-# The original ai-stack's roles: a 7B planner, a 7B instruct critic, a 14B executor.
-PREFERRED_ROLES = {"planner": "mistral:7b", "critic": "qwen2.5:7b", "executor": "qwen2.5:14b"}
 
 
 def resolve_host(value: str | None) -> str:
@@ -78,31 +76,6 @@ def resolve_host(value: str | None) -> str:
     return f"{scheme}://{host}:{parts.port or default_port}{path}"
 
 
-def parameter_billions(text: str | None) -> float | None:
-    """``"7.6B"`` → 7.6, ``"135M"`` → 0.135; ``None`` when unknown.
-
-    >>> parameter_billions("14.8B"), parameter_billions("135M"), parameter_billions(None)
-    (14.8, 0.135, None)
-    """
-    if not text:
-        return None
-    scale = {"B": 1.0, "M": 1e-3, "K": 1e-6}.get(text[-1].upper())
-    try:
-        return float(text[:-1]) * scale if scale else float(text)
-    except ValueError:
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class PullProgress:
-    """One progress line of a pull: a status, and for layer downloads the bytes done."""
-
-    status: str
-    digest: str | None = None
-    total: int | None = None
-    completed: int | None = None
-
-
 class OllamaBackend:
     """An Ollama server behind the backend protocol."""
 
@@ -118,7 +91,8 @@ class OllamaBackend:
         unload_timeout_s: float = 15.0,
         poll_interval_s: float = 0.05,
         attempts: int = 4,
-        wait: Any = None,
+        backoff: Callable[[int], float] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
         log_dir: Path | None = None,
     ) -> None:
         self.host = resolve_host(host if host is not None else os.environ.get("OLLAMA_HOST"))
@@ -126,11 +100,13 @@ class OllamaBackend:
         self.unload_timeout_s = unload_timeout_s
         self.poll_interval_s = poll_interval_s
         self.attempts = attempts
-        self.wait = wait if wait is not None else wait_exponential(multiplier=0.5, max=8)
+        self.backoff = backoff or _exponential_backoff
+        self.sleep = sleep
         self.log_dir = log_dir
         self._timeout = httpx.Timeout(request_timeout_s, connect=connect_timeout_s)
         self._client: ollama.Client | None = None
         self._load_options: dict[str, dict[str, Any]] = {}
+        self._sizes: dict[str, int] = {}  # size on disk from the last /api/tags listing
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -156,10 +132,6 @@ class OllamaBackend:
         """Whether the server shares this machine's memory (a loopback host)."""
         host = self.host.split("://", 1)[1].rsplit(":", 1)[0].strip("[]")
         return host in ("127.0.0.1", "localhost", "::1", "0.0.0.0") or host.startswith("127.")
-
-    @property
-    def started_server(self) -> bool:
-        return self._process is not None
 
     def start_server(self, *, timeout_s: float = 20.0) -> BackendHealth:
         """Start ``ollama serve`` if a binary is on PATH and wait until it answers."""
@@ -211,7 +183,7 @@ class OllamaBackend:
 
     def list_models(self) -> list[ModelInfo]:
         listed = self._retrying(lambda: self.client.list())
-        return [
+        models = [
             ModelInfo(
                 name=m.model or "",
                 backend=self.name,
@@ -222,11 +194,14 @@ class OllamaBackend:
             )
             for m in listed.models
         ]
+        self._sizes = {m.name: m.size_bytes for m in models}
+        return models
 
     def describe(self, model: str) -> ModelInfo:
         shown = self._retrying(lambda: self.client.show(model), model=model)
-        sizes = {m.name: m.size_bytes for m in self.list_models()}
-        size = sizes.get(model) or sizes.get(f"{model}:latest") or 0
+        if not self._size_of(model):  # /api/show has no size: list once, then reuse it
+            self.list_models()
+        size = self._size_of(model)
         details = shown.details
         info = ModelInfo(
             name=model,
@@ -239,6 +214,9 @@ class OllamaBackend:
         meta = dict(shown.modelinfo or {})
         info.apply_gguf_metadata(meta)
         return info
+
+    def _size_of(self, model: str) -> int:
+        return self._sizes.get(model) or self._sizes.get(f"{model}:latest") or 0
 
     def pull(self, model: str) -> Iterator[PullProgress]:
         """Download ``model``, yielding the server's progress. An interrupted pull resumes
@@ -261,7 +239,7 @@ class OllamaBackend:
                 if attempt == self.attempts:
                     raise
                 yield PullProgress(f"retrying after: {exc.message}")
-                time.sleep(min(2**attempt * 0.25, 8))
+                self.sleep(self.backoff(attempt))
 
     # -- residency ---------------------------------------------------------------------------
 
@@ -297,7 +275,7 @@ class OllamaBackend:
             for m in running.models
         ]
 
-    def delete(self, model: str) -> None:
+    def remove(self, model: str) -> None:
         """Unload ``model`` (deleting does not), then delete it from the server."""
         if any(r.name == model for r in self.resident()):
             self.unload(model)
@@ -387,7 +365,8 @@ class OllamaBackend:
         """Run ``call`` with Ollama's failures mapped, retrying the transient ones with backoff."""
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
-            wait=self.wait,
+            wait=lambda state: self.backoff(state.attempt_number),
+            sleep=self.sleep,
             retry=retry_if_exception_type(TransientBackendError),
             reraise=True,
         )
@@ -444,6 +423,15 @@ class OllamaBackend:
         return BackendError(self.name, f"Ollama error ({exc.status_code}): {message}")
 
 
+def _exponential_backoff(attempt: int) -> float:
+    """Seconds to wait after failed attempt ``attempt``: 0.5, 1, 2, 4, then 8 at most.
+
+    >>> [_exponential_backoff(n) for n in (1, 2, 3, 6)]
+    [0.5, 1.0, 2.0, 8.0]
+    """
+    return float(min(0.5 * 2 ** (attempt - 1), 8.0))
+
+
 def _load_time_options(options: LoadOptions) -> dict[str, Any]:
     values = {
         "num_ctx": options.num_ctx,
@@ -453,28 +441,3 @@ def _load_time_options(options: LoadOptions) -> dict[str, Any]:
         "use_mmap": options.use_mmap,
     }
     return {key: value for key, value in values.items() if value is not None}
-
-
-def default_roles(installed: list[ModelInfo], fits: Callable[[ModelInfo], bool]) -> dict[str, str]:
-    """Role → model when none is configured: the original ai-stack's roles where installed,
-    otherwise picked from what is installed (7B-class for planning and critique, the largest
-    that fits the budget for execution)."""
-    if not installed:
-        raise ModelNotFoundError(
-            "ollama",
-            "No Ollama models are installed.",
-            hint="Pull one, e.g.: ollama pull qwen2.5:7b",
-        )
-    names = {m.name for m in installed}
-    by_size = sorted(installed, key=lambda m: m.size_bytes)
-    fitting = [m for m in by_size if fits(m)] or by_size[:1]
-    small = [m for m in fitting if (parameter_billions(m.parameters) or 0) <= 9] or fitting[:1]
-    roles: dict[str, str] = {}
-    for role, preferred in PREFERRED_ROLES.items():
-        if preferred in names:
-            roles[role] = preferred
-        elif role == "executor":
-            roles[role] = fitting[-1].name
-        else:
-            roles[role] = small[-1].name
-    return roles

@@ -14,7 +14,7 @@ from ai_stack.cli.batch import batch_command
 from ai_stack.cli.history import history
 from ai_stack.cli.models import models
 from ai_stack.cli.monitor import monitor
-from ai_stack.cli.run import execute, run_command
+from ai_stack.cli.run import run_command
 from ai_stack.cli.system import doctor, system
 
 
@@ -45,4 +45,4 @@ def main() -> None:
     cli(prog_name="ai-stack")
 
 
-__all__ = ["cli", "execute", "main"]
+__all__ = ["cli", "main"]

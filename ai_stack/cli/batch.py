@@ -15,8 +15,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from ai_stack.backends import choose_backend
-from ai_stack.batch import BatchEvent, BatchRunner, BatchSummary, Prediction, TaskFailed
+from ai_stack.batch import BatchEvent, BatchSummary, Prediction, TaskFailed
 from ai_stack.cli.common import (
     EXIT_INTERRUPTED,
     RunOptions,
@@ -26,8 +25,8 @@ from ai_stack.cli.common import (
     run_options,
 )
 from ai_stack.config import raw_settings
-from ai_stack.controller import build_manager, default_models
 from ai_stack.history import HistoryStore
+from ai_stack.session import Session
 from ai_stack.types import (
     CallRetried,
     ModelLoaded,
@@ -208,29 +207,18 @@ def batch_command(
         workflow = load_workflow(workflow_file, base, options.overrides())
         settings = workflow.tasks[0].settings  # batch-wide options are the same in every task
         out_dir = (out or workflow.output_dir).resolve()
-        manager, guard = build_manager(settings)
-        try:
-            chosen, note = choose_backend(
-                settings.backend, manager.backend, autostart=settings.ollama.autostart
-            )
+        with Session.open(settings) as session:
             if not quiet:
-                console.print(f"[dim]Backend: {escape(note)}[/]")
-            runner = BatchRunner(
-                workflow,
-                manager,
-                out_dir=out_dir,
-                backend=chosen,
-                backend_note=note,
-                defaults=default_models(settings, chosen, manager),
-                guard=guard,
-            )
-            runner.check_models()
+                console.print(f"[dim]Backend: {escape(session.backend_note)}[/]")
+            runner = session.batch_runner(workflow, out_dir)
+            session.manager.check_all(runner.load_options)
             prediction = runner.prediction()
             if dry_run:
+                policy = session.manager.policy
                 if as_json:
-                    click.echo(json.dumps(_schedule_json(workflow, prediction, manager.policy)))
+                    click.echo(json.dumps(_schedule_json(workflow, prediction, policy)))
                 else:
-                    show_prediction(Console(), prediction, manager.policy)
+                    show_prediction(Console(), prediction, policy)
                 return
             journal = (
                 settings.resolved_history_path()
@@ -245,8 +233,6 @@ def batch_command(
                     summary = runner.run()
                 except KeyboardInterrupt:  # the second Ctrl-C: the journal is already closed
                     summary = None
-        finally:
-            manager.close()
         if summary is None or summary.status == "interrupted":
             again = f"ai-stack batch {workflow_file} --resume" + (f" --out {out}" if out else "")
             console.print(f"[yellow]Interrupted.[/] Finished phases are kept. Resume with: {again}")

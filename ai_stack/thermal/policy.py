@@ -13,7 +13,7 @@ level stays nominal). Before a load, under memory pressure, a model that would n
 memory really available is refused.
 
 The sensor, clock and sleep are injected, so tests drive the policy with scripted readings and
-no real waiting. Every decision is an event and a :class:`~ai_stack.types.ThermalDecision`.
+no real waiting. Every decision is an event; the run's ``metrics.thermal`` is derived from them.
 """
 
 from __future__ import annotations
@@ -26,14 +26,7 @@ from dataclasses import dataclass, field
 from ai_stack.config import ThermalSettings
 from ai_stack.memory import MemoryManager, gib
 from ai_stack.thermal.sensors import Level, Snapshot
-from ai_stack.types import (
-    Event,
-    PhaseMetrics,
-    ThermalDecision,
-    ThermalNote,
-    ThermalPause,
-    ThermalResumed,
-)
+from ai_stack.types import Event, PhaseMetrics, ThermalNote, ThermalPause, ThermalResumed
 
 HOT: tuple[Level, ...] = ("heavy", "critical")
 
@@ -44,7 +37,6 @@ class ThermalGuard:
     sense: Callable[[], Snapshot]
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
-    decisions: list[ThermalDecision] = field(default_factory=list)
     level: Level = "unknown"
     _polled_at: float = -math.inf
     _noted: Level = "unknown"
@@ -68,11 +60,7 @@ class ThermalGuard:
             yield self._note("moderate thermal pressure; carrying on")
         self._noted = level
         if level == "critical":
-            for event in manager.release_all("thermal level critical"):
-                self.decisions.append(
-                    ThermalDecision(kind="unload", level=level, reason=f"unloaded {event.model}")  # type: ignore[union-attr]
-                )
-                yield event
+            yield from manager.release_all("thermal level critical", "thermal")
         if level in HOT:
             yield from self._pause(level)
         return level
@@ -99,9 +87,9 @@ class ThermalGuard:
                 f"{metrics.model} ({first:.1f} tok/s): likely throttling"
             )
 
-    def memory_check(self, model: str, estimate_bytes: int) -> str | None:
-        """Why loading ``model`` now would be refused, or None. Only under memory pressure:
-        without it, the available figure understates what the system can free."""
+    def memory_check(self, model: str, estimate_bytes: int) -> ThermalNote | None:
+        """A refusal if loading ``model`` now would not fit, else None. Only under memory
+        pressure: without it, the available figure understates what the system can free."""
         snapshot = self.sense()
         memory = snapshot.memory
         if memory.pressure in ("warn", "critical") and estimate_bytes > memory.available_bytes:
@@ -109,15 +97,13 @@ class ThermalGuard:
                 f"memory pressure is {memory.pressure} and {model} needs about "
                 f"{gib(estimate_bytes)}, but only {gib(memory.available_bytes)} is available"
             )
-            self.decisions.append(ThermalDecision(kind="refuse", level=self.level, reason=reason))
-            return reason
+            return ThermalNote(self.level, reason, kind="refuse")
         return None
 
     def _pause(self, level: Level) -> Iterator[Event]:
         limit = self.settings.max_pause_s
         started = self.clock()
         reason = f"thermal level {level}: pausing until it eases (at most {limit:.0f} s)"
-        self.decisions.append(ThermalDecision(kind="pause", level=level, reason=reason))
         yield ThermalPause(level, reason, 0.0, limit)
         next_poll = started + self.settings.poll_s
         while True:
@@ -134,11 +120,9 @@ class ThermalGuard:
                     break
             yield ThermalPause(self.level, reason, self.clock() - started, limit)
         paused = self.clock() - started
-        self.decisions[-1] = self.decisions[-1].model_copy(update={"seconds": round(paused, 3)})
         yield ThermalResumed(self.level, end, paused)
 
     def _note(self, reason: str) -> ThermalNote:
-        self.decisions.append(ThermalDecision(kind="note", level=self.level, reason=reason))
         return ThermalNote(self.level, reason)
 
 

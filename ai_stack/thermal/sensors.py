@@ -10,34 +10,19 @@ source says anything.
 
 from __future__ import annotations
 
-import platform
 import re
-import shutil
-import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import psutil
+
+from ai_stack.machine import Probe, cgroup_limit
 
 Level = Literal["nominal", "moderate", "heavy", "critical", "unknown"]
 Pressure = Literal["normal", "warn", "critical", "unknown"]
 LEVELS: tuple[Level, ...] = ("nominal", "moderate", "heavy", "critical")
 PRESSURES: tuple[Pressure, ...] = ("normal", "warn", "critical")
-Run = Callable[[list[str]], "str | None"]
-
-
-def run_command(args: list[str]) -> str | None:
-    """A tool's output, or None if it is missing, fails or hangs (2 s)."""
-    if shutil.which(args[0]) is None:
-        return None
-    try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=2, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout if done.returncode == 0 else None
 
 
 def worst(levels: list[Level]) -> Level:
@@ -198,24 +183,6 @@ def temperature_level(current: float, high: float | None, critical: float | None
 # -- sources --------------------------------------------------------------------------------
 
 
-@dataclass
-class Probe:
-    """Where the sources look: injectable so tests use recorded outputs and fake /proc trees."""
-
-    run: Run = run_command
-    root: Path = Path("/")
-    system: str = field(default_factory=platform.system)
-    temp_heavy_c: float = 90.0
-    temp_critical_c: float = 100.0
-    temperatures: Callable[[], dict[str, Any]] | None = None  # psutil.sensors_temperatures
-
-    def read_text(self, path: str) -> str | None:
-        try:
-            return (self.root / path.lstrip("/")).read_text()
-        except OSError:
-            return None
-
-
 NVIDIA_QUERY = [
     "nvidia-smi",
     "--query-gpu=index,temperature.gpu,utilization.gpu,memory.used,memory.total,"
@@ -324,7 +291,7 @@ def memory_state(probe: Probe) -> MemoryState:
         psi = parse_psi(text)
         readings["psi"] = psi
         pressures.append(psi_pressure(psi))
-    limit = _cgroup_limit(probe)
+    limit = cgroup_limit(probe)
     if limit is not None:
         readings["cgroup"] = limit
         available = min(available, max(limit["max_bytes"] - limit["current_bytes"], 0))
@@ -342,23 +309,6 @@ def memory_state(probe: Probe) -> MemoryState:
     known = [p for p in pressures if p in PRESSURES]
     pressure: Pressure = max(known, key=PRESSURES.index) if known else "unknown"
     return MemoryState(total, available, pressure, readings)
-
-
-def _cgroup_limit(probe: Probe) -> dict[str, int] | None:
-    """cgroup v2 memory.max / memory.current of this process, when a limit is set."""
-    text = probe.read_text("/proc/self/cgroup") or ""
-    path = next((line[3:] for line in text.splitlines() if line.startswith("0::")), None)
-    if path is None:
-        return None
-    folder = f"/sys/fs/cgroup{path.rstrip('/')}"
-    maximum = probe.read_text(f"{folder}/memory.max")
-    current = probe.read_text(f"{folder}/memory.current")
-    if not maximum or not current or maximum.strip() == "max":
-        return None
-    try:
-        return {"max_bytes": int(maximum), "current_bytes": int(current)}
-    except ValueError:
-        return None
 
 
 # -- the snapshot ---------------------------------------------------------------------------

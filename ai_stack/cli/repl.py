@@ -16,6 +16,8 @@ from rich.markup import escape
 from rich.prompt import Prompt
 from rich.table import Table
 
+from ai_stack.cli.common import print_error
+from ai_stack.cli.run import execute
 from ai_stack.controller import Pipeline
 from ai_stack.display import Display
 from ai_stack.errors import AiStackError
@@ -84,16 +86,12 @@ class Repl:
                 yield line
 
     def _task(self, task: str) -> None:
-        from ai_stack.cli import execute
-
         display = Display(self.console, None if self.as_json else self.stdout, quiet=self.quiet)
         try:
             result = execute(self.pipeline, task, display, self.recorder)
         except AiStackError as exc:
             self.failures += 1
-            self.console.print(f"[bold red]Error:[/] {escape(exc.message)}")
-            if exc.hint:
-                self.console.print(f"[dim]{escape(exc.hint)}[/]")
+            print_error(self.console, exc)
             return
         except KeyboardInterrupt:
             self.failures += 1

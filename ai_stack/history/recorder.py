@@ -1,0 +1,60 @@
+"""Records one pipeline's events into the store as they arrive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ai_stack.errors import InvalidOutputError
+from ai_stack.history.store import HistoryStore
+from ai_stack.types import CritiqueReady, Event, PhaseFinished, PlanReady, RunFinished, RunStarted
+
+
+class HistoryRecorder:
+    """Writes each event of a run to the store the moment it arrives, so a run killed at any
+    point is kept up to its last finished phase."""
+
+    def __init__(
+        self,
+        store: HistoryStore,
+        *,
+        source: str,
+        config: dict[str, Any],
+        batch: tuple[str, str] | None = None,
+    ) -> None:
+        self.store = store
+        self.source = source
+        self.config = config
+        self.batch = batch
+        self.run_id: str | None = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.run_id = event.run_id
+            config = {**self.config, "models": event.models}
+            self.store.start_run(
+                event.run_id, event.task, event.context, config, self.source, batch=self.batch
+            )
+        elif self.run_id is None:
+            return
+        elif isinstance(event, PlanReady):
+            self.store.add_plan(self.run_id, event.version, event.plan.model_dump(mode="json"))
+        elif isinstance(event, CritiqueReady):
+            self.store.add_critique(self.run_id, event.critique.model_dump(mode="json"))
+        elif isinstance(event, PhaseFinished):
+            metrics = event.metrics.model_dump(mode="json")
+            self.store.add_phase(self.run_id, metrics, thermal=metrics.get("thermal"))
+        elif isinstance(event, RunFinished):
+            self.store.finish_run(self.run_id, event.result.model_dump(mode="json"))
+            self.run_id = None
+
+    def abandon(self, error: BaseException) -> None:
+        """The run stopped early: record why (Ctrl-C → interrupted, anything else → failed,
+        with the model's last reply when that reply was the problem)."""
+        if self.run_id is None:
+            return
+        if isinstance(error, KeyboardInterrupt):
+            self.store.end_run(self.run_id, "interrupted", "stopped by the user (Ctrl-C)")
+        else:
+            raw = error.last_raw if isinstance(error, InvalidOutputError) else None
+            self.store.end_run(self.run_id, "failed", str(error) or type(error).__name__, raw)
+        self.run_id = None

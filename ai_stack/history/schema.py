@@ -1,0 +1,110 @@
+"""The history database's schema: numbered migrations, applied in order, never edited once
+released. A newer program upgrades an older database; an older one refuses a newer database."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    """Statement by statement: ``executescript`` would commit the migration's transaction."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _migration_1(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'interrupted')),
+            source TEXT NOT NULL,
+            task TEXT NOT NULL,
+            context TEXT,
+            config TEXT NOT NULL,          -- JSON: roles, models, budget, policy, ...
+            pid INTEGER,
+            pid_started REAL,              -- the process's start time, against pid reuse
+            stop_reason TEXT,
+            rounds INTEGER,
+            output TEXT,
+            error TEXT,
+            loads INTEGER,
+            unloads INTEGER,
+            load_s REAL,
+            wall_s REAL,
+            metrics TEXT                   -- JSON: the run's metrics beyond the phases
+        );
+        CREATE INDEX runs_created ON runs (created_at);
+        CREATE TABLE plans (
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            version INTEGER NOT NULL,
+            plan TEXT NOT NULL,            -- JSON
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, version)
+        );
+        CREATE TABLE critiques (
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            round INTEGER NOT NULL,
+            verdict TEXT NOT NULL,
+            score INTEGER NOT NULL,
+            issues TEXT NOT NULL,          -- JSON list
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, round)
+        );
+        CREATE TABLE phases (
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            role TEXT NOT NULL,
+            phase TEXT NOT NULL,
+            model TEXT NOT NULL,
+            round INTEGER NOT NULL,
+            attempt INTEGER NOT NULL,
+            load_s REAL NOT NULL,
+            ttft_s REAL NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            tokens_per_s REAL NOT NULL,
+            wall_s REAL NOT NULL,
+            thermal TEXT,
+            memory_available_bytes INTEGER,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, seq)
+        );
+        """,
+    )
+
+
+def _migration_2(db: sqlite3.Connection) -> None:
+    """Batches: the history is the batch journal, so a killed batch resumes from it."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE batches (
+            id TEXT PRIMARY KEY,
+            workflow TEXT NOT NULL,        -- absolute path of the workflow file
+            digest TEXT NOT NULL,          -- sha256 of its bytes: --resume needs the same file
+            out_dir TEXT NOT NULL,
+            name TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL
+        );
+        ALTER TABLE runs ADD COLUMN batch_id TEXT REFERENCES batches (id) ON DELETE SET NULL;
+        ALTER TABLE runs ADD COLUMN batch_task TEXT;
+        ALTER TABLE runs ADD COLUMN result TEXT;   -- the --json object of a finished run
+        CREATE INDEX runs_batch ON runs (batch_id, batch_task)
+        """,
+    )
+
+
+def _migration_3(db: sqlite3.Connection) -> None:
+    """The last raw output of a run that failed on invalid model output, to see what it wrote."""
+    db.execute("ALTER TABLE runs ADD COLUMN raw_output TEXT")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2, _migration_3]

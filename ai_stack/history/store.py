@@ -1,0 +1,397 @@
+"""The run store: every run, plan version, critique, output and per-call metric, in one SQLite
+file.
+
+Writes happen as events arrive (one short transaction each), so a run killed at any moment is
+recorded up to its last finished phase. The database is in WAL mode with a busy timeout, so a
+batch and an interactive session can write at once. A run left ``running`` by a process that no
+longer exists is reported as ``interrupted``. Reads return the typed models below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import psutil
+from pydantic import BaseModel, Field
+
+from ai_stack.errors import HistoryError, UsageError
+from ai_stack.history import schema
+from ai_stack.redaction import redact, redact_all
+from ai_stack.types import PhaseMetrics, Plan, Role, RunMetrics, RunResult, StopReason
+
+Clock = Callable[[], datetime]
+
+
+class RunSummary(BaseModel):
+    """One line of ``history list``."""
+
+    id: str
+    created_at: str
+    finished_at: str | None
+    status: str
+    source: str
+    task: str
+    models: dict[str, str]
+    wall_s: float | None
+
+
+class StoredPhase(PhaseMetrics):
+    """A call as recorded: its metrics, plus the memory available when it finished."""
+
+    memory_available_bytes: int | None = None
+
+
+class StoredMetrics(RunMetrics):
+    phases: list[StoredPhase] = Field(default_factory=list)  # type: ignore[assignment]
+
+
+class StoredRun(RunResult):
+    """A run as the history knows it: the ``--json`` result (partial while unfinished) plus its
+    record — status, source, times, error, configuration."""
+
+    status: str
+    source: str
+    created_at: str
+    finished_at: str | None = None
+    error: str | None = None
+    raw_output: str | None = None  # the last invalid reply of a run that failed on it
+    config: dict[str, Any] = Field(default_factory=dict)
+    models: dict[Role, str] = Field(default_factory=dict)
+    plan: Plan | None = None  # type: ignore[assignment]
+    plans: list[Plan] = Field(default_factory=list)
+    stop_reason: StopReason | None = None  # type: ignore[assignment]
+    rounds: int = 0
+    output: str | None = None  # type: ignore[assignment]
+    metrics: StoredMetrics = Field(default_factory=StoredMetrics)
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _process_started(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def _alive(pid: int | None, started: float | None) -> bool:
+    """Whether the process that wrote a run still runs (the start time guards pid reuse)."""
+    now_started = _process_started(pid) if pid is not None else None
+    return now_started is not None and abs(now_started - (started or 0)) <= 1
+
+
+@dataclass
+class HistoryStore:
+    """The SQLite run store. Open with :meth:`open`; every write commits at once."""
+
+    path: Path
+    db: sqlite3.Connection
+    clock: Clock = field(default=utc_now)
+
+    @classmethod
+    def open(cls, path: Path, *, clock: Clock = utc_now) -> HistoryStore:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA busy_timeout = 30000")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA synchronous = NORMAL")
+            store = cls(path, db, clock)
+            store._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise HistoryError(
+                f"Cannot open the history database {path}: {exc}",
+                hint="Move the file aside to start a new history, or run with --no-history.",
+            ) from None
+        except OSError as exc:
+            raise HistoryError(
+                f"Cannot create the history database {path}: {exc.strerror}",
+                hint="Check AI_STACK_HOME, or run with --no-history.",
+            ) from None
+        return store
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction (BEGIN IMMEDIATE waits for other writers)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._write() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            version = row[0] if row else 0
+            if row is None:
+                db.execute("INSERT INTO schema_version VALUES (0)")
+            migrations = schema.MIGRATIONS
+            if version > len(migrations):
+                raise HistoryError(
+                    f"The history database {self.path} has schema version {version}, newer than "
+                    f"this ai-stack understands ({len(migrations)}).",
+                    hint="Upgrade ai-stack, or point AI_STACK_HOME elsewhere.",
+                )
+            for number, migration in enumerate(migrations[version:], start=version + 1):
+                migration(db)
+                db.execute("UPDATE schema_version SET version = ?", (number,))
+
+    def _now(self) -> str:
+        return self.clock().isoformat(timespec="milliseconds")
+
+    @property
+    def version(self) -> int:
+        return int(self.db.execute("SELECT version FROM schema_version").fetchone()[0])
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        run_id: str,
+        task: str,
+        context: str | None,
+        config: dict[str, Any],
+        source: str,
+        *,
+        batch: tuple[str, str] | None = None,
+    ) -> None:
+        """Record a run as running; starting an existing id again resumes it (same record)."""
+        pid = os.getpid()
+        batch_id, batch_task = batch or (None, None)
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO runs (id, created_at, status, source, task, context, config, pid,"
+                " pid_started, batch_id, batch_task) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?,"
+                " ?, ?) ON CONFLICT (id) DO UPDATE SET status = 'running', finished_at = NULL,"
+                " error = NULL, pid = excluded.pid, pid_started = excluded.pid_started",
+                (run_id, self._now(), source, redact(task), redact(context), json.dumps(config),
+                 pid, _process_started(pid), batch_id, batch_task),
+            )  # fmt: skip
+
+    def add_plan(self, run_id: str, version: int, plan: dict[str, Any]) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO plans VALUES (?, ?, ?, ?)",
+                (run_id, version, json.dumps(redact_all(plan), ensure_ascii=False), self._now()),
+            )
+
+    def add_critique(self, run_id: str, critique: dict[str, Any]) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO critiques VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, critique["round"], critique["verdict"], critique["score"],
+                 json.dumps(redact_all(critique["issues"]), ensure_ascii=False), self._now()),
+            )  # fmt: skip
+
+    def add_phase(self, run_id: str, metrics: dict[str, Any], *, thermal: str | None) -> None:
+        available = psutil.virtual_memory().available
+        with self._write() as db:
+            (seq,) = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM phases WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            db.execute(
+                "INSERT INTO phases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, seq, metrics["role"], metrics["phase"], metrics["model"],
+                 metrics["round"], metrics["attempt"], metrics["load_s"], metrics["ttft_s"],
+                 metrics["prompt_tokens"], metrics["output_tokens"], metrics["tokens_per_s"],
+                 metrics["wall_s"], thermal, available, self._now()),
+            )  # fmt: skip
+
+    def finish_run(self, run_id: str, result: dict[str, Any]) -> None:
+        metrics = dict(result["metrics"])
+        metrics.pop("phases", None)
+        with self._write() as db:
+            db.execute(
+                "UPDATE runs SET status = 'ok', finished_at = ?, stop_reason = ?, rounds = ?,"
+                " output = ?, loads = ?, unloads = ?, load_s = ?, wall_s = ?, metrics = ?,"
+                " result = ? WHERE id = ?",
+                (self._now(), result["stop_reason"], result["rounds"], redact(result["output"]),
+                 metrics["loads"], metrics["unloads"], metrics["load_s"], metrics["wall_s"],
+                 json.dumps(metrics), json.dumps(redact_all(result), ensure_ascii=False), run_id),
+            )  # fmt: skip
+
+    def end_run(
+        self, run_id: str, status: str, error: str | None = None, raw_output: str | None = None
+    ) -> None:
+        """Close a run that did not finish: ``failed`` (with its error and, when a model's reply
+        was invalid, that reply) or ``interrupted``."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, error = ?, raw_output = ?"
+                " WHERE id = ? AND status = 'running'",
+                (status, self._now(), redact(error), redact(raw_output), run_id),
+            )
+
+    def reap_orphans(self) -> int:
+        """Mark runs whose process is gone as interrupted; returns how many."""
+        rows = self.db.execute("SELECT id, pid, pid_started FROM runs WHERE status = 'running'")
+        orphans = [
+            row["id"] for row in rows.fetchall() if not _alive(row["pid"], row["pid_started"])
+        ]
+        for run_id in orphans:
+            self.end_run(run_id, "interrupted", "the process ended before the run finished")
+        return len(orphans)
+
+    def remove(self, run_id: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+    def prune(self, older_than: timedelta) -> int:
+        cutoff = (self.clock() - older_than).isoformat(timespec="milliseconds")
+        with self._write() as db:
+            cursor = db.execute(
+                "DELETE FROM runs WHERE created_at < ? AND status != 'running'", (cutoff,)
+            )
+            return cursor.rowcount
+
+    # -- batches -----------------------------------------------------------------------------
+
+    def start_batch(
+        self, batch_id: str, workflow: str, digest: str, out_dir: str, name: str
+    ) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, NULL, 'running')",
+                (batch_id, workflow, digest, out_dir, name, self._now()),
+            )
+
+    def end_batch(self, batch_id: str, status: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE batches SET status = ?, finished_at = ? WHERE id = ?",
+                (status, self._now(), batch_id),
+            )
+
+    def resume_batch(self, batch_id: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE batches SET status = 'running', finished_at = NULL WHERE id = ?",
+                (batch_id,),
+            )
+
+    def latest_batch(self, workflow: str, out_dir: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT * FROM batches WHERE workflow = ? AND out_dir = ?"
+            " ORDER BY created_at DESC LIMIT 1",
+            (workflow, out_dir),
+        ).fetchone()
+        return dict(row) if row else None
+
+    def batch_runs(self, batch_id: str) -> dict[str, dict[str, Any]]:
+        """Task id -> its run (id, status, result) in a batch."""
+        rows = self.db.execute(
+            "SELECT id, batch_task, status, result FROM runs WHERE batch_id = ?"
+            " ORDER BY created_at",
+            (batch_id,),
+        )
+        return {row["batch_task"]: dict(row) for row in rows}
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def resolve(self, prefix: str) -> str:
+        """The full id of the run whose id starts with ``prefix``."""
+        rows = self.db.execute(
+            "SELECT id FROM runs WHERE id LIKE ? ESCAPE '\\' ORDER BY created_at DESC LIMIT 2",
+            (prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",),
+        ).fetchall()
+        if not rows or not prefix:
+            raise UsageError(
+                f"No run with id {prefix!r}.", hint="`ai-stack history list` shows ids."
+            )
+        if len(rows) > 1 and rows[0]["id"] != prefix:
+            raise UsageError(f"The id {prefix!r} matches several runs; give more characters.")
+        return str(rows[0]["id"])
+
+    def list_runs(self, limit: int | None = 20) -> list[RunSummary]:
+        """Newest first."""
+        sql = "SELECT * FROM runs ORDER BY created_at DESC" + (" LIMIT ?" if limit else "")
+        rows = self.db.execute(sql, (limit,) if limit else ()).fetchall()
+        return [
+            RunSummary(
+                id=row["id"],
+                created_at=row["created_at"],
+                finished_at=row["finished_at"],
+                status=row["status"],
+                source=row["source"],
+                task=row["task"],
+                models=json.loads(row["config"]).get("models", {}),
+                wall_s=row["wall_s"],
+            )
+            for row in rows
+        ]
+
+    def run(self, run_id: str) -> StoredRun:
+        """The whole run: the result ``--json`` printed for it (as far as it got), its record,
+        and each call's metrics."""
+        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise UsageError(f"No run with id {run_id!r}.")
+        config = json.loads(row["config"])
+        phases = [
+            {**dict(r), "thermal": r["thermal"] or "unknown"}
+            for r in self.db.execute(
+                "SELECT * FROM phases WHERE run_id = ? ORDER BY seq", (run_id,)
+            )
+        ]
+        if row["result"]:  # finished: the result as printed, redacted
+            data: dict[str, Any] = json.loads(row["result"])
+        else:
+            plans = [
+                json.loads(r["plan"])
+                for r in self.db.execute(
+                    "SELECT plan FROM plans WHERE run_id = ? ORDER BY version", (run_id,)
+                )
+            ]
+            critiques = [
+                {"issues": json.loads(r["issues"]), "score": r["score"],
+                 "verdict": r["verdict"], "round": r["round"]}
+                for r in self.db.execute(
+                    "SELECT * FROM critiques WHERE run_id = ? ORDER BY round", (run_id,)
+                )
+            ]  # fmt: skip
+            data = {
+                "task": row["task"],
+                "context": row["context"],
+                "models": config.get("models", {}),
+                "plan": plans[-1] if plans else None,
+                "plans": plans,
+                "critiques": critiques,
+                "rounds": len(critiques),
+                "metrics": json.loads(row["metrics"]) if row["metrics"] else {},
+            }
+        data["metrics"] = {**data.get("metrics", {}), "phases": phases}
+        return StoredRun.model_validate(
+            {
+                **data,
+                "id": row["id"],
+                "status": row["status"],
+                "source": row["source"],
+                "created_at": row["created_at"],
+                "finished_at": row["finished_at"],
+                "error": row["error"],
+                "raw_output": row["raw_output"],
+                "config": config,
+            }
+        )
+
+    def export_rows(self) -> Iterator[sqlite3.Row]:
+        """Every run's row, oldest first (for flat exports)."""
+        yield from self.db.execute("SELECT * FROM runs ORDER BY created_at")

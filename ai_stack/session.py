@@ -1,0 +1,237 @@
+"""One start-up wiring for every entry point.
+
+settings → memory manager + thermal guard → backend choice (health check, optional ``ollama
+serve``) → role specs (with defaults for roles left unset) → load options → a pipeline or a batch
+runner. ``run``, the REPL, ``batch``, ``eval``, ``models``, ``system``, ``doctor`` and
+``monitor`` all start here, so a new entry point wires nothing of its own.
+
+A session loads nothing when opened; it contacts Ollama only to choose the backend (and not at
+all with ``choose=False``, for commands that name their backend). Closing it unloads whatever it
+loaded and stops a server it started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ai_stack.backends import (
+    EMBEDDED_DEFAULT,
+    Backend,
+    ModelInfo,
+    ModelSpec,
+    choose_backend,
+    create_backend,
+    require_available,
+)
+from ai_stack.backends.base import LoadOptions
+from ai_stack.batch import BatchRunner
+from ai_stack.config import Settings
+from ai_stack.controller import Pipeline
+from ai_stack.machine import GIB, Machine
+from ai_stack.memory import MemoryManager, estimate_footprint, load_options_for
+from ai_stack.prompts import PromptLibrary
+from ai_stack.system import default_roles
+from ai_stack.thermal import make_guard
+from ai_stack.thermal.policy import ThermalGuard
+from ai_stack.types import ROLES, Role
+from ai_stack.workflow import Workflow
+
+
+def resolve_roles(
+    settings: Settings, backend: str, defaults: dict[Role, str] | None = None
+) -> dict[Role, ModelSpec]:
+    """Each role's model spec with its backend filled in (explicit prefixes win)."""
+    specs: dict[Role, ModelSpec] = {}
+    for role in ROLES:
+        text = settings.role(role).model or (defaults or {}).get(role) or EMBEDDED_DEFAULT
+        specs[role] = ModelSpec.parse(text).with_backend(backend)
+    return specs
+
+
+def build_manager(
+    settings: Settings, *, machine: Machine | None = None
+) -> tuple[MemoryManager, ThermalGuard | None]:
+    """The memory manager the settings describe (backends from the registry), and the thermal
+    guard when enabled, wired to check local loads under memory pressure."""
+    budget = settings.memory.budget_gb
+    manager = MemoryManager(
+        lambda name: create_backend(name, settings),
+        policy=settings.memory.policy,
+        budget_bytes=int(budget * GIB) if budget else None,
+        kv_cache_type=settings.memory.kv_cache_type,
+        machine=machine,
+    )
+    guard = make_guard(settings.thermal) if settings.thermal.enabled else None
+    if guard is not None:
+        manager.memory_check = guard.memory_check
+    return manager, guard
+
+
+@dataclass
+class Session:
+    """The wired core for one process: use as a context manager, or call :meth:`close`."""
+
+    settings: Settings
+    manager: MemoryManager
+    guard: ThermalGuard | None = None
+    backend: str | None = None  # for specs without a prefix, once chosen
+    backend_note: str = ""
+    _defaults: dict[Role, str] | None = None
+    _prompts: dict[Path | None, PromptLibrary] = field(default_factory=dict)
+
+    @classmethod
+    def open(
+        cls, settings: Settings, *, choose: bool = True, machine: Machine | None = None
+    ) -> Session:
+        """Wire the core. With ``choose``, pick the backend now (contacting Ollama)."""
+        manager, guard = build_manager(settings, machine=machine)
+        session = cls(settings, manager, guard)
+        if choose:
+            try:
+                session.choose_backend()
+            except BaseException:
+                session.close()
+                raise
+        return session
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Unload every model this session loaded and release the backends."""
+        self.manager.close()
+
+    # -- backends ----------------------------------------------------------------------------
+
+    def choose_backend(self) -> str:
+        """The backend for specs without a prefix (``auto``: a reachable Ollama, else embedded)."""
+        if self.backend is None:
+            self.backend, self.backend_note = choose_backend(
+                self.settings.backend,
+                self.manager.backend,
+                autostart=self.settings.ollama.autostart,
+            )
+        return self.backend
+
+    def available(self, name: str, *, required: bool) -> Backend | None:
+        """The backend ``name`` if it answers; else None, or an error saying how to fix it."""
+        backend = self.manager.backend(name)
+        if required:
+            return require_available(backend)
+        return backend if backend.health().available else None
+
+    def target(self, name: str, backend: str = "auto") -> tuple[Backend, ModelSpec]:
+        """The backend a model name refers to: its prefix, else ``backend``, else the one
+        ``auto`` finds (a reachable Ollama, else embedded). The backend must be usable."""
+        spec = ModelSpec.parse(name)
+        chosen = spec.backend or (None if backend == "auto" else backend)
+        if chosen is None:
+            chosen = "ollama" if self.available("ollama", required=False) else "embedded"
+        found = self.available(chosen, required=True)
+        assert found is not None
+        return found, spec.with_backend(chosen)
+
+    # -- roles -------------------------------------------------------------------------------
+
+    def role_specs(self, settings: Settings | None = None) -> dict[Role, ModelSpec]:
+        """Each role's model for ``settings`` (default: the session's), defaults filled in."""
+        settings = settings or self.settings
+        return resolve_roles(settings, self.choose_backend(), self.default_models())
+
+    def default_models(self) -> dict[Role, str]:
+        """Models for roles the user left unset: SmolLM2 when embedded; on Ollama the original
+        ai-stack's roles where installed, else picked from what is installed and fits."""
+        if self._defaults is not None:
+            return self._defaults
+        backend = self.choose_backend()
+        if backend == "embedded" or all(self.settings.role(role).model for role in ROLES):
+            self._defaults = {role: EMBEDDED_DEFAULT for role in ROLES}
+            return self._defaults
+        num_ctx = self.settings.executor.num_ctx
+
+        def fits(info: ModelInfo) -> bool:
+            described = self.manager.describe(ModelSpec(backend, info.name))
+            total = estimate_footprint(described, num_ctx, kv_cache_type=self.manager.kv_cache_type)
+            return total.total <= self.manager.budget
+
+        installed = self.manager.backend(backend).list_models()
+        self._defaults = default_roles(installed, fits)
+        return self._defaults
+
+    def load_options(
+        self, runs: Iterable[tuple[Settings, dict[Role, ModelSpec]]]
+    ) -> dict[ModelSpec, LoadOptions]:
+        """One set of load-time options per model over every run it will serve."""
+        return load_options_for(
+            (spec, settings.role(role).num_ctx)
+            for settings, specs in runs
+            for role, spec in specs.items()
+        )
+
+    def prompts(self, directory: Path | None = None) -> PromptLibrary:
+        """The prompt library for a prompts directory (one per directory, reused)."""
+        if directory not in self._prompts:
+            self._prompts[directory] = PromptLibrary(directory)
+        return self._prompts[directory]
+
+    def config_snapshot(self, settings: Settings, specs: dict[Role, ModelSpec]) -> dict[str, Any]:
+        """What the history keeps of a run's configuration."""
+        library = self.prompts(settings.prompts_dir)
+        return {
+            "backend": self.backend_note,
+            "roles": {
+                role: {**settings.role(role).model_dump(mode="json"), "model": str(spec)}
+                for role, spec in specs.items()
+            },
+            "max_rounds": settings.max_rounds,
+            "approve_score": settings.approve_score,
+            "prompts": library.sources(),
+            "memory": {
+                "policy": self.manager.policy,
+                "budget_bytes": self.manager.budget,
+                "kv_cache_type": self.manager.kv_cache_type,
+            },
+        }
+
+    # -- what runs ---------------------------------------------------------------------------
+
+    def pipeline(self) -> Pipeline:
+        """A pipeline for the session's settings (one serves many tasks: the REPL)."""
+        specs = self.role_specs()
+        return Pipeline(
+            self.settings,
+            self.manager,
+            self.prompts(self.settings.prompts_dir),
+            specs,
+            self.load_options([(self.settings, specs)]),
+            guard=self.guard,
+        )
+
+    def batch_runner(self, workflow: Workflow, out_dir: Path) -> BatchRunner:
+        """A runner for a validated workflow, every task wired like a one-shot run."""
+        specs = {task.id: self.role_specs(task.settings) for task in workflow.tasks}
+        return BatchRunner(
+            workflow,
+            self.manager,
+            specs=specs,
+            load_options=self.load_options((t.settings, specs[t.id]) for t in workflow.tasks),
+            prompts=self.prompts,
+            snapshot=self.config_snapshot,
+            out_dir=out_dir,
+            guard=self.guard,
+        )
+
+
+__all__ = ["Session", "build_manager", "resolve_roles"]

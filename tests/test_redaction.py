@@ -1,0 +1,45 @@
+"""Redaction: each rule removes its kind of credential, and ordinary text is left alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from ai_stack.redaction import redact
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("key sk-proj-abcdefghijklmnopqrstuvwx1234", "sk-proj-abcdefghijklmnopqrstuvwx1234"),
+        (
+            "token ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+            "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        ),
+        ("gitlab glpat-abcdefghij0123456789xyz", "glpat-abcdefghij0123456789xyz"),
+        ("aws AKIAABCDEFGHIJKLMNOP here", "AKIAABCDEFGHIJKLMNOP"),
+        (
+            "google AIzaSyA1234567890abcdefghijklmnopqrstuv",
+            "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+        ),
+        ("slack xoxb-1234567890-abcdefghij", "xoxb-1234567890-abcdefghij"),
+        ("hf hf_abcdefghijklmnopqrstuvwxyzABCDEF", "hf_abcdefghijklmnopqrstuvwxyzABCDEF"),
+        ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NSJ9.abcdefghijklmnop", "eyJhbGciOiJIUzI1NiJ9"),
+        ("Authorization: Bearer abc.def-ghi_jkl012345", "abc.def-ghi_jkl012345"),
+        ('DB_PASSWORD="correct horse battery"', "correct horse battery"),
+        ("api_key: 12345abcde", "12345abcde"),
+        ("client_secret=s3cr3t;", "s3cr3t"),
+        ("postgres://admin:hunter22@db.local/app", "hunter22"),
+        (
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----",
+            "MIIEowIBAAKCAQEA",
+        ),
+    ],
+)
+def test_redaction_removes_credentials(text: str, secret: str) -> None:
+    cleaned = redact(text)
+    assert cleaned is not None and secret not in cleaned and "[redacted]" in cleaned
+
+
+def test_redaction_leaves_ordinary_text_alone() -> None:
+    text = "How do I reset my password? Count tokens in a file; the api key rotation policy."
+    assert redact(text) == text
