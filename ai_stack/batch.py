@@ -8,8 +8,10 @@ scheduler parks it there and decides which model to serve next:
 2. otherwise the earliest phase any parked task waits for — all plans, then round-1 critiques,
    then revisions, ..., then executions — and within it the first task's model.
 
-Then it resumes every task waiting for that model, each through exactly one model call. The same
-rule drives :func:`predict`, so ``--dry-run`` shows the schedule the run will follow.
+Then it resumes every task waiting for that model, one after the other, each for as long as its
+calls keep needing that model (so a task's follow-up calls find its prompt in the model's cache,
+and each model still loads once per phase group). The same rule drives :func:`predict`, so
+``--dry-run`` shows the schedule the run will follow.
 
 The run history is the journal: plans, critiques and phase metrics are written as they arrive,
 so ``--resume`` continues each unfinished task from its last finished phase.
@@ -30,6 +32,7 @@ from ai_stack.backends.base import LoadOptions
 from ai_stack.config import Settings
 from ai_stack.controller import Pipeline, Progress, Tally
 from ai_stack.errors import AiStackError, UsageError
+from ai_stack.evidence import EvidenceCollector
 from ai_stack.files import write_atomically
 from ai_stack.history import HistoryRecorder, HistoryStore
 from ai_stack.memory import MemoryManager, evictions
@@ -51,11 +54,13 @@ EXECUTE_RANK = 10_000
 
 
 def phase_rank(phase: Phase, round_: int) -> int:
-    """Order of phases in the phase-major schedule.
+    """Order of phases in the phase-major schedule: the plan review, the answer, the answer
+    review.
 
     >>> [phase_rank(p, r) for p, r in [("plan", 0), ("critique", 1), ("revise", 1),
-    ...                                 ("critique", 2), ("execute", 0)]]
-    [0, 1, 2, 3, 10000]
+    ...                                 ("critique", 2), ("execute", 0), ("probe", 1),
+    ...                                 ("review", 1), ("fix", 1), ("probe", 2)]]
+    [0, 1, 2, 3, 10000, 10001, 10002, 10003, 10004]
     """
     if phase == "plan":
         return 0
@@ -63,7 +68,9 @@ def phase_rank(phase: Phase, round_: int) -> int:
         return 2 * round_ - 1
     if phase == "revise":
         return 2 * round_
-    return EXECUTE_RANK
+    if phase == "execute":
+        return EXECUTE_RANK
+    return EXECUTE_RANK + 3 * round_ + {"probe": -2, "review": -1, "fix": 0}[phase]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,17 +100,28 @@ class Prediction:
     groups: list[tuple[str, str, list[str]]]  # (phase label, model, task ids)
     loads: int
     naive_loads: int
-    exact: bool  # False when reviews may end early (max_rounds > 1), making loads an upper bound
+    exact: bool  # False when reviews may end early, making loads an upper bound
 
 
-def task_steps(specs: dict[Role, ModelSpec], max_rounds: int) -> list[tuple[Phase, int, str]]:
-    """Every model call of a task whose reviews use all rounds."""
-    steps: list[tuple[Phase, int, str]] = [("plan", 0, str(specs["planner"]))]
-    for round_ in range(1, max_rounds + 1):
-        steps.append(("critique", round_, str(specs["critic"])))
-        if round_ < max_rounds:
-            steps.append(("revise", round_, str(specs["planner"])))
-    steps.append(("execute", 0, str(specs["executor"])))
+def task_steps(specs: dict[Role, ModelSpec], settings: Settings) -> list[tuple[Phase, int, str]]:
+    """Every model call of a task whose reviews use all their rounds (an upper bound: approval
+    ends a review early, and failed checks skip the Critic's answer-review calls)."""
+    planner, critic, executor = (str(specs[role]) for role in ("planner", "critic", "executor"))
+    mode, rounds = settings.mode, settings.max_rounds
+    steps: list[tuple[Phase, int, str]] = []
+    if mode in ("none", "plan", "both"):
+        steps.append(("plan", 0, planner))
+    if mode in ("plan", "both"):
+        for round_ in range(1, rounds + 1):
+            steps.append(("critique", round_, critic))
+            if round_ < rounds:
+                steps.append(("revise", round_, planner))
+    steps.append(("execute", 0, executor))
+    if mode in ("answer", "both"):
+        for round_ in range(1, rounds + 1):  # then a last round re-checks, calling no model
+            if settings.evidence.probes:
+                steps.append(("probe", round_, critic))
+            steps += [("review", round_, critic), ("fix", round_, executor)]
     return steps
 
 
@@ -117,7 +135,7 @@ def predict(
 ) -> Prediction:
     """Simulate the scheduler under the memory manager's own residency rule (:func:`evictions`),
     with ``sizes`` the estimated footprint of each model."""
-    steps = {t.id: task_steps(specs[t.id], t.settings.max_rounds) for t in workflow.tasks}
+    steps = {t.id: task_steps(specs[t.id], t.settings) for t in workflow.tasks}
     order = {t.id: i for i, t in enumerate(workflow.tasks)}
     done: set[str] = set()
     residency = _Residency(policy, budget, sizes)
@@ -133,18 +151,30 @@ def predict(
         ]
         model = choose_model(parked, set(residency.resident))
         residency.use(model)
-        served = [w.task for w in sorted(parked, key=lambda w: w.order) if w.model == model]
-        phase, round_, _ = steps[served[0]][0]
-        groups.append((_label(phase, round_), model, served))
-        for task_id in served:
-            steps[task_id].pop(0)
-            if not steps[task_id]:
-                done.add(task_id)
+        for waiting in sorted(parked, key=lambda w: w.order):
+            while (
+                waiting.model == model
+                and steps[waiting.task]
+                and steps[waiting.task][0][2] == model
+            ):
+                phase, round_, _ = steps[waiting.task].pop(0)
+                label = _label(phase, round_)
+                if groups and groups[-1][:2] == (label, model):
+                    groups[-1][2].append(waiting.task)
+                else:
+                    groups.append((label, model, [waiting.task]))
+            if not steps[waiting.task]:
+                done.add(waiting.task)
     naive = _Residency(policy, budget, sizes)
     for planned in workflow.tasks:
-        for _, _, model in task_steps(specs[planned.id], planned.settings.max_rounds):
+        for _, _, model in task_steps(specs[planned.id], planned.settings):
             naive.use(model)
-    exact = all(t.settings.max_rounds <= 1 for t in workflow.tasks)
+    exact = all(
+        t.settings.mode in ("direct", "none")
+        or (t.settings.mode == "plan" and t.settings.max_rounds <= 1)
+        or t.settings.max_rounds == 0
+        for t in workflow.tasks
+    )
     return Prediction(groups, residency.loads, naive.loads, exact)
 
 
@@ -240,12 +270,15 @@ class BatchRunner:
         prompts: Callable[[Path | None], PromptLibrary],
         snapshot: Callable[[Settings, dict[Role, ModelSpec]], dict[str, Any]],
         out_dir: Path,
+        evidence: EvidenceCollector | None = None,
         store: HistoryStore | None = None,
         guard: ThermalGuard | None = None,
         on_event: Callable[[str, BatchEvent], None] = lambda task, event: None,
         should_stop: Callable[[], bool] = lambda: False,
+        source: str = "batch",
     ) -> None:
         self.workflow = workflow
+        self.source = source
         self.manager = manager
         self.specs = specs
         self.load_options = load_options
@@ -253,6 +286,7 @@ class BatchRunner:
         self.snapshot = snapshot
         self._store = store
         self.guard = guard
+        self.evidence = evidence
         self.out_dir = out_dir
         self.on_event = on_event
         self.should_stop = should_stop
@@ -324,6 +358,8 @@ class BatchRunner:
                 run_id=entry["id"],
                 plans=done.plans,
                 critiques=done.critiques,
+                answers=done.answers,
+                answer_critiques=done.answer_critiques,
                 phases=[
                     PhaseMetrics.model_validate(p.model_dump(exclude={"memory_available_bytes"}))
                     for p in done.metrics.phases
@@ -365,7 +401,7 @@ class BatchRunner:
             ]  # fmt: skip
             model = choose_model(waiting, resident)
             for run in parked:
-                if run.waiting is not None and run.waiting.model == model:
+                while run.waiting is not None and run.waiting.model == model:
                     if self.should_stop():
                         return True
                     self._advance(run)
@@ -425,11 +461,18 @@ class BatchRunner:
             return
         settings = planned.settings
         specs = self.specs[planned.id]
-        pipeline = Pipeline(settings, self.manager, self.prompts(settings.prompts_dir), specs,
-                            self.load_options, guard=self.guard)  # fmt: skip
+        pipeline = Pipeline(
+            settings,
+            self.manager,
+            self.prompts(settings.prompts_dir),
+            specs,
+            self.load_options,
+            guard=self.guard,
+            evidence=self.evidence,
+        )
         run.recorder = HistoryRecorder(
             self.store,
-            source="batch",
+            source=self.source,
             config=self.snapshot(settings, specs),
             batch=(self.batch_id, planned.id),
         )

@@ -16,7 +16,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ai_stack.errors import ConfigError
-from ai_stack.types import ROLES, Role
+from ai_stack.types import ROLES, Mode, Review, Role
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,6 +37,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "AI_STACK_PROMPTS_DIR": ("prompts_dir",),
     "AI_STACK_MEMORY_BUDGET_GB": ("memory", "budget_gb"),
     "AI_STACK_POLICY": ("memory", "policy"),
+    "AI_STACK_REVIEW": ("review",),
 }
 
 
@@ -94,6 +95,20 @@ class ThermalSettings(BaseModel):
     temp_critical_c: float = Field(default=100.0, gt=0, lt=200)
 
 
+class EvidenceSettings(BaseModel):
+    """What the answer review may check, and how answer code runs (docs/sandbox.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exec: bool = False  # run answer code even where no isolating sandbox exists (opt-in)
+    probes: int = Field(default=3, ge=0, le=5)  # edge-case calls the Critic may propose
+    timeout_s: float = Field(default=15.0, gt=0, le=600)
+    memory_mb: int = Field(default=512, ge=64, le=65536)
+    output_kb: int = Field(default=64, ge=1, le=65536)
+    checks: list[Path] = Field(default_factory=list)  # --check FILE: asserts / test_* functions
+    check_cmds: list[str] = Field(default_factory=list)  # --check-cmd CMD
+
+
 class HistorySettings(BaseModel):
     """The run history database (docs/history.md)."""
 
@@ -113,6 +128,8 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backend: BackendName = "auto"
+    review: Review = "answer"
+    direct: bool = False
     planner: RoleSettings = _role(temperature=0.2, max_tokens=512)
     critic: RoleSettings = _role(temperature=0.1, max_tokens=256)
     executor: RoleSettings = _role(temperature=0.3, max_tokens=512)
@@ -127,6 +144,7 @@ class Settings(BaseModel):
     ollama: OllamaSettings = Field(default_factory=OllamaSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
     thermal: ThermalSettings = Field(default_factory=ThermalSettings)
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
 
     @field_validator("planner", "critic", "executor", mode="before")
     @classmethod
@@ -143,6 +161,11 @@ class Settings(BaseModel):
 
     def resolved_history_path(self) -> Path:
         return self.history.path or user_dir() / "history.db"
+
+    @property
+    def mode(self) -> Mode:
+        """``direct``, or the review in force."""
+        return "direct" if self.direct else self.review
 
 
 def find_config_file(explicit: Path | None = None) -> Path | None:
@@ -250,6 +273,7 @@ def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
 
 __all__ = [
     "ROLES",
+    "EvidenceSettings",
     "HistorySettings",
     "MemorySettings",
     "OllamaSettings",

@@ -8,33 +8,40 @@ them, and :class:`Tally` derives a run's totals from them.
 
 from __future__ import annotations
 
+import operator
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, Literal, TypeVar
 
 from ai_stack.backends import ModelSpec
-from ai_stack.backends.base import ChatOptions, LoadOptions
+from ai_stack.backends.base import ChatOptions, LoadOptions, Message
 from ai_stack.config import Settings
-from ai_stack.errors import UsageError
+from ai_stack.errors import InvalidOutputError, UsageError
+from ai_stack.evidence import EvidenceCollector
 from ai_stack.memory import MemoryManager, load_options_for
 from ai_stack.prompts import PromptLibrary
 from ai_stack.roles import RoleCall, RoleRunner
+from ai_stack.sandbox import Sandbox
 from ai_stack.thermal.policy import ThermalGuard
 from ai_stack.types import (
+    AnswerReady,
+    AnswerVersion,
     Critique,
     CritiqueReady,
     Event,
+    Evidence,
+    EvidenceReady,
     LoopStopped,
     ModelLoaded,
-    ModelMemory,
     ModelUnloaded,
     Phase,
     PhaseFinished,
     PhaseMetrics,
     Plan,
     PlanReady,
+    ProbeCalls,
     Role,
     RunFinished,
     RunMetrics,
@@ -49,6 +56,7 @@ from ai_stack.types import (
 )
 
 S = TypeVar("S")
+T = TypeVar("T")
 
 
 def stop_reason_for(
@@ -88,19 +96,22 @@ class ReviewOutcome(Generic[S]):
 
 
 def review_loop(
-    subject: S,
+    first: S,
     *,
     review: Callable[[S, int], Generator[Event, None, Critique]],
     revise: Callable[[S, Critique, int], Generator[Event, None, S]],
     max_rounds: int,
     approve_score: int,
+    same: Callable[[S, S], bool] = operator.eq,
+    stalled: Callable[[list[S]], bool] = lambda versions: False,
+    subject: Literal["plan", "answer"] = "plan",
 ) -> Generator[Event, None, ReviewOutcome[S]]:
     """Review → revise until approved, good enough, unchanged, or out of rounds.
 
-    Generic over what is reviewed: today a plan, later possibly the executor's answer. The last
-    critique is never followed by a revision that nobody would review.
+    Generic over what is reviewed: the plan, or the Executor's answer. The last critique is
+    never followed by a revision that nobody would review.
     """
-    outcome = ReviewOutcome(subject=subject, versions=[subject])
+    outcome = ReviewOutcome(subject=first, versions=[first])
     for round_ in range(1, max_rounds + 1):
         critique = yield from review(outcome.subject, round_)
         outcome.critiques.append(critique)
@@ -108,16 +119,18 @@ def review_loop(
         reason = stop_reason_for(
             critique, round_=round_, max_rounds=max_rounds, approve_score=approve_score
         )
+        if reason is None and stalled(outcome.versions):
+            reason = "no_progress"
         if reason is not None:
             outcome.stop_reason = reason
             break
         revised = yield from revise(outcome.subject, critique, round_)
-        if revised == outcome.subject:
+        if same(revised, outcome.subject):
             outcome.stop_reason = "unchanged"
             break
         outcome.subject = revised
         outcome.versions.append(revised)
-    yield LoopStopped(outcome.stop_reason, outcome.rounds)
+    yield LoopStopped(outcome.stop_reason, outcome.rounds, subject)
     return outcome
 
 
@@ -133,6 +146,7 @@ class Pipeline:
         specs: dict[Role, ModelSpec],
         load_options: dict[ModelSpec, LoadOptions] | None = None,
         guard: ThermalGuard | None = None,
+        evidence: EvidenceCollector | None = None,
     ) -> None:
         self.settings = settings
         self.manager = manager
@@ -142,6 +156,7 @@ class Pipeline:
             (spec, settings.role(role).num_ctx) for role, spec in specs.items()
         )
         self.guard = guard
+        self.evidence = evidence or EvidenceCollector(Sandbox(allow_unisolated=False))
         self.runner = RoleRunner(manager, max_reasks=settings.max_reasks, guard=guard)
 
     def run(
@@ -149,8 +164,12 @@ class Pipeline:
     ) -> Iterator[Event]:
         """Events of one task, ending with :class:`RunFinished` carrying the result.
 
-        With ``resume``, the phases it holds are not run again: its plans and critiques are
-        taken as the model's answers and its metrics head the new run's.
+        The mode decides the calls: ``direct`` is one Executor call; otherwise the Planner
+        drafts a plan (reviewed with ``plan``/``both``) unless the review is ``answer``, the
+        Executor answers, and with ``answer``/``both`` the Critic reviews the answer with the
+        evidence and the Executor fixes it. With ``resume``, the phases it holds are not run
+        again: its plans, answers and critiques are taken as the models' and its metrics head
+        the new run's.
         """
         task = task.strip()
         if not task:
@@ -158,69 +177,44 @@ class Pipeline:
         started = time.perf_counter()
         done = resume or Progress(run_id=uuid.uuid4().hex[:12])
         tally = Tally(phases=list(done.phases))
+        mode = self.settings.mode
         models = {role: str(spec) for role, spec in self.specs.items()}
-        yield RunStarted(done.run_id, task, context, models)
-
-        def tracked(events: Generator[Event, None, S]) -> Generator[Event, None, S]:
-            return tally.relay(events)
+        yield RunStarted(done.run_id, task, context, models, mode)
 
         base = {"task": task, "context": context}
-        if done.plans:
-            plan = done.plans[0]
+        plans: ReviewOutcome[Plan] | None = None
+        if mode in ("none", "plan", "both"):
+            plans = yield from tally.relay(self._plan(base, done, review=mode != "none"))
+        plan = plans.subject if plans else None
+        executor = self.prompts.render("executor", **base, plan=plan)
+        if done.answers:
+            first = done.answers[0]
         else:
-            plan = yield from tracked(
-                self.runner.structured(
-                    self._call("planner", "plan"), self.prompts.render("planner", **base), Plan
-                )
-            )
-        yield PlanReady(plan, 1)
-
-        def review(plan: Plan, round_: int) -> Generator[Event, None, Critique]:
-            if round_ <= len(done.critiques):
-                return done.critiques[round_ - 1]
-            messages = self.prompts.render(
-                "critic", **base, plan=plan, round=round_, approve_score=self.settings.approve_score
-            )
-            verdict = yield from tracked(
-                self.runner.structured(self._call("critic", "critique", round_), messages, Verdict)
-            )
-            return Critique(round=round_, **verdict.model_dump())
-
-        def revise(plan: Plan, critique: Critique, round_: int) -> Generator[Event, None, Plan]:
-            if round_ < len(done.plans):
-                revised = done.plans[round_]
-            else:
-                messages = self.prompts.render("revise", **base, plan=plan, critique=critique)
-                revised = yield from tracked(
-                    self.runner.structured(self._call("planner", "revise", round_), messages, Plan)
-                )
-            yield PlanReady(revised, round_ + 1)
-            return revised
-
-        outcome = yield from review_loop(
-            plan,
-            review=review,
-            revise=revise,
-            max_rounds=self.settings.max_rounds,
-            approve_score=self.settings.approve_score,
-        )
-        output = yield from tracked(
-            self.runner.text(
-                self._call("executor", "execute"),
-                self.prompts.render("executor", **base, plan=outcome.subject),
-            )
-        )
+            text = yield from tally.relay(self.runner.text(self._call("executor", "execute"),
+                                                           executor))  # fmt: skip
+            first = AnswerVersion(version=1, text=text)
+        yield AnswerReady(first)
+        answers = ReviewOutcome(subject=first, versions=[first], stop_reason="approved")
+        if mode in ("answer", "both"):
+            answers = yield from tally.relay(self._review_answer(base, executor, first, done))
+        chosen = best_answer(answers.versions)
         result = RunResult(
             id=done.run_id,
             task=task,
             context=context,
-            models={role: str(spec) for role, spec in self.specs.items()},
-            plan=outcome.subject,
-            plans=outcome.versions,
-            critiques=outcome.critiques,
-            rounds=outcome.rounds,
-            stop_reason=outcome.stop_reason,
-            output=output,
+            mode=mode,
+            models=models,
+            plan=plan,
+            plans=plans.versions if plans else [],
+            critiques=plans.critiques if plans else [],
+            rounds=plans.rounds if plans else 0,
+            stop_reason=plans.stop_reason if mode in ("plan", "both") and plans else None,
+            answers=answers.versions,
+            answer_critiques=answers.critiques,
+            answer_rounds=answers.rounds,
+            answer_stop_reason=answers.stop_reason if mode in ("answer", "both") else None,
+            chosen_answer=chosen.version,
+            output=chosen.text,
             metrics=RunMetrics(
                 phases=tally.phases,
                 loads=tally.loads,
@@ -230,11 +224,7 @@ class Pipeline:
                 policy=self.manager.policy,
                 budget_bytes=self.manager.budget,
                 memory=[
-                    ModelMemory(
-                        model=record.model,
-                        estimate_bytes=record.estimate_bytes,
-                        resident_bytes=record.resident_bytes,
-                    )
+                    record
                     for spec, record in self.manager.records.items()
                     if spec in self.specs.values()
                 ],
@@ -242,6 +232,158 @@ class Pipeline:
             ),
         )
         yield RunFinished(result)
+
+    def _plan(
+        self, base: dict[str, Any], done: Progress, *, review: bool
+    ) -> Generator[Event, None, ReviewOutcome[Plan]]:
+        """The Planner's plan, reviewed by the Critic and revised when ``review``."""
+        if done.plans:
+            plan = done.plans[0]
+        else:
+            plan = yield from self.runner.structured(
+                self._call("planner", "plan"), self.prompts.render("planner", **base), Plan
+            )
+        yield PlanReady(plan, 1)
+
+        def critique(plan: Plan, round_: int) -> Generator[Event, None, Critique]:
+            if round_ <= len(done.critiques):
+                return done.critiques[round_ - 1]
+            messages = self.prompts.render(
+                "critic", **base, plan=plan, round=round_, approve_score=self.settings.approve_score
+            )
+            verdict = yield from self.runner.structured(
+                self._call("critic", "critique", round_), messages, Verdict
+            )
+            return Critique(round=round_, **verdict.model_dump())
+
+        def revise(plan: Plan, critique: Critique, round_: int) -> Generator[Event, None, Plan]:
+            if round_ < len(done.plans):
+                revised = done.plans[round_]
+            else:
+                messages = self.prompts.render("revise", **base, plan=plan, critique=critique)
+                revised = yield from self.runner.structured(
+                    self._call("planner", "revise", round_), messages, Plan
+                )
+            yield PlanReady(revised, round_ + 1)
+            return revised
+
+        if not review:
+            return ReviewOutcome(subject=plan, versions=[plan])
+        return (
+            yield from review_loop(
+                plan,
+                review=critique,
+                revise=revise,
+                max_rounds=self.settings.max_rounds,
+                approve_score=self.settings.approve_score,
+            )
+        )
+
+    def _review_answer(
+        self, base: dict[str, Any], executor: list[Message], first: AnswerVersion, done: Progress
+    ) -> Generator[Event, None, ReviewOutcome[AnswerVersion]]:
+        """The answer review: check the answer, let the Critic judge it with the evidence, and
+        have the Executor fix it, within the same bounded loop as the plan review.
+
+        Every follow-up continues the Executor's conversation (its prompt, then its answer), so a
+        backend that caches prompt prefixes reuses it. The Critic works on facts: it proposes
+        edge-case calls, and judges the answer only when some results are left for judgement
+        (what a call returned, with no expected value to compare). Failed checks decide a round
+        on their own (the Executor fixes the answer from them), as do passing checks with
+        nothing left to judge; the last round only re-checks, since no fix would follow it.
+        """
+        max_rounds = self.settings.max_rounds + 1  # up to max_rounds fixes, then a re-check
+        probes = self.settings.evidence.probes
+
+        def critique(answer: AnswerVersion, round_: int) -> Generator[Event, None, Critique]:
+            if round_ <= len(done.answer_critiques):
+                return done.answer_critiques[round_ - 1]
+            conversation = [*executor, {"role": "assistant", "content": answer.text}]
+            evidence = self.evidence.collect(base["task"], answer.text)
+            final = round_ >= max_rounds
+            asked: list[Message] = []
+            function = self.evidence.function_of(base["task"], answer.text)
+            if probes and not final and not evidence.failures and function:
+                asked = [
+                    *conversation,
+                    *self.prompts.render("probe", **base, probes=probes, function=function),
+                ]
+                calls = yield from self._soft(
+                    self.runner.structured(self._call("critic", "probe", round_), asked, ProbeCalls)
+                )
+                if calls is not None and calls.calls:
+                    evidence = self.evidence.collect(base["task"], answer.text, calls.calls)
+                    asked.append({"role": "assistant", "content": calls.model_dump_json()})
+                else:
+                    asked = []
+            answer.evidence = evidence
+            yield EvidenceReady(answer.version, round_, evidence)
+            undecided = [c for c in evidence.checks if c.passed is None]
+            if evidence.failures or final or not undecided:
+                return evidence_critique(evidence, round_)
+            messages = [*(asked or conversation), *self.prompts.render(
+                "review", **base, evidence=evidence, round=round_,
+                approve_score=self.settings.approve_score,
+            )]  # fmt: skip
+            verdict = yield from self._soft(
+                self.runner.structured(self._call("critic", "review", round_), messages, Verdict)
+            )
+            if verdict is None:  # no valid review: the evidence alone decides
+                return evidence_critique(evidence, round_)
+            return Critique(round=round_, subject="answer", **verdict.model_dump())
+
+        def revise(
+            answer: AnswerVersion, critique: Critique, round_: int
+        ) -> Generator[Event, None, AnswerVersion]:
+            if round_ < len(done.answers):
+                revised = done.answers[round_]
+            else:
+                messages = [
+                    *executor,
+                    {"role": "assistant", "content": answer.text},
+                    *self.prompts.render(
+                        "fix", **base, evidence=answer.evidence, critique=critique
+                    ),
+                ]
+                call = self._call("executor", "fix", round_)
+                text = yield from self.runner.text(call, messages)
+                if _same_text(text, answer.text) and answer.evidence and answer.evidence.failures:
+                    # The same failing answer again: ask once more, and sample more freely.
+                    again = [
+                        *messages,
+                        {"role": "assistant", "content": text},
+                        *self.prompts.render("repeat", **base),
+                    ]
+                    seed = None if call.chat.seed is None else call.chat.seed + 1
+                    warmer = replace(
+                        call.chat, temperature=min(call.chat.temperature + 0.5, 1.0), seed=seed
+                    )
+                    text = yield from self.runner.text(replace(call, chat=warmer), again)
+                revised = AnswerVersion(version=answer.version + 1, text=text)
+            yield AnswerReady(revised)
+            return revised
+
+        return (
+            yield from review_loop(
+                first,
+                review=critique,
+                revise=revise,
+                max_rounds=max_rounds,
+                approve_score=self.settings.approve_score,
+                same=lambda a, b: _same_text(a.text, b.text),
+                stalled=_no_better,
+                subject="answer",
+            )
+        )
+
+    @staticmethod
+    def _soft(call: Generator[Event, None, T]) -> Generator[Event, None, T | None]:
+        """A Critic call in the answer review whose failure to give valid output costs only its
+        own contribution (the answer is there; the evidence still decides)."""
+        try:
+            return (yield from call)
+        except InvalidOutputError:
+            return None
 
     def _call(self, role: Role, phase: Phase, round_: int = 0) -> RoleCall:
         spec = self.specs[role]
@@ -268,7 +410,42 @@ class Progress:
     run_id: str
     plans: list[Plan] = field(default_factory=list)
     critiques: list[Critique] = field(default_factory=list)
+    answers: list[AnswerVersion] = field(default_factory=list)
+    answer_critiques: list[Critique] = field(default_factory=list)
     phases: list[PhaseMetrics] = field(default_factory=list)
+
+
+def _same_text(a: str, b: str) -> bool:
+    return a.strip() == b.strip()
+
+
+def _failures(version: AnswerVersion) -> tuple[int, int]:
+    """How badly a version fails: the task's own checks first, then edge cases."""
+    failed = version.evidence.failures if version.evidence else []
+    edge = sum(1 for check in failed if check.kind in ("probe", "script"))
+    return len(failed) - edge, edge
+
+
+def best_answer(versions: list[AnswerVersion]) -> AnswerVersion:
+    """The version that fails the fewest of the task's own checks (its examples, the user's
+    checks; syntax, names, form), then the fewest edge cases, the latest among equals."""
+    return min(reversed(versions), key=_failures)
+
+
+def _no_better(versions: list[AnswerVersion]) -> bool:
+    """A fix that fails as much as the answer it fixed: another one is unlikely to do better
+    (measured: a 1.5B model's second and third fixes of such an answer repeated its errors)."""
+    return len(versions) > 1 and _failures(versions[-1]) >= _failures(versions[-2])
+
+
+def evidence_critique(evidence: Evidence, round_: int) -> Critique:
+    """A round the checks decide without a Critic call: revise (score 0) while any fails, else
+    approve (score 10)."""
+    score = 0 if evidence.failures else 10
+    issues = [f"{check.name} failed: {check.detail}"[:160] for check in evidence.failures[:5]]
+    verdict: Literal["approve", "revise"] = "revise" if evidence.failures else "approve"
+    return Critique(round=round_, subject="answer", source="evidence", issues=issues,
+                    score=score, verdict=verdict)  # fmt: skip
 
 
 @dataclass

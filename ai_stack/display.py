@@ -1,7 +1,8 @@
 """Rich rendering of pipeline events. The console is injected; nothing here decides anything.
 
-Progress goes to one console (stderr in the CLI), the streamed answer to another stream (stdout),
-so ``ai-stack "task" > answer.md`` keeps only the answer.
+Progress goes to one console (stderr in the CLI), the answer to another stream (stdout), so
+``ai-stack "task" > answer.md`` keeps only the answer. It streams as it is written, except when
+the answer is reviewed: then a fix may replace it, and only the final answer is written, once.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from rich.status import Status
 
 from ai_stack.memory import gib
 from ai_stack.types import (
+    AnswerReady,
     CallRetried,
     CritiqueReady,
     Event,
+    Evidence,
+    EvidenceReady,
     LoopStopped,
     ModelLoaded,
     ModelLoading,
@@ -39,12 +43,22 @@ _PHASE_LABELS = {
     "critique": "Critic reviewing",
     "revise": "Planner revising",
     "execute": "Executor writing the answer",
+    "probe": "Critic choosing edge cases to run",
+    "review": "Critic reviewing the answer",
+    "fix": "Executor fixing the answer",
 }
 _STOP_LABELS = {
     "approved": "the critic approved",
     "score": "the score reached the threshold",
     "unchanged": "the revised plan did not change",
+    "no_progress": "the revision was no better",
     "max_rounds": "the round limit was reached",
+}
+_ANSWER_STOP_LABELS = {
+    **_STOP_LABELS,
+    "approved": "nothing left failing or to judge",
+    "unchanged": "the fix did not change the answer",
+    "no_progress": "a fix failed as many checks as the answer it fixed",
 }
 
 
@@ -54,6 +68,19 @@ def format_plan(plan: Plan) -> str:
         f"  {i}. [bold]{escape(step.title)}[/] — {escape(step.detail)}"
         for i, step in enumerate(plan.steps, 1)
     ]
+    return "\n".join(lines)
+
+
+def format_evidence(evidence: Evidence, version: int) -> str:
+    """The checks on an answer version: a summary line, then each failure (and each output the
+    Critic is to judge)."""
+    colour = "red" if evidence.failures else "green" if evidence.decided else "dim"
+    lines = [f"[{colour}]Checks on answer v{version}: {escape(evidence.summary())}[/]"]
+    for check in evidence.checks:
+        if check.passed is not True:
+            mark = "[red]✗[/]" if check.passed is False else "[dim]→[/]"
+            detail = f": {escape(check.detail)}" if check.detail else ""
+            lines.append(f"  {mark} {escape(check.name)}{detail}")
     return "\n".join(lines)
 
 
@@ -71,14 +98,20 @@ class Display:
         self._phase: PhaseStarted | None = None
         self._tokens = 0
         self._answer_open = False
+        self._streaming = True  # False while answers are reviewed: the final one is written once
 
     def handle(self, event: Event) -> None:
         if isinstance(event, Token):
             self._on_token(event)
             return
+        if isinstance(event, RunStarted):
+            self._streaming = event.mode not in ("answer", "both")
         if isinstance(event, RunFinished):
             self._end_answer()
             self._stop_status()
+            if not self._streaming and self.answer is not None:
+                self.answer.write(event.result.output.rstrip() + "\n")
+                self.answer.flush()
         if self.quiet:
             return
         if isinstance(event, RunStarted):
@@ -89,7 +122,7 @@ class Display:
             )
         elif isinstance(event, PhaseStarted):
             self._phase, self._tokens = event, 0
-            if event.phase == "execute" and self.answer is not None:
+            if event.phase == "execute" and self.answer is not None and self._streaming:
                 self._stop_status()
                 return
             self._set_status(self._status_text())
@@ -147,14 +180,30 @@ class Display:
         elif isinstance(event, CritiqueReady):
             c = event.critique
             colour = "green" if c.verdict == "approve" else "yellow"
+            what = "Critique" if c.subject == "plan" else "Answer review"
+            by = " (by the checks)" if c.source == "evidence" else ""
             self.console.print(
-                f"[bold {colour}]Critique, round {c.round}: {c.verdict} ({c.score}/10)[/]"
+                f"[bold {colour}]{what}, round {c.round}: {c.verdict} ({c.score}/10){by}[/]"
             )
-            for issue in c.issues:
-                self.console.print(f"  - {escape(issue)}")
+            if c.source == "critic":
+                for issue in c.issues:
+                    self.console.print(f"  - {escape(issue)}")
+        elif isinstance(event, AnswerReady) and not self._streaming:
+            tokens = self._tokens
+            what = (
+                "Answer" if event.answer.version == 1 else f"Fixed answer (v{event.answer.version})"
+            )
+            self.console.print(f"[dim]{what} written ({tokens} tokens).[/]")
+        elif isinstance(event, EvidenceReady):
+            self.console.print(format_evidence(event.evidence, event.version))
         elif isinstance(event, LoopStopped):
+            what, labels = (
+                ("Review", _STOP_LABELS)
+                if event.subject == "plan"
+                else ("Answer review", _ANSWER_STOP_LABELS)
+            )
             self.console.print(
-                f"[dim]Review ended after {event.rounds} round(s): {_STOP_LABELS[event.reason]}.[/]"
+                f"[dim]{what} ended after {event.rounds} round(s): {labels[event.reason]}.[/]"
             )
         elif isinstance(event, RunFinished):
             totals = event.result.metrics
@@ -170,7 +219,7 @@ class Display:
 
     def _on_token(self, event: Token) -> None:
         self._tokens += 1
-        if event.role == "executor" and self.answer is not None:
+        if event.role == "executor" and self.answer is not None and self._streaming:
             if not self._answer_open:
                 self._answer_open = True
                 if not self.quiet:

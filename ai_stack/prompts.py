@@ -1,4 +1,5 @@
-"""Role prompts: Jinja templates with a ``system`` and a ``user`` block each.
+"""Role prompts: Jinja templates with a ``system`` and a ``user`` block each; follow-ups (the
+answer review's steps, which continue the Executor's conversation) have a ``user`` block only.
 
 Templates are looked up in the user's ``prompts_dir`` first, then in the defaults, file by file.
 Rendering is sandboxed (a prompt directory may come from someone else) and strict (a missing
@@ -17,7 +18,9 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from ai_stack.backends.base import Message
 from ai_stack.errors import ConfigError
 
-PROMPT_NAMES = ("planner", "critic", "revise", "executor")
+ROLE_PROMPTS = ("planner", "critic", "revise", "executor")
+FOLLOW_UPS = ("probe", "review", "fix", "repeat")
+PROMPT_NAMES = (*ROLE_PROMPTS, *FOLLOW_UPS)
 
 
 def default_prompts_dir() -> Path:
@@ -65,12 +68,13 @@ class PromptLibrary:
         return {name: str(self.source_of(name).resolve()) for name in PROMPT_NAMES}
 
     def render(self, name: str, **variables: Any) -> list[Message]:
-        """The system and user messages for one role call."""
+        """The system and user messages for one role call (the user message only for a
+        follow-up)."""
         filename = f"{name}.j2"
         try:
             template = self._env.get_template(filename)
             messages = []
-            for block in ("system", "user"):
+            for block in ("user",) if name in FOLLOW_UPS else ("system", "user"):
                 if block not in template.blocks:
                     raise ConfigError(
                         f"Prompt template {self.source_of(name)} has no {{% block {block} %}}"

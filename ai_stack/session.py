@@ -12,6 +12,7 @@ loaded and stops a server it started.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,13 +32,18 @@ from ai_stack.backends.base import LoadOptions
 from ai_stack.batch import BatchRunner
 from ai_stack.config import Settings
 from ai_stack.controller import Pipeline
+from ai_stack.errors import UsageError
+from ai_stack.evals import EvalRun, Suite
+from ai_stack.evals.runner import eval_workflow
+from ai_stack.evidence import EvidenceCollector
 from ai_stack.machine import GIB, Machine
 from ai_stack.memory import MemoryManager, estimate_footprint, load_options_for
 from ai_stack.prompts import PromptLibrary
+from ai_stack.sandbox import Limits, Sandbox
 from ai_stack.system import default_roles
 from ai_stack.thermal import make_guard
 from ai_stack.thermal.policy import ThermalGuard
-from ai_stack.types import ROLES, Role
+from ai_stack.types import ROLES, Mode, Role
 from ai_stack.workflow import Workflow
 
 
@@ -71,6 +77,14 @@ def build_manager(
     return manager, guard
 
 
+def read_check(path: Path) -> str:
+    """A ``--check`` file's text (the user named it; it is run, not shown to a model)."""
+    try:
+        return path.expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"Cannot read the check file {path}: {exc}") from None
+
+
 @dataclass
 class Session:
     """The wired core for one process: use as a context manager, or call :meth:`close`."""
@@ -81,6 +95,7 @@ class Session:
     backend: str | None = None  # for specs without a prefix, once chosen
     backend_note: str = ""
     _defaults: dict[Role, str] | None = None
+    _evidence: EvidenceCollector | None = None
     _prompts: dict[Path | None, PromptLibrary] = field(default_factory=dict)
 
     @classmethod
@@ -207,6 +222,22 @@ class Session:
 
     # -- what runs ---------------------------------------------------------------------------
 
+    def evidence(self) -> EvidenceCollector:
+        """What the answer review checks answers with: the sandbox (isolated where the machine
+        allows, unisolated only with the user's opt-in), the user's checks and commands."""
+        if self._evidence is None:
+            wanted = self.settings.evidence
+            limits = Limits(
+                seconds=wanted.timeout_s, memory_mb=wanted.memory_mb, output_kb=wanted.output_kb
+            )
+            sandbox = Sandbox(limits, allow_unisolated=wanted.exec)
+            checks = {
+                f"check_{i}_{path.name}": read_check(path)
+                for i, path in enumerate(wanted.checks, 1)
+            }
+            self._evidence = EvidenceCollector(sandbox, checks, list(wanted.check_cmds), limits)
+        return self._evidence
+
     def pipeline(self) -> Pipeline:
         """A pipeline for the session's settings (one serves many tasks: the REPL)."""
         specs = self.role_specs()
@@ -217,9 +248,26 @@ class Session:
             specs,
             self.load_options([(self.settings, specs)]),
             guard=self.guard,
+            evidence=self.evidence(),
         )
 
-    def batch_runner(self, workflow: Workflow, out_dir: Path) -> BatchRunner:
+    def eval_run(self, suite: Suite, modes: list[Mode], out_dir: Path) -> EvalRun:
+        """An eval of ``suite`` in each of ``modes``, side by side, on the session's models."""
+        specs = self.role_specs()
+        keep = {"history", "thermal", "ollama", "memory"}
+        fingerprint = json.dumps(
+            {
+                "models": {r: str(s) for r, s in specs.items()},
+                "settings": self.settings.model_dump(mode="json", exclude=keep),
+            },
+            sort_keys=True,
+        )
+        workflow = eval_workflow(suite, modes, self.settings, out_dir, fingerprint)
+        runner = self.batch_runner(workflow, out_dir, source="eval")
+        collector = self.evidence()
+        return EvalRun(suite, modes, runner, collector.sandbox, collector.limits)
+
+    def batch_runner(self, workflow: Workflow, out_dir: Path, source: str = "batch") -> BatchRunner:
         """A runner for a validated workflow, every task wired like a one-shot run."""
         specs = {task.id: self.role_specs(task.settings) for task in workflow.tasks}
         return BatchRunner(
@@ -230,7 +278,9 @@ class Session:
             prompts=self.prompts,
             snapshot=self.config_snapshot,
             out_dir=out_dir,
+            evidence=self.evidence(),
             guard=self.guard,
+            source=source,
         )
 
 

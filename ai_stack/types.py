@@ -14,8 +14,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 Role = Literal["planner", "critic", "executor"]
 ROLES: tuple[Role, ...] = ("planner", "critic", "executor")
-Phase = Literal["plan", "critique", "revise", "execute"]
-StopReason = Literal["approved", "score", "unchanged", "max_rounds"]
+Phase = Literal["plan", "critique", "revise", "execute", "probe", "review", "fix"]
+"""``plan``/``critique``/``revise``: the plan review; ``execute``: the first answer; ``probe``
+(the Critic proposes edge-case calls), ``review`` (it judges the answer with the evidence) and
+``fix`` (the Executor revises the answer): the answer review."""
+Mode = Literal["direct", "none", "plan", "answer", "both"]
+"""``direct``: one Executor call. Otherwise the value of ``--review``: which reviews run after
+the Planner (``none``, ``plan``) or instead of it (``answer``), or both."""
+Review = Literal["none", "plan", "answer", "both"]
+StopReason = Literal["approved", "score", "unchanged", "no_progress", "max_rounds"]
 UnloadCause = Literal["policy", "options", "foreign", "thermal", "shutdown"]
 """Why a model was unloaded: the residency policy made room, its load-time options changed,
 another client had loaded it, the thermal policy shed it, or the program is ending."""
@@ -61,10 +68,69 @@ class Verdict(BaseModel):
     verdict: Literal["approve", "revise"]
 
 
+class ProbeCalls(BaseModel):
+    """The Critic's edge-case calls for an answer's functions, run in the sandbox before it
+    judges the answer (``compress('')``, ``compress('a' * 1000)``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    calls: list[Text] = Field(default_factory=list, max_length=5)
+
+
 class Critique(Verdict):
-    """A Verdict as recorded in a run, with the round it belongs to."""
+    """A Verdict as recorded in a run, with the round it belongs to. ``subject`` says what was
+    reviewed; an answer critique's ``source`` is ``evidence`` when failed checks decided it (or a
+    final re-check approved it) without a Critic call."""
 
     round: int
+    subject: Literal["plan", "answer"] = "plan"
+    source: Literal["critic", "evidence"] = "critic"
+
+
+CheckKind = Literal[
+    "syntax", "names", "import", "example", "user", "command", "probe", "shell", "script"
+]
+
+
+class Check(BaseModel):
+    """One fact about an answer."""
+
+    kind: CheckKind
+    name: str
+    passed: bool | None
+    detail: str = ""
+
+
+class Evidence(BaseModel):
+    """Every check made on one version of an answer."""
+
+    checks: list[Check] = Field(default_factory=list)
+    executed: bool = False  # whether any code ran (in the sandbox)
+    note: str | None = None  # e.g. why execution was skipped
+    seconds: float = 0.0  # spent checking
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if c.passed is False]
+
+    @property
+    def decided(self) -> list[Check]:
+        return [c for c in self.checks if c.passed is not None]
+
+    def summary(self) -> str:
+        """``3 of 4 checks passed``, or what there was instead."""
+        if not self.decided:
+            return "no checks could be run" if not self.checks else "outputs only, nothing decided"
+        passed = len(self.decided) - len(self.failures)
+        return f"{passed} of {len(self.decided)} checks passed"
+
+
+class AnswerVersion(BaseModel):
+    """One version of the Executor's answer, with the evidence gathered on it."""
+
+    version: int
+    text: str
+    evidence: Evidence | None = None
 
 
 class PhaseMetrics(BaseModel):
@@ -116,17 +182,28 @@ class RunMetrics(BaseModel):
 
 
 class RunResult(BaseModel):
-    """What ``--json`` prints: the stable contract documented in docs/json-output.md."""
+    """What ``--json`` prints: the stable contract documented in docs/json-output.md.
+
+    ``plan``, ``plans``, ``critiques``, ``rounds``, ``stop_reason`` describe the plan review
+    (``plan`` and ``stop_reason`` are null when no plan was made or reviewed); the ``answer_``
+    fields the answer review. ``output`` is the answer chosen: the version with the fewest
+    failed checks, the latest among equals."""
 
     id: str
     task: str
     context: str | None = None
+    mode: Mode = "plan"
     models: dict[Role, str]
-    plan: Plan
+    plan: Plan | None
     plans: list[Plan]
     critiques: list[Critique]
     rounds: int
-    stop_reason: StopReason
+    stop_reason: StopReason | None
+    answers: list[AnswerVersion] = Field(default_factory=list)
+    answer_critiques: list[Critique] = Field(default_factory=list)
+    answer_rounds: int = 0
+    answer_stop_reason: StopReason | None = None
+    chosen_answer: int = 1
     output: str
     metrics: RunMetrics
 
@@ -143,6 +220,7 @@ class RunStarted:
     task: str
     context: str | None
     models: dict[Role, str]
+    mode: Mode = "plan"
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,9 +336,26 @@ class CritiqueReady:
 
 
 @dataclass(frozen=True, slots=True)
+class AnswerReady:
+    """A version of the Executor's answer is complete (the first, or a fix)."""
+
+    answer: AnswerVersion
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceReady:
+    """The checks made on a version of the answer (static, and run in the sandbox)."""
+
+    version: int
+    round: int
+    evidence: Evidence
+
+
+@dataclass(frozen=True, slots=True)
 class LoopStopped:
     reason: StopReason
     rounds: int
+    subject: Literal["plan", "answer"] = "plan"
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,18 +379,26 @@ Event = (
     | PhaseFinished
     | PlanReady
     | CritiqueReady
+    | AnswerReady
+    | EvidenceReady
     | LoopStopped
     | RunFinished
 )
 
 __all__ = [
     "ROLES",
+    "AnswerReady",
+    "AnswerVersion",
     "AwaitingModel",
     "CallRetried",
+    "Check",
     "Critique",
     "CritiqueReady",
     "Event",
+    "Evidence",
+    "EvidenceReady",
     "LoopStopped",
+    "Mode",
     "ModelLoaded",
     "ModelLoading",
     "ModelMemory",
@@ -307,7 +410,9 @@ __all__ = [
     "Plan",
     "PlanReady",
     "PlanStep",
+    "ProbeCalls",
     "Reasked",
+    "Review",
     "Role",
     "RunFinished",
     "RunMetrics",

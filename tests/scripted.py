@@ -1,4 +1,5 @@
-"""A scripted backend for controller logic: replies are queued per model and every call recorded.
+"""A scripted backend for controller logic: replies are queued per model (or made by a
+``responder`` from the messages) and every call recorded.
 
 It implements the same protocol as the real backends, so the controller, roles and memory
 manager under test run their real code; only the model's words are scripted.
@@ -7,7 +8,7 @@ manager under test run their real code; only the model's words are scripted.
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ class ScriptedBackend:
     chats: list[ChatCall] = field(default_factory=list)
     log: list[tuple[str, str]] = field(default_factory=list)  # ("load" | "unload", model)
     loaded: dict[str, LoadOptions] = field(default_factory=dict)
+    responder: Callable[[list[Message], dict[str, Any] | None], str] | None = None
 
     def enqueue(self, *replies: str, model: str = "*") -> ScriptedBackend:
         self.replies[model].extend(replies)
@@ -81,6 +83,8 @@ class ScriptedBackend:
         if model not in self.loaded:
             raise BackendError(self.name, f"{model} is not loaded")
         self.chats.append(ChatCall(model, list(messages), options, schema))
+        if self.responder is not None:
+            return ChatStream(self._stream(self.responder(messages, schema)))
         queue = self.replies[model] if self.replies[model] else self.replies["*"]
         if not queue:
             raise AssertionError(f"no scripted reply left for {model}")

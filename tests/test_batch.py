@@ -27,6 +27,7 @@ from tests.test_workflow import write
 
 THREE = """
 defaults:
+  review: plan
   max_rounds: 1
   planner: ollama:mistral:7b
   critic: ollama:qwen2.5:7b
@@ -334,7 +335,8 @@ def test_the_example_workflow_on_the_embedded_model(smollm2: Path, tmp_path: Pat
     assert summary["loads"] == summary["predicted_loads"] == 1  # one model serves every role
     for task in ("oneliner", "diagnose", "fix"):
         result = json.loads((out / f"{task}.json").read_text())
-        assert result["output"].strip() and result["plan"]["steps"]
+        assert result["output"].strip() and result["mode"] == "answer"
+        assert result["answers"][0]["evidence"] is not None
     fix = json.loads((out / "fix.json").read_text())
     diagnose = json.loads((out / "diagnose.json").read_text())
     assert diagnose["output"] in fix["context"]

@@ -36,7 +36,7 @@ def make_pipeline(
     manager: MemoryManager | None = None,
     **settings: object,
 ) -> Pipeline:
-    config = Settings.model_validate({**settings, **(roles or {})})
+    config = Settings.model_validate({"review": "plan", **settings, **(roles or {})})
     manager = manager or MemoryManager(lambda name: backend, budget_bytes=10**9)
     return Pipeline(config, manager, PromptLibrary(), resolve_roles(config, "embedded"))
 

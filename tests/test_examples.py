@@ -83,8 +83,9 @@ def test_config_example(smollm2: Path) -> None:
 @pytest.mark.model
 def test_json_pipeline_script(smollm2: Path) -> None:
     done = run(["bash", "examples/json-pipeline.sh", "Name three sorting algorithms"])
-    assert "stop reason:" in done.stdout and "--- answer ---" in done.stdout
-    assert "planner" in done.stdout and "executor" in done.stdout
+    assert "mode: answer" in done.stdout and "answer review:" in done.stdout
+    assert "answer v1:" in done.stdout and "executor execute" in done.stdout
+    assert "--- answer (v" in done.stdout
 
 
 @pytest.mark.model

@@ -33,7 +33,7 @@ REVISE = verdict("revise", 3, "vague")
 
 
 def scripted_pipeline(backend: ScriptedBackend, **settings: object) -> Pipeline:
-    config = Settings.model_validate(settings)
+    config = Settings.model_validate({"review": "plan", **settings})
     manager = MemoryManager(lambda name: backend, budget_bytes=10**9)
     return Pipeline(config, manager, PromptLibrary(), resolve_roles(config, "embedded"))
 
@@ -197,7 +197,7 @@ def test_prune_removes_runs_older_than_the_age(isolated_home: Path) -> None:
 
 
 def test_oneshot_and_interactive_runs_are_listed_and_reproduced(on_double: OllamaDouble) -> None:
-    code, out, err = invoke("--json", "--max-rounds", "1", "first task")
+    code, out, err = invoke("--json", "--max-rounds", "1", "--review", "plan", "first task")
     assert code == 0, err
     oneshot = json.loads(out)
     code, out, err = invoke("--interactive", "--json", input="second task\nthird task\n")
@@ -278,7 +278,8 @@ def test_a_run_killed_with_sigkill_shows_as_interrupted_with_its_phases(
     on_double.enqueue("word " * 300, model="qwen2.5:14b")
     env = {**os.environ}
     child = subprocess.Popen(
-        [sys.executable, str(ROOT / "main.py"), "--max-rounds", "2", "--quiet", "a slow task"],
+        [sys.executable, str(ROOT / "main.py"), "--max-rounds", "2", "--review", "plan", "--quiet",
+         "a slow task"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     database = isolated_home / "history.db"

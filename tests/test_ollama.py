@@ -56,7 +56,7 @@ def backend(double: OllamaDouble) -> Iterator[OllamaBackend]:
 
 
 def pipeline_for(double: OllamaDouble, **settings: object) -> Pipeline:
-    config = Settings.model_validate({"backend": "ollama", **THREE, **settings})
+    config = Settings.model_validate({"backend": "ollama", "review": "plan", **THREE, **settings})
     memory = config.memory
     manager = MemoryManager(
         lambda name: OllamaBackend(double.host, backoff=lambda attempt: 0.0, unload_timeout_s=3),
@@ -353,7 +353,9 @@ def test_cli_run_against_the_server(double: OllamaDouble, monkeypatch: pytest.Mo
     double.enqueue(plan("a"), model="mistral:7b")
     double.enqueue(verdict("revise", 2), verdict("revise", 3), model="qwen2.5:7b")
     double.enqueue(plan("b"), model="mistral:7b")
-    code, out, err = invoke("--max-rounds", "2", "--json", "--memory-budget", "14", "task")
+    code, out, err = invoke(
+        "--max-rounds", "2", "--review", "plan", "--json", "--memory-budget", "14", "task"
+    )
     assert code == 0, err
     data = json.loads(out)
     assert data["models"] == THREE  # the defaults on Ollama are the original ai-stack's roles

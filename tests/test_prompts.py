@@ -12,28 +12,63 @@ from pathlib import Path
 import pytest
 
 from ai_stack.errors import ConfigError
-from ai_stack.prompts import PROMPT_NAMES, PromptLibrary
-from ai_stack.types import Critique, Plan, PlanStep
+from ai_stack.prompts import FOLLOW_UPS, PROMPT_NAMES, ROLE_PROMPTS, PromptLibrary
+from ai_stack.types import Check, Critique, Evidence, Plan, PlanStep
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = Plan(goal="count lines", steps=[PlanStep(title="find", detail="use find")])
 CRITIQUE = Critique(round=1, issues=["no wc"], score=3, verdict="revise")
+EVIDENCE = Evidence(
+    checks=[
+        Check(kind="example", name="f(1) == 2", passed=False, detail="got 3"),
+        Check(kind="probe", name="f(0)", passed=None, detail="got 0"),
+    ]
+)
+ANSWER_CRITIQUE = Critique(round=1, issues=["f(0) is wrong"], score=3, verdict="revise",
+                           subject="answer")  # fmt: skip
 VARIABLES = {
     "planner": {},
     "critic": {"plan": PLAN, "round": 1, "approve_score": 8},
     "revise": {"plan": PLAN, "critique": CRITIQUE},
     "executor": {"plan": PLAN},
+    "probe": {"probes": 3, "function": "f"},
+    "repeat": {},
+    "review": {"evidence": EVIDENCE, "round": 1, "approve_score": 8},
+    "fix": {"evidence": EVIDENCE, "critique": ANSWER_CRITIQUE},
 }
 
 
-@pytest.mark.parametrize("name", PROMPT_NAMES)
-def test_every_default_template_renders_system_and_user(name: str) -> None:
+@pytest.mark.parametrize("name", ROLE_PROMPTS)
+def test_every_role_template_renders_system_and_user_with_the_task_first(name: str) -> None:
     messages = PromptLibrary().render(name, task="TASK-TEXT", context="CTX", **VARIABLES[name])
     assert [m["role"] for m in messages] == ["system", "user"]
     assert all(m["content"] for m in messages)
-    assert "TASK-TEXT" in messages[1]["content"] and "CTX" in messages[1]["content"]
+    assert messages[1]["content"].startswith("Task: TASK-TEXT") and "CTX" in messages[1]["content"]
     if "plan" in VARIABLES[name]:
         assert "1. find: use find" in messages[1]["content"]
+
+
+def test_every_role_has_the_same_system_message() -> None:
+    library = PromptLibrary()
+    systems = {
+        library.render(name, task="t", context=None, **VARIABLES[name])[0]["content"]
+        for name in ROLE_PROMPTS
+    }
+    assert len(systems) == 1
+
+
+@pytest.mark.parametrize("name", FOLLOW_UPS)
+def test_follow_ups_are_one_user_message(name: str) -> None:
+    (message,) = PromptLibrary().render(name, task="t", context=None, **VARIABLES[name])
+    assert message["role"] == "user" and message["content"]
+
+
+def test_evidence_reaches_the_review_and_the_fix() -> None:
+    library = PromptLibrary()
+    review = library.render("review", task="t", context=None, **VARIABLES["review"])[0]["content"]
+    assert "- FAIL: f(1) == 2: got 3" in review and "- RESULT: f(0): got 0" in review
+    fix = library.render("fix", task="t", context=None, **VARIABLES["fix"])[0]["content"]
+    assert "- FAIL: f(1) == 2: got 3" in fix and "- f(0) is wrong" in fix
 
 
 def test_context_is_left_out_when_absent() -> None:
@@ -54,7 +89,7 @@ def test_user_directory_overrides_one_file_and_keeps_the_other_defaults(tmp_path
     assert library.render("planner", task="x", context=None)[0]["content"] == "CUSTOM SYSTEM"
     assert library.source_of("critic").parent != tmp_path
     critic = library.render("critic", task="x", context=None, **VARIABLES["critic"])
-    assert "Critic" in critic[0]["content"]
+    assert "Critic" in critic[1]["content"]
 
 
 def test_unknown_variable_is_an_error_not_an_empty_string(tmp_path: Path) -> None:
@@ -117,4 +152,4 @@ def test_installed_wheel_contains_and_finds_the_prompts(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     found = Path(out.stdout.splitlines()[0])
     assert found.is_relative_to(site)
-    assert out.stdout.splitlines()[1].startswith("You are the Planner")
+    assert out.stdout.splitlines()[1].startswith("You are a member")

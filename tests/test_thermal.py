@@ -325,7 +325,7 @@ def test_a_run_records_the_level_of_each_phase_and_the_decisions(scripted: Scrip
     scripted.enqueue(plan, json.dumps({"issues": [], "score": 9, "verdict": "approve"}), "done")
     clock = Clock()
     guard = guard_for("nominal", "moderate", "heavy", "nominal", clock=clock)
-    config = Settings.model_validate({})
+    config = Settings.model_validate({"review": "plan"})
     manager = manager_for(scripted)
     pipeline = Pipeline(config, manager, PromptLibrary(), resolve_roles(config, "embedded"),
                         guard=guard)  # fmt: skip

@@ -59,6 +59,10 @@ def packaged_model_path(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def physical_cores() -> int:
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
 def _importable(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
@@ -220,9 +224,9 @@ class EmbeddedBackend:
             ) from None
         rss_before = psutil.Process().memory_info().rss
         kwargs: dict[str, Any] = {"n_ctx": options.num_ctx, "verbose": False}
-        threads = options.num_thread or self.n_threads
-        if threads:
-            kwargs["n_threads"] = threads
+        # llama-cpp-python's default is half the logical CPUs, one thread on a 2-core machine;
+        # decoding wants one thread per physical core.
+        kwargs["n_threads"] = options.num_thread or self.n_threads or physical_cores()
         if options.num_batch:
             kwargs["n_batch"] = options.num_batch
         if options.use_mmap is not None:

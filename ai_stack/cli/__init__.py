@@ -11,6 +11,7 @@ from click_default_group import DefaultGroup
 
 from ai_stack import __version__
 from ai_stack.cli.batch import batch_command
+from ai_stack.cli.eval import eval_command
 from ai_stack.cli.history import history
 from ai_stack.cli.models import models
 from ai_stack.cli.monitor import monitor
@@ -35,6 +36,7 @@ cli.add_command(run_command)
 cli.add_command(models)
 cli.add_command(history)
 cli.add_command(batch_command)
+cli.add_command(eval_command)
 cli.add_command(monitor)
 cli.add_command(system)
 cli.add_command(doctor)

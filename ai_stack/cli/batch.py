@@ -41,7 +41,7 @@ from ai_stack.types import (
 )
 from ai_stack.workflow import Workflow, load_workflow
 
-_PHASES = ("plan", "critique", "revise", "execute")
+_PHASES = ("plan", "critique", "revise", "execute", "probe", "review", "fix")
 
 
 class BatchDisplay:
@@ -152,7 +152,7 @@ def show_summary(console: Console, summary: BatchSummary) -> None:
     )
 
 
-class _StopFlag:
+class StopFlag:
     """First Ctrl-C: finish the current model call, then stop. Second: stop at once."""
 
     def __init__(self, console: Console) -> None:
@@ -160,7 +160,7 @@ class _StopFlag:
         self.requested = False
         self._previous: Any = None
 
-    def __enter__(self) -> _StopFlag:
+    def __enter__(self) -> StopFlag:
         self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
@@ -227,7 +227,7 @@ def batch_command(
             )
             runner.store = HistoryStore.open(journal)
             runner.begin(resume=resume)
-            with _StopFlag(console) as stop, BatchDisplay(console, workflow, quiet=quiet) as view:
+            with StopFlag(console) as stop, BatchDisplay(console, workflow, quiet=quiet) as view:
                 runner.on_event, runner.should_stop = view, stop
                 try:
                     summary = runner.run()

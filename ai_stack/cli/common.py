@@ -69,6 +69,11 @@ class RunOptions:
     critic: str | None
     executor: str | None
     backend: str | None
+    review: str | None
+    direct: bool
+    checks: tuple[Path, ...]
+    check_cmds: tuple[str, ...]
+    allow_exec: bool
     max_rounds: int | None
     memory_budget: float | None
     policy: str | None
@@ -83,6 +88,13 @@ class RunOptions:
             "critic": {"model": self.critic},
             "executor": {"model": self.executor},
             "backend": self.backend,
+            "review": self.review,
+            "direct": True if self.direct else None,
+            "evidence": {
+                "exec": True if self.allow_exec else None,
+                "checks": list(self.checks) or None,
+                "check_cmds": list(self.check_cmds) or None,
+            },
             "max_rounds": self.max_rounds,
             "memory": {"budget_gb": self.memory_budget, "policy": self.policy},
             "thermal": {"enabled": False if self.no_thermal else None},
@@ -110,7 +122,38 @@ def run_options(command: F) -> F:
             type=click.Choice(["auto", "ollama", "embedded"]),
             help="Backend for specs without a prefix (default auto).",
         ),
-        click.option("--max-rounds", type=click.IntRange(0, 20), help="Critic rounds at most."),
+        click.option(
+            "--review",
+            type=click.Choice(["answer", "plan", "both", "none"]),
+            help="What the Critic reviews: the answer, with evidence (default), the plan, both, "
+            "or nothing.",
+        ),
+        click.option(
+            "--direct", is_flag=True, help="One Executor call: no plan, no review (the baseline)."
+        ),
+        click.option(
+            "--check",
+            "checks",
+            multiple=True,
+            type=click.Path(path_type=Path, dir_okay=False),
+            metavar="FILE",
+            help="Python asserts or test_* functions to run against the answer's code.",
+        ),
+        click.option(
+            "--check-cmd",
+            "check_cmds",
+            multiple=True,
+            metavar="CMD",
+            help="A command run beside the answer's files (solution.py, solution.sh); "
+            "exit 0 passes.",
+        ),
+        click.option(
+            "--exec",
+            "allow_exec",
+            is_flag=True,
+            help="Run answer code even where no isolating sandbox exists (unisolated).",
+        ),
+        click.option("--max-rounds", type=click.IntRange(0, 20), help="Review rounds at most."),
         click.option(
             "--memory-budget",
             type=click.FloatRange(min=0.1, max=4096),

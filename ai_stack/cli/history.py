@@ -119,7 +119,26 @@ def _render(out: Console, run: StoredRun) -> None:
         for issue in critique.issues:
             out.print(f"  - {escape(issue)}")
     if run.stop_reason:
-        out.print(f"[dim]Stopped: {run.stop_reason} after {run.rounds} round(s)[/]")
+        out.print(f"[dim]Plan review stopped: {run.stop_reason} after {run.rounds} round(s)[/]")
+    for answer in run.answers if len(run.answers) > 1 or run.answer_critiques else []:
+        summary = answer.evidence.summary() if answer.evidence else "not checked"
+        out.print(f"[bold]Answer v{answer.version}[/] — {escape(summary)}")
+        for check in answer.evidence.checks if answer.evidence else []:
+            if check.passed is not True:
+                mark = "✗" if check.passed is False else "→"
+                out.print(f"  {mark} {escape(check.name)}: {escape(check.detail)}")
+    for critique in run.answer_critiques:
+        by = " (by the checks)" if critique.source == "evidence" else ""
+        out.print(
+            f"[bold]Answer review {critique.round}:[/] {critique.verdict} ({critique.score}/10){by}"
+        )
+        for issue in critique.issues if critique.source == "critic" else []:
+            out.print(f"  - {escape(issue)}")
+    if run.answer_stop_reason:
+        out.print(
+            f"[dim]Answer review stopped: {run.answer_stop_reason} after {run.answer_rounds} "
+            f"round(s); the answer below is v{run.chosen_answer}[/]"
+        )
     if run.error:
         out.print(f"[red]{escape(run.error)}[/]")
     if run.raw_output:

@@ -6,6 +6,7 @@ import json
 import sys
 
 import click
+from rich.console import Console
 from rich.markup import escape
 
 from ai_stack.cli.common import (
@@ -19,6 +20,7 @@ from ai_stack.controller import Pipeline
 from ai_stack.display import Display
 from ai_stack.errors import UsageError
 from ai_stack.history import HistoryRecorder, HistoryStore
+from ai_stack.sandbox import SandboxReport
 from ai_stack.session import Session
 from ai_stack.types import RunFinished, RunResult
 
@@ -43,6 +45,13 @@ def execute(
         display.close()
     assert result is not None, "the pipeline ended without a result"
     return result
+
+
+def say_how_code_runs(console: Console, session: Session) -> None:
+    """Once per process: when answers are reviewed but their code cannot run here."""
+    if session.settings.mode in ("answer", "both"):
+        for note in SandboxReport.of(session.evidence().sandbox).notes:
+            console.print(f"[yellow]{escape(note)}[/]")
 
 
 def open_recorder(session: Session, pipeline: Pipeline, source: str) -> HistoryRecorder | None:
@@ -96,6 +105,7 @@ def run_command(
         with Session.open(settings) as session:
             if not quiet:
                 console.print(f"[dim]Backend: {escape(session.backend_note)}[/]")
+                say_how_code_runs(console, session)
             pipeline = session.pipeline()
             session.manager.check_all(pipeline.load_options)
             recorder = open_recorder(session, pipeline, "interactive" if interactive else "oneshot")

@@ -6,7 +6,16 @@ from typing import Any
 
 from ai_stack.errors import InvalidOutputError
 from ai_stack.history.store import HistoryStore
-from ai_stack.types import CritiqueReady, Event, PhaseFinished, PlanReady, RunFinished, RunStarted
+from ai_stack.types import (
+    AnswerReady,
+    CritiqueReady,
+    Event,
+    EvidenceReady,
+    PhaseFinished,
+    PlanReady,
+    RunFinished,
+    RunStarted,
+)
 
 
 class HistoryRecorder:
@@ -31,13 +40,18 @@ class HistoryRecorder:
         if isinstance(event, RunStarted):
             self.run_id = event.run_id
             config = {**self.config, "models": event.models}
-            self.store.start_run(
-                event.run_id, event.task, event.context, config, self.source, batch=self.batch
-            )
+            self.store.start_run(event.run_id, event.task, event.context, config, self.source,
+                                 batch=self.batch, mode=event.mode)  # fmt: skip
         elif self.run_id is None:
             return
         elif isinstance(event, PlanReady):
             self.store.add_plan(self.run_id, event.version, event.plan.model_dump(mode="json"))
+        elif isinstance(event, AnswerReady):
+            self.store.add_answer(self.run_id, event.answer.version, event.answer.text)
+        elif isinstance(event, EvidenceReady):
+            self.store.add_evidence(
+                self.run_id, event.version, event.evidence.model_dump(mode="json")
+            )
         elif isinstance(event, CritiqueReady):
             self.store.add_critique(self.run_id, event.critique.model_dump(mode="json"))
         elif isinstance(event, PhaseFinished):

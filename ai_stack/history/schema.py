@@ -107,4 +107,35 @@ def _migration_3(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN raw_output TEXT")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2, _migration_3]
+def _migration_4(db: sqlite3.Connection) -> None:
+    """The answer review: every version of the answer with the evidence gathered on it, and
+    the critiques of answers (a table of their own: plan critiques are keyed by round too)."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE answers (
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            version INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            evidence TEXT,                 -- JSON: the checks made on this version
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, version)
+        );
+        CREATE TABLE answer_critiques (
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            round INTEGER NOT NULL,
+            critique TEXT NOT NULL,        -- JSON: issues, score, verdict, source
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, round)
+        );
+        ALTER TABLE runs ADD COLUMN mode TEXT
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+    _migration_4,
+]

@@ -65,9 +65,9 @@ class StoredRun(RunResult):
     raw_output: str | None = None  # the last invalid reply of a run that failed on it
     config: dict[str, Any] = Field(default_factory=dict)
     models: dict[Role, str] = Field(default_factory=dict)
-    plan: Plan | None = None  # type: ignore[assignment]
+    plan: Plan | None = None
     plans: list[Plan] = Field(default_factory=list)
-    stop_reason: StopReason | None = None  # type: ignore[assignment]
+    stop_reason: StopReason | None = None
     rounds: int = 0
     output: str | None = None  # type: ignore[assignment]
     metrics: StoredMetrics = Field(default_factory=StoredMetrics)
@@ -172,6 +172,7 @@ class HistoryStore:
         source: str,
         *,
         batch: tuple[str, str] | None = None,
+        mode: str | None = None,
     ) -> None:
         """Record a run as running; starting an existing id again resumes it (same record)."""
         pid = os.getpid()
@@ -179,11 +180,12 @@ class HistoryStore:
         with self._write() as db:
             db.execute(
                 "INSERT INTO runs (id, created_at, status, source, task, context, config, pid,"
-                " pid_started, batch_id, batch_task) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?,"
-                " ?, ?) ON CONFLICT (id) DO UPDATE SET status = 'running', finished_at = NULL,"
-                " error = NULL, pid = excluded.pid, pid_started = excluded.pid_started",
+                " pid_started, batch_id, batch_task, mode) VALUES (?, ?, 'running', ?, ?, ?, ?,"
+                " ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = 'running',"
+                " finished_at = NULL, error = NULL, pid = excluded.pid,"
+                " pid_started = excluded.pid_started",
                 (run_id, self._now(), source, redact(task), redact(context), json.dumps(config),
-                 pid, _process_started(pid), batch_id, batch_task),
+                 pid, _process_started(pid), batch_id, batch_task, mode),
             )  # fmt: skip
 
     def add_plan(self, run_id: str, version: int, plan: dict[str, Any]) -> None:
@@ -193,7 +195,29 @@ class HistoryStore:
                 (run_id, version, json.dumps(redact_all(plan), ensure_ascii=False), self._now()),
             )
 
+    def add_answer(self, run_id: str, version: int, text: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, NULL, ?)",
+                (run_id, version, redact(text), self._now()),
+            )
+
+    def add_evidence(self, run_id: str, version: int, evidence: dict[str, Any]) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE answers SET evidence = ? WHERE run_id = ? AND version = ?",
+                (json.dumps(redact_all(evidence), ensure_ascii=False), run_id, version),
+            )
+
     def add_critique(self, run_id: str, critique: dict[str, Any]) -> None:
+        if critique.get("subject") == "answer":
+            with self._write() as db:
+                db.execute(
+                    "INSERT OR REPLACE INTO answer_critiques VALUES (?, ?, ?, ?)",
+                    (run_id, critique["round"],
+                     json.dumps(redact_all(critique), ensure_ascii=False), self._now()),
+                )  # fmt: skip
+            return
         with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO critiques VALUES (?, ?, ?, ?, ?, ?)",
@@ -367,14 +391,32 @@ class HistoryStore:
                     "SELECT * FROM critiques WHERE run_id = ? ORDER BY round", (run_id,)
                 )
             ]  # fmt: skip
+            answers = [
+                {"version": r["version"], "text": r["text"],
+                 "evidence": json.loads(r["evidence"]) if r["evidence"] else None}
+                for r in self.db.execute(
+                    "SELECT * FROM answers WHERE run_id = ? ORDER BY version", (run_id,)
+                )
+            ]  # fmt: skip
+            answer_critiques = [
+                json.loads(r["critique"])
+                for r in self.db.execute(
+                    "SELECT critique FROM answer_critiques WHERE run_id = ? ORDER BY round",
+                    (run_id,),
+                )
+            ]
             data = {
                 "task": row["task"],
                 "context": row["context"],
+                "mode": row["mode"] or "plan",
                 "models": config.get("models", {}),
                 "plan": plans[-1] if plans else None,
                 "plans": plans,
                 "critiques": critiques,
                 "rounds": len(critiques),
+                "answers": answers,
+                "answer_critiques": answer_critiques,
+                "answer_rounds": len(answer_critiques),
                 "metrics": json.loads(row["metrics"]) if row["metrics"] else {},
             }
         data["metrics"] = {**data.get("metrics", {}), "phases": phases}

@@ -1,0 +1,58 @@
+"""Judging a final answer with a suite's checker, in the sandbox."""
+
+from __future__ import annotations
+
+import re
+
+from ai_stack.evals.suite import Checker
+from ai_stack.evidence import code_blocks, python_source, run_python
+from ai_stack.sandbox import Limits, Sandbox, python_executable
+from ai_stack.types import Check
+
+
+def check_answer(sandbox: Sandbox, checker: Checker, answer: str, limits: Limits) -> Check:
+    """Pass or fail, with what decided it."""
+    blocks = code_blocks(answer)
+    source = python_source(blocks)
+    program = f"{checker.setup}\n\n{source}" if checker.setup and source else source
+    shell = "\n\n".join(b.code for b in blocks if b.language == "shell")
+    if checker.asserts:
+        if program is None:
+            return Check(kind="user", name="checker", passed=False, detail="no Python code")
+        checks = run_python(
+            sandbox,
+            program,
+            [{"kind": "user", "name": "checker.py", "code": checker.asserts}],
+            limits,
+        )
+        failed = [c for c in checks if c.passed is False]
+        detail = failed[0].detail if failed else "all asserts passed"
+        return Check(kind="user", name="checker", passed=not failed, detail=detail)
+    if checker.regex and checker.on == "answer":
+        found = re.search(checker.regex, answer, re.M)
+        return Check(
+            kind="user",
+            name="checker",
+            passed=found is not None,
+            detail=f"matched {found.group(0)!r}" if found else "no match",
+        )
+    files = {"answer.md": answer, "solution.sh": shell + "\n", "solution.py": program or ""}
+    if checker.regex:  # on stdout: run what the answer offers
+        argv = (
+            [python_executable(), "-E", "-s", "solution.py"] if program else ["sh", "solution.sh"]
+        )
+        outcome = sandbox.run(argv, files, limits=limits)
+        found = re.search(checker.regex, outcome.stdout, re.M)
+        detail = (
+            f"matched {found.group(0)!r}" if found else f"no match in {outcome.stdout[-200:]!r}"
+        )
+        return Check(kind="user", name="checker", passed=found is not None, detail=detail)
+    assert checker.command is not None
+    outcome = sandbox.run(["sh", "-c", checker.command], files, limits=limits)
+    output = (outcome.stdout + outcome.stderr).strip()[-200:]
+    return Check(
+        kind="user",
+        name="checker",
+        passed=outcome.ok,
+        detail=f"{outcome.describe()}: {output}" if output else outcome.describe(),
+    )

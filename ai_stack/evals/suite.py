@@ -1,0 +1,161 @@
+"""Eval suites: tasks with checkers the models never see.
+
+YAML::
+
+    name: my suite
+    tasks:
+      - id: rle
+        task: "Write a Python function compress(s) ... compress('aaabcc') -> 'a3b1c2'."
+        check:
+          asserts: |              # Python, with the answer's functions in scope
+            assert compress('') == ''
+      - id: lines
+        task: Write a shell one-liner that ...
+        check:
+          command: sh solution.sh | grep -qx 5    # run beside solution.sh / solution.py
+      - id: date
+        task: Convert "March 5, 2024" to ISO 8601. Reply with the date only.
+        check:
+          regex: '\\b2024-03-05\\b'               # searched in the answer (or on: stdout)
+
+HumanEval-style JSON lines (``task_id``, ``prompt``, ``test``, ``entry_point``) load too, so
+standard sets run unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from ai_stack.errors import WorkflowError
+
+
+class Checker(BaseModel):
+    """How a final answer is judged: exactly one of ``asserts``, ``command``, ``regex``.
+
+    ``setup`` is Python put before the answer's code (HumanEval prompts' imports).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    asserts: str | None = None
+    command: str | None = None
+    regex: str | None = None
+    on: Literal["answer", "stdout"] = "answer"
+    setup: str = ""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Checker:
+        kinds = [k for k in ("asserts", "command", "regex") if getattr(self, k)]
+        if len(kinds) != 1:
+            raise ValueError("give exactly one of asserts, command, regex")
+        if self.regex:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"regex does not compile: {exc}") from None
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("asserts", "command", "regex") if getattr(self, k))
+
+
+class SuiteTask(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")]
+    task: Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
+    context: str | None = None
+    check: Checker
+
+
+class _SuiteFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
+    tasks: list[SuiteTask] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Suite:
+    path: Path
+    name: str
+    tasks: list[SuiteTask]
+    digest: str  # of the file's bytes
+
+
+def load_suite(path: Path) -> Suite:
+    """Read and validate a suite; every problem is one WorkflowError naming the file."""
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except FileNotFoundError:
+        raise WorkflowError(f"Eval suite not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WorkflowError(f"Cannot read the eval suite {path}: {exc}") from None
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        name, tasks = path.stem, _humaneval(path, text)
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise WorkflowError(f"{path}: YAML syntax error: {exc}") from None
+        try:
+            parsed = _SuiteFile.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise WorkflowError(
+                f"{path}: {where}: {first['msg']}", hint="See docs/eval.md for the suite format."
+            ) from None
+        name, tasks = parsed.name, parsed.tasks
+    ids = [task.id for task in tasks]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise WorkflowError(f"{path}: duplicate task id {duplicates[0]!r}")
+    return Suite(path.resolve(), name, tasks, hashlib.sha256(raw).hexdigest())
+
+
+def _humaneval(path: Path, text: str) -> list[SuiteTask]:
+    tasks = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            prompt, test, entry = item["prompt"], item["test"], item["entry_point"]
+            task_id = re.sub(r"[^A-Za-z0-9_.-]", "-", str(item.get("task_id", number)))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise WorkflowError(
+                f"{path}:{number}: not a HumanEval-style line ({exc})",
+                hint="Each line needs prompt, test and entry_point.",
+            ) from None
+        imports = "\n".join(
+            line for line in prompt.splitlines() if re.match(r"(import|from)\s", line)
+        )
+        tasks.append(
+            SuiteTask(
+                id=task_id.strip("-.") or str(number),
+                task="Complete this Python function. Reply with the whole function in a "
+                f"```python block.\n\n```python\n{prompt.rstrip()}\n```",
+                check=Checker(asserts=f"{test}\n\ncheck({entry})\n", setup=imports),
+            )
+        )
+    if not tasks:
+        raise WorkflowError(f"{path} has no tasks")
+    return tasks

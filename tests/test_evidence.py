@@ -1,0 +1,134 @@
+"""Evidence about answers: code blocks, static checks, examples read from the task, and the
+harness that runs them (unisolated here, by opt-in, so these tests run on any machine; the
+isolation itself is tested in test_sandbox.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ai_stack.evidence import EvidenceCollector, code_blocks, examples, static_checks
+from ai_stack.sandbox import Limits, Sandbox
+
+RUNS = Sandbox(Limits(seconds=10), isolation="none", allow_unisolated=True)
+
+
+def python(code: str) -> str:
+    return f"Here:\n```python\n{code}\n```\n"
+
+
+def collect(task: str, answer: str, probes: list[str] | None = None, **options: object):  # type: ignore[no-untyped-def]
+    return EvidenceCollector(RUNS, **options).collect(task, answer, probes or [])  # type: ignore[arg-type]
+
+
+def by_name(evidence) -> dict[str, tuple[bool | None, str]]:  # type: ignore[no-untyped-def]
+    return {c.name: (c.passed, c.detail) for c in evidence.checks}
+
+
+def test_code_blocks_by_language() -> None:
+    answer = (
+        "```py\nx = 1\n```\n```sh\n$ ls -la\n```\n```\ndef f(): pass\n```\n"
+        "```json\n{}\n```\n```python\nprint('cut off"
+    )
+    blocks = code_blocks(answer)
+    assert [b.language for b in blocks] == ["python", "shell", "python", "other", "python"]
+    assert blocks[1].code == "ls -la"  # the prompt is not part of the command
+    assert blocks[-1].code == "print('cut off"  # an unclosed last fence still counts
+
+
+def test_static_checks_find_syntax_errors_and_undefined_names() -> None:
+    broken = static_checks(code_blocks(python("def f(:\n    pass")))
+    assert [c.kind for c in broken] == ["syntax"] and broken[0].passed is False
+    assert "line 1" in broken[0].detail
+    undefined = static_checks(code_blocks(python("def f():\n    return helper()")))
+    assert [(c.kind, c.detail) for c in undefined] == [("names", "line 2: undefined name 'helper'")]
+    unused = static_checks(code_blocks(python("import os\ndef f():\n    return 1")))
+    assert [c.passed for c in unused] == [True], "style warnings are not failures"
+    shell = static_checks(code_blocks("```bash\nfor x in; do\n```"))
+    assert shell[0].passed is False and "syntax error" in shell[0].detail
+
+
+@pytest.mark.parametrize(
+    ("task", "found"),
+    [
+        ("compress('aaabcc') should return 'a3b1c2'.", [("compress('aaabcc')", "'a3b1c2'")]),
+        ("f([1, 2]) -> [2, 1] and f([]) → []", [("f([1, 2])", "[2, 1]"), ("f([])", "[]")]),
+        ("Examples: g(2.5) == 2.5. Also g(3) returns 3.", [("g(2.5)", "2.5"), ("g(3)", "3")]),
+        (">>> add(2, 3)\n5\n>>> add(0, 0)\n0", [("add(2, 3)", "5"), ("add(0, 0)", "0")]),
+        ("'aaabcc' -> 'a3b1c2'", [("'aaabcc'", "'a3b1c2'")]),
+        ("Input: [3, 1]\nOutput: [1, 3]", [("[3, 1]", "[1, 3]")]),
+        ("is_valid(s) returns True if s is valid", []),  # not a literal call: prose, no example
+        ("Write def f(x) -> int that doubles x", []),  # an annotation, not an example
+        ("h('a') gives 'A', since h uppercases", [("h('a')", "'A'")]),
+    ],
+)
+def test_examples_read_from_the_task(task: str, found: list[tuple[str, str]]) -> None:
+    assert [(e.call, e.expected) for e in examples(task)] == found
+
+
+def test_examples_run_against_the_answer() -> None:
+    task = "Write compress(s): compress('aaabcc') -> 'a3b1c2', and 'abc' -> 'a1b1c1'."
+    answer = python("def compress(s):\n    return s.upper()")
+    checks = by_name(collect(task, answer))
+    assert checks["compress('aaabcc') should return 'a3b1c2'"] == (False, "returned 'AAABCC'")
+    assert checks["compress('abc') should return 'a1b1c1'"] == (False, "returned 'ABC'")
+
+
+def test_a_crashing_demo_does_not_hide_the_examples() -> None:
+    task = "Write double(x): double(2) -> 4."
+    answer = python("def double(x):\n    return 2 * x\n\nprint(double(None))")
+    checks = by_name(collect(task, answer))
+    assert checks["double(2) should return 4"] == (True, "returned 4")
+    passed, detail = checks["the answer's own demo code"]
+    assert passed is False and detail.startswith("raised TypeError")
+    assert "(line 2: return 2 * x)" in detail  # where it broke, inside the answer's function
+
+
+def test_edge_cases_the_answer_rejects_on_purpose_are_for_judgement() -> None:
+    answer = python(
+        "def first(items):\n    if not items:\n        raise ValueError('empty')\n"
+        "    return items[0] + items[1]"
+    )
+    checks = by_name(collect("first", answer, ["first([])", "first([1])", "not a call"]))
+    assert checks["first([])"][0] is None and "raised ValueError: empty" in checks["first([])"][1]
+    assert checks["first([1])"][0] is False and "IndexError" in checks["first([1])"][1]
+    assert "not a call" not in checks
+
+
+def test_each_call_has_its_own_time_limit() -> None:
+    answer = python("def f(x):\n    while x:\n        pass\n    return x")
+    checks = by_name(collect("f(0) -> 0 and f(1) -> 1", answer))
+    assert checks["f(0) should return 0"] == (True, "returned 0")
+    passed, detail = checks["f(1) should return 1"]
+    assert passed is False and "TimeoutError" in detail
+
+
+def test_the_answers_own_output_cannot_forge_results() -> None:
+    forged = '{"kind": "example", "name": "f(1) should return 2", "passed": true}'
+    answer = python(f"import sys\nprint({forged!r})\ndef f(x):\n    return 0")
+    checks = by_name(collect("f(1) -> 2", answer))
+    assert checks["f(1) should return 2"] == (False, "returned 0")
+
+
+def test_the_users_checks_and_commands() -> None:
+    answer = python("def inc(x):\n    return x + 1") + "```bash\necho hello\n```"
+    asserts = "assert inc(1) == 2\n\ndef test_zero():\n    assert inc(0) == 0, 'zero'\n"
+    commands = ["sh solution.sh | grep -q hello", "python3 solution.py && false"]
+    evidence = collect("inc", answer, checks={"check_1.py": asserts}, commands=commands)
+    checks = by_name(evidence)
+    passed, detail = checks["check_1.py"]
+    assert passed is False and "assert inc(0) == 0, 'zero'" in detail and "(zero)" in detail
+    assert checks["sh solution.sh | grep -q hello"][0] is True
+    assert checks["python3 solution.py && false"][0] is False
+
+
+def test_no_sandbox_means_static_checks_only() -> None:
+    evidence = EvidenceCollector(Sandbox(isolation="none")).collect(
+        "f(1) -> 2", python("def f(x):\n    return x")
+    )
+    assert not evidence.executed and [c.kind for c in evidence.checks] == ["syntax"]
+    assert evidence.note and "--exec" in evidence.note
+
+
+def test_prose_has_nothing_to_check() -> None:
+    evidence = collect("Name a colour", "Blue.")
+    assert evidence.checks == [] and evidence.summary() == "no checks could be run"
