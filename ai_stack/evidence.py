@@ -273,7 +273,8 @@ def _is_call(text: str) -> bool:
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
         return False
     arguments = [*node.args, *(keyword.value for keyword in node.keywords)]
-    return all(_is_literal(ast.unparse(argument)) for argument in arguments)
+    placeholder = any(isinstance(a, ast.Constant) and a.value is Ellipsis for a in arguments)
+    return not placeholder and all(_is_literal(ast.unparse(argument)) for argument in arguments)
 
 
 def _is_literal(text: str) -> bool:
@@ -384,11 +385,12 @@ for case in cases if loaded is None else []:
         result["passed"] = False
         if case["kind"] == "probe":
             # A call that does not fit the function is the prober's mistake: dropped. An input
-            # the answer rejects on purpose (a raise statement), or of a type it was not written
-            # for, is a result to judge. Anything else it trips over is a bug.
+            # the answer rejects on purpose (a raise statement), of a type it was not written
+            # for, or that needs a file the sandbox lacks, is a result to judge. Anything else it
+            # trips over is a bug.
             if isinstance(exc, TypeError) and not _frames(exc):
                 result["skip"] = True
-            elif _deliberate(exc) or isinstance(exc, (TypeError, AttributeError)):
+            elif _deliberate(exc) or isinstance(exc, (TypeError, AttributeError, OSError)):
                 result["passed"] = None
     finally:
         signal.alarm(0)

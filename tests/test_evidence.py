@@ -58,6 +58,7 @@ def test_static_checks_find_syntax_errors_and_undefined_names() -> None:
         ("Input: [3, 1]\nOutput: [1, 3]", [("[3, 1]", "[1, 3]")]),
         ("is_valid(s) returns True if s is valid", []),  # not a literal call: prose, no example
         ("Write def f(x) -> int that doubles x", []),  # an annotation, not an example
+        ("f(...) -> 1", []),  # a placeholder, not an input
         ("h('a') gives 'A', since h uppercases", [("h('a')", "'A'")]),
     ],
 )
@@ -88,10 +89,11 @@ def test_edge_cases_the_answer_rejects_on_purpose_are_for_judgement() -> None:
         "def first(items):\n    if not items:\n        raise ValueError('empty')\n"
         "    return items[0] + items[1]"
     )
-    checks = by_name(collect("first", answer, ["first([])", "first([1])", "not a call"]))
+    probes = ["first([])", "first([1])", "not a call", "first(...)"]
+    checks = by_name(collect("first", answer, probes))
     assert checks["first([])"][0] is None and "raised ValueError: empty" in checks["first([])"][1]
     assert checks["first([1])"][0] is False and "IndexError" in checks["first([1])"][1]
-    assert "not a call" not in checks
+    assert "not a call" not in checks and "first(...)" not in checks
 
 
 def test_each_call_has_its_own_time_limit() -> None:
