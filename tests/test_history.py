@@ -302,3 +302,37 @@ def test_a_run_killed_with_sigkill_shows_as_interrupted_with_its_phases(
     assert len(shown["metrics"]["phases"]) >= 2
     assert shown["plans"], "the plan finished before the kill and is kept"
     assert shown["output"] is None
+
+
+def test_every_answer_version_and_its_evidence_is_kept(store: HistoryStore) -> None:
+    from ai_stack.evidence import EvidenceCollector
+    from ai_stack.sandbox import Limits, Sandbox
+    from tests.test_answer_review import BUGGY, FIXED, TASK
+
+    backend = ScriptedBackend()
+    backend.enqueue(BUGGY, FIXED)
+    config = Settings.model_validate({"review": "answer", "max_rounds": 1})
+    manager = MemoryManager(lambda name: backend, budget_bytes=10**9)
+    sandbox = Sandbox(Limits(seconds=10), isolation="none", allow_unisolated=True)
+    pipeline = Pipeline(config, manager, PromptLibrary(), resolve_roles(config, "embedded"),
+                        evidence=EvidenceCollector(sandbox))  # fmt: skip
+    recorder = HistoryRecorder(store, source="oneshot", config={})
+    result = None
+    for event in pipeline.run(TASK):
+        recorder(event)
+        if isinstance(event, RunFinished):
+            result = event.result
+    assert result is not None
+    stored = store.run(result.id)
+    assert stored.mode == "answer" and stored.answers == result.answers
+    assert stored.answer_critiques == result.answer_critiques
+    assert stored.chosen_answer == 2 and stored.answer_stop_reason == "approved"
+    code, out, _ = invoke("history", "show", result.id)
+    assert code == 0 and "Answer v1 — 2 of 3 checks passed" in out
+    assert "✗ compress('aaabcc') should return 'a3b1c2': returned 'a3b1'" in out
+    assert "the answer below is v2" in out
+    # while a run is unfinished its answers are read back from their own table, as they arrived
+    store.db.execute("UPDATE runs SET result = NULL WHERE id = ?", (result.id,))
+    partial = store.run(result.id)
+    assert partial.answers == result.answers
+    assert partial.answer_critiques == result.answer_critiques
