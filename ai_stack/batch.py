@@ -31,12 +31,13 @@ from ai_stack.backends import ModelSpec
 from ai_stack.backends.base import LoadOptions
 from ai_stack.config import Settings
 from ai_stack.controller import Pipeline, Progress, Tally
-from ai_stack.errors import AiStackError, UsageError
+from ai_stack.errors import AiStackError, HistoryError, UsageError
 from ai_stack.evidence import EvidenceCollector
 from ai_stack.files import write_atomically
 from ai_stack.history import HistoryRecorder, HistoryStore
 from ai_stack.memory import MemoryManager, evictions
 from ai_stack.prompts import PromptLibrary
+from ai_stack.redaction import redact, redact_all
 from ai_stack.thermal.policy import ThermalGuard
 from ai_stack.types import (
     AwaitingModel,
@@ -276,9 +277,11 @@ class BatchRunner:
         on_event: Callable[[str, BatchEvent], None] = lambda task, event: None,
         should_stop: Callable[[], bool] = lambda: False,
         source: str = "batch",
+        on_fault: Callable[[HistoryError], None] = lambda error: None,
     ) -> None:
         self.workflow = workflow
         self.source = source
+        self.on_fault = on_fault  # the journal failed mid-run: said once, the batch goes on
         self.manager = manager
         self.specs = specs
         self.load_options = load_options
@@ -415,7 +418,10 @@ class BatchRunner:
                 if run.recorder is not None:
                     run.recorder.abandon(error or KeyboardInterrupt())
                 run.status = "interrupted"
-        self.store.end_batch(self.batch_id, status)
+        try:
+            self.store.end_batch(self.batch_id, status)
+        except HistoryError as fault:  # the results are in summary.json all the same
+            self.on_fault(fault)
         summary = BatchSummary(
             name=self.workflow.name,
             workflow=str(self.workflow.path),
@@ -475,6 +481,7 @@ class BatchRunner:
             source=self.source,
             config=self.snapshot(settings, specs),
             batch=(self.batch_id, planned.id),
+            on_fault=self.on_fault,
         )
         run.events = iter(pipeline.run(task, context, resume=run.resume))
         run.status = "running"
@@ -518,10 +525,11 @@ class BatchRunner:
     def _write_outputs(self, run: TaskRun) -> None:
         assert run.result is not None
         task_id = run.planned.id
+        # The answer file is the answer, as asked for; every other copy is redacted.
         write_atomically(self.out_dir / f"{task_id}.md", run.result["output"].rstrip() + "\n")
         write_atomically(
             self.out_dir / f"{task_id}.json",
-            json.dumps(run.result, indent=2, ensure_ascii=False) + "\n",
+            json.dumps(redact_all(run.result), indent=2, ensure_ascii=False) + "\n",
         )
 
     def _task_summary(self, run: TaskRun) -> dict[str, Any]:
@@ -529,7 +537,7 @@ class BatchRunner:
             "id": run.planned.id,
             "status": run.status,
             "run_id": run.run_id,
-            "error": run.error,
+            "error": redact(run.error),
             "resumed_phases": run.resumed_phases,
         }
         if run.status == "ok":

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ai_stack.access import FilePolicy
 from ai_stack.errors import ConfigError
 from ai_stack.types import ROLES, Mode, Review, Role
 
@@ -109,6 +110,29 @@ class EvidenceSettings(BaseModel):
     check_cmds: list[str] = Field(default_factory=list)  # --check-cmd CMD
 
 
+class FilesSettings(BaseModel):
+    """Which files may become model context (docs/files.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allow_paths: list[Path] = Field(default_factory=list)  # directories beyond the defaults
+    allow_sensitive: list[Path] = Field(default_factory=list)  # secret locations, named one by one
+    max_file_kb: int = Field(default=512, ge=1, le=1_048_576)
+    max_total_kb: int = Field(default=2048, ge=1, le=4_194_304)
+
+
+class LimitsSettings(BaseModel):
+    """Bounds on inputs, so a malformed or hostile file cannot exhaust the machine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workflow_kb: int = Field(default=1024, ge=1, le=1_048_576)  # workflow and suite files
+    tasks: int = Field(default=1000, ge=1, le=1_000_000)  # tasks in one workflow
+    yaml_nodes: int = Field(default=200_000, ge=100, le=100_000_000)  # after aliases expand
+    depth: int = Field(default=64, ge=4, le=10_000)  # nesting of mappings and lists
+    truncate_context: bool = False  # cut a context too big for num_ctx (never the task)
+
+
 class HistorySettings(BaseModel):
     """The run history database (docs/history.md)."""
 
@@ -145,6 +169,8 @@ class Settings(BaseModel):
     history: HistorySettings = Field(default_factory=HistorySettings)
     thermal: ThermalSettings = Field(default_factory=ThermalSettings)
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
+    files: FilesSettings = Field(default_factory=FilesSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
 
     @field_validator("planner", "critic", "executor", mode="before")
     @classmethod
@@ -161,6 +187,17 @@ class Settings(BaseModel):
 
     def resolved_history_path(self) -> Path:
         return self.history.path or user_dir() / "history.db"
+
+    def file_policy(self, *roots: Path) -> FilePolicy:
+        """The file-access policy: ``roots`` (none: files allowed by being named) and the
+        directories the user allowed; secret locations only as named one by one."""
+        files = self.files
+        return FilePolicy.create(
+            [*roots, *files.allow_paths] if roots else [],
+            files.allow_sensitive,
+            max_file_kb=files.max_file_kb,
+            max_total_kb=files.max_total_kb,
+        )
 
     @property
     def mode(self) -> Mode:

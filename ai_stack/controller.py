@@ -18,6 +18,7 @@ from typing import Any, Generic, Literal, TypeVar
 from ai_stack.backends import ModelSpec
 from ai_stack.backends.base import ChatOptions, LoadOptions, Message
 from ai_stack.config import Settings
+from ai_stack.context import fit_for
 from ai_stack.errors import InvalidOutputError, UsageError
 from ai_stack.evidence import EvidenceCollector
 from ai_stack.memory import MemoryManager, load_options_for
@@ -36,6 +37,7 @@ from ai_stack.types import (
     LoopStopped,
     ModelLoaded,
     ModelUnloaded,
+    Notice,
     Phase,
     PhaseFinished,
     PhaseMetrics,
@@ -174,12 +176,16 @@ class Pipeline:
         task = task.strip()
         if not task:
             raise UsageError("The task is empty.", hint='Give the task as text: ai-stack "..."')
+        fitted = fit_for(self.settings, task, context)
+        context = fitted.context
         started = time.perf_counter()
         done = resume or Progress(run_id=uuid.uuid4().hex[:12])
         tally = Tally(phases=list(done.phases))
         mode = self.settings.mode
         models = {role: str(spec) for role, spec in self.specs.items()}
         yield RunStarted(done.run_id, task, context, models, mode)
+        if fitted.note:
+            yield Notice("context", fitted.note)
 
         base = {"task": task, "context": context}
         plans: ReviewOutcome[Plan] | None = None

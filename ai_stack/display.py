@@ -15,6 +15,7 @@ from rich.status import Status
 
 from ai_stack.memory import gib
 from ai_stack.types import (
+    ROLES_CALLED,
     AnswerReady,
     CallRetried,
     CritiqueReady,
@@ -25,6 +26,7 @@ from ai_stack.types import (
     ModelLoaded,
     ModelLoading,
     ModelUnloaded,
+    Notice,
     PhaseFinished,
     PhaseStarted,
     Plan,
@@ -71,6 +73,17 @@ def format_plan(plan: Plan) -> str:
     return "\n".join(lines)
 
 
+def shorten(text: str, width: int = 200) -> str:
+    """One line of at most ``width`` characters for progress output; a huge task is not
+    echoed whole.
+
+    >>> shorten("a\\nb"), shorten("x" * 300)[-18:]
+    ('a b', '… (300 characters)')
+    """
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else f"{flat[:width]}… ({len(text):,} characters)"
+
+
 def format_evidence(evidence: Evidence, version: int) -> str:
     """The checks on an answer version: a summary line, then each failure (and each output the
     Critic is to judge)."""
@@ -115,11 +128,17 @@ class Display:
         if self.quiet:
             return
         if isinstance(event, RunStarted):
-            roles = " · ".join(f"{role} [cyan]{escape(m)}[/]" for role, m in event.models.items())
+            roles = " · ".join(
+                f"{role} [cyan]{escape(model)}[/]"
+                for role, model in event.models.items()
+                if role in ROLES_CALLED[event.mode]
+            )
             self.console.print(
-                f"[bold]Task:[/] {escape(event.task)}\n[dim]Models:[/] {roles} "
+                f"[bold]Task:[/] {escape(shorten(event.task))}\n[dim]Models:[/] {roles} "
                 f"[dim]· run {event.run_id}[/]"
             )
+        elif isinstance(event, Notice):
+            self.console.print(f"[yellow]Note: {escape(event.message)}.[/]")
         elif isinstance(event, PhaseStarted):
             self._phase, self._tokens = event, 0
             if event.phase == "execute" and self.answer is not None and self._streaming:

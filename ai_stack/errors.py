@@ -120,5 +120,23 @@ class HistoryError(AiStackError):
     """The history database cannot be opened, read or written."""
 
 
+class FileAccessError(AiStackError):
+    """A file may not (or cannot) become model context: outside the allowed directories, a
+    secret location, binary, or over a size limit."""
+
+    exit_code = 2
+
+    def __init__(self, path: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+
+
+class InputLimitError(AiStackError):
+    """An input is over a limit (file size, nesting, YAML aliases, tokens for the context);
+    the message names the limit and how to raise it."""
+
+    exit_code = 2
+
+
 class GGUFError(AiStackError, ValueError):
     """A file is not GGUF, or its header is damaged."""

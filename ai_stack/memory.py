@@ -190,6 +190,7 @@ class MemoryManager:
     _backends: dict[str, Backend] = field(default_factory=dict)
     _resident: dict[ModelSpec, _Resident] = field(default_factory=dict)  # LRU first
     _infos: dict[ModelSpec, ModelInfo] = field(default_factory=dict)
+    _loading: ModelSpec | None = None
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -266,7 +267,9 @@ class MemoryManager:
                 )
         yield ModelLoading(str(spec), footprint.total)
         started = self.clock()
+        self._loading = spec  # until load returns: a Ctrl-C here may leave it loaded on a server
         backend.load(spec.name, options)
+        self._loading = None
         seconds = self.clock() - started
         measured = self._measured(backend, spec)
         self._resident[spec] = _Resident(options, footprint.total, measured)
@@ -284,8 +287,13 @@ class MemoryManager:
             yield from self._unload(spec, reason, cause)
 
     def close(self) -> None:
-        """Unload everything and close the backends; safe to call twice."""
+        """Unload everything — a model whose load was cut short too, since a server may finish
+        it anyway — and close the backends; safe to call twice."""
         try:
+            if self._loading is not None:
+                spec, self._loading = self._loading, None
+                assert spec.backend is not None
+                self.backend(spec.backend).unload(spec.name)
             for _ in self.release_all():
                 pass
         finally:

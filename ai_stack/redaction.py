@@ -3,6 +3,12 @@
 The rules are data — ``(name, pattern, replacement)`` — documented in docs/history.md (keep the
 two in step). A replacement keeps what identifies the secret (``password=``, the URL's user) and
 drops the value.
+
+Why not the ``detect-secrets`` library: its detectors were the checklist for these rules (the
+provider token shapes, private keys, keywords), but its entropy detectors would redact ordinary
+base64 and hex in answers (hashes, test data), its keyword detector is tuned to assignments in
+source files rather than prose ("my password is ..."), and it brings a scanning framework with
+global settings for what is, here, a list of patterns applied to strings.
 """
 
 from __future__ import annotations
@@ -38,12 +44,48 @@ RULES: list[Rule] = [
     ("Google API keys", re.compile(r"\bAIza[A-Za-z0-9_\-]{35}\b"), REDACTED),
     ("Slack tokens", re.compile(r"\bxox[abposr]-[A-Za-z0-9\-]{10,}"), REDACTED),
     ("Hugging Face tokens", re.compile(r"\bhf_[A-Za-z0-9]{30,}"), REDACTED),
+    ("Stripe keys", re.compile(r"\b(?:sk|rk)_live_[A-Za-z0-9]{16,}"), REDACTED),
+    (
+        "npm and PyPI tokens",
+        re.compile(r"\b(?:npm_[A-Za-z0-9]{36}|pypi-[A-Za-z0-9_\-]{50,})"),
+        REDACTED,
+    ),
+    ("SendGrid keys", re.compile(r"\bSG\.[\w\-]{22}\.[\w\-]{43}"), REDACTED),
+    (
+        "AWS secret access keys",  # 40 characters of base64 with upper, lower and digits
+        re.compile(
+            r"(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+]{0,39}[a-z])(?=[A-Za-z0-9/+]{0,39}[A-Z])"
+            r"(?=[A-Za-z0-9/+]{0,39}[0-9])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"
+        ),
+        REDACTED,
+    ),
     (
         "JSON web tokens",
         re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
         REDACTED,
     ),
     ("bearer tokens", re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/\-]{12,}=*"), rf"\1 {REDACTED}"),
+    (
+        "quoted password/secret/token keys (JSON, YAML, dicts)",
+        re.compile(
+            r"(?i)([\"'])(\w*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key"
+            r"|private[_-]?key|credentials?)\w*)\1(\s*[:=]\s*)([\"'])(?:(?!\4).)*\4"
+        ),
+        rf"\1\2\1\3\4{REDACTED}\4",
+    ),
+    (
+        "command-line passwords (mysql -pSECRET)",
+        re.compile(r"\b((?:mysql|mysqldump|mysqladmin|mariadb)\b[^\n]*?\s-p)(?!\s)[^\s'\"]+"),
+        rf"\1{REDACTED}",
+    ),
+    (
+        "passwords in prose (my password is ...)",
+        re.compile(
+            r"(?i)\b((?:password|passphrase|passwd|pin code|secret)\s+(?:is|was|=)\s+)"
+            r"([\"']?)(?=[^\s\"']*[0-9@#$%^&*_!\-])[^\s\"',;]+\2"
+        ),
+        rf"\1{REDACTED}",
+    ),
     (
         "password/secret/token/api key assignments",
         re.compile(

@@ -21,6 +21,14 @@ Phase = Literal["plan", "critique", "revise", "execute", "probe", "review", "fix
 Mode = Literal["direct", "none", "plan", "answer", "both"]
 """``direct``: one Executor call. Otherwise the value of ``--review``: which reviews run after
 the Planner (``none``, ``plan``) or instead of it (``answer``), or both."""
+ROLES_CALLED: dict[Mode, tuple[Role, ...]] = {
+    "direct": ("executor",),
+    "none": ("planner", "executor"),
+    "plan": ROLES,
+    "answer": ("critic", "executor"),
+    "both": ROLES,
+}
+"""The roles each mode calls (the others are configured but never loaded)."""
 Review = Literal["none", "plan", "answer", "both"]
 StopReason = Literal["approved", "score", "unchanged", "no_progress", "max_rounds"]
 UnloadCause = Literal["policy", "options", "foreign", "thermal", "shutdown"]
@@ -359,6 +367,15 @@ class LoopStopped:
 
 
 @dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the user should know about the run that changes nothing by itself: the
+    context was cut to fit, older turns were summarised, a context size was chosen."""
+
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class RunFinished:
     result: RunResult
 
@@ -382,6 +399,7 @@ Event = (
     | AnswerReady
     | EvidenceReady
     | LoopStopped
+    | Notice
     | RunFinished
 )
 
@@ -403,6 +421,7 @@ __all__ = [
     "ModelLoading",
     "ModelMemory",
     "ModelUnloaded",
+    "Notice",
     "Phase",
     "PhaseFinished",
     "PhaseMetrics",

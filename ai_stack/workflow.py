@@ -20,11 +20,13 @@ from typing import Annotated, Any
 import jinja2
 import yaml
 from jinja2 import nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from ai_stack.config import Settings, layer
-from ai_stack.errors import WorkflowError
+from ai_stack.access import FilePolicy
+from ai_stack.config import LimitsSettings, Settings, layer
+from ai_stack.context import fit_for
+from ai_stack.errors import FileAccessError, InputLimitError, WorkflowError
 
 # Run options a single task may override; the rest (backend, memory, history, ...) apply to the
 # whole batch and belong in ``defaults``.
@@ -84,30 +86,55 @@ def render(text: str | None, outputs: Mapping[str, str]) -> str | None:
         raise WorkflowError(f"cannot render the task's template: {exc}") from None
 
 
+def read_bounded(path: Path, limits: LimitsSettings, what: str = "Workflow file") -> bytes:
+    """A workflow or suite file's bytes, refused before reading when over the size limit."""
+    try:
+        size = path.stat().st_size
+        if size > limits.workflow_kb * 1024:
+            raise InputLimitError(
+                f"{path} is {size / 1024:,.0f} KiB, over the {limits.workflow_kb:,} KiB limit for "
+                f"{what.lower()}s.",
+                hint="If it is meant to be that big, raise limits.workflow_kb in the config.",
+            )
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise WorkflowError(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise WorkflowError(f"{path} is a directory, not a {what.lower()}") from None
+    except PermissionError:
+        raise WorkflowError(f"{what} is not readable: {path}") from None
+    except OSError as exc:
+        raise WorkflowError(f"Cannot read {path}: {exc.strerror}") from None
+
+
 def load_workflow(
     path: Path, base: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
 ) -> Workflow:
     """Read and validate ``path``. ``base`` is the config file's settings data, ``overrides``
-    the command line's; precedence: base < defaults < task < command line."""
+    the command line's; precedence: base < defaults < task < command line. Nothing is left to
+    fail later that can be found now: templates are checked against the sandbox, context files
+    against the file-access policy, every input against its limits."""
     try:
-        raw_bytes = path.read_bytes()
-    except FileNotFoundError:
-        raise WorkflowError(f"Workflow file not found: {path}") from None
-    except IsADirectoryError:
-        raise WorkflowError(f"{path} is a directory, not a workflow file") from None
-    except PermissionError:
-        raise WorkflowError(f"Workflow file is not readable: {path}") from None
+        limits = Settings.model_validate(layer(base, overrides or {})).limits
+    except ValidationError:
+        limits = LimitsSettings()  # the settings' own error is reported below, with its place
+    raw_bytes = read_bounded(path, limits)
     try:
         text = raw_bytes.decode("utf-8")
     except UnicodeDecodeError:
         raise WorkflowError(f"{path} is not UTF-8 text") from None
-    data, lines = _parse(path, text)
+    data, lines = parse_document(path, text, limits)
     where = _Locator(path, lines)
     try:
         parsed = WorkflowFile.model_validate(data)
     except ValidationError as exc:
         raise where.validation_error(exc, ()) from None
 
+    if len(parsed.tasks) > limits.tasks:
+        raise InputLimitError(
+            f"{path} has {len(parsed.tasks):,} tasks, over the limit of {limits.tasks:,}.",
+            hint="Split it into several workflows, or raise limits.tasks in the config.",
+        )
     ids: dict[str, int] = {}
     for index, task in enumerate(parsed.tasks):
         if task.id in ids:
@@ -120,9 +147,10 @@ def load_workflow(
 
     try:
         defaults_data = layer(base, parsed.defaults)
-        Settings.model_validate(layer(defaults_data, overrides or {}))
+        batch_settings = Settings.model_validate(layer(defaults_data, overrides or {}))
     except ValidationError as exc:
         raise where.validation_error(exc, ("defaults",)) from None
+    policy = batch_settings.file_policy(path.parent)
 
     planned: dict[str, PlannedTask] = {}
     for index, task in enumerate(parsed.tasks):
@@ -154,9 +182,13 @@ def load_workflow(
                     f"task {task.id!r} depends on unknown task {dependency!r}",
                     f"known ids: {', '.join(ids)}",
                 )
-        context = _with_files(task, path.parent, where, prefix)
+        context = _with_files(task, path.parent, policy, where, prefix)
         for field_name, value in (("task", task.task), ("context", task.context)):
             _check_template(value, task, where, (*prefix, field_name))
+        try:  # a task too big for its models shows now, not after others' models loaded
+            fit_for(settings, task.task, context)
+        except InputLimitError as exc:
+            raise where.error(prefix, exc.message, exc.hint) from None
         planned[task.id] = PlannedTask(
             task.id, task.task, context, settings, list(task.depends_on), where.line(prefix)
         )
@@ -173,23 +205,25 @@ def load_workflow(
 
 
 def _with_files(
-    task: WorkflowTask, folder: Path, where: _Locator, prefix: tuple[Any, ...]
+    task: WorkflowTask,
+    folder: Path,
+    policy: FilePolicy,
+    where: _Locator,
+    prefix: tuple[Any, ...],
 ) -> str | None:
+    """The task's context with its files appended, each through the file-access policy (a
+    workflow may come from someone else: its files stay inside its directory)."""
     parts = [task.context] if task.context else []
     for number, name in enumerate(task.context_files):
-        file = (folder / name).expanduser()
+        file = folder / Path(name).expanduser()
         try:
-            content = file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise where.error(
-                (*prefix, "context_files", number),
-                f"context file not found: {file}",
-                "paths are relative to the workflow file",
-            ) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise where.error(
-                (*prefix, "context_files", number), f"cannot read context file {file}: {exc}", None
-            ) from None
+            content = policy.read(file)
+        except FileAccessError as exc:
+            if exc.message.startswith("File not found"):
+                raise where.error((*prefix, "context_files", number),
+                                  f"context file not found: {file}",
+                                  "paths are relative to the workflow file") from None  # fmt: skip
+            raise where.error((*prefix, "context_files", number), exc.message, exc.hint) from None
         parts.append(f"--- {name} ---\n{content.rstrip()}")
     return "\n\n".join(parts) if parts else None
 
@@ -224,6 +258,12 @@ def _check_template(
             f"task {task.id!r} uses outputs.{missing[0]} but does not depend on {missing[0]!r}",
             f"add {missing[0]!r} to its depends_on",
         )
+    try:  # what the sandbox refuses shows now, not after models were loaded for other tasks
+        _ENV.from_string(text).render(outputs=dict.fromkeys(task.depends_on, "answer"))
+    except SecurityError as exc:
+        raise where.error(location, f"the template does something unsafe: {exc}", None) from None
+    except jinja2.TemplateError as exc:
+        raise where.error(location, f"template error: {exc}", None) from None
 
 
 def _is_outputs(node: nodes.Node) -> bool:
@@ -261,14 +301,29 @@ def _dependency_order(
 # -- parsing with line numbers -----------------------------------------------------------------
 
 
-def _parse(path: Path, text: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+def parse_document(
+    path: Path, text: str, limits: LimitsSettings
+) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    """A YAML (or, by its name, JSON) document as Python data, with the line of each value,
+    within the limits: no alias bombs, no nesting deep enough to exhaust the stack."""
+    too_deep = InputLimitError(
+        f"{path} is nested more than {limits.depth} levels deep.",
+        hint="Workflows need a few levels; raise limits.depth in the config if this one is real.",
+    )
     if path.suffix.lower() == ".json":
         try:
-            return json.loads(text), {}
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise WorkflowError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise too_deep from None
+        if _depth(data, limits.depth) > limits.depth:
+            raise too_deep
+        return data, {}
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise too_deep from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -280,26 +335,80 @@ def _parse(path: Path, text: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     if node is None:
         raise WorkflowError(f"{path} is empty", hint="See docs/workflows.md for the format.")
     lines: dict[tuple[Any, ...], int] = {}
-    return _to_python(path, node, (), lines), lines
+    budget = _Budget(path, limits)
+    return _to_python(path, node, (), lines, budget), lines
+
+
+@dataclass
+class _Budget:
+    """Counts the nodes a YAML document expands to (aliases are expanded: a few lines of
+    anchors can stand for billions of nodes) and refuses past the limit."""
+
+    path: Path
+    limits: LimitsSettings
+    nodes: int = 0
+
+    def spend(self, depth: int) -> None:
+        self.nodes += 1
+        if self.nodes > self.limits.yaml_nodes:
+            raise InputLimitError(
+                f"{self.path} expands to more than {self.limits.yaml_nodes:,} values (YAML "
+                "anchors and aliases multiply them).",
+                hint="Write the values out, or raise limits.yaml_nodes in the config.",
+            )
+        if depth > self.limits.depth:
+            raise InputLimitError(
+                f"{self.path} is nested more than {self.limits.depth} levels deep.",
+                hint="Workflows need a few levels; raise limits.depth in the config.",
+            )
+
+
+def _depth(value: Any, limit: int) -> int:
+    """How deep ``value`` nests, counted up to just past ``limit``."""
+    stack = [(value, 1)]
+    deepest = 0
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > limit:
+            return deepest
+        if isinstance(item, dict):
+            stack += [(child, level + 1) for child in item.values()]
+        elif isinstance(item, list):
+            stack += [(child, level + 1) for child in item]
+    return deepest
 
 
 def _to_python(
-    path: Path, node: yaml.Node, location: tuple[Any, ...], lines: dict[tuple[Any, ...], int]
+    path: Path,
+    node: yaml.Node,
+    location: tuple[Any, ...],
+    lines: dict[tuple[Any, ...], int],
+    budget: _Budget,
 ) -> Any:
+    budget.spend(len(location))
     lines[location] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = key_node.value
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise WorkflowError(
+                    f"{path}:{key_node.start_mark.line + 1}: a key must be a plain value",
+                    hint="Keys are names like task or depends_on.",
+                )
             if key in result:
                 raise WorkflowError(
                     f"{path}:{key_node.start_mark.line + 1}: duplicate key {key!r}",
                     hint="Each key may appear once in a mapping.",
                 )
-            result[key] = _to_python(path, value_node, (*location, key), lines)
+            result[key] = _to_python(path, value_node, (*location, key), lines, budget)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_to_python(path, item, (*location, i), lines) for i, item in enumerate(node.value)]
+        return [
+            _to_python(path, item, (*location, i), lines, budget)
+            for i, item in enumerate(node.value)
+        ]
     loader = yaml.SafeLoader("")
     try:
         return loader.construct_object(node, deep=True)

@@ -186,6 +186,39 @@ tasks:
     assert prompts  # the planner of "fix" saw the diagnosis (it was in its context)
 
 
+KEY_BLOCK = "\n".join(
+    [
+        "-----BEGIN OPENSSH PRIVATE KEY-----",
+        "b3BlbnNzaC1rZXktdjEAAAAA",
+        "-----END OPENSSH PRIVATE KEY-----",
+    ]
+)
+TOKEN = "sk-proj-abcdefghijklmnopqrstuvwx"
+
+
+def test_the_result_file_is_redacted_and_the_answer_file_is_verbatim(
+    on_double: OllamaDouble, tmp_path: Path
+) -> None:
+    """Task and context may hold credentials: ``<id>.json`` keeps none of them; ``<id>.md`` is the
+    answer exactly as the model gave it, because that is the file the user asked for."""
+    (tmp_path / "notes.txt").write_text(f"deploy key:\n{KEY_BLOCK}\n")
+    path = write(
+        tmp_path,
+        "name: secrets\ndefaults: {direct: true, executor: ollama:qwen2.5:7b}\ntasks:\n"
+        f"  - {{id: a, task: 'rotate {TOKEN}', context_files: [notes.txt]}}\n",
+    )
+    on_double.enqueue(f"Replace {TOKEN} in CI.")
+    code, _, err = invoke("batch", str(path))
+    assert code == 0, err
+    results = tmp_path / "flow-results"
+    stored = (results / "a.json").read_text()
+    for secret in (TOKEN, "b3BlbnNzaC1rZXktdjEAAAAA"):
+        assert secret not in stored
+    assert json.loads(stored)["task"] == "rotate [redacted]"
+    assert (results / "a.md").read_text() == f"Replace {TOKEN} in CI.\n"
+    assert TOKEN not in (results / "summary.json").read_text()
+
+
 def test_a_failed_task_does_not_stop_the_others(on_double: OllamaDouble, tmp_path: Path) -> None:
     path = write(
         tmp_path,
@@ -314,6 +347,10 @@ def test_ctrl_c_stops_after_the_current_call_and_says_how_to_resume(
     assert code == 0
     statuses = {run["status"] for run in json.loads(out)}
     assert "running" not in statuses
+    summary = json.loads((tmp_path / "flow-results" / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    tasks = {task["status"] for task in summary["tasks"]}
+    assert "interrupted" in tasks and tasks <= {"ok", "interrupted", "pending"}, tasks
     done = start_batch(path, "--resume")
     _, err = done.communicate(timeout=120)
     assert done.returncode == 0, err

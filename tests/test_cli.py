@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from ai_stack.cli import cli
 from tests.conftest import ROOT, invoke
+from tests.ollama_double import OllamaDouble
 
 RESULT_KEYS = {"task", "plan", "critiques", "rounds", "stop_reason", "output", "metrics"}
 PHASE_KEYS = {"role", "model", "load_s", "ttft_s", "prompt_tokens", "output_tokens",
@@ -208,3 +209,30 @@ def test_interactive_quit_stops_before_later_lines(smollm2: Path, tmp_path: Path
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("interactive", [False, True], ids=["stdin-task", "interactive"])
+def test_bytes_that_are_not_utf8_on_stdin_are_replaced_with_a_warning(
+    smollm2: Path, interactive: bool
+) -> None:
+    """Latin-1 text piped in (é as one byte) is a task with U+FFFD, not an internal error."""
+    command = ["--interactive"] if interactive else ["-"]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--direct", "--json", *command],
+        input="Say caf\xe9 twice\n".encode("latin-1"), capture_output=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+    stderr = done.stderr.decode()
+    assert done.returncode == 0, stderr
+    assert stderr.count("not valid UTF-8") == 1
+    assert json.loads(done.stdout)["task"] == "Say caf\ufffd twice"
+
+
+def test_progress_names_only_the_roles_the_mode_calls(on_double: OllamaDouble) -> None:
+    code, _, err = invoke("--direct", "--executor", "ollama:qwen2.5:7b", "a task")
+    assert code == 0, err
+    assert "Models: executor ollama:qwen2.5:7b · run" in err and "planner" not in err
+    code, _, err = invoke("--review", "plan", "--max-rounds", "0", "a task")
+    assert code == 0, err
+    assert "Models: planner" in err and "executor" in err

@@ -85,8 +85,9 @@ def test_an_older_program_refuses_a_newer_database(isolated_home: Path) -> None:
 def test_a_file_that_is_not_a_database(isolated_home: Path) -> None:
     isolated_home.mkdir(parents=True)
     (isolated_home / "history.db").write_text("not sqlite " * 200)
-    with pytest.raises(HistoryError, match="Cannot open the history database"):
+    with pytest.raises(HistoryError, match=r"is damaged \(file is not a database\)") as caught:
         HistoryStore.open(isolated_home / "history.db")
+    assert "ai-stack history repair" in (caught.value.hint or "")
 
 
 def test_recorder_stores_every_event_and_reproduces_the_result(
@@ -250,8 +251,12 @@ def test_export_rm_and_prune(on_double: OllamaDouble, tmp_path: Path) -> None:
     assert len(csv_text.splitlines()) == 3
 
     beta = next(run["id"] for run in lines if run["task"] == "beta")
-    code, _, err = invoke("history", "rm", beta)  # no terminal, no -y: asks, gets no answer
-    assert code != 0
+    for answer in ("n\n", None):  # "no", then no answer at all (end of input)
+        code, _, err = invoke("history", "rm", beta, input=answer)
+        assert (code, err.count("Nothing deleted.")) == (1, 1), err
+        code, _, err = invoke("history", "prune", "--older-than", "0d", input=answer)
+        assert (code, err.count("Nothing deleted.")) == (1, 1), err
+    assert len(json.loads(invoke("history", "list", "--json")[1])) == 2
     assert invoke("history", "rm", beta, "-y")[0] == 0
     code, out, _ = invoke("history", "list", "--json")
     assert [run["task"] for run in json.loads(out)] == ["alpha"]
@@ -288,8 +293,11 @@ def test_a_run_killed_with_sigkill_shows_as_interrupted_with_its_phases(
     while time.monotonic() < deadline and phases < 2:
         time.sleep(0.1)
         if database.exists():
-            with sqlite3.connect(database) as db:
-                phases = db.execute("SELECT COUNT(*) FROM phases").fetchone()[0]
+            try:
+                with sqlite3.connect(database) as db:
+                    phases = db.execute("SELECT COUNT(*) FROM phases").fetchone()[0]
+            except sqlite3.OperationalError:
+                pass  # the child is still creating the tables
     assert phases >= 2, "the run never reached its second phase"
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=10)
@@ -336,3 +344,65 @@ def test_every_answer_version_and_its_evidence_is_kept(store: HistoryStore) -> N
     partial = store.run(result.id)
     assert partial.answers == result.answers
     assert partial.answer_critiques == result.answer_critiques
+
+
+# -- faults: the history is a record, never a gate ------------------------------------------------
+
+
+def damage(path: Path) -> None:
+    """Overwrite the middle of a database file with garbage, as a failing disk would."""
+    data = bytearray(path.read_bytes())
+    for offset in range(4096, len(data), 4096):  # every page's header, after the file's own
+        data[offset : offset + 12] = b"\xde\xad" * 6
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_history_costs_no_answer(on_double: OllamaDouble, isolated_home: Path) -> None:
+    for task in ("one", "two", "three"):
+        assert invoke("--direct", task)[0] == 0
+    database = isolated_home / "history.db"
+    with sqlite3.connect(database) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the file itself
+    damage(database)
+
+    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--direct", "still answered"],
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip() == "An answer from qwen2.5:14b."
+    err = done.stderr
+    assert err.count("Warning: not recorded in the history") == 1
+    assert "is damaged" in err and "ai-stack history repair" in err and "Traceback" not in err
+
+    code, _, err = invoke("history", "list")
+    assert code == 1 and "is damaged" in err and "Traceback" not in err
+    code, out, _ = invoke("doctor", "--json")
+    history_check = next(c for c in json.loads(out) if c["check"] == "history")
+    assert history_check["status"] == "fail" and "repair" in history_check["fix"]
+
+    code, _, err = invoke("history", "repair")
+    assert code == 0 and "The damaged file is kept at" in err
+    (kept,) = isolated_home.glob("history.db.damaged-????????-??????")  # -wal, -shm beside it
+    assert kept.read_bytes()[:16] == b"SQLite format 3\0"  # moved, not deleted
+    code, out, _ = invoke("history", "list", "--json")
+    assert code == 0 and isinstance(json.loads(out), list)
+    assert invoke("--direct", "recorded again")[0] == 0
+    assert json.loads(invoke("history", "list", "--json")[1])[0]["task"] == "recorded again"
+    code, _, err = invoke("history", "repair")
+    assert code == 0 and "reads cleanly; nothing to repair" in err
+
+
+READ_ONLY_RUN = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a read-only file system needs root")
+def test_a_read_only_history_costs_no_answer(on_double: OllamaDouble, isolated_home: Path) -> None:
+    """Root ignores permission bits, so the history directory is made a read-only mount."""
+    assert invoke("--direct", "before")[0] == 0  # a database exists, then becomes read-only
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", READ_ONLY_RUN, "sh", str(isolated_home),
+         sys.executable, str(ROOT / "main.py"), "--direct", "a task"],
+        capture_output=True, text=True, env=os.environ, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "An answer from qwen2.5:14b."
+    assert "not recorded in the history" in done.stderr and "Traceback" not in done.stderr
+    assert "cannot be written" in done.stderr

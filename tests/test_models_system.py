@@ -109,8 +109,9 @@ def test_models_ps_and_stop(on_double: OllamaDouble) -> None:
 
 def test_models_rm_unloads_first_then_deletes(on_double: OllamaDouble) -> None:
     OllamaBackend(on_double.host).load("mistral:7b", LoadOptions())
-    code, _, _ = invoke("models", "rm", "mistral:7b")  # no terminal, no -y: refused
-    assert code != 0 and "mistral:7b" in on_double.models
+    code, _, err = invoke("models", "rm", "mistral:7b", input="n\n")  # declined: nothing done
+    assert (code, err.count("Nothing deleted.")) == (1, 1), err
+    assert "mistral:7b" in on_double.models
     code, _, err = invoke("models", "rm", "mistral:7b", "-y")
     assert code == 0, err
     assert "mistral:7b" not in on_double.models

@@ -433,3 +433,25 @@ def test_models_pull_of_an_unknown_name(
 def test_models_pull_without_a_server() -> None:
     code, _, err = invoke("models", "pull", "qwen2.5:7b")
     assert code == 1 and "Ollama is not reachable" in err
+
+
+def test_ctrl_c_during_a_load_unloads_the_model_before_exiting(on_double: OllamaDouble) -> None:
+    """Otherwise the server finishes the load and keeps a 9 GB model for ten minutes."""
+    import signal
+    import subprocess
+    import time
+
+    on_double.load_bytes_per_s = 2 * DOUBLE_GIB  # qwen2.5:14b takes 4.5 s to load
+    child = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), "--direct", "--quiet", "a task"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not on_double.events("load") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert on_double.events("load"), "the load never started"
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130 and "Interrupted" in err and "Traceback" not in err
+    assert [e["model"] for e in on_double.events("unload")] == ["qwen2.5:14b"]
+    assert on_double.events("generate") == [], "the task itself never ran"

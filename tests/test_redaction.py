@@ -33,6 +33,22 @@ from ai_stack.redaction import redact
             "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----",
             "MIIEowIBAAKCAQEA",
         ),
+        ('{"password": "hunter2", "user": "ann"}', "hunter2"),
+        ("{'api_key': 'xyz123abc'}", "xyz123abc"),
+        ('db:\n  "secret": "s3cr3t-value"', "s3cr3t-value"),
+        ("mysql -u root -pS3cr3tPass mydb", "S3cr3tPass"),
+        ("mysqldump --user=app -pletmein99 shop", "letmein99"),
+        ("my password is hunter2 so log in", "hunter2"),
+        ("the passphrase was Tr0ub4dor&3", "Tr0ub4dor&3"),
+        (
+            "aws wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY there",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        ),
+        ("stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc", "sk_live_4eC39HqLyjWDarjtT1zdp7dc"),
+        (
+            "npm npm_abcdefghijklmnopqrstuvwxyz0123456789",
+            "npm_abcdefghijklmnopqrstuvwxyz0123456789",
+        ),
     ],
 )
 def test_redaction_removes_credentials(text: str, secret: str) -> None:
@@ -40,6 +56,17 @@ def test_redaction_removes_credentials(text: str, secret: str) -> None:
     assert cleaned is not None and secret not in cleaned and "[redacted]" in cleaned
 
 
-def test_redaction_leaves_ordinary_text_alone() -> None:
-    text = "How do I reset my password? Count tokens in a file; the api key rotation policy."
+@pytest.mark.parametrize(
+    "text",
+    [
+        "How do I reset my password? Count tokens in a file; the api key rotation policy.",
+        "The password is required for login.",
+        "Use mysql -p to be asked for the password.",
+        "The commit 3f786850e387550fdab836ed7e6dc881de23001b fixed it.",  # a SHA-1: hex, no caps
+        "A 40-character line: abcdefghijklmnopqrstuvwxyzabcdefghijklmn",  # no digits, no capitals
+        '{"user": "ann", "tokens": 512}',
+        "Set the key password in the keystore settings.",
+    ],
+)
+def test_redaction_leaves_ordinary_text_alone(text: str) -> None:
     assert redact(text) == text

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ai_stack.errors import WorkflowError
+from ai_stack.errors import InputLimitError, WorkflowError
 from ai_stack.workflow import load_workflow
 
 
@@ -110,3 +110,100 @@ tasks:
     early = next(t for t in workflow.tasks if t.id == "early")
     assert early.context == "intro\n\n--- notes.txt ---\nline one"
     assert [t.depends_on for t in workflow.tasks] == [[], ["early"]]
+
+
+# -- files, limits, templates: all found before anything loads --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ("[../../../etc/passwd]", "outside the allowed directories"),
+        ("[/etc/hostname]", "outside the allowed directories"),
+        ("[.env]", "files named .env hold secrets"),
+        ("[keys/server.pem]", r"files named \*\.pem hold secrets"),
+    ],
+)
+def test_context_files_go_through_the_file_access_policy(
+    tmp_path: Path, files: str, message: str
+) -> None:
+    (tmp_path / ".env").write_text("API_TOKEN=hunter2\n")
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "server.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
+    path = write(tmp_path, f"name: x\ntasks:\n  - id: a\n    task: t\n    context_files: {files}\n")
+    with pytest.raises(WorkflowError, match=message) as info:
+        load_workflow(path, {})
+    assert f"{path}:5" in info.value.message  # the line of the offending entry
+
+
+def test_allowed_paths_and_named_secrets(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "notes.md").write_text("shared notes\n")
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / ".env").write_text("MODE=dev\n")
+    task = "  - {id: a, task: t, context_files: [../shared/notes.md, .env]}\n"
+    path = write(tmp_path / "flows", "name: x\ntasks:\n" + task)
+    with pytest.raises(WorkflowError, match="outside the allowed"):
+        load_workflow(path, {})
+    with pytest.raises(WorkflowError, match=r"\.env hold secrets"):
+        load_workflow(path, {}, {"files": {"allow_paths": [str(shared)]}})
+    allowed = {"files": {"allow_paths": [str(shared)],
+                         "allow_sensitive": [str(tmp_path / "flows" / ".env")]}}  # fmt: skip
+    (task,) = load_workflow(path, {}, allowed).tasks
+    assert "shared notes" in (task.context or "") and "MODE=dev" in (task.context or "")
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    for level in "bcdefghi":
+        previous = chr(ord(level) - 1)
+        bomb += f"{level}: &{level} [*{previous}, *{previous}, *{previous}, *{previous}, *{previous}, *{previous}, *{previous}, *{previous}, *{previous}, *{previous}]\n"  # noqa: E501
+    path = write(tmp_path, "name: x\n" + bomb + "tasks:\n  - {id: a, task: t}\n")
+    with pytest.raises(InputLimitError, match="expands to more than 200,000 values") as info:
+        load_workflow(path, {})
+    assert "limits.yaml_nodes" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize("name", ["deep.yaml", "deep.json"])
+def test_deep_nesting_is_refused_not_a_crash(tmp_path: Path, name: str) -> None:
+    depth = 50_000
+    nested = "[" * depth + "]" * depth
+    text = nested if name.endswith(".json") else "a: " + nested
+    path = write(tmp_path, text, name)
+    with pytest.raises(InputLimitError, match="nested more than 64 levels"):
+        load_workflow(path, {})
+
+
+def test_big_files_and_too_many_tasks_are_refused_naming_the_limit(tmp_path: Path) -> None:
+    tasks = "".join(f"  - {{id: t{i}, task: task number {i}}}\n" for i in range(1500))
+    path = write(tmp_path, "name: x\ntasks:\n" + tasks)
+    with pytest.raises(InputLimitError, match="1,500 tasks, over the limit of 1,000") as info:
+        load_workflow(path, {})
+    assert "limits.tasks" in (info.value.hint or "")
+    big = write(tmp_path, "name: x\n# " + "x" * (2 * 1024 * 1024) + "\ntasks: []\n", "big.yaml")
+    with pytest.raises(InputLimitError, match="over the 1,024 KiB limit") as info:
+        load_workflow(big, {})
+    assert "limits.workflow_kb" in (info.value.hint or "")
+    raised = load_workflow(path, {"limits": {"tasks": 2000}})
+    assert len(raised.tasks) == 1500
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ ''.__class__.__mro__ }}",
+        "{{ outputs.a.__class__.__init__.__globals__ }}",
+        "{{ outputs.a | attr('__class__') }}",
+    ],
+)
+def test_template_escapes_are_found_at_validation(tmp_path: Path, template: str) -> None:
+    """Before, they surfaced when the task ran — in a dependent task, after its models loaded."""
+    text = (
+        "name: x\ntasks:\n  - {id: a, task: first}\n"
+        f'  - id: b\n    depends_on: [a]\n    task: "{template}"\n'
+    )
+    path = write(tmp_path, text)
+    with pytest.raises(WorkflowError, match="unsafe") as info:
+        load_workflow(path, {})
+    assert f"{path}:6" in info.value.message

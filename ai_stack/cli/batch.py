@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -21,10 +22,12 @@ from ai_stack.cli.common import (
     RunOptions,
     configure_logging,
     error_console,
+    history_warning,
     reported_errors,
     run_options,
 )
-from ai_stack.config import raw_settings
+from ai_stack.config import Settings, raw_settings
+from ai_stack.errors import HistoryError
 from ai_stack.history import HistoryStore
 from ai_stack.session import Session
 from ai_stack.types import (
@@ -220,12 +223,8 @@ def batch_command(
                 else:
                     show_prediction(Console(), prediction, policy)
                 return
-            journal = (
-                settings.resolved_history_path()
-                if settings.history.enabled
-                else out_dir / "journal.db"
-            )
-            runner.store = HistoryStore.open(journal)
+            runner.store = open_journal(settings, out_dir, history_warning(console))
+            runner.on_fault = history_warning(console)
             runner.begin(resume=resume)
             with StopFlag(console) as stop, BatchDisplay(console, workflow, quiet=quiet) as view:
                 runner.on_event, runner.should_stop = view, stop
@@ -243,6 +242,19 @@ def batch_command(
             show_summary(console, summary)
         if summary.status != "ok":
             sys.exit(1)
+
+
+def open_journal(
+    settings: Settings, out_dir: Path, warn: Callable[[HistoryError], None]
+) -> HistoryStore:
+    """The batch's journal: the run history, or journal.db in the output directory when the
+    history is off — or when it cannot be opened (said once; the batch still resumes from it)."""
+    if settings.history.enabled:
+        try:
+            return HistoryStore.open(settings.resolved_history_path())
+        except HistoryError as error:
+            warn(error)
+    return HistoryStore.open(out_dir / "journal.db")
 
 
 def _schedule_json(workflow: Workflow, prediction: Prediction, policy: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ai_stack.config import Settings, load_settings
-from ai_stack.errors import AiStackError
+from ai_stack.errors import AiStackError, HistoryError
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
@@ -24,6 +24,70 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def error_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def history_warning(console: Console) -> Callable[[HistoryError], None]:
+    """Says once that the history failed, and what to do; the run goes on without it."""
+    said: list[HistoryError] = []
+
+    def warn(error: HistoryError) -> None:
+        if not said:
+            said.append(error)
+            console.print(
+                f"[yellow]Warning: not recorded in the history. {escape(error.message)}[/]"
+            )
+            if error.hint:
+                console.print(f"[dim]{escape(error.hint)}[/]")
+
+    return warn
+
+
+NOT_UTF8 = "The input was not valid UTF-8; the bytes that were not are shown as \ufffd."
+
+
+def readable(text: str) -> tuple[str, bool]:
+    """``text`` as valid Unicode, and whether it had to change.
+
+    A stream read with ``surrogateescape`` keeps bytes that were not UTF-8 as lone surrogates,
+    which no encoder accepts later (the run would fail when printing or storing the task);
+    they become U+FFFD here, once, where the input arrives.
+    """
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "replace")
+    clean = raw.decode("utf-8", "replace")
+    return clean, clean != text
+
+
+def read_stdin(console: Console) -> str:
+    """All of stdin as text; bytes that are not UTF-8 are replaced, and the user is told."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:
+        text, changed = readable(sys.stdin.read())
+    else:
+        raw = buffer.read()
+        try:
+            text, changed = raw.decode("utf-8"), False
+        except UnicodeDecodeError:
+            text, changed = raw.decode("utf-8", "replace"), True
+    if changed:
+        console.print(f"[yellow]Warning: {escape(NOT_UTF8)}[/]")
+    return text
+
+
+EXIT_DECLINED = 1
+
+
+def confirm_or_stop(console: Console, question: str) -> None:
+    """Ask before deleting; "no" (or no answer: end of input) is a normal "nothing done"."""
+    try:
+        agreed = click.confirm(question, default=False, err=True)
+    except click.Abort:
+        agreed = False
+    if not agreed:
+        console.print("Nothing deleted.")
+        sys.exit(EXIT_DECLINED)
 
 
 def print_error(console: Console, exc: AiStackError) -> None:
@@ -74,6 +138,9 @@ class RunOptions:
     checks: tuple[Path, ...]
     check_cmds: tuple[str, ...]
     allow_exec: bool
+    allow_paths: tuple[Path, ...]
+    allow_sensitive: tuple[Path, ...]
+    truncate_context: bool
     max_rounds: int | None
     memory_budget: float | None
     policy: str | None
@@ -95,6 +162,11 @@ class RunOptions:
                 "checks": list(self.checks) or None,
                 "check_cmds": list(self.check_cmds) or None,
             },
+            "files": {
+                "allow_paths": list(self.allow_paths) or None,
+                "allow_sensitive": list(self.allow_sensitive) or None,
+            },
+            "limits": {"truncate_context": True if self.truncate_context else None},
             "max_rounds": self.max_rounds,
             "memory": {"budget_gb": self.memory_budget, "policy": self.policy},
             "thermal": {"enabled": False if self.no_thermal else None},
@@ -152,6 +224,27 @@ def run_options(command: F) -> F:
             "allow_exec",
             is_flag=True,
             help="Run answer code even where no isolating sandbox exists (unisolated).",
+        ),
+        click.option(
+            "--allow-path",
+            "allow_paths",
+            multiple=True,
+            type=click.Path(path_type=Path, file_okay=False),
+            metavar="DIR",
+            help="Let files in DIR become model context (workflow context_files; docs/files.md).",
+        ),
+        click.option(
+            "--allow-sensitive",
+            "allow_sensitive",
+            multiple=True,
+            type=click.Path(path_type=Path),
+            metavar="PATH",
+            help="Let this one secret location (a key, .env, ...) become model context.",
+        ),
+        click.option(
+            "--truncate-context",
+            is_flag=True,
+            help="Cut a context too big for the models' num_ctx to fit (the task is never cut).",
         ),
         click.option("--max-rounds", type=click.IntRange(0, 20), help="Review rounds at most."),
         click.option(

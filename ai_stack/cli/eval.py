@@ -13,18 +13,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ai_stack.batch import BatchEvent, TaskFailed
-from ai_stack.cli.batch import StopFlag
+from ai_stack.cli.batch import StopFlag, open_journal
 from ai_stack.cli.common import (
     EXIT_INTERRUPTED,
     RunOptions,
     configure_logging,
     error_console,
+    history_warning,
     reported_errors,
     run_options,
 )
 from ai_stack.errors import UsageError
 from ai_stack.evals import MODES, EvalReport, load_suite
-from ai_stack.history import HistoryStore
 from ai_stack.sandbox import SandboxReport
 from ai_stack.session import Session
 from ai_stack.types import Mode, PhaseStarted, RunFinished
@@ -133,8 +133,8 @@ def eval_command(
     configure_logging(options.debug)
     with reported_errors(console, options.debug):
         chosen = parse_modes(modes)
-        suite = load_suite(suite_file)
         settings = options.settings()
+        suite = load_suite(suite_file, settings.limits)
         out_dir = (out or suite_file.parent / f"{suite_file.stem}-eval").resolve()
         with Session.open(settings) as session:
             sandbox = session.evidence().sandbox
@@ -151,12 +151,8 @@ def eval_command(
             evaluation = session.eval_run(suite, chosen, out_dir)
             runner = evaluation.runner
             session.manager.check_all(runner.load_options)
-            journal = (
-                settings.resolved_history_path()
-                if settings.history.enabled
-                else out_dir / "journal.db"
-            )
-            runner.store = HistoryStore.open(journal)
+            runner.store = open_journal(settings, out_dir, history_warning(console))
+            runner.on_fault = history_warning(console)
             runner.begin(resume=resume)
             view = EvalDisplay(console, len(runner.runs), quiet=quiet)
             evaluation.on_event = view

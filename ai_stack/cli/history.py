@@ -12,12 +12,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ai_stack.cli.common import command, config_options
+from ai_stack.cli.common import command, config_options, confirm_or_stop
 from ai_stack.config import Settings
 from ai_stack.errors import UsageError
 from ai_stack.files import write_atomically
 from ai_stack.history import HistoryStore, StoredRun
 from ai_stack.history import export as export_history
+from ai_stack.history.repair import describe, repair
 
 STATUS_STYLE = {"ok": "green", "running": "cyan", "failed": "red", "interrupted": "yellow"}
 
@@ -193,10 +194,20 @@ def remove(run_id: str, yes: bool, config_file: Path | None, debug: bool) -> Non
         store = _store(settings)
         full = store.resolve(run_id)
         if not yes:
-            click.confirm(f"Delete run {full}?", abort=True, err=True)
+            confirm_or_stop(console, f"Delete run {full}?")
         store.remove(full)
         store.close()
         console.print(f"Deleted run {full}.")
+
+
+@history.command("repair")
+@config_options
+def repair_command(config_file: Path | None, debug: bool) -> None:
+    """Copy what can still be read from a damaged history into a new one; the damaged file is
+    kept beside it, never deleted."""
+    with command(config_file, debug) as (console, settings):
+        path = settings.resolved_history_path()
+        console.print(describe(path, repair(path)))
 
 
 @history.command("prune")
@@ -209,7 +220,7 @@ def prune(age: str, yes: bool, config_file: Path | None, debug: bool) -> None:
         older_than = parse_age(age)
         store = _store(settings)
         if not yes:
-            click.confirm(f"Delete every run older than {age}?", abort=True, err=True)
+            confirm_or_stop(console, f"Delete every run older than {age}?")
         count = store.prune(older_than)
         store.close()
         console.print(f"Deleted {count} run(s).")

@@ -24,7 +24,7 @@ from rich.table import Table
 from ai_stack.backends import ModelInfo, ModelSpec, ModelStore
 from ai_stack.backends.base import LoadOptions
 from ai_stack.backends.embedded import EmbeddedBackend
-from ai_stack.cli.common import command, config_options
+from ai_stack.cli.common import command, config_options, confirm_or_stop
 from ai_stack.errors import UsageError
 from ai_stack.memory import gib
 from ai_stack.probe import run_probe
@@ -213,7 +213,7 @@ def rm(name: str, yes: bool, backend: str, config_file: Path | None, debug: bool
         target, spec = session.target(name, backend)
         target.describe(spec.name)  # a clear error if it does not exist
         if not yes:
-            click.confirm(f"Delete {spec}?", abort=True, err=True)
+            confirm_or_stop(console, f"Delete {spec}?")
         assert isinstance(target, ModelStore), f"the {spec.backend} backend cannot delete"
         target.remove(spec.name)
         console.print(f"Deleted {spec}.")

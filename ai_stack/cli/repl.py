@@ -6,6 +6,7 @@ Works at a terminal (rich prompt) and with piped input (no prompt, ends at EOF),
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from rich.markup import escape
 from rich.prompt import Prompt
 from rich.table import Table
 
-from ai_stack.cli.common import print_error
+from ai_stack.cli.common import NOT_UTF8, print_error, readable
 from ai_stack.cli.run import execute
 from ai_stack.controller import Pipeline
 from ai_stack.display import Display
@@ -50,6 +51,10 @@ class Repl:
         self.as_json = as_json
         self.quiet = quiet
         self.stdin = stdin or sys.stdin
+        if isinstance(self.stdin, io.TextIOWrapper):
+            # Keep undecodable bytes (as surrogates) so one bad line is replaced, not fatal.
+            self.stdin.reconfigure(errors="surrogateescape")
+        self.warned_encoding = False
         self.stdout = stdout or sys.stdout
         self.failures = 0
         self.recorder = recorder
@@ -81,7 +86,10 @@ class Repl:
                 return
             if not interactive and line == "":
                 return  # EOF on a pipe
-            line = line.strip()
+            line, changed = readable(line.strip())
+            if changed and not self.warned_encoding:
+                self.warned_encoding = True
+                self.console.print(f"[yellow]Warning: {escape(NOT_UTF8)}[/]")
             if line:
                 yield line
 

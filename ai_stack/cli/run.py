@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 
 import click
 from rich.console import Console
@@ -13,12 +14,14 @@ from ai_stack.cli.common import (
     RunOptions,
     configure_logging,
     error_console,
+    history_warning,
+    read_stdin,
     reported_errors,
     run_options,
 )
 from ai_stack.controller import Pipeline
 from ai_stack.display import Display
-from ai_stack.errors import UsageError
+from ai_stack.errors import HistoryError, UsageError
 from ai_stack.history import HistoryRecorder, HistoryStore
 from ai_stack.sandbox import SandboxReport
 from ai_stack.session import Session
@@ -54,15 +57,22 @@ def say_how_code_runs(console: Console, session: Session) -> None:
             console.print(f"[yellow]{escape(note)}[/]")
 
 
-def open_recorder(session: Session, pipeline: Pipeline, source: str) -> HistoryRecorder | None:
-    """A recorder for this pipeline's runs, or None when history is off."""
+def open_recorder(
+    session: Session, pipeline: Pipeline, source: str, warn: Callable[[HistoryError], None]
+) -> HistoryRecorder | None:
+    """A recorder for this pipeline's runs; None when history is off or cannot be opened (then
+    ``warn`` says so once: the history is a record, never a gate)."""
     settings = session.settings
     if not settings.history.enabled:
         return None
-    store = HistoryStore.open(settings.resolved_history_path())
-    store.reap_orphans()
+    try:
+        store = HistoryStore.open(settings.resolved_history_path())
+        store.reap_orphans()
+    except HistoryError as error:
+        warn(error)
+        return None
     config = session.config_snapshot(settings, pipeline.specs)
-    return HistoryRecorder(store, source=source, config=config)
+    return HistoryRecorder(store, source=source, config=config, on_fault=warn)
 
 
 @click.command("run")
@@ -96,7 +106,7 @@ def run_command(
                 raise UsageError("Give either a task or --interactive, not both.")
         else:
             if text == "-":
-                text = sys.stdin.read().strip()
+                text = read_stdin(console).strip()
             if not text:
                 raise UsageError(
                     "The task is empty.",
@@ -108,13 +118,18 @@ def run_command(
                 say_how_code_runs(console, session)
             pipeline = session.pipeline()
             session.manager.check_all(pipeline.load_options)
-            recorder = open_recorder(session, pipeline, "interactive" if interactive else "oneshot")
-            if interactive:
-                from ai_stack.cli.repl import Repl
+            source = "interactive" if interactive else "oneshot"
+            recorder = open_recorder(session, pipeline, source, history_warning(console))
+            try:
+                if interactive:
+                    from ai_stack.cli.repl import Repl
 
-                repl = Repl(pipeline, console, as_json=as_json, quiet=quiet, recorder=recorder)
-                sys.exit(repl.loop())
-            display = Display(console, None if as_json else sys.stdout, quiet=quiet)
-            result = execute(pipeline, text, display, recorder)
+                    repl = Repl(pipeline, console, as_json=as_json, quiet=quiet, recorder=recorder)
+                    sys.exit(repl.loop())
+                display = Display(console, None if as_json else sys.stdout, quiet=quiet)
+                result = execute(pipeline, text, display, recorder)
+            finally:
+                if recorder is not None:
+                    recorder.store.close()
             if as_json:
                 click.echo(json.dumps(result.model_dump(mode="json"), ensure_ascii=False))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,10 @@ from rich.table import Table
 from ai_stack.backends.embedded import packaged_model_path
 from ai_stack.cli.common import command, config_options
 from ai_stack.config import Settings
-from ai_stack.errors import AiStackError
+from ai_stack.errors import AiStackError, HistoryError
 from ai_stack.history import HistoryStore
+from ai_stack.history.repair import check
+from ai_stack.history.store import history_error
 from ai_stack.memory import gib
 from ai_stack.session import Session
 from ai_stack.system import profile
@@ -111,6 +114,29 @@ def doctor(as_json: bool, config_file: Path | None, debug: bool) -> None:
             sys.exit(1)
 
 
+def history_check(settings: Settings) -> tuple[str, str, str, str | None]:
+    """The history database: writable, and reading cleanly (a damaged one costs no answer, but
+    loses records)."""
+    if not settings.history.enabled:
+        return "history", "ok", "disabled in the config", None
+    path = settings.resolved_history_path()
+    problem = check(path) if path.exists() else None
+    if problem is not None:
+        return ("history", "fail", f"{path} is damaged ({problem})",
+                "ai-stack history repair (keeps the damaged file beside the new one)")  # fmt: skip
+    try:
+        store = HistoryStore.open(path)
+        try:
+            store.db.execute("BEGIN IMMEDIATE")
+            store.db.execute("ROLLBACK")
+        finally:
+            store.close()
+    except (HistoryError, sqlite3.Error) as exc:
+        error = exc if isinstance(exc, HistoryError) else history_error(path, exc)
+        return "history", "fail", error.message, error.hint
+    return "history", "ok", f"{path} is writable", None
+
+
 def run_checks(settings: Settings) -> list[dict[str, Any]]:
     checks: list[dict[str, Any]] = []
 
@@ -159,23 +185,7 @@ def run_checks(settings: Settings) -> list[dict[str, Any]]:
                     add(f"{role} model", "fail", f"{spec}: {exc.message}", exc.hint)
         except AiStackError as exc:
             add("models", "fail", exc.message, exc.hint)
-    if settings.history.enabled:
-        path = settings.resolved_history_path()
-        try:
-            store = HistoryStore.open(path)
-            store.db.execute("BEGIN IMMEDIATE")
-            store.db.execute("ROLLBACK")
-            store.close()
-            add("history", "ok", f"{path} is writable")
-        except Exception as exc:
-            add(
-                "history",
-                "fail",
-                f"{path}: {exc}",
-                "Check AI_STACK_HOME and permissions, or set history.enabled = false.",
-            )
-    else:
-        add("history", "ok", "disabled in the config")
+    add(*history_check(settings))
     snapshot = take_snapshot(thermal_probe(settings.thermal))
     if snapshot.thermal.level == "unknown":
         add(

@@ -28,6 +28,7 @@ from ai_stack.config import Settings
 from ai_stack.evals.checker import check_answer
 from ai_stack.evals.suite import Suite
 from ai_stack.files import write_atomically
+from ai_stack.redaction import redact_all
 from ai_stack.sandbox import Limits, Sandbox
 from ai_stack.types import Mode, RunFinished, RunResult
 from ai_stack.workflow import PlannedTask, Workflow
@@ -160,7 +161,7 @@ class EvalRun:
         checker = next(t.check for t in self.suite.tasks if t.id == task_id)
         verdict = check_answer(self.sandbox, checker, answer, self.limits)
         self.verdicts[run_id] = verdict.model_dump(mode="json")
-        write_atomically(saved, json.dumps(self.verdicts[run_id]))
+        write_atomically(saved, json.dumps(redact_all(self.verdicts[run_id])))
         self.on_verdict(run_id, bool(verdict.passed), verdict.detail)
 
     def run(self) -> EvalReport:
@@ -220,7 +221,8 @@ class EvalRun:
             outcomes=outcomes,
             out_dir=str(self.runner.out_dir),
         )
-        write_atomically(self.runner.out_dir / "report.json", report.model_dump_json(indent=2))
+        saved = redact_all(report.model_dump(mode="json"))
+        write_atomically(self.runner.out_dir / "report.json", json.dumps(saved, indent=2))
         return report
 
 

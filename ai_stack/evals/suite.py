@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -41,7 +40,9 @@ from pydantic import (
     model_validator,
 )
 
+from ai_stack.config import LimitsSettings
 from ai_stack.errors import WorkflowError
+from ai_stack.workflow import parse_document, read_bounded
 
 
 class Checker(BaseModel):
@@ -99,22 +100,18 @@ class Suite:
     digest: str  # of the file's bytes
 
 
-def load_suite(path: Path) -> Suite:
+def load_suite(path: Path, limits: LimitsSettings | None = None) -> Suite:
     """Read and validate a suite; every problem is one WorkflowError naming the file."""
+    limits = limits or LimitsSettings()
+    raw = read_bounded(path, limits, "Eval suite")
     try:
-        raw = path.read_bytes()
         text = raw.decode("utf-8")
-    except FileNotFoundError:
-        raise WorkflowError(f"Eval suite not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise WorkflowError(f"Cannot read the eval suite {path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise WorkflowError(f"{path} is not UTF-8 text") from None
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         name, tasks = path.stem, _humaneval(path, text)
     else:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise WorkflowError(f"{path}: YAML syntax error: {exc}") from None
+        data, _ = parse_document(path, text, limits)
         try:
             parsed = _SuiteFile.model_validate(data)
         except ValidationError as exc:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from ai_stack.errors import InvalidOutputError
+from ai_stack.errors import HistoryError, InvalidOutputError
 from ai_stack.history.store import HistoryStore
 from ai_stack.types import (
     AnswerReady,
@@ -20,7 +21,11 @@ from ai_stack.types import (
 
 class HistoryRecorder:
     """Writes each event of a run to the store the moment it arrives, so a run killed at any
-    point is kept up to its last finished phase."""
+    point is kept up to its last finished phase.
+
+    The history is a record, never a gate: when the store fails (read-only, damaged, full),
+    recording stops, ``on_fault`` hears about it once, and the run goes on.
+    """
 
     def __init__(
         self,
@@ -29,14 +34,29 @@ class HistoryRecorder:
         source: str,
         config: dict[str, Any],
         batch: tuple[str, str] | None = None,
+        on_fault: Callable[[HistoryError], None] = lambda error: None,
     ) -> None:
         self.store = store
         self.source = source
         self.config = config
         self.batch = batch
+        self.on_fault = on_fault
         self.run_id: str | None = None
+        self.fault: HistoryError | None = None
 
     def __call__(self, event: Event) -> None:
+        if self.fault is not None:
+            return
+        try:
+            self._record(event)
+        except HistoryError as error:
+            self._failed(error)
+
+    def _failed(self, error: HistoryError) -> None:
+        self.fault, self.run_id = error, None
+        self.on_fault(error)
+
+    def _record(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self.run_id = event.run_id
             config = {**self.config, "models": event.models}
@@ -66,9 +86,12 @@ class HistoryRecorder:
         with the model's last reply when that reply was the problem)."""
         if self.run_id is None:
             return
-        if isinstance(error, KeyboardInterrupt):
-            self.store.end_run(self.run_id, "interrupted", "stopped by the user (Ctrl-C)")
-        else:
-            raw = error.last_raw if isinstance(error, InvalidOutputError) else None
-            self.store.end_run(self.run_id, "failed", str(error) or type(error).__name__, raw)
+        try:
+            if isinstance(error, KeyboardInterrupt):
+                self.store.end_run(self.run_id, "interrupted", "stopped by the user (Ctrl-C)")
+            else:
+                raw = error.last_raw if isinstance(error, InvalidOutputError) else None
+                self.store.end_run(self.run_id, "failed", str(error) or type(error).__name__, raw)
+        except HistoryError as fault:
+            self._failed(fault)
         self.run_id = None

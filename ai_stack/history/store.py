@@ -9,6 +9,7 @@ longer exists is reported as ``interrupted``. Reads return the typed models belo
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 from pydantic import BaseModel, Field
@@ -28,6 +29,7 @@ from ai_stack.redaction import redact, redact_all
 from ai_stack.types import PhaseMetrics, Plan, Role, RunMetrics, RunResult, StopReason
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 class RunSummary(BaseModel):
@@ -77,6 +79,49 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def history_error(path: Path, error: BaseException) -> HistoryError:
+    """One clear error for whatever SQLite or the file system said, with what to do."""
+    text = str(error) or type(error).__name__
+    lowered = text.lower()
+    unwritable = "unable to open" in lowered and not os.access(path.parent, os.W_OK)
+    if (
+        isinstance(error, PermissionError)
+        or "readonly" in lowered
+        or "read-only" in lowered
+        or (unwritable)
+    ):
+        return HistoryError(
+            f"The history database {path} cannot be written (read-only: {text}).",
+            hint=f"Make {path.parent} writable, set history.path elsewhere, or use --no-history.",
+        )
+    if "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:
+        return HistoryError(
+            f"The history database {path} is damaged ({text}).",
+            hint="Run `ai-stack history repair`: it copies what can still be read into a new "
+            "database and keeps the damaged file beside it (never deletes it).",
+        )
+    if "locked" in lowered or "busy" in lowered:
+        return HistoryError(
+            f"The history database {path} stayed locked ({text}).",
+            hint="Another ai-stack process is writing to it; try again when it has finished.",
+        )
+    return HistoryError(f"The history database {path} failed: {text}.",
+                        hint="Run `ai-stack doctor`, or use --no-history.")  # fmt: skip
+
+
+def guarded(method: Callable[..., T]) -> Callable[..., T]:
+    """Turn the SQLite and OS errors of a store method into one :class:`HistoryError`."""
+
+    @functools.wraps(method)
+    def wrapper(self: HistoryStore, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.Error, OSError) as exc:
+            raise history_error(self.path, exc) from None
+
+    return wrapper
+
+
 def _process_started(pid: int) -> float | None:
     try:
         return psutil.Process(pid).create_time()
@@ -110,16 +155,8 @@ class HistoryStore:
             db.execute("PRAGMA synchronous = NORMAL")
             store = cls(path, db, clock)
             store._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise HistoryError(
-                f"Cannot open the history database {path}: {exc}",
-                hint="Move the file aside to start a new history, or run with --no-history.",
-            ) from None
-        except OSError as exc:
-            raise HistoryError(
-                f"Cannot create the history database {path}: {exc.strerror}",
-                hint="Check AI_STACK_HOME, or run with --no-history.",
-            ) from None
+        except (sqlite3.Error, OSError) as exc:
+            raise history_error(path, exc) from None
         return store
 
     def close(self) -> None:
@@ -163,6 +200,7 @@ class HistoryStore:
 
     # -- writing -----------------------------------------------------------------------------
 
+    @guarded
     def start_run(
         self,
         run_id: str,
@@ -188,6 +226,7 @@ class HistoryStore:
                  pid, _process_started(pid), batch_id, batch_task, mode),
             )  # fmt: skip
 
+    @guarded
     def add_plan(self, run_id: str, version: int, plan: dict[str, Any]) -> None:
         with self._write() as db:
             db.execute(
@@ -195,6 +234,7 @@ class HistoryStore:
                 (run_id, version, json.dumps(redact_all(plan), ensure_ascii=False), self._now()),
             )
 
+    @guarded
     def add_answer(self, run_id: str, version: int, text: str) -> None:
         with self._write() as db:
             db.execute(
@@ -202,6 +242,7 @@ class HistoryStore:
                 (run_id, version, redact(text), self._now()),
             )
 
+    @guarded
     def add_evidence(self, run_id: str, version: int, evidence: dict[str, Any]) -> None:
         with self._write() as db:
             db.execute(
@@ -209,6 +250,7 @@ class HistoryStore:
                 (json.dumps(redact_all(evidence), ensure_ascii=False), run_id, version),
             )
 
+    @guarded
     def add_critique(self, run_id: str, critique: dict[str, Any]) -> None:
         if critique.get("subject") == "answer":
             with self._write() as db:
@@ -225,6 +267,7 @@ class HistoryStore:
                  json.dumps(redact_all(critique["issues"]), ensure_ascii=False), self._now()),
             )  # fmt: skip
 
+    @guarded
     def add_phase(self, run_id: str, metrics: dict[str, Any], *, thermal: str | None) -> None:
         available = psutil.virtual_memory().available
         with self._write() as db:
@@ -239,6 +282,7 @@ class HistoryStore:
                  metrics["wall_s"], thermal, available, self._now()),
             )  # fmt: skip
 
+    @guarded
     def finish_run(self, run_id: str, result: dict[str, Any]) -> None:
         metrics = dict(result["metrics"])
         metrics.pop("phases", None)
@@ -252,6 +296,7 @@ class HistoryStore:
                  json.dumps(metrics), json.dumps(redact_all(result), ensure_ascii=False), run_id),
             )  # fmt: skip
 
+    @guarded
     def end_run(
         self, run_id: str, status: str, error: str | None = None, raw_output: str | None = None
     ) -> None:
@@ -264,6 +309,7 @@ class HistoryStore:
                 (status, self._now(), redact(error), redact(raw_output), run_id),
             )
 
+    @guarded
     def reap_orphans(self) -> int:
         """Mark runs whose process is gone as interrupted; returns how many."""
         rows = self.db.execute("SELECT id, pid, pid_started FROM runs WHERE status = 'running'")
@@ -274,10 +320,12 @@ class HistoryStore:
             self.end_run(run_id, "interrupted", "the process ended before the run finished")
         return len(orphans)
 
+    @guarded
     def remove(self, run_id: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
+    @guarded
     def prune(self, older_than: timedelta) -> int:
         cutoff = (self.clock() - older_than).isoformat(timespec="milliseconds")
         with self._write() as db:
@@ -288,6 +336,7 @@ class HistoryStore:
 
     # -- batches -----------------------------------------------------------------------------
 
+    @guarded
     def start_batch(
         self, batch_id: str, workflow: str, digest: str, out_dir: str, name: str
     ) -> None:
@@ -297,6 +346,7 @@ class HistoryStore:
                 (batch_id, workflow, digest, out_dir, name, self._now()),
             )
 
+    @guarded
     def end_batch(self, batch_id: str, status: str) -> None:
         with self._write() as db:
             db.execute(
@@ -304,6 +354,7 @@ class HistoryStore:
                 (status, self._now(), batch_id),
             )
 
+    @guarded
     def resume_batch(self, batch_id: str) -> None:
         with self._write() as db:
             db.execute(
@@ -311,6 +362,7 @@ class HistoryStore:
                 (batch_id,),
             )
 
+    @guarded
     def latest_batch(self, workflow: str, out_dir: str) -> dict[str, Any] | None:
         row = self.db.execute(
             "SELECT * FROM batches WHERE workflow = ? AND out_dir = ?"
@@ -319,6 +371,7 @@ class HistoryStore:
         ).fetchone()
         return dict(row) if row else None
 
+    @guarded
     def batch_runs(self, batch_id: str) -> dict[str, dict[str, Any]]:
         """Task id -> its run (id, status, result) in a batch."""
         rows = self.db.execute(
@@ -330,6 +383,7 @@ class HistoryStore:
 
     # -- reading -----------------------------------------------------------------------------
 
+    @guarded
     def resolve(self, prefix: str) -> str:
         """The full id of the run whose id starts with ``prefix``."""
         rows = self.db.execute(
@@ -344,6 +398,7 @@ class HistoryStore:
             raise UsageError(f"The id {prefix!r} matches several runs; give more characters.")
         return str(rows[0]["id"])
 
+    @guarded
     def list_runs(self, limit: int | None = 20) -> list[RunSummary]:
         """Newest first."""
         sql = "SELECT * FROM runs ORDER BY created_at DESC" + (" LIMIT ?" if limit else "")
@@ -362,6 +417,7 @@ class HistoryStore:
             for row in rows
         ]
 
+    @guarded
     def run(self, run_id: str) -> StoredRun:
         """The whole run: the result ``--json`` printed for it (as far as it got), its record,
         and each call's metrics."""
@@ -434,6 +490,7 @@ class HistoryStore:
             }
         )
 
-    def export_rows(self) -> Iterator[sqlite3.Row]:
+    @guarded
+    def export_rows(self) -> list[sqlite3.Row]:
         """Every run's row, oldest first (for flat exports)."""
-        yield from self.db.execute("SELECT * FROM runs ORDER BY created_at")
+        return self.db.execute("SELECT * FROM runs ORDER BY created_at").fetchall()

@@ -1,0 +1,175 @@
+"""The file-access policy: the one gate every file passes before it becomes model context.
+
+A model's context can reach a remote server (``OLLAMA_HOST``) and is stored in the history, and
+a workflow file may come from someone else. So a file is read only if:
+
+- its real path (symlinks resolved first) lies inside an allowed directory — the workflow's own
+  directory, or one the user allowed (``--allow-path DIR``, ``files.allow_paths``); files the
+  user names on the command line are allowed by naming them;
+- it is not in a secret location (keys, credentials, keychains, browser profiles, ``.env``
+  files, ...), unless the user named that very path with ``--allow-sensitive PATH``;
+- it is text (UTF-8, no NUL bytes) and within the size limits, per file and in total.
+
+docs/files.md lists the rules; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ai_stack.errors import FileAccessError
+
+KIB = 1024
+
+# Secret locations under the home directory (a directory covers everything in it).
+SENSITIVE_IN_HOME = (
+    ".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".kube", ".docker/config.json",
+    ".netrc", ".pgpass", ".git-credentials", ".pypirc", ".npmrc", ".password-store",
+    ".config/gh", "Library/Keychains",
+    ".mozilla", ".config/google-chrome", ".config/chromium", ".config/BraveSoftware",
+    ".config/microsoft-edge", "snap/firefox", "Library/Application Support/Google/Chrome",
+    "Library/Application Support/Firefox", "Library/Safari",
+)  # fmt: skip
+# Secret files wherever they are, by name.
+SENSITIVE_NAMES = (".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_dsa*",
+                   "id_ecdsa*", "id_ed25519*", "*.keychain", "*.keychain-db")  # fmt: skip
+SENSITIVE_ABSOLUTE = ("/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/ssh",
+                      "/private/etc/master.passwd")  # fmt: skip
+
+
+def sensitive_reason(path: Path, home: Path) -> str | None:
+    """Why ``path`` (resolved) is a secret location, or None.
+
+    >>> home = Path("/home/u")
+    >>> sensitive_reason(Path("/home/u/.ssh/config"), home)
+    '~/.ssh holds secrets'
+    >>> sensitive_reason(Path("/srv/app/.env.local"), home)
+    'files named .env.* hold secrets'
+    >>> sensitive_reason(Path("/srv/app/notes.txt"), home) is None
+    True
+    """
+    for name in SENSITIVE_IN_HOME:
+        place = home / name
+        if path == place or place in path.parents:
+            return f"~/{name} holds secrets"
+    for pattern in SENSITIVE_NAMES:
+        if fnmatch.fnmatch(path.name, pattern):
+            return f"files named {pattern} hold secrets"
+    for name in SENSITIVE_ABSOLUTE:
+        place = Path(name)
+        if path == place or place in path.parents:
+            return f"{name} holds secrets"
+    return None
+
+
+@dataclass
+class FilePolicy:
+    """Decides which files may be read as model context, and reads them.
+
+    ``roots`` empty means files are allowed by being named (the command line); otherwise a file
+    must lie inside one of them. ``read`` counts bytes against ``max_total_bytes`` across calls.
+    """
+
+    roots: tuple[Path, ...] = ()
+    allowed_sensitive: frozenset[Path] = frozenset()
+    max_file_bytes: int = 512 * KIB
+    max_total_bytes: int = 2048 * KIB
+    home: Path = field(default_factory=Path.home)
+    read_bytes: int = 0
+
+    @classmethod
+    def create(
+        cls,
+        roots: Iterable[Path] = (),
+        allowed_sensitive: Iterable[Path] = (),
+        *,
+        max_file_kb: int = 512,
+        max_total_kb: int = 2048,
+        home: Path | None = None,
+    ) -> FilePolicy:
+        return cls(
+            tuple(_real(root) for root in roots),
+            frozenset(_real(path) for path in allowed_sensitive),
+            max_file_kb * KIB,
+            max_total_kb * KIB,
+            _real(home or Path.home()),
+        )
+
+    def check(self, path: Path) -> Path:
+        """The real path of ``path`` if it may be read; a FileAccessError saying why not."""
+        real = _real(path)
+        if self.roots and not any(real == root or root in real.parents for root in self.roots):
+            where = " or ".join(str(root) for root in self.roots)
+            raise FileAccessError(
+                str(path),
+                f"{path} is outside the allowed directories ({where}).",
+                hint="Allow its directory with --allow-path DIR (or files.allow_paths).",
+            )
+        reason = sensitive_reason(real, self.home)
+        if reason is not None and real not in self.allowed_sensitive:
+            shown = f"{path} (a link to {real})" if real != _absolute(path) else str(path)
+            raise FileAccessError(
+                str(path),
+                f"Refusing to read {shown}: {reason}.",
+                hint=f"If you really mean to send it to a model, name it: --allow-sensitive {real}",
+            )
+        return real
+
+    def read(self, path: Path) -> str:
+        """The text of ``path``, checked and within the limits."""
+        real = self.check(path)
+        try:
+            size = real.stat().st_size
+            if not real.is_file():
+                raise FileAccessError(str(path), f"{path} is not a file.")
+            if size > self.max_file_bytes:
+                raise FileAccessError(
+                    str(path),
+                    f"{path} is {_kib(size)}, over the {_kib(self.max_file_bytes)} limit for one "
+                    "file.",
+                    hint="Raise files.max_file_kb in the config, or pass a smaller excerpt.",
+                )
+            if self.read_bytes + size > self.max_total_bytes:
+                raise FileAccessError(
+                    str(path),
+                    f"Reading {path} would bring the files to {_kib(self.read_bytes + size)}, "
+                    f"over the {_kib(self.max_total_bytes)} limit in total.",
+                    hint="Raise files.max_total_kb in the config, or attach fewer files.",
+                )
+            data = real.read_bytes()
+        except FileNotFoundError:
+            raise FileAccessError(str(path), f"File not found: {path}") from None
+        except PermissionError:
+            raise FileAccessError(str(path), f"Permission denied: {path}") from None
+        except OSError as exc:
+            raise FileAccessError(str(path), f"Cannot read {path}: {exc.strerror}") from None
+        if b"\0" in data[: 8 * KIB]:
+            raise FileAccessError(
+                str(path), f"{path} is a binary file; only text can be given to a model."
+            )
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FileAccessError(
+                str(path), f"{path} is not UTF-8 text.", hint="Convert it to UTF-8 first."
+            ) from None
+        self.read_bytes += len(data)
+        return text
+
+
+def _absolute(path: Path) -> Path:
+    return Path(path).expanduser().absolute()
+
+
+def _real(path: Path) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def _kib(n: int) -> str:
+    return f"{n / KIB:,.0f} KiB" if n < 1024 * KIB else f"{n / KIB / 1024:,.1f} MiB"
+
+
+__all__ = ["FilePolicy", "sensitive_reason"]
