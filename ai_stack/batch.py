@@ -23,14 +23,15 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ai_stack.backends import ModelSpec
 from ai_stack.backends.base import LoadOptions
 from ai_stack.config import Settings
-from ai_stack.controller import Pipeline, Progress, Tally
+from ai_stack.context import choose_contexts, estimate_tokens
+from ai_stack.controller import Pipeline, Progress, Tally, smallest_loads
 from ai_stack.errors import AiStackError, HistoryError, UsageError
 from ai_stack.evidence import EvidenceCollector
 from ai_stack.files import write_atomically
@@ -312,13 +313,39 @@ class BatchRunner:
 
     # -- set-up ------------------------------------------------------------------------------
 
+    def preflight(self) -> None:
+        """Fail before any load if a model is missing or cannot fit any task's run."""
+        smallest: dict[ModelSpec, LoadOptions] = {}
+        for task in self.workflow.tasks:
+            for spec in self.specs[task.id].values():
+                self.manager.describe(spec)  # a missing model is an error even if unused
+            loads = smallest_loads(task.settings, self.specs[task.id], self.load_options)
+            for spec, options in loads.items():
+                if spec not in smallest or options.num_ctx > smallest[spec].num_ctx:
+                    smallest[spec] = options
+        self.manager.check_all(smallest)
+
     def prediction(self) -> Prediction:
+        """The schedule, with each model sized at the largest context its tasks' text suggests
+        (templates not yet rendered count as written)."""
+        contexts: dict[ModelSpec, int] = {}
+        for task in self.workflow.tasks:
+            specs = self.specs[task.id]
+            tokens = estimate_tokens(f"{task.task}\n\n{task.context or ''}")
+            probes = task.settings.evidence.probes
+            checks = self.evidence.most_checks(task.task, probes) if self.evidence else 3 + probes
+            chosen = choose_contexts(task.settings, specs, self.load_options,
+                                     dict.fromkeys(specs.values(), tokens), checks)  # fmt: skip
+            for spec, choice in chosen.items():
+                contexts[spec] = max(contexts.get(spec, 0), choice.num_ctx)
         sizes = {
-            str(spec): self.manager.footprint(spec, options).total
+            str(spec): self.manager.footprint(
+                spec, replace(options, num_ctx=contexts.get(spec, options.num_ctx))
+            ).total
             for spec, options in self.load_options.items()
         }
         return predict(self.workflow, self.specs, policy=self.manager.policy,
-                       budget=self.manager.budget, sizes=sizes)  # fmt: skip
+                       budget=self.manager.residency_budget, sizes=sizes)  # fmt: skip
 
     def begin(self, *, resume: bool) -> None:
         """Open (or reopen, with ``resume``) this batch in the journal."""
@@ -403,6 +430,9 @@ class BatchRunner:
                 for r in parked if r.waiting is not None
             ]  # fmt: skip
             model = choose_model(waiting, resident)
+            # the group loads the model once, with the largest context its tasks need
+            group = [r.waiting.num_ctx for r in parked if r.waiting and r.waiting.model == model]
+            self.manager.reserve_context(model, max(group))
             for run in parked:
                 while run.waiting is not None and run.waiting.model == model:
                     if self.should_stop():

@@ -59,7 +59,10 @@ class RoleSettings(BaseModel):
     model: str | None = None
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
     max_tokens: int = Field(default=512, ge=16, le=32768)
-    num_ctx: int = Field(default=4096, ge=512, le=1_048_576)
+    # The largest context the model is loaded with; each run loads it with what the run needs
+    # (prompt and reply, rounded up), unless fixed_ctx pins it to num_ctx.
+    num_ctx: int = Field(default=8192, ge=512, le=1_048_576)
+    fixed_ctx: bool = False
 
 
 class MemorySettings(BaseModel):

@@ -18,7 +18,7 @@ from typing import Any, Generic, Literal, TypeVar
 from ai_stack.backends import ModelSpec
 from ai_stack.backends.base import ChatOptions, LoadOptions, Message
 from ai_stack.config import Settings
-from ai_stack.context import fit_for
+from ai_stack.context import MIN_CONTEXT, ContextChoice, choose_contexts, fit_for
 from ai_stack.errors import InvalidOutputError, UsageError
 from ai_stack.evidence import EvidenceCollector
 from ai_stack.memory import MemoryManager, load_options_for
@@ -27,6 +27,7 @@ from ai_stack.roles import RoleCall, RoleRunner
 from ai_stack.sandbox import Sandbox
 from ai_stack.thermal.policy import ThermalGuard
 from ai_stack.types import (
+    ROLES_CALLED,
     AnswerReady,
     AnswerVersion,
     Critique,
@@ -136,9 +137,28 @@ def review_loop(
     return outcome
 
 
+def smallest_loads(
+    settings: Settings, specs: dict[Role, ModelSpec], caps: dict[ModelSpec, LoadOptions]
+) -> dict[ModelSpec, LoadOptions]:
+    """The least each model the mode calls is loaded with (its pinned context, or the smallest
+    a run would choose): what must fit for any run to start."""
+    smallest: dict[ModelSpec, LoadOptions] = {}
+    for role in ROLES_CALLED[settings.mode]:
+        spec = specs[role]
+        cap = caps[spec]
+        context = cap.num_ctx if settings.role(role).fixed_ctx else min(cap.num_ctx, MIN_CONTEXT)
+        if spec not in smallest or context > smallest[spec].num_ctx:
+            smallest[spec] = replace(cap, num_ctx=context)
+    return smallest
+
+
 class Pipeline:
-    """Runs tasks through the three roles. One instance serves many tasks (the REPL), so models
-    stay resident between tasks where the policy allows."""
+    """Runs tasks through the three roles. One instance serves many tasks, one at a time (the
+    REPL), so models stay resident between tasks where the policy allows.
+
+    ``load_options`` holds, per model, the options it is loaded with and the largest context any
+    of its roles allows; each run loads it with the context that run needs (see
+    ``context.choose_contexts``)."""
 
     def __init__(
         self,
@@ -155,11 +175,29 @@ class Pipeline:
         self.prompts = prompts
         self.specs = specs
         self.load_options = load_options or load_options_for(
-            (spec, settings.role(role).num_ctx) for role, spec in specs.items()
+            (spec, settings.role(role).num_ctx)
+            for role, spec in specs.items()
+            if role in ROLES_CALLED[settings.mode]
         )
         self.guard = guard
         self.evidence = evidence or EvidenceCollector(Sandbox(allow_unisolated=False))
         self.runner = RoleRunner(manager, max_reasks=settings.max_reasks, guard=guard)
+        self.contexts: dict[ModelSpec, ContextChoice] = {}  # the current run's
+
+    def preflight(self) -> None:
+        """Fail before any task if a configured model is missing, or one the mode calls cannot
+        fit even with the smallest context a run would load it with."""
+        for spec in dict.fromkeys(self.specs.values()):
+            self.manager.describe(spec)
+        self.manager.check_all(smallest_loads(self.settings, self.specs, self.load_options))
+
+    def choose_contexts(self, task: str, context: str | None) -> dict[ModelSpec, ContextChoice]:
+        """The context each model is loaded with for this task (its longest call, counted with
+        the model's tokenizer where available)."""
+        text = task if context is None else f"{task}\n\n{context}"
+        counted = {spec: self.manager.count_tokens(spec, text) for spec in set(self.specs.values())}
+        checks = self.evidence.most_checks(task, self.settings.evidence.probes)
+        return choose_contexts(self.settings, self.specs, self.load_options, counted, checks)
 
     def run(
         self, task: str, context: str | None = None, *, resume: Progress | None = None
@@ -178,6 +216,10 @@ class Pipeline:
             raise UsageError("The task is empty.", hint='Give the task as text: ai-stack "..."')
         fitted = fit_for(self.settings, task, context)
         context = fitted.context
+        self.contexts = self.choose_contexts(task, context)
+        self.manager.check_all(
+            {spec: self._load(spec) for spec in self.contexts}  # before anything loads
+        )
         started = time.perf_counter()
         done = resume or Progress(run_id=uuid.uuid4().hex[:12])
         tally = Tally(phases=list(done.phases))
@@ -186,6 +228,8 @@ class Pipeline:
         yield RunStarted(done.run_id, task, context, models, mode)
         if fitted.note:
             yield Notice("context", fitted.note)
+        for choice in self.contexts.values():
+            yield Notice("context", choice.describe())
 
         base = {"task": task, "context": context}
         plans: ReviewOutcome[Plan] | None = None
@@ -229,6 +273,7 @@ class Pipeline:
                 wall_s=round(time.perf_counter() - started, 4),
                 policy=self.manager.policy,
                 budget_bytes=self.manager.budget,
+                gpu_limit_bytes=self.manager.gpu_limit_bytes,
                 memory=[
                     record
                     for spec, record in self.manager.records.items()
@@ -391,6 +436,12 @@ class Pipeline:
         except InvalidOutputError:
             return None
 
+    def _load(self, spec: ModelSpec) -> LoadOptions:
+        """The options ``spec`` is loaded with in the current run: the context chosen for it."""
+        options = self.load_options[spec]
+        choice = self.contexts.get(spec)
+        return options if choice is None else replace(options, num_ctx=choice.num_ctx)
+
     def _call(self, role: Role, phase: Phase, round_: int = 0) -> RoleCall:
         spec = self.specs[role]
         settings = self.settings.role(role)
@@ -398,7 +449,8 @@ class Pipeline:
             role=role,
             phase=phase,
             spec=spec,
-            load=self.load_options[spec],
+            load=self._load(spec),
+            max_ctx=self.load_options[spec].num_ctx,
             chat=ChatOptions(
                 temperature=settings.temperature,
                 max_tokens=settings.max_tokens,

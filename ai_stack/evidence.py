@@ -423,6 +423,12 @@ class EvidenceCollector:
         ]
         return self.target(task, source) or (defined[0] if defined else None)
 
+    def most_checks(self, task: str, probes: int) -> int:
+        """How many checks an answer to ``task`` can get at most (static checks, the task's
+        examples, the script, edge-case probes, the user's checks): what a prompt showing
+        them is sized by."""
+        return 3 + len(examples(task)) + probes + len(self.checks) + len(self.commands)
+
     def collect(self, task: str, answer: str, probes: Sequence[str] = ()) -> Evidence:
         started = time.monotonic()
         evidence = self._collect(task, answer, probes)

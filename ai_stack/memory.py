@@ -4,13 +4,20 @@ It keeps the resident set inside a budget under one of two policies:
 
 - ``one-at-a-time`` (default): before a model loads, every other resident model is unloaded, and
   the backends are asked again to confirm that none is left.
-- ``fit``: several models stay resident while their footprints fit the budget; the least recently
-  used is evicted first.
+- ``fit``: several models stay resident while their footprints fit the budget (and, on Apple
+  Silicon, the GPU's share of memory); the least recently used is evicted first.
 
-A model whose estimated footprint alone exceeds the budget is refused with a message naming
-models that would fit. Footprint = weights (size on disk) + KV cache for the context + a margin
-for compute buffers; once loaded, the backend's own figure (``/api/ps`` size, or RSS growth for
-the embedded backend) is recorded beside the estimate.
+Two limits, two answers. The budget is what fits in memory at all: a model over it is refused
+with a message naming models that would fit. On Apple Silicon the GPU's share of unified memory
+is the second limit: a model over it still runs, with some layers on the CPU, so it loads with
+one warning saying how many and what to change. Footprint = weights (size on disk) + KV cache
+for the context + compute buffers (the server's own formula) + the runtime's reserve; once
+loaded, the backend's own figure (``/api/ps`` size and GPU share, or RSS growth for the embedded
+backend) is recorded beside the estimate, and tells which KV cache type a server really uses.
+
+A model's context is chosen per run by the caller (see ``context.choose_contexts``); a resident
+model is reused whenever its context covers the call, so its load-time options never change
+while it is resident (an Ollama model would silently reload).
 
 Acquiring a model is a generator of events that *returns* a :class:`Lease`, so the controller
 relays the events with ``yield from``.
@@ -18,14 +25,16 @@ relays the events with ``yield from``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from ai_stack.backends import ModelSpec
-from ai_stack.backends.base import Backend, LoadOptions, ModelInfo
-from ai_stack.errors import BackendError, MemoryBudgetError
+from ai_stack.backends.base import Backend, LoadOptions, ModelInfo, ResidentModel, TokenCounter
+from ai_stack.context import estimate_tokens
+from ai_stack.errors import AiStackError, BackendError, MemoryBudgetError
 from ai_stack.machine import GIB, MIB, Machine
 from ai_stack.types import (
     Event,
@@ -33,6 +42,7 @@ from ai_stack.types import (
     ModelLoading,
     ModelMemory,
     ModelUnloaded,
+    Notice,
     ThermalNote,
     UnloadCause,
 )
@@ -40,8 +50,12 @@ from ai_stack.types import (
 K = TypeVar("K")
 POLICIES = ("one-at-a-time", "fit")
 SAFETY_MARGIN = 1 * GIB  # of available RAM, where models share it with everything else
-GPU_SHARE_MARGIN = 512 * MIB  # of Apple Silicon's GPU share, which already leaves 1/3 to the OS
+SYSTEM_SHARE = 5  # on Apple Silicon the system keeps a fifth of RAM for itself ...
+SYSTEM_MINIMUM = int(2.5 * GIB)  # ... and at least this much
+BATCH = 512  # tokens per compute batch: Ollama's and llama.cpp's default num_batch
+SERVER_RESERVE = 512 * MIB  # Ollama's minimum allowance per model on Metal (ollama#4068)
 KV_BYTES = {"f16": 2.0, "q8_0": 1.0, "q4_0": 0.5}
+KV_EVIDENCE = 256 * MIB  # KV cache types closer than this in a load cannot be told apart
 
 
 def gib(n_bytes: float) -> str:
@@ -72,18 +86,38 @@ class Footprint:
         )
 
 
+def compute_buffer(info: ModelInfo, num_ctx: int) -> int | None:
+    """The compute graph's memory for a batch of ``BATCH`` tokens: Ollama's estimate for
+    llama-style models, 4 bytes x batch x (1 + 4 x embedding + context x (1 + heads)); None
+    when the architecture is unknown.
+
+    It reproduces the server's own figures: mistral 7B at 2,048 tokens logs 164.0 MiB
+    (ollama#6348), a Qwen2.5 14B at 4,096 tokens 348.0 MiB (this gives 368 MiB; docs/memory.md).
+
+    >>> info = ModelInfo("mistral:7b", "ollama", 0, embedding_length=4096, head_count=32)
+    >>> round(compute_buffer(info, 2048) / MIB, 1)
+    164.0
+    """
+    if not info.embedding_length or not info.head_count:
+        return None
+    return 4 * BATCH * (1 + 4 * info.embedding_length + num_ctx * (1 + info.head_count))
+
+
 def estimate_footprint(
     info: ModelInfo, num_ctx: int, *, kv_cache_type: str = "f16", parallel: int = 1
 ) -> Footprint:
-    """Weights + KV cache (Ollama's own formula) + a compute-buffer margin.
+    """Weights + KV cache (Ollama's own formula) + compute buffers + the server's reserve.
 
     KV per layer = num_ctx * parallel * (key_length + value_length) * kv_heads * bytes; without
-    key/value lengths, embedding_length / head_count is the head size.
+    key/value lengths, embedding_length / head_count is the head size. Ollama adds a fixed
+    reserve per model on the GPU; an in-process llama.cpp does not.
 
-    >>> info = ModelInfo("qwen2.5:14b", "ollama", 9 * 1024**3, block_count=48, head_count=40,
+    >>> info = ModelInfo("qwen2.5:14b", "ollama", 8_988_124_069, block_count=48, head_count=40,
     ...                  head_count_kv=8, embedding_length=5120)
     >>> estimate_footprint(info, 4096).kv_cache // 1024**2   # 192 KiB per token at f16
     768
+    >>> gib(estimate_footprint(info, 4096).total)
+    '10.0 GiB'
     """
     kv = 0
     if info.block_count and info.head_count_kv:
@@ -94,30 +128,67 @@ def estimate_footprint(
         kv = int(per_layer * info.block_count * KV_BYTES.get(kv_cache_type, 2.0))
     else:  # unknown architecture: assume a KV cache of a tenth of the weights
         kv = info.size_bytes // 10
-    overhead = 256 * MIB + info.size_bytes * 3 // 100
+    graph = compute_buffer(info, num_ctx)
+    if graph is None:  # unknown architecture: the margin measured before the formula
+        overhead = 256 * MIB + info.size_bytes * 3 // 100
+    else:
+        overhead = graph + (SERVER_RESERVE if info.backend == "ollama" else 0)
     return Footprint(info.size_bytes, kv, overhead)
 
 
+def cpu_layers(info: ModelInfo, footprint: Footprint, gpu_bytes: int) -> int:
+    """How many layers would run on the CPU: the GPU takes whole layers (weights and their KV
+    cache) until its share of memory is used.
+
+    >>> info = ModelInfo("m", "ollama", 8 * GIB, block_count=40)
+    >>> cpu_layers(info, Footprint(8 * GIB, 2 * GIB, GIB), 10 * GIB)   # 1 GiB over, 0.25/layer
+    4
+    """
+    over = footprint.total - gpu_bytes
+    if over <= 0:
+        return 0
+    layers = info.block_count or 1
+    per_layer = (footprint.weights + footprint.kv_cache) / layers
+    return min(layers, math.ceil(over / per_layer))
+
+
 def default_budget(machine: Machine) -> int:
-    """The budget when none is configured.
+    """What resident models may take together when no budget is configured: over it, a model
+    does not fit in memory at all.
 
-    On Apple Silicon the GPU may wire about two-thirds of unified memory (or
-    ``iogpu.wired_limit_mb`` when set); elsewhere models live in RAM, so the RAM available now
-    (inside a cgroup limit, if any) is the limit. A safety margin is kept either way.
+    On Apple Silicon memory is unified: RAM less what the system keeps for itself (a fifth, at
+    least 2.5 GiB). The GPU's share of it is a second, softer limit (:attr:`Machine.gpu_share_
+    bytes`): over it a model runs partly on the CPU. Elsewhere models live in RAM, so the RAM
+    available now (inside a cgroup limit, if any), less a margin, is the limit.
 
-    >>> gib(default_budget(Machine.apple(16)))
-    '10.2 GiB'
+    >>> gib(default_budget(Machine.apple(16))), gib(default_budget(Machine.apple(8)))
+    ('12.8 GiB', '5.5 GiB')
     >>> gib(default_budget(Machine("Linux", "x86_64", 24 * GIB, 20 * GIB)))
     '19.0 GiB'
     """
-    if machine.gpu_share_bytes is not None:
-        return max(machine.gpu_share_bytes - GPU_SHARE_MARGIN, 512 * MIB)
+    if machine.apple_silicon:
+        return machine.total_bytes - max(SYSTEM_MINIMUM, machine.total_bytes // SYSTEM_SHARE)
     return max(machine.available_bytes - SAFETY_MARGIN, 512 * MIB)
 
 
+def covers(resident: LoadOptions, wanted: LoadOptions) -> bool:
+    """Whether a model loaded with ``resident`` serves a call that wants ``wanted``: the same
+    options, with at least the context.
+
+    >>> covers(LoadOptions(num_ctx=4096), LoadOptions(num_ctx=2048))
+    True
+    >>> covers(LoadOptions(num_ctx=2048), LoadOptions(num_ctx=4096))
+    False
+    """
+    return (
+        resident.num_ctx >= wanted.num_ctx and replace(resident, num_ctx=wanted.num_ctx) == wanted
+    )
+
+
 def load_options_for(requests: Iterable[tuple[ModelSpec, int]]) -> dict[ModelSpec, LoadOptions]:
-    """One set of load-time options per model, so a model shared by roles (or by the tasks of a
-    batch) is never reloaded: its context is the largest any of its uses asks for.
+    """One set of load-time options per model, shared by its roles (and by the tasks of a
+    batch): its context is the largest any of its uses allows (each run then loads it with what
+    it needs, up to that).
 
     >>> a, b = ModelSpec("ollama", "a"), ModelSpec("ollama", "b")
     >>> load_options_for([(a, 2048), (b, 4096), (a, 8192)])[a].num_ctx
@@ -181,9 +252,10 @@ class MemoryManager:
 
     backend_factory: Callable[[str], Backend]
     policy: str = "one-at-a-time"
-    budget_bytes: int | None = None
-    kv_cache_type: str = "f16"
-    machine: Machine | None = None  # default: this machine, read when the budget is needed
+    budget_bytes: int | None = None  # default: what fits on this machine (default_budget)
+    kv_cache_type: str = "f16"  # learnt from a server's resident sizes when they tell
+    machine: Machine | None = None  # default: this machine
+    gpu_limit_bytes: int | None = None  # default: the machine's GPU share (Apple Silicon)
     clock: Callable[[], float] = time.perf_counter
     memory_check: Callable[[str, int], ThermalNote | None] | None = None  # local loads
     records: dict[ModelSpec, ModelMemory] = field(default_factory=dict)
@@ -191,18 +263,31 @@ class MemoryManager:
     _resident: dict[ModelSpec, _Resident] = field(default_factory=dict)  # LRU first
     _infos: dict[ModelSpec, ModelInfo] = field(default_factory=dict)
     _loading: ModelSpec | None = None
+    _reserved: dict[str, int] = field(default_factory=dict)  # model -> context for its next load
+    _warned: set[ModelSpec] = field(default_factory=set)  # partial offload, said once
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ValueError(f"unknown policy {self.policy!r}; choose from {', '.join(POLICIES)}")
+        self.machine = self.machine or Machine.detect()
         if self.budget_bytes is None:
-            self.machine = self.machine or Machine.detect()
             self.budget_bytes = default_budget(self.machine)
+        if self.gpu_limit_bytes is None:
+            self.gpu_limit_bytes = self.machine.gpu_share_bytes
 
     @property
     def budget(self) -> int:
+        """Over this, a model does not fit: it is refused."""
         assert self.budget_bytes is not None
         return self.budget_bytes
+
+    @property
+    def residency_budget(self) -> int:
+        """What models resident together may take: the budget, and on Apple Silicon the GPU's
+        share too (together over it, they would run partly on the CPU)."""
+        if self.gpu_limit_bytes is None:
+            return self.budget
+        return min(self.budget, self.gpu_limit_bytes)
 
     def backend(self, name: str) -> Backend:
         """The backend called ``name``, created on first use."""
@@ -222,9 +307,10 @@ class MemoryManager:
         return self._infos[spec]
 
     def footprint(self, spec: ModelSpec, options: LoadOptions) -> Footprint:
-        return estimate_footprint(
-            self.describe(spec), options.num_ctx, kv_cache_type=self.kv_cache_type
-        )
+        """The estimate for ``spec`` loaded with ``options``: the KV cache type is the Ollama
+        server's (configured or learnt); llama.cpp in-process keeps it at f16."""
+        kind = self.kv_cache_type if spec.backend == "ollama" else "f16"
+        return estimate_footprint(self.describe(spec), options.num_ctx, kv_cache_type=kind)
 
     def check_fits(self, spec: ModelSpec, options: LoadOptions) -> Footprint:
         """The footprint of ``spec``, or a MemoryBudgetError if it alone exceeds the budget."""
@@ -232,11 +318,28 @@ class MemoryManager:
         if footprint.total > self.budget:
             raise MemoryBudgetError(
                 str(spec),
-                f"{spec} needs about {footprint.describe()}, more than the memory budget of "
-                f"{gib(self.budget)}.",
+                f"{spec} needs about {footprint.describe()} with a context of {options.num_ctx:,} "
+                f"tokens, more than the memory budget of {gib(self.budget)}.",
                 hint=self._alternatives(spec, options),
             )
         return footprint
+
+    def count_tokens(self, spec: ModelSpec, text: str) -> int:
+        """Tokens ``text`` takes for ``spec``: by its tokenizer where the backend has one at
+        hand, else a conservative estimate."""
+        assert spec.backend is not None, f"model spec {spec} has no backend; resolve it first"
+        backend = self.backend(spec.backend)
+        if isinstance(backend, TokenCounter):
+            try:
+                return backend.count_tokens(spec.name, text)
+            except AiStackError:
+                pass  # the estimate will do
+        return estimate_tokens(text)
+
+    def reserve_context(self, model: str, num_ctx: int) -> None:
+        """Load ``model`` with at least ``num_ctx`` next time, so a batch's phase group, whose
+        tasks need different contexts, loads it once with the largest."""
+        self._reserved[model] = num_ctx
 
     def check_all(self, options: dict[ModelSpec, LoadOptions]) -> None:
         """Fail before any work if a model is missing or alone exceeds the budget."""
@@ -248,13 +351,22 @@ class MemoryManager:
         if spec.backend is None:
             raise ValueError(f"model spec {spec} has no backend; resolve it first")
         backend = self.backend(spec.backend)
+        floor = self._reserved.get(str(spec), 0)
+        if floor > options.num_ctx:
+            options = replace(options, num_ctx=floor)
         current = self._resident.get(spec)
-        if current is not None and current.options == options:
+        if current is not None and covers(current.options, options):
             self._resident[spec] = self._resident.pop(spec)  # most recently used last
             return Lease(backend, spec, 0.0)
+        self._reserved.pop(str(spec), None)
         footprint = self.check_fits(spec, options)
         if current is not None:
-            yield from self._unload(spec, "load-time options changed", "options")
+            reason = (
+                f"a context of {options.num_ctx:,} tokens is needed"
+                if current.options.num_ctx < options.num_ctx
+                else "load-time options changed"
+            )
+            yield from self._unload(spec, reason, "options")
         yield from self._make_room(spec, footprint.total)
         if self.memory_check is not None and getattr(backend, "local", False):
             refusal = self.memory_check(str(spec), footprint.total)
@@ -265,18 +377,37 @@ class MemoryManager:
                     f"Not loading {spec} now: {refusal.reason}.",
                     hint="Close memory-hungry programs, or use a smaller model or num_ctx.",
                 )
+        offload = self._offload(spec, options, footprint)
+        if offload is not None:
+            yield offload
         yield ModelLoading(str(spec), footprint.total)
         started = self.clock()
         self._loading = spec  # until load returns: a Ctrl-C here may leave it loaded on a server
         backend.load(spec.name, options)
         self._loading = None
         seconds = self.clock() - started
-        measured = self._measured(backend, spec)
+        found = self._measured(backend, spec)
+        measured = found.size_bytes if found else None
         self._resident[spec] = _Resident(options, footprint.total, measured)
+        info = self.describe(spec)
         self.records[spec] = ModelMemory(
-            model=str(spec), estimate_bytes=footprint.total, resident_bytes=measured
+            model=str(spec),
+            estimate_bytes=footprint.total,
+            resident_bytes=measured,
+            num_ctx=options.num_ctx,
+            kv_cache_type=self.kv_cache_type if spec.backend == "ollama" else "f16",
+            cpu_layers=(
+                None
+                if self.gpu_limit_bytes is None
+                else cpu_layers(info, footprint, self.gpu_limit_bytes)
+            ),
+            gpu_bytes=found.vram_bytes if found else None,
         )
         yield ModelLoaded(str(spec), seconds, footprint.total, measured)
+        if measured and spec.backend == "ollama":
+            learnt = self._learn_kv_cache(spec, options, measured)
+            if learnt is not None:
+                yield learnt
         return Lease(backend, spec, seconds)
 
     def release_all(
@@ -313,9 +444,10 @@ class MemoryManager:
             self._verify_alone(spec, in_use)
             return
         # fit: models loaded by someone else go first, then ours, least recently used first
+        budget = self.residency_budget
         yield from self._unload_foreign(exclude=spec, until_fits=needed)
-        for victim in evictions(self.policy, ours, needed, self.budget):
-            yield from self._unload(victim, f"making room within {gib(self.budget)}", "policy")
+        for victim in evictions(self.policy, ours, needed, budget):
+            yield from self._unload(victim, f"making room within {gib(budget)}", "policy")
 
     def _used(self) -> int:
         return sum(resident.size for resident in self._resident.values())
@@ -334,7 +466,8 @@ class MemoryManager:
         ]
         remaining = sum(size for _, size in foreign)
         for spec, size in foreign:
-            if until_fits is not None and self._used() + remaining + until_fits <= self.budget:
+            room = self.residency_budget - self._used() - remaining
+            if until_fits is not None and until_fits <= room:
                 return
             assert spec.backend is not None
             self.backend(spec.backend).unload(spec.name)
@@ -357,11 +490,58 @@ class MemoryManager:
                     "beside it under the one-at-a-time policy.",
                 )
 
-    def _measured(self, backend: Backend, spec: ModelSpec) -> int | None:
+    def _measured(self, backend: Backend, spec: ModelSpec) -> ResidentModel | None:
         for model in backend.resident():
             if model.name == spec.name:
-                return model.size_bytes
+                return model
         return None
+
+    def _offload(
+        self, spec: ModelSpec, options: LoadOptions, footprint: Footprint
+    ) -> Notice | None:
+        """Over the GPU's share but inside the budget: it runs, slower. Said once per model."""
+        gpu = self.gpu_limit_bytes
+        if gpu is None or footprint.total <= gpu or spec in self._warned:
+            return None
+        self._warned.add(spec)
+        info = self.describe(spec)
+        layers = cpu_layers(info, footprint, gpu)
+        of = f" of its {info.block_count}" if info.block_count else ""
+        return Notice(
+            "offload",
+            f"{spec} needs about {gib(footprint.total)} with a context of {options.num_ctx:,} "
+            f"tokens, more than the GPU's share of memory ({gib(gpu)}): about {layers}{of} "
+            "layers will run on the CPU, which is slower. To keep it all on the GPU: a smaller "
+            "context (num_ctx), a quantized KV cache (OLLAMA_KV_CACHE_TYPE=q8_0 with "
+            'memory.kv_cache_type = "q8_0"), or a smaller quantization of the model',
+        )
+
+    def _learn_kv_cache(
+        self, spec: ModelSpec, options: LoadOptions, measured: int
+    ) -> Notice | None:
+        """Which KV cache type a server really uses, where its resident size tells: each type's
+        estimate is compared with what the server reports, and a type that matches clearly
+        (within a quarter of the gap to the configured one's estimate) is used from then on."""
+        info = self.describe(spec)
+        estimates = {
+            kind: estimate_footprint(info, options.num_ctx, kv_cache_type=kind).total
+            for kind in KV_BYTES
+        }
+        best = min(estimates, key=lambda kind: abs(estimates[kind] - measured))
+        configured = estimates[self.kv_cache_type]
+        gap = abs(estimates[best] - configured)
+        if best == self.kv_cache_type or gap < KV_EVIDENCE:
+            return None
+        if abs(estimates[best] - measured) > gap / 4:
+            return None
+        previous, self.kv_cache_type = self.kv_cache_type, best
+        return Notice(
+            "kv-cache",
+            f"{spec} takes {gib(measured)} resident, as with a {best} KV cache "
+            f"({gib(estimates[best])}; {previous} would be {gib(configured)}): the server "
+            f"runs with OLLAMA_KV_CACHE_TYPE={best}, so estimates use it from now on (set "
+            f'memory.kv_cache_type = "{best}" to start with it)',
+        )
 
     def _unload(self, spec: ModelSpec, reason: str, cause: UnloadCause) -> Iterator[Event]:
         assert spec.backend is not None
@@ -371,7 +551,7 @@ class MemoryManager:
 
     def _alternatives(self, spec: ModelSpec, options: LoadOptions) -> str:
         assert spec.backend is not None
-        fitting = []
+        fitting: list[tuple[int, str]] = []
         try:
             installed = self.backend(spec.backend).list_models()
         except Exception:  # the refusal matters more than the suggestions
@@ -379,15 +559,13 @@ class MemoryManager:
         for listed in installed:
             if listed.name == spec.name:
                 continue
+            other = ModelSpec(spec.backend, listed.name)
             try:
-                info = self.describe(ModelSpec(spec.backend, listed.name))
-            except Exception:
-                info = listed
-            total = estimate_footprint(
-                info, options.num_ctx, kv_cache_type=self.kv_cache_type
-            ).total
+                total = self.footprint(other, options).total
+            except Exception:  # not describable: judge it by its listing
+                total = estimate_footprint(listed, options.num_ctx).total
             if total <= self.budget:
-                fitting.append((total, info.name))
+                fitting.append((total, listed.name))
         advice = (
             "Or lower num_ctx for this role, quantize the KV cache (OLLAMA_KV_CACHE_TYPE=q8_0 "
             'and memory.kv_cache_type = "q8_0"), or raise the budget with --memory-budget GB.'

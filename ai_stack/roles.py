@@ -11,13 +11,14 @@ import copy
 import json
 import time
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from ai_stack.backends import ModelSpec
 from ai_stack.backends.base import ChatOptions, LoadOptions, Message
+from ai_stack.context import round_context
 from ai_stack.errors import InvalidOutputError, InvalidOutputKind, TransientBackendError
 from ai_stack.memory import MemoryManager
 from ai_stack.thermal.policy import ThermalGuard
@@ -36,6 +37,7 @@ from ai_stack.types import Token as TokenEvent
 
 T = TypeVar("T", bound=BaseModel)
 _ENUM_LIMIT = 32  # bounded integer ranges up to this size become enums in generation schemas
+MESSAGE_TOKENS = 4  # the chat template's tokens around each message
 
 
 def generation_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -92,6 +94,7 @@ class RoleCall:
     load: LoadOptions
     chat: ChatOptions
     round: int = 0
+    max_ctx: int | None = None  # a prompt longer than load.num_ctx holds may load up to this
 
 
 class _Invalid(Exception):
@@ -188,13 +191,14 @@ class RoleRunner:
         schema: dict[str, Any] | None,
         attempt: int,
     ) -> Generator[Event, None, tuple[str, str]]:
-        yield AwaitingModel(call.role, call.phase, call.round, str(call.spec))
+        load = self._load_for(call, messages)
+        yield AwaitingModel(call.role, call.phase, call.round, str(call.spec), load.num_ctx)
         level = "unknown"
         if self.guard is not None:
             level = yield from self.guard.before_call(self.manager)
         started = time.perf_counter()
         yield PhaseStarted(call.role, call.phase, str(call.spec), call.round, attempt)
-        lease = yield from self.manager.acquire(call.spec, call.load)
+        lease = yield from self.manager.acquire(call.spec, load)
         for retry in range(self.stream_retries + 1):
             stream = lease.backend.chat(call.spec.name, messages, options=call.chat, schema=schema)
             try:
@@ -228,6 +232,21 @@ class RoleRunner:
         if self.guard is not None:
             yield from self.guard.after_call(metrics)
         return result.text, result.finish_reason
+
+    def _load_for(self, call: RoleCall, messages: list[Message]) -> LoadOptions:
+        """The call's load options, with a larger context (up to ``max_ctx``) if its prompt and
+        reply turn out longer than the run planned for: better a reload than a prompt the server
+        silently cuts from the front."""
+        if call.max_ctx is None or call.max_ctx <= call.load.num_ctx:
+            return call.load
+        prompt = sum(
+            self.manager.count_tokens(call.spec, message["content"]) + MESSAGE_TOKENS
+            for message in messages
+        )
+        needed = prompt + call.chat.max_tokens
+        if needed <= call.load.num_ctx:
+            return call.load
+        return replace(call.load, num_ctx=round_context(needed, call.max_ctx))
 
 
 def _reask(previous: str, reason: str, *, structured: bool) -> list[Message]:

@@ -31,6 +31,7 @@ from ai_stack.backends import (
 from ai_stack.backends.base import LoadOptions
 from ai_stack.batch import BatchRunner
 from ai_stack.config import Settings
+from ai_stack.context import typical_context
 from ai_stack.controller import Pipeline
 from ai_stack.errors import UsageError
 from ai_stack.evals import EvalRun, Suite
@@ -43,7 +44,7 @@ from ai_stack.sandbox import Limits, Sandbox
 from ai_stack.system import default_roles
 from ai_stack.thermal import make_guard
 from ai_stack.thermal.policy import ThermalGuard
-from ai_stack.types import ROLES, Mode, Role
+from ai_stack.types import ROLES, ROLES_CALLED, Mode, Role
 from ai_stack.workflow import Workflow
 
 
@@ -174,12 +175,13 @@ class Session:
         if backend == "embedded" or all(self.settings.role(role).model for role in ROLES):
             self._defaults = {role: EMBEDDED_DEFAULT for role in ROLES}
             return self._defaults
-        num_ctx = self.settings.executor.num_ctx
+        executor = self.settings.executor
+        num_ctx = typical_context(executor.num_ctx, executor.fixed_ctx)
 
         def fits(info: ModelInfo) -> bool:
             described = self.manager.describe(ModelSpec(backend, info.name))
             total = estimate_footprint(described, num_ctx, kv_cache_type=self.manager.kv_cache_type)
-            return total.total <= self.manager.budget
+            return total.total <= self.manager.residency_budget
 
         installed = self.manager.backend(backend).list_models()
         self._defaults = default_roles(installed, fits)
@@ -193,6 +195,7 @@ class Session:
             (spec, settings.role(role).num_ctx)
             for settings, specs in runs
             for role, spec in specs.items()
+            if role in ROLES_CALLED[settings.mode]
         )
 
     def prompts(self, directory: Path | None = None) -> PromptLibrary:

@@ -32,6 +32,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+GB = 1000**3  # Ollama lists sizes in decimal gigabytes
 
 # The original ai-stack's roles: a 7B planner, a 7B instruct critic, a 14B executor.
 PREFERRED_ROLES: dict[Role, str] = {
@@ -104,7 +105,7 @@ class CatalogueEntry:
         return ModelInfo(
             name=spec.name,
             backend=spec.backend,
-            size_bytes=int(self.size_gb * GIB),
+            size_bytes=int(self.size_gb * GB),  # the library lists decimal gigabytes
             parameters=self.parameters,
             quantization=self.quantization,
             context_length=self.context,
@@ -228,6 +229,7 @@ def profile(
             "embedded": {"available": embedded_health.available, "detail": embedded_health.detail},
         },
         "budget_bytes": manager.budget,
+        "gpu_limit_bytes": manager.gpu_limit_bytes,
         "policy": manager.policy,
         "recommendations": recommend(manager, installed, num_ctx=num_ctx),
     }
@@ -283,7 +285,7 @@ def recommend(
             c
             for c in candidates.values()
             if role in c.roles
-            and c.footprint <= manager.budget
+            and c.footprint <= manager.residency_budget  # all on the GPU, where there is one
             and (role == "executor" or c.billions <= 9)
         ]
         if not fitting:

@@ -168,11 +168,19 @@ class ThermalDecision(BaseModel):
 
 
 class ModelMemory(BaseModel):
-    """A model's estimated footprint next to what its backend reported once it was loaded."""
+    """A model's estimated footprint next to what its backend reported once it was loaded.
+
+    ``num_ctx`` is the context it was loaded with; ``cpu_layers`` how many of its layers the
+    estimate puts on the CPU because the footprint exceeds the GPU's share (0: all on the GPU;
+    None: no GPU limit known here); ``gpu_bytes`` what the server reports on the GPU."""
 
     model: str
     estimate_bytes: int
     resident_bytes: int | None = None
+    num_ctx: int | None = None
+    kv_cache_type: str | None = None
+    cpu_layers: int | None = None
+    gpu_bytes: int | None = None
 
 
 class RunMetrics(BaseModel):
@@ -185,6 +193,7 @@ class RunMetrics(BaseModel):
     wall_s: float = 0.0
     policy: str = "one-at-a-time"
     budget_bytes: int = 0
+    gpu_limit_bytes: int | None = None
     memory: list[ModelMemory] = Field(default_factory=list)
     thermal: list[ThermalDecision] = Field(default_factory=list)
 
@@ -249,6 +258,7 @@ class AwaitingModel:
     phase: Phase
     round: int
     model: str
+    num_ctx: int = 0  # the context the call needs the model loaded with
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,11 @@ What it reproduces, because the client code depends on it:
 - A silent reload when a request's load-time options differ from the running runner's.
 - The scheduler's own eviction of idle runners at ``max_loaded`` or when memory is short, and a
   500 "requires more system memory" when a model cannot fit at all.
-- ``/api/ps`` sizes (weights + KV cache for the runner's ``num_ctx``), ``/api/tags``, ``/api/show``
-  (``model_info``), ``/api/pull`` progress, ``/api/delete``, ``/api/version`` and ``GET /``.
+- ``/api/ps`` sizes as the server computes them (weights + KV cache for the runner's ``num_ctx``
+  at the server's ``OLLAMA_KV_CACHE_TYPE`` + compute graph + its 512 MiB reserve on Metal), and
+  ``size_vram``, less than ``size`` when the GPU's memory (``vram_bytes``) is short: the rest
+  runs on the CPU. ``/api/tags``, ``/api/show`` (``model_info``), ``/api/pull`` progress,
+  ``/api/delete``, ``/api/version`` and ``GET /``.
 - 404 for unknown models, injected 500/503 errors, in-stream error lines, and cut streams.
 - Load latency proportional to model size.
 
@@ -32,6 +35,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 GIB = 1024**3
+GB = 1000**3  # Ollama's listed sizes are decimal
+MIB = 1024**2
+KV_BYTES = {"f16": 2.0, "q8_0": 1.0, "q4_0": 0.5}
 LOAD_TIME_OPTIONS = ("num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread")
 VERSION = "0.12.6"
 _DURATION = re.compile(r"^(-?)((?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+)$")
@@ -53,24 +59,34 @@ class FakeModel:
     embedding_length: int = 4096
     context_length: int = 32768
 
-    def kv_bytes(self, num_ctx: int) -> int:
+    def kv_bytes(self, num_ctx: int, kv_cache_type: str = "f16") -> int:
         head_dim = self.embedding_length // self.head_count
-        return 2 * self.block_count * num_ctx * self.head_count_kv * head_dim * 2
+        per_value = KV_BYTES[kv_cache_type]
+        return int(2 * self.block_count * num_ctx * self.head_count_kv * head_dim * per_value)
 
-    def memory(self, num_ctx: int) -> int:
-        return self.size + self.kv_bytes(num_ctx) + 300 * 1024**2
+    def graph_bytes(self, num_ctx: int) -> int:
+        """The server's compute-graph estimate for a 512-token batch (llama-style models)."""
+        return 4 * 512 * (1 + 4 * self.embedding_length + num_ctx * (1 + self.head_count))
+
+    def memory(self, num_ctx: int, kv_cache_type: str = "f16") -> int:
+        return (
+            self.size
+            + self.kv_bytes(num_ctx, kv_cache_type)
+            + self.graph_bytes(num_ctx)
+            + 512 * MIB
+        )
 
 
 def standard_models() -> list[FakeModel]:
     """The models of the target machine's default roles (sizes from the reference)."""
     return [
-        FakeModel("mistral:7b", int(4.4 * GIB), "llama", "7.2B", block_count=32, head_count_kv=8),
+        FakeModel("mistral:7b", int(4.4 * GB), "llama", "7.2B", block_count=32, head_count_kv=8),
         FakeModel(
-            "qwen2.5:7b", int(4.7 * GIB), "qwen2", "7.6B", block_count=28, head_count=28,
+            "qwen2.5:7b", int(4.7 * GB), "qwen2", "7.6B", block_count=28, head_count=28,
             head_count_kv=4, embedding_length=3584,
         ),
         FakeModel(
-            "qwen2.5:14b", int(9.0 * GIB), "qwen2", "14.8B", block_count=48, head_count=40,
+            "qwen2.5:14b", 8_988_124_069, "qwen2", "14.8B", block_count=48, head_count=40,
             head_count_kv=8, embedding_length=5120,
         ),
     ]  # fmt: skip
@@ -85,6 +101,7 @@ class Runner:
     last_used: float
     busy: int = 0
     unloading_until: float | None = None
+    kv_cache_type: str = "f16"
 
     @property
     def num_ctx(self) -> int:
@@ -92,7 +109,7 @@ class Runner:
 
     @property
     def size(self) -> int:
-        return self.model.memory(self.num_ctx)
+        return self.model.memory(self.num_ctx, self.kv_cache_type)
 
     def expires_at(self) -> float:
         if self.keep_alive_s is None:
@@ -131,6 +148,8 @@ class OllamaDouble:
         default_factory=lambda: {m.name: m for m in standard_models()}
     )
     memory_bytes: int = 16 * GIB
+    vram_bytes: int | None = None  # the GPU's memory; None: every model fits on it
+    kv_cache_type: str = "f16"  # OLLAMA_KV_CACHE_TYPE
     max_loaded: int = 3
     default_keep_alive_s: float = 300.0
     unload_delay_s: float = 0.05
@@ -209,7 +228,7 @@ class OllamaDouble:
                     return 0.0
                 self._record("reload", model=model.name, old=runner.options, new=load_options)
                 del self.runners[model.name]
-            needed = model.memory(int(load_options.get("num_ctx", 4096)))
+            needed = model.memory(int(load_options.get("num_ctx", 4096)), self.kv_cache_type)
             if needed > self.memory_bytes:
                 raise _HTTPError(
                     500,
@@ -227,6 +246,7 @@ class OllamaDouble:
                 self.default_keep_alive_s if keep_alive == "unset" else keep_alive,  # type: ignore[arg-type]
                 now,
                 now,
+                kv_cache_type=self.kv_cache_type,
             )
         seconds = model.size / self.load_bytes_per_s
         time.sleep(seconds)
@@ -482,7 +502,7 @@ def _handler_for(double: OllamaDouble) -> type[BaseHTTPRequestHandler]:
                         "name": r.model.name,
                         "model": r.model.name,
                         "size": r.size,
-                        "size_vram": r.size,
+                        "size_vram": min(r.size, double.vram_bytes or r.size),
                         "digest": f"{abs(hash(r.model.name)):064x}"[:64],
                         "details": _details(r.model),
                         "expires_at": _rfc3339(r.expires_at() - now),

@@ -378,3 +378,21 @@ def test_the_example_workflow_on_the_embedded_model(smollm2: Path, tmp_path: Pat
     diagnose = json.loads((out / "diagnose.json").read_text())
     assert diagnose["output"] in fix["context"]
     assert "KeyError: 'amount'" in diagnose["context"]
+
+
+def test_a_phase_group_loads_its_model_once_with_the_largest_context_it_needs(
+    on_double: OllamaDouble, tmp_path: Path
+) -> None:
+    """Tasks of one group need different contexts; the model loads once, with the largest,
+    instead of loading small and reloading larger when the long task's turn comes."""
+    long_context = "log line with some detail\n" * 600  # about 5,000 tokens by the estimate
+    path = write(
+        tmp_path,
+        "name: contexts\ndefaults: {direct: true, executor: ollama:qwen2.5:7b}\ntasks:\n"
+        "  - {id: short, task: explain the error}\n"
+        f"  - id: long\n    task: explain this log\n    context: {json.dumps(long_context)}\n",
+    )
+    code, _, err = invoke("batch", str(path), "--json")
+    assert code == 0, err
+    (load,) = on_double.events("load")  # the short task ran first, on the long one's context
+    assert load["options"]["num_ctx"] == 6144 and on_double.reloads == 0

@@ -13,7 +13,7 @@ from ai_stack.backends.base import LoadOptions
 from ai_stack.errors import MemoryBudgetError
 from ai_stack.machine import GIB, MIB, Machine, Probe
 from ai_stack.memory import MemoryManager, default_budget, evictions, load_options_for
-from ai_stack.types import Event, ModelLoaded, ModelUnloaded
+from ai_stack.types import Event, ModelLoaded, ModelUnloaded, Notice
 from tests.scripted import ScriptedBackend
 
 
@@ -120,7 +120,53 @@ def test_the_default_budget_honours_a_cgroup_limit(tmp_path: Path) -> None:
     assert default_budget(machine) <= 4 * GIB  # the limit less the safety margin
 
 
-def test_the_default_budget_on_apple_silicon_is_the_gpu_share_less_a_margin() -> None:
-    assert default_budget(Machine.apple(16)) == 16 * GIB * 2 // 3 - 512 * MIB
-    wired = Machine.apple(16, wired_limit_mb=12 * 1024)
-    assert default_budget(wired) == 12 * GIB - 512 * MIB
+def test_apple_silicon_has_two_limits_what_fits_and_what_runs_on_the_gpu(
+    scripted: ScriptedBackend,
+) -> None:
+    """The budget is RAM less the system's share; the GPU's share is the second, softer limit."""
+    assert default_budget(Machine.apple(16)) == 16 * GIB - 16 * GIB // 5  # 12.8 GiB
+    assert default_budget(Machine.apple(8)) == 8 * GIB - int(2.5 * GIB)
+    manager = MemoryManager(lambda name: scripted, machine=Machine.apple(16))
+    assert manager.gpu_limit_bytes == 16 * GIB * 2 // 3  # about 10.7 GiB
+    assert manager.residency_budget == manager.gpu_limit_bytes < manager.budget
+    wired = MemoryManager(lambda name: scripted, machine=Machine.apple(16, wired_limit_mb=12288))
+    assert wired.gpu_limit_bytes == 12 * GIB
+    linux = MemoryManager(lambda name: scripted, machine=Machine("Linux", "x86_64", 24 * GIB,
+                                                                 20 * GIB))  # fmt: skip
+    assert linux.gpu_limit_bytes is None and linux.budget == 19 * GIB == linux.residency_budget
+
+
+def test_over_the_gpu_share_but_inside_the_budget_loads_with_one_warning(
+    scripted: ScriptedBackend,
+) -> None:
+    manager = MemoryManager(lambda name: scripted, budget_bytes=10**9, gpu_limit_bytes=1 * MIB)
+    first = acquire(manager, "a")
+    (warning,) = [e for e in first if isinstance(e, Notice)]
+    assert warning.kind == "offload" and "more than the GPU's share of memory" in warning.message
+    assert "OLLAMA_KV_CACHE_TYPE=q8_0" in warning.message
+    assert isinstance(first[-1], ModelLoaded), "it loads all the same"
+    assert manager.records[spec("a")].cpu_layers == 1
+    acquire(manager, "b")
+    again = acquire(manager, "a")  # loaded again under one-at-a-time: not said twice
+    assert not [e for e in again if isinstance(e, Notice)]
+
+
+def test_a_resident_context_that_covers_the_call_is_reused(scripted: ScriptedBackend) -> None:
+    manager = MemoryManager(lambda name: scripted, budget_bytes=10**9)
+    acquire(manager, "a", 4096)
+    assert acquire(manager, "a", 2048) == [], "a smaller call uses the resident model as it is"
+    assert scripted.loaded["a"].num_ctx == 4096
+    events = acquire(manager, "a", 6144)  # a longer one reloads it, saying why
+    (unload,) = [e for e in events if isinstance(e, ModelUnloaded)]
+    assert unload.cause == "options" and "context of 6,144 tokens is needed" in unload.reason
+
+
+def test_a_reserved_context_is_what_the_next_load_uses(scripted: ScriptedBackend) -> None:
+    manager = MemoryManager(lambda name: scripted, budget_bytes=10**9)
+    manager.reserve_context("embedded:a", 6144)
+    acquire(manager, "a", 2048)
+    assert scripted.loaded["a"].num_ctx == 6144
+    assert acquire(manager, "a", 4096) == [], "the group's larger calls need no reload"
+    acquire(manager, "b", 2048)
+    acquire(manager, "a", 2048)
+    assert scripted.loaded["a"].num_ctx == 2048, "a reservation serves one load"

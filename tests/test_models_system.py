@@ -142,7 +142,7 @@ def test_models_add_show_and_rm_embedded(
     assert footprint["total_bytes"] == sum(
         footprint[k] for k in ("weights_bytes", "kv_cache_bytes", "buffers_bytes")
     )
-    code, out, _ = invoke("models", "show", "embedded:tiny", "--num-ctx", "8192", "--json")
+    code, out, _ = invoke("models", "show", "embedded:tiny", "--num-ctx", "8192", "--json")  # 2x
     assert json.loads(out)["footprint"]["kv_cache_bytes"] == 2 * footprint["kv_cache_bytes"]
 
     code, _, err = invoke("models", "rm", "embedded:smollm2", "-y")

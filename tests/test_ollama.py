@@ -30,13 +30,13 @@ from ai_stack.errors import (
     ModelNotFoundError,
     TransientBackendError,
 )
-from ai_stack.machine import GIB
+from ai_stack.machine import GIB, Machine
 from ai_stack.memory import MemoryManager, estimate_footprint
 from ai_stack.prompts import PromptLibrary
 from ai_stack.roles import generation_schema
 from ai_stack.session import Session, resolve_roles
 from ai_stack.system import default_roles
-from ai_stack.types import CallRetried, RunFinished, RunResult, Verdict
+from ai_stack.types import CallRetried, Notice, RunFinished, RunResult, Verdict
 from tests.conftest import ROOT, invoke, plan, verdict
 from tests.ollama_double import GIB as DOUBLE_GIB
 from tests.ollama_double import FakeModel, Fault, OllamaDouble, parse_keep_alive
@@ -46,6 +46,7 @@ THREE = {
     "critic": "ollama:qwen2.5:7b",
     "executor": "ollama:qwen2.5:14b",
 }
+THREE_NAMES = ("mistral:7b", "qwen2.5:7b", "qwen2.5:14b")
 
 
 @pytest.fixture
@@ -100,7 +101,7 @@ def test_describe_reads_model_info_and_the_estimate_is_close(
     backend: OllamaBackend, double: OllamaDouble
 ) -> None:
     info = backend.describe("qwen2.5:14b")
-    assert (info.block_count, info.head_count_kv, info.size_bytes) == (48, 8, int(9.0 * GIB))
+    assert (info.block_count, info.head_count_kv, info.size_bytes) == (48, 8, 8_988_124_069)
     assert info.parameters == "14.8B" and info.quantization == "Q4_K_M"
     backend.load("qwen2.5:14b", LoadOptions(num_ctx=4096))
     (resident,) = backend.resident()
@@ -249,9 +250,17 @@ def test_three_models_two_rounds_one_at_a_time(double: OllamaDouble) -> None:
     assert metrics.policy == "one-at-a-time"
     assert sum(p.load_s > 0 for p in metrics.phases) == 5
     assert {m.model: m.resident_bytes for m in metrics.memory} == {
-        f"ollama:{name}": double.models[name].memory(4096)
-        for name in ("mistral:7b", "qwen2.5:7b", "qwen2.5:14b")
+        f"ollama:{m.model.split(':', 1)[1]}": double.models[m.model.split(":", 1)[1]].memory(
+            m.num_ctx or 0
+        )
+        for m in metrics.memory
     }
+    assert {m.model for m in metrics.memory} == {
+        f"ollama:{name}" for name in ("mistral:7b", "qwen2.5:7b", "qwen2.5:14b")
+    }
+    contexts = {e["model"]: e["options"]["num_ctx"] for e in double.events("load")}
+    assert contexts == {m.model.split(":", 1)[1]: m.num_ctx for m in metrics.memory}
+    assert all(2048 <= n < 8192 for n in contexts.values()), "sized to the run, not num_ctx"
     formats = [e["format"] for e in double.events("generate")]
     assert all(isinstance(f, dict) for f in formats[:4]) and formats[4] is None
 
@@ -455,3 +464,97 @@ def test_ctrl_c_during_a_load_unloads_the_model_before_exiting(on_double: Ollama
     assert child.returncode == 130 and "Interrupted" in err and "Traceback" not in err
     assert [e["model"] for e in on_double.events("unload")] == ["qwen2.5:14b"]
     assert on_double.events("generate") == [], "the task itself never ran"
+
+
+# -- a 16 GB Apple Silicon Mac -------------------------------------------------------------------
+
+
+@pytest.fixture
+def mac16(on_double: OllamaDouble, monkeypatch: pytest.MonkeyPatch) -> OllamaDouble:
+    """The design card's machine: 16 GB of unified memory, Ollama with its defaults (f16 KV
+    cache), the GPU taking about two-thirds of it; ai-stack sees the same machine."""
+    machine = Machine.apple(16)
+    monkeypatch.setattr(Machine, "detect", classmethod(lambda cls, probe=None: machine))
+    on_double.memory_bytes = machine.total_bytes
+    on_double.vram_bytes = machine.gpu_share_bytes
+    return on_double
+
+
+@pytest.mark.parametrize("review", ["answer", "both"])
+def test_the_design_cards_models_run_by_default_on_a_16_gb_mac(
+    mac16: OllamaDouble, review: str
+) -> None:
+    """No configuration: the original roles (mistral:7b, qwen2.5:7b, qwen2.5:14b) are installed,
+    so they are used; one is resident at a time; each loads with the context the run needs,
+    which the progress names with the reason, and the 14B fits on the GPU."""
+    args = [] if review == "answer" else ["--review", "both"]
+    mac16.enqueue("```python\ndef reverse(s):\n    return s[::-1]\n```", model="qwen2.5:14b")
+    code, out, err = invoke(*args, "--json", "Write a Python function that reverses a string")
+    assert code == 0, err
+    result = json.loads(out)
+    assert_one_at_a_time(mac16)
+    loads = mac16.events("load")
+    allowed = {"answer": {"qwen2.5:7b", "qwen2.5:14b"}, "both": set(THREE_NAMES)}[review]
+    assert "qwen2.5:14b" in {load["model"] for load in loads} <= allowed
+    executor_loads = [load for load in loads if load["model"] == "qwen2.5:14b"]
+    contexts = {load["options"]["num_ctx"] for load in executor_loads}
+    (record,) = [m for m in result["metrics"]["memory"] if m["model"] == "ollama:qwen2.5:14b"]
+    assert contexts == {record["num_ctx"]} and record["num_ctx"] < 8192, "sized, and never changed"
+    assert record["cpu_layers"] == 0 and record["gpu_bytes"] == record["resident_bytes"]
+    assert result["metrics"]["gpu_limit_bytes"] == Machine.apple(16).gpu_share_bytes
+    said = (
+        f"Note: executor ollama:qwen2.5:14b: a context of {record['num_ctx']:,} tokens; its longest"
+    )
+    assert said in err and "num_ctx allows up to 8,192" in err
+    assert "GPU's share" not in err and "Traceback" not in err
+
+
+def test_a_model_that_cannot_fit_in_memory_is_refused_before_any_load(
+    on_double: OllamaDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    machine = Machine.apple(8)  # 5.5 GiB for models: the 14B needs about 9.4 even at 2,048
+    monkeypatch.setattr(Machine, "detect", classmethod(lambda cls, probe=None: machine))
+    code, _, err = invoke("--executor", "ollama:qwen2.5:14b", "--direct", "task")
+    assert code == 1 and "more than the memory budget of 5.5 GiB" in err
+    assert "Installed models that fit: mistral:7b" in err and "qwen2.5:7b" in err
+    assert on_double.loads == 0
+
+
+def test_over_the_gpu_share_it_runs_with_one_warning_and_json_says_so(
+    mac16: OllamaDouble, tmp_path: Path
+) -> None:
+    """A pinned 12k context takes the 14B to about 12 GiB: inside the 12.8 GiB budget, over the
+    GPU's 10.7: some layers go to the CPU. It runs, warned once although two tasks load it."""
+    config = tmp_path / "big.toml"
+    config.write_text("review = 'plan'\nmax_rounds = 1\n[executor]\nnum_ctx = 12288\n"
+                      "fixed_ctx = true\n")  # fmt: skip
+    code, out, err = invoke("--config", str(config), "--interactive", "--json",
+                            input="first task\nsecond task\n")  # fmt: skip
+    assert code == 0, err
+    assert len([e for e in mac16.events("load") if e["model"] == "qwen2.5:14b"]) == 2
+    assert err.count("more than the GPU's share of memory (10.7 GiB)") == 1
+    assert "layers will run on the CPU" in err
+    assert_one_at_a_time(mac16)
+    for line in out.splitlines():
+        (record,) = [m for m in json.loads(line)["metrics"]["memory"]
+                     if m["model"] == "ollama:qwen2.5:14b"]  # fmt: skip
+        assert record["num_ctx"] == 12288 and 0 < record["cpu_layers"] < 48
+        assert record["gpu_bytes"] == mac16.vram_bytes < record["resident_bytes"]
+
+
+def test_the_servers_kv_cache_type_is_learnt_from_its_resident_size(mac16: OllamaDouble) -> None:
+    mac16.kv_cache_type = "q8_0"  # OLLAMA_KV_CACHE_TYPE=q8_0, not told to ai-stack
+    manager = MemoryManager(
+        lambda name: OllamaBackend(mac16.host, backoff=lambda attempt: 0.0),
+        machine=Machine.apple(16),
+    )
+    qwen7, qwen14 = ModelSpec("ollama", "qwen2.5:7b"), ModelSpec("ollama", "qwen2.5:14b")
+    small = list(manager.acquire(qwen7, LoadOptions(num_ctx=2048)))  # KV 112 MiB: cannot tell
+    assert manager.kv_cache_type == "f16" and not [e for e in small if isinstance(e, Notice)]
+    events = list(manager.acquire(qwen14, LoadOptions(num_ctx=6144)))
+    (learnt,) = [e for e in events if isinstance(e, Notice)]
+    assert learnt.kind == "kv-cache" and "OLLAMA_KV_CACHE_TYPE=q8_0" in learnt.message
+    assert manager.kv_cache_type == "q8_0"
+    later = manager.footprint(qwen7, LoadOptions(num_ctx=8192)).total
+    assert later == mac16.models["qwen2.5:7b"].memory(8192, "q8_0")
+    manager.close()

@@ -105,3 +105,27 @@ def test_an_empty_free_text_reply_is_reasked(scripted: ScriptedBackend) -> None:
     events, text = run(runner(scripted).text(call("executor"), []))
     assert text == "words"
     assert [e.attempt for e in events if isinstance(e, Reasked)] == [2]
+
+
+def test_a_prompt_longer_than_the_planned_context_loads_a_larger_one(
+    scripted: ScriptedBackend,
+) -> None:
+    """A run plans each model's context; a call that turns out longer gets a larger context (up
+    to ``max_ctx``) rather than a prompt the server would silently cut from the front."""
+    scripted.enqueue("fine", "fine")
+    planned = RoleCall("executor", "fix", ModelSpec("embedded", "a"), LoadOptions(num_ctx=2048),
+                       ChatOptions(max_tokens=512), max_ctx=8192)  # fmt: skip
+    roles = runner(scripted)
+    short: list[Message] = [{"role": "user", "content": "short"}]
+    events, _ = run(roles.text(planned, short))
+    assert scripted.loaded["a"].num_ctx == 2048
+    long: list[Message] = [{"role": "user", "content": "word " * 3000}]  # ~5,000 by estimate
+    events, _ = run(roles.text(planned, long))
+    assert scripted.loaded["a"].num_ctx == 6144
+    (awaiting,) = [e for e in events if type(e).__name__ == "AwaitingModel"]
+    assert awaiting.num_ctx == 6144  # type: ignore[attr-defined]
+    capped = RoleCall("executor", "fix", ModelSpec("embedded", "b"), LoadOptions(num_ctx=2048),
+                      ChatOptions(max_tokens=512), max_ctx=4096)  # fmt: skip
+    scripted.enqueue("fine")
+    run(roles.text(capped, long))
+    assert scripted.loaded["b"].num_ctx == 4096, "never past the role's num_ctx"

@@ -85,6 +85,7 @@ class ResidentModel:
     size_bytes: int
     num_ctx: int | None = None
     expires_at: datetime | None = None  # when the server will unload it if left idle
+    vram_bytes: int | None = None  # of size_bytes, how much is on the GPU (Ollama's size_vram)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,4 +210,14 @@ class ModelStore(Protocol):
 
     def remove(self, model: str) -> None:
         """Delete ``model`` (unloading it first); raises ModelNotFoundError."""
+        ...
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """What a backend that has the model's tokenizer at hand adds: exact prompt sizes before a
+    load, so a model's context can be sized to the work (others are estimated)."""
+
+    def count_tokens(self, model: str, text: str) -> int:
+        """Tokens ``text`` takes for ``model``; raises ModelNotFoundError."""
         ...

@@ -70,6 +70,24 @@ def _importable(module: str) -> bool:
         return False
 
 
+def _vocabulary(path: Path) -> Any:
+    """A model of ``path`` with its tokenizer only: llama.cpp's vocab-only load, without the
+    context a ``Llama`` would create (and warn about)."""
+    try:
+        import llama_cpp
+        from llama_cpp._internals import LlamaModel
+    except ImportError:
+        raise BackendUnavailableError(
+            "embedded", "llama-cpp-python is not installed.", hint=INSTALL_HINT
+        ) from None
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    try:
+        return LlamaModel(path_model=str(path), params=params, verbose=False)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise BackendError("embedded", f"llama.cpp could not read {path}: {exc}") from None
+
+
 def check_gguf(path: Path, model: str) -> Path:
     """``path`` if it is a readable GGUF file; otherwise a ModelNotFoundError that says why."""
     if not path.exists():
@@ -102,6 +120,7 @@ class EmbeddedBackend:
         self._loaded: dict[str, Any] = {}  # model name -> llama_cpp.Llama
         self._sizes: dict[str, int] = {}
         self._contexts: dict[str, int] = {}
+        self._vocabularies: dict[Path, Any] = {}  # GGUF path -> a vocabulary-only model
 
     # -- discovery ---------------------------------------------------------------------------
 
@@ -208,6 +227,17 @@ class EmbeddedBackend:
         _fill_from_gguf(info, path)
         return info
 
+    def count_tokens(self, model: str, text: str) -> int:
+        """Tokens of ``text`` by the model's own tokenizer: the loaded model's, else its
+        vocabulary alone (read from the GGUF file in a fraction of a second, no weights)."""
+        data = text.encode("utf-8")
+        if model in self._loaded:
+            return len(self._loaded[model].tokenize(data, add_bos=False, special=True))
+        path = self.model_path(model)
+        if path not in self._vocabularies:
+            self._vocabularies[path] = _vocabulary(path)
+        return len(self._vocabularies[path].tokenize(data, add_bos=False, special=True))
+
     # -- residency ---------------------------------------------------------------------------
 
     def load(self, model: str, options: LoadOptions) -> None:
@@ -260,6 +290,9 @@ class EmbeddedBackend:
     def close(self) -> None:
         for model in list(self._loaded):
             self.unload(model)
+        for vocabulary in self._vocabularies.values():
+            vocabulary.close()
+        self._vocabularies.clear()
 
     # -- generation --------------------------------------------------------------------------
 

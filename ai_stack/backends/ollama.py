@@ -270,7 +270,12 @@ class OllamaBackend:
         running = self._retrying(lambda: self.client.ps())
         return [
             ResidentModel(
-                m.model or m.name or "", self.name, int(m.size or 0), m.context_length, m.expires_at
+                m.model or m.name or "",
+                self.name,
+                int(m.size or 0),
+                m.context_length,
+                m.expires_at,
+                None if m.size_vram is None else int(m.size_vram),
             )
             for m in running.models
         ]

@@ -214,7 +214,7 @@ def batch_command(
             if not quiet:
                 console.print(f"[dim]Backend: {escape(session.backend_note)}[/]")
             runner = session.batch_runner(workflow, out_dir)
-            session.manager.check_all(runner.load_options)
+            runner.preflight()
             prediction = runner.prediction()
             if dry_run:
                 policy = session.manager.policy

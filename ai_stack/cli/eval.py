@@ -150,7 +150,7 @@ def eval_command(
                     console.print(f"[yellow]{escape(note)}[/]")
             evaluation = session.eval_run(suite, chosen, out_dir)
             runner = evaluation.runner
-            session.manager.check_all(runner.load_options)
+            runner.preflight()
             runner.store = open_journal(settings, out_dir, history_warning(console))
             runner.on_fault = history_warning(console)
             runner.begin(resume=resume)

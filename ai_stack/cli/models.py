@@ -25,8 +25,9 @@ from ai_stack.backends import ModelInfo, ModelSpec, ModelStore
 from ai_stack.backends.base import LoadOptions
 from ai_stack.backends.embedded import EmbeddedBackend
 from ai_stack.cli.common import command, config_options, confirm_or_stop
+from ai_stack.context import typical_context
 from ai_stack.errors import UsageError
-from ai_stack.memory import gib
+from ai_stack.memory import cpu_layers, gib
 from ai_stack.probe import run_probe
 from ai_stack.session import Session
 
@@ -221,7 +222,11 @@ def rm(name: str, yes: bool, backend: str, config_file: Path | None, debug: bool
 
 @models.command("show")
 @click.argument("name")
-@click.option("--num-ctx", type=click.IntRange(min=256), help="Context to estimate for.")
+@click.option(
+    "--num-ctx",
+    type=click.IntRange(min=256),
+    help="Context to estimate for (default: a typical run's, 4096, within the executor's num_ctx).",
+)
 @click.option("--backend", type=BACKEND_CHOICE, default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
 @config_options
@@ -233,14 +238,15 @@ def show(
     config_file: Path | None,
     debug: bool,
 ) -> None:
-    """Details, the estimated footprint at the configured context, and whether it fits."""
+    """Details, the estimated footprint at a typical run's context, and whether it fits."""
     with (
         command(config_file, debug) as (_, settings),
         Session.open(settings, choose=False) as session,
     ):
         _, spec = session.target(name, backend)
         manager = session.manager
-        num_ctx = num_ctx or settings.executor.num_ctx
+        executor = settings.executor
+        num_ctx = num_ctx or typical_context(executor.num_ctx, executor.fixed_ctx)
         info = manager.describe(spec)
         footprint = manager.footprint(spec, LoadOptions(num_ctx=num_ctx))
         data = {
@@ -255,6 +261,12 @@ def show(
             },
             "budget_bytes": manager.budget,
             "fits_budget": footprint.total <= manager.budget,
+            "gpu_limit_bytes": manager.gpu_limit_bytes,
+            "cpu_layers": (
+                None
+                if manager.gpu_limit_bytes is None
+                else cpu_layers(info, footprint, manager.gpu_limit_bytes)
+            ),
             "layers": info.block_count,
             "kv_heads": info.head_count_kv,
         }
@@ -275,6 +287,11 @@ def show(
             f"At num_ctx {num_ctx}: about {footprint.describe()}; {fits} the budget of "
             f"{gib(manager.budget)}."
         )
+        if data["cpu_layers"]:
+            out.print(
+                f"[yellow]Over the GPU's share ({gib(manager.gpu_limit_bytes or 0)}): about "
+                f"{data['cpu_layers']} layers would run on the CPU, slower.[/]"
+            )
 
 
 @models.command("stop")

@@ -117,7 +117,7 @@ def run_command(
                 console.print(f"[dim]Backend: {escape(session.backend_note)}[/]")
                 say_how_code_runs(console, session)
             pipeline = session.pipeline()
-            session.manager.check_all(pipeline.load_options)
+            pipeline.preflight()
             source = "interactive" if interactive else "oneshot"
             recorder = open_recorder(session, pipeline, source, history_warning(console))
             try:

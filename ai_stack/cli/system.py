@@ -14,9 +14,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ai_stack.backends.base import LoadOptions
 from ai_stack.backends.embedded import packaged_model_path
 from ai_stack.cli.common import command, config_options
 from ai_stack.config import Settings
+from ai_stack.context import typical_context
 from ai_stack.errors import AiStackError, HistoryError
 from ai_stack.history import HistoryStore
 from ai_stack.history.repair import check
@@ -39,7 +41,7 @@ def system(as_json: bool, config_file: Path | None, debug: bool) -> None:
                 manager,
                 ollama=manager.backend("ollama"),
                 embedded=manager.backend("embedded"),
-                num_ctx=settings.executor.num_ctx,
+                num_ctx=typical_context(settings.executor.num_ctx, settings.executor.fixed_ctx),
             )
         if as_json:
             click.echo(json.dumps(data))
@@ -76,7 +78,10 @@ def _render_profile(out: Console, data: dict[str, Any]) -> None:
     for name, backend in data["backends"].items():
         mark = "[green]available[/]" if backend["available"] else "[yellow]unavailable[/]"
         grid.add_row(f"[bold]{name}[/]", f"{mark} — {escape(backend['detail'])}")
-    grid.add_row("[bold]Budget[/]", f"{gib(data['budget_bytes'])} ({data['policy']})")
+    budget = f"{gib(data['budget_bytes'])} fits in memory ({data['policy']})"
+    if data["gpu_limit_bytes"]:
+        budget += f"; {gib(data['gpu_limit_bytes'])} runs on the GPU (over it, slower)"
+    grid.add_row("[bold]Budget[/]", budget)
     out.print(grid)
     table = Table(
         "role", "recommended", "estimate", "to do", title="Recommendations", title_justify="left"
@@ -172,17 +177,26 @@ def run_checks(settings: Settings) -> list[dict[str, Any]]:
             )
         try:
             specs = session.role_specs()
-            options = session.load_options([(settings, specs)])
+            manager = session.manager
             for role, spec in specs.items():
+                wanted = settings.role(role)
+                context = typical_context(wanted.num_ctx, wanted.fixed_ctx)
                 try:
-                    footprint = session.manager.check_fits(spec, options[spec])
-                    add(
-                        f"{role} model",
-                        "ok",
-                        f"{spec}: about {gib(footprint.total)} of {gib(session.manager.budget)}",
-                    )
+                    footprint = manager.check_fits(spec, LoadOptions(num_ctx=context))
                 except AiStackError as exc:
                     add(f"{role} model", "fail", f"{spec}: {exc.message}", exc.hint)
+                    continue
+                detail = (
+                    f"{spec}: about {gib(footprint.total)} at {context:,} tokens, of "
+                    f"{gib(manager.budget)}"
+                )
+                gpu = manager.gpu_limit_bytes
+                if gpu is not None and footprint.total > gpu:
+                    add(f"{role} model", "warn", f"{detail}; over the GPU's {gib(gpu)}",
+                        "It runs partly on the CPU, slower: lower num_ctx, or quantize the KV "
+                        "cache (OLLAMA_KV_CACHE_TYPE=q8_0).")  # fmt: skip
+                else:
+                    add(f"{role} model", "ok", detail)
         except AiStackError as exc:
             add("models", "fail", exc.message, exc.hint)
     add(*history_check(settings))
