@@ -146,16 +146,35 @@ class FilePolicy:
             raise FileAccessError(str(path), f"Permission denied: {path}") from None
         except OSError as exc:
             raise FileAccessError(str(path), f"Cannot read {path}: {exc.strerror}") from None
+        return self.admit(str(path), data)
+
+    def admit(self, name: str, data: bytes) -> str:
+        """``data`` as text if it may become model context: text, and within the limits. For
+        input that is not a named file (piped stdin), and the last step of :meth:`read`."""
+        if len(data) > self.max_file_bytes:
+            raise FileAccessError(
+                name,
+                f"{name} is {_kib(len(data))}, over the {_kib(self.max_file_bytes)} limit for one "
+                "file.",
+                hint="Raise files.max_file_kb in the config, or pass a smaller excerpt.",
+            )
         if b"\0" in data[: 8 * KIB]:
             raise FileAccessError(
-                str(path), f"{path} is a binary file; only text can be given to a model."
+                name, f"{name} is a binary file; only text can be given to a model."
             )
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise FileAccessError(
-                str(path), f"{path} is not UTF-8 text.", hint="Convert it to UTF-8 first."
+                name, f"{name} is not UTF-8 text.", hint="Convert it to UTF-8 first."
             ) from None
+        if self.read_bytes + len(data) > self.max_total_bytes:
+            raise FileAccessError(
+                name,
+                f"Reading {name} would bring the files to {_kib(self.read_bytes + len(data))}, "
+                f"over the {_kib(self.max_total_bytes)} limit in total.",
+                hint="Raise files.max_total_kb in the config, or attach fewer files.",
+            )
         self.read_bytes += len(data)
         return text
 

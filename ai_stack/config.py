@@ -63,6 +63,9 @@ class RoleSettings(BaseModel):
     # (prompt and reply, rounded up), unless fixed_ctx pins it to num_ctx.
     num_ctx: int = Field(default=8192, ge=512, le=1_048_576)
     fixed_ctx: bool = False
+    # How many of a conversation's latest turns this role's prompt shows (None: all that fit,
+    # with a summary of older ones; 0: none).
+    turns: int | None = Field(default=None, ge=0, le=1000)
 
 
 class MemorySettings(BaseModel):
@@ -136,6 +139,16 @@ class LimitsSettings(BaseModel):
     truncate_context: bool = False  # cut a context too big for num_ctx (never the task)
 
 
+class ConversationSettings(BaseModel):
+    """How much of a conversation goes with each task (docs/cli.md, "Conversations")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # The most tokens of earlier turns (and their summary) a prompt carries; older turns are
+    # summarised past this, or past what the roles' num_ctx leaves free, whichever is less.
+    max_tokens: int = Field(default=3072, ge=0, le=1_048_576)
+
+
 class HistorySettings(BaseModel):
     """The run history database (docs/history.md)."""
 
@@ -158,7 +171,7 @@ class Settings(BaseModel):
     review: Review = "answer"
     direct: bool = False
     planner: RoleSettings = _role(temperature=0.2, max_tokens=512)
-    critic: RoleSettings = _role(temperature=0.1, max_tokens=256)
+    critic: RoleSettings = _role(temperature=0.1, max_tokens=256, turns=1)
     executor: RoleSettings = _role(temperature=0.3, max_tokens=512)
     max_rounds: int = Field(default=2, ge=0, le=20)
     approve_score: int = Field(default=8, ge=0, le=10)
@@ -174,6 +187,7 @@ class Settings(BaseModel):
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
     files: FilesSettings = Field(default_factory=FilesSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    conversation: ConversationSettings = Field(default_factory=ConversationSettings)
 
     @field_validator("planner", "critic", "executor", mode="before")
     @classmethod
@@ -313,6 +327,7 @@ def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
 
 __all__ = [
     "ROLES",
+    "ConversationSettings",
     "EvidenceSettings",
     "HistorySettings",
     "MemorySettings",

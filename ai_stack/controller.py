@@ -8,18 +8,34 @@ them, and :class:`Tally` derives a run's totals from them.
 
 from __future__ import annotations
 
+import functools
 import operator
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, TypeVar
 
 from ai_stack.backends import ModelSpec
 from ai_stack.backends.base import ChatOptions, LoadOptions, Message
 from ai_stack.config import Settings
-from ai_stack.context import MIN_CONTEXT, ContextChoice, choose_contexts, fit_for
-from ai_stack.errors import InvalidOutputError, UsageError
+from ai_stack.context import (
+    MIN_CONTEXT,
+    PROMPT_OVERHEAD,
+    ContextChoice,
+    choose_contexts,
+    fit_for,
+    role_needs,
+)
+from ai_stack.conversation import (
+    SUMMARY_TOKENS,
+    Conversation,
+    ConversationView,
+    pack,
+    summary_needed,
+    turn_text,
+)
+from ai_stack.errors import InputLimitError, InvalidOutputError, UsageError
 from ai_stack.evidence import EvidenceCollector
 from ai_stack.memory import MemoryManager, load_options_for
 from ai_stack.prompts import PromptLibrary
@@ -30,6 +46,7 @@ from ai_stack.types import (
     ROLES_CALLED,
     AnswerReady,
     AnswerVersion,
+    Attachment,
     Critique,
     CritiqueReady,
     Event,
@@ -51,6 +68,7 @@ from ai_stack.types import (
     RunResult,
     RunStarted,
     StopReason,
+    Summarised,
     ThermalDecision,
     ThermalNote,
     ThermalPause,
@@ -191,16 +209,43 @@ class Pipeline:
             self.manager.describe(spec)
         self.manager.check_all(smallest_loads(self.settings, self.specs, self.load_options))
 
-    def choose_contexts(self, task: str, context: str | None) -> dict[ModelSpec, ContextChoice]:
+    def choose_contexts(
+        self, task: str, context: str | None, extra: str = "", room: int = 0
+    ) -> dict[ModelSpec, ContextChoice]:
         """The context each model is loaded with for this task (its longest call, counted with
-        the model's tokenizer where available)."""
-        text = task if context is None else f"{task}\n\n{context}"
-        counted = {spec: self.manager.count_tokens(spec, text) for spec in set(self.specs.values())}
+        the model's tokenizer where available); ``extra``: the files and earlier turns;
+        ``room``: tokens more, for turns to come."""
+        counted = {spec: n + room for spec, n in self._counted(task, context, extra).items()}
         checks = self.evidence.most_checks(task, self.settings.evidence.probes)
         return choose_contexts(self.settings, self.specs, self.load_options, counted, checks)
 
+    def _counted(self, task: str, context: str | None, extra: str = "") -> dict[ModelSpec, int]:
+        text = "\n\n".join(part for part in (extra, task, context) if part)
+        return {spec: self.manager.count_tokens(spec, text) for spec in set(self.specs.values())}
+
+    def spare_tokens(self, task: str, context: str | None) -> int:
+        """Tokens every role's context has left, at its largest (``num_ctx``), after the
+        longest call the task makes: the room for files and earlier turns."""
+        counted = self._counted(task, context)
+        checks = self.evidence.most_checks(task, self.settings.evidence.probes)
+        spare = []
+        for spec in set(self.specs.values()):
+            needs = role_needs(self.settings, counted[spec], checks)
+            spare += [
+                self.load_options[spec].num_ctx - need.total
+                for role, need in needs.items()
+                if self.specs[role] == spec
+            ]
+        return min(spare)
+
     def run(
-        self, task: str, context: str | None = None, *, resume: Progress | None = None
+        self,
+        task: str,
+        context: str | None = None,
+        *,
+        conversation: Conversation | None = None,
+        files: Sequence[Attachment] = (),
+        resume: Progress | None = None,
     ) -> Iterator[Event]:
         """Events of one task, ending with :class:`RunFinished` carrying the result.
 
@@ -210,6 +255,10 @@ class Pipeline:
         evidence and the Executor fixes it. With ``resume``, the phases it holds are not run
         again: its plans, answers and critiques are taken as the models' and its metrics head
         the new run's.
+
+        With a ``conversation``, the task is its next turn: each role sees the earlier turns (as
+        many as its ``turns`` setting allows), and ``files`` are attached to the task. What does
+        not fit the contexts is summarised first (:meth:`_fit_extras`).
         """
         task = task.strip()
         if not task:
@@ -225,18 +274,35 @@ class Pipeline:
         tally = Tally(phases=list(done.phases))
         mode = self.settings.mode
         models = {role: str(spec) for role, spec in self.specs.items()}
-        yield RunStarted(done.run_id, task, context, models, mode)
+        turn = conversation.next_turn if conversation else None
+        yield RunStarted(done.run_id, task, context, models, mode,
+                         conversation.id if conversation else None, turn, tuple(files))  # fmt: skip
         if fitted.note:
             yield Notice("context", fitted.note)
+        fitted_files, view, summarised, budget = yield from tally.relay(
+            self._fit_extras(task, context, list(files), conversation)
+        )
+        if fitted_files or view or budget:
+            extra = self.prompts.render("executor", task="", context=None, plan=None,
+                                        files=fitted_files, conversation=view or None)  # fmt: skip
+            shared = extra[-1]["content"]
+            turns = self.manager.count_tokens(self.specs["executor"], shared) if view else 0
+            self.contexts = self.choose_contexts(task, context, shared, max(budget - turns, 0))
+            self.manager.check_all({spec: self._load(spec) for spec in self.contexts})
         for choice in self.contexts.values():
             yield Notice("context", choice.describe())
 
-        base = {"task": task, "context": context}
+        def base(role: Role) -> dict[str, Any]:
+            """What a role's prompt is rendered with: the task, its files, the turns it sees."""
+            seen = view.limited(self.settings.role(role).turns)
+            return {"task": task, "context": context, "files": fitted_files,
+                    "conversation": seen or None}  # fmt: skip
+
         plans: ReviewOutcome[Plan] | None = None
         if mode in ("none", "plan", "both"):
             plans = yield from tally.relay(self._plan(base, done, review=mode != "none"))
         plan = plans.subject if plans else None
-        executor = self.prompts.render("executor", **base, plan=plan)
+        executor = self.prompts.render("executor", **base("executor"), plan=plan)
         if done.answers:
             first = done.answers[0]
         else:
@@ -246,7 +312,9 @@ class Pipeline:
         yield AnswerReady(first)
         answers = ReviewOutcome(subject=first, versions=[first], stop_reason="approved")
         if mode in ("answer", "both"):
-            answers = yield from tally.relay(self._review_answer(base, executor, first, done))
+            answers = yield from tally.relay(
+                self._review_answer(base("executor"), executor, first, done)
+            )
         chosen = best_answer(answers.versions)
         result = RunResult(
             id=done.run_id,
@@ -281,18 +349,107 @@ class Pipeline:
                 ],
                 thermal=tally.thermal,
             ),
+            conversation_id=conversation.id if conversation else None,
+            turn=turn,
+            files=[attachment.path for attachment in files],
+            summarised=summarised,
         )
         yield RunFinished(result)
 
+    def _fit_extras(
+        self,
+        task: str,
+        context: str | None,
+        files: list[Attachment],
+        conversation: Conversation | None,
+    ) -> Generator[Event, None, tuple[list[Attachment], ConversationView, list[str], int]]:
+        """The files and earlier turns, fitted into what the roles' contexts leave after the
+        task: first a file too large for the room is replaced by a summary, then the earliest
+        turns are, beyond what fits (and ``conversation.max_tokens``). The Executor's model
+        writes the summaries; the task itself is never cut. Returns the files, the view of the
+        conversation, the names of what was summarised, and the tokens a growing conversation
+        may take (0 for a single task)."""
+        view, summarised = ConversationView(), list[str]()
+        turns = conversation.turns if conversation else []
+        growing = conversation is not None and conversation.growing
+        if not files and not growing:
+            return files, view, summarised, 0
+        count = functools.partial(self.manager.count_tokens, self.specs["executor"])
+        room = self.spare_tokens(task, context)
+        sizes = [count(attachment.text) for attachment in files]
+        while files and sum(sizes) > room:
+            i = max(range(len(files)), key=sizes.__getitem__)
+            if files[i].summarised:
+                raise InputLimitError(
+                    f"The files take about {sum(sizes):,} tokens even summarised, but the "
+                    f"task leaves {max(room, 0):,} in the roles' contexts.",
+                    hint="Attach fewer files, or raise num_ctx for the roles "
+                    "(e.g. [executor] num_ctx = 16384).",
+                )
+            text = yield from self._summarise("file", files[i].path, [(files[i].text, sizes[i])])
+            files[i] = Attachment(path=files[i].path, text=text, summarised=True)
+            tokens = count(text)
+            yield Summarised("file", files[i].path, 1, text, sizes[i], tokens)
+            sizes[i] = tokens
+            summarised.append(files[i].path)
+        budget = max(min(room - sum(sizes), self.settings.conversation.max_tokens), 0)
+        if not turns:
+            return files, view, summarised, budget if growing else 0
+        assert conversation is not None
+        counts = [count(turn_text(turn)) for turn in turns]
+        before = conversation.summary
+        done = min(before.covered, len(turns)) if before else 0
+        covered = summary_needed(counts, budget, done)
+        if covered > len(turns):
+            raise InputLimitError(
+                f"The task leaves about {max(budget, 0):,} tokens of context for the "
+                f"conversation so far, too few even for a summary of it ({SUMMARY_TOKENS}).",
+                hint="Start a new conversation (/new in the REPL; without -c), or raise "
+                "num_ctx for the roles (e.g. [executor] num_ctx = 16384).",
+            )
+        summary = before.text if before and done else None
+        if covered > done:
+            name = f"turn {covered}" if covered == 1 else f"turns 1-{covered}"
+            pieces = list(
+                zip(map(turn_text, turns[done:covered]), counts[done:covered], strict=True)
+            )
+            summary = yield from self._summarise("turns", name, pieces, summary)
+            yield Summarised("turns", name, covered, summary, sum(counts[:covered]),
+                             count(summary))  # fmt: skip
+            summarised.append(name)
+        return files, ConversationView(summary, tuple(turns[covered:])), summarised, budget
+
+    def _summarise(
+        self,
+        subject: Literal["turns", "file"],
+        name: str,
+        pieces: list[tuple[str, int]],
+        summary: str | None = None,
+    ) -> Generator[Event, None, str]:
+        """A summary of ``pieces`` (text, tokens) by the Executor's model, folding in as many
+        pieces per call as its context holds beside the summary so far."""
+        call = self._call("executor", "summarise")
+        call = replace(call, chat=replace(call.chat, max_tokens=SUMMARY_TOKENS, temperature=0.1))
+        room = (call.max_ctx or call.load.num_ctx) - PROMPT_OVERHEAD - 2 * SUMMARY_TOKENS
+        for group in pack(pieces, room):
+            messages = self.prompts.render(
+                "summarise", subject=subject, title=name, summary=summary, pieces=group
+            )
+            text = yield from self.runner.text(call, messages)
+            summary = text.strip() or summary
+        return summary or "(no summary could be made)"
+
     def _plan(
-        self, base: dict[str, Any], done: Progress, *, review: bool
+        self, base: Callable[[Role], dict[str, Any]], done: Progress, *, review: bool
     ) -> Generator[Event, None, ReviewOutcome[Plan]]:
         """The Planner's plan, reviewed by the Critic and revised when ``review``."""
         if done.plans:
             plan = done.plans[0]
         else:
             plan = yield from self.runner.structured(
-                self._call("planner", "plan"), self.prompts.render("planner", **base), Plan
+                self._call("planner", "plan"),
+                self.prompts.render("planner", **base("planner")),
+                Plan,
             )
         yield PlanReady(plan, 1)
 
@@ -300,7 +457,11 @@ class Pipeline:
             if round_ <= len(done.critiques):
                 return done.critiques[round_ - 1]
             messages = self.prompts.render(
-                "critic", **base, plan=plan, round=round_, approve_score=self.settings.approve_score
+                "critic",
+                **base("critic"),
+                plan=plan,
+                round=round_,
+                approve_score=self.settings.approve_score,
             )
             verdict = yield from self.runner.structured(
                 self._call("critic", "critique", round_), messages, Verdict
@@ -311,7 +472,9 @@ class Pipeline:
             if round_ < len(done.plans):
                 revised = done.plans[round_]
             else:
-                messages = self.prompts.render("revise", **base, plan=plan, critique=critique)
+                messages = self.prompts.render(
+                    "revise", **base("planner"), plan=plan, critique=critique
+                )
                 revised = yield from self.runner.structured(
                     self._call("planner", "revise", round_), messages, Plan
                 )

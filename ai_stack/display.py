@@ -34,6 +34,7 @@ from ai_stack.types import (
     Reasked,
     RunFinished,
     RunStarted,
+    Summarised,
     ThermalNote,
     ThermalPause,
     ThermalResumed,
@@ -48,6 +49,7 @@ _PHASE_LABELS = {
     "probe": "Critic choosing edge cases to run",
     "review": "Critic reviewing the answer",
     "fix": "Executor fixing the answer",
+    "summarise": "Summarising what does not fit the context",
 }
 _STOP_LABELS = {
     "approved": "the critic approved",
@@ -137,8 +139,25 @@ class Display:
                 f"[bold]Task:[/] {escape(shorten(event.task))}\n[dim]Models:[/] {roles} "
                 f"[dim]· run {event.run_id}[/]"
             )
+            if event.turn is not None and event.turn > 1:
+                self.console.print(
+                    f"[dim]Conversation {event.conversation_id}, turn {event.turn}[/]"
+                )
+            if event.files:
+                names = ", ".join(attachment.path for attachment in event.files)
+                self.console.print(f"[dim]Files: {escape(names)}[/]")
         elif isinstance(event, Notice):
             self.console.print(f"[yellow]Note: {escape(event.message)}.[/]")
+        elif isinstance(event, Summarised):
+            what, verb = (
+                (f"the conversation's {event.name}", "were")
+                if event.subject == "turns"
+                else (f"the file {event.name}", "was")
+            )
+            self.console.print(
+                f"[yellow]Note: {escape(what)} did not fit the context and {verb} replaced by a "
+                f"summary ({event.tokens_before:,} → {event.tokens_after:,} tokens).[/]"
+            )
         elif isinstance(event, PhaseStarted):
             self._phase, self._tokens = event, 0
             if event.phase == "execute" and self.answer is not None and self._streaming:
@@ -238,7 +257,8 @@ class Display:
 
     def _on_token(self, event: Token) -> None:
         self._tokens += 1
-        if event.role == "executor" and self.answer is not None and self._streaming:
+        answering = self._phase is None or self._phase.phase != "summarise"
+        if event.role == "executor" and answering and self.answer is not None and self._streaming:
             if not self._answer_open:
                 self._answer_open = True
                 if not self.quiet:

@@ -56,6 +56,8 @@ BATCH = 512  # tokens per compute batch: Ollama's and llama.cpp's default num_ba
 SERVER_RESERVE = 512 * MIB  # Ollama's minimum allowance per model on Metal (ollama#4068)
 KV_BYTES = {"f16": 2.0, "q8_0": 1.0, "q4_0": 0.5}
 KV_EVIDENCE = 256 * MIB  # KV cache types closer than this in a load cannot be told apart
+TOKEN_MARGIN = 1.1  # over the highest tokens-per-byte rate a server reported for a model
+MIN_LEARN_BYTES = 256  # shorter prompts tell more about the chat template than the text
 
 
 def gib(n_bytes: float) -> str:
@@ -265,6 +267,7 @@ class MemoryManager:
     _loading: ModelSpec | None = None
     _reserved: dict[str, int] = field(default_factory=dict)  # model -> context for its next load
     _warned: set[ModelSpec] = field(default_factory=set)  # partial offload, said once
+    _token_rates: dict[ModelSpec, float] = field(default_factory=dict)  # tokens per UTF-8 byte
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -326,7 +329,8 @@ class MemoryManager:
 
     def count_tokens(self, spec: ModelSpec, text: str) -> int:
         """Tokens ``text`` takes for ``spec``: by its tokenizer where the backend has one at
-        hand, else a conservative estimate."""
+        hand; else at the rate the server's own counts showed (:meth:`learn_tokens`), with a
+        margin; before any count, a conservative estimate."""
         assert spec.backend is not None, f"model spec {spec} has no backend; resolve it first"
         backend = self.backend(spec.backend)
         if isinstance(backend, TokenCounter):
@@ -334,7 +338,22 @@ class MemoryManager:
                 return backend.count_tokens(spec.name, text)
             except AiStackError:
                 pass  # the estimate will do
+        rate = self._token_rates.get(spec)
+        if rate is not None:
+            return math.ceil(len(text.encode("utf-8")) * rate * TOKEN_MARGIN)
         return estimate_tokens(text)
+
+    def learn_tokens(self, spec: ModelSpec, text: str, tokens: int) -> None:
+        """The server counted ``tokens`` for a prompt of ``text``: later counts for ``spec``
+        use the highest rate seen (a prompt the server found in its cache reports fewer tokens,
+        so the highest is the safe one). Backends with a tokenizer at hand need none of this."""
+        size = len(text.encode("utf-8"))
+        assert spec.backend is not None, f"model spec {spec} has no backend; resolve it first"
+        if tokens <= 0 or size < MIN_LEARN_BYTES:
+            return
+        if isinstance(self.backend(spec.backend), TokenCounter):
+            return
+        self._token_rates[spec] = max(tokens / size, self._token_rates.get(spec, 0.0))
 
     def reserve_context(self, model: str, num_ctx: int) -> None:
         """Load ``model`` with at least ``num_ctx`` next time, so a batch's phase group, whose

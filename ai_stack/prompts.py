@@ -20,7 +20,10 @@ from ai_stack.errors import ConfigError
 
 ROLE_PROMPTS = ("planner", "critic", "revise", "executor")
 FOLLOW_UPS = ("probe", "review", "fix", "repeat")
-PROMPT_NAMES = (*ROLE_PROMPTS, *FOLLOW_UPS)
+SUMMARY_PROMPT = "summarise"  # condenses earlier turns or a file that do not fit the context
+PROMPT_NAMES = (*ROLE_PROMPTS, *FOLLOW_UPS, SUMMARY_PROMPT)
+# What every prompt may use, and what it is when a call has none: no earlier turns, no files.
+SHARED_DEFAULTS: dict[str, Any] = {"conversation": None, "files": []}
 
 
 def default_prompts_dir() -> Path:
@@ -79,7 +82,7 @@ class PromptLibrary:
                     raise ConfigError(
                         f"Prompt template {self.source_of(name)} has no {{% block {block} %}}"
                     )
-                context = template.new_context(dict(variables))
+                context = template.new_context({**SHARED_DEFAULTS, **variables})
                 text = "".join(template.blocks[block](context)).strip()
                 messages.append({"role": block, "content": text})
             return messages

@@ -214,6 +214,9 @@ class RoleRunner:
                     raise
                 yield CallRetried(call.role, exc.message, discard_partial=True)
         result = stream.result
+        self.manager.learn_tokens(
+            call.spec, "\n".join(m["content"] for m in messages), result.prompt_tokens
+        )
         metrics = PhaseMetrics(
             role=call.role,
             phase=call.phase,

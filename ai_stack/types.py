@@ -14,10 +14,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 Role = Literal["planner", "critic", "executor"]
 ROLES: tuple[Role, ...] = ("planner", "critic", "executor")
-Phase = Literal["plan", "critique", "revise", "execute", "probe", "review", "fix"]
+Phase = Literal["plan", "critique", "revise", "execute", "probe", "review", "fix", "summarise"]
 """``plan``/``critique``/``revise``: the plan review; ``execute``: the first answer; ``probe``
 (the Critic proposes edge-case calls), ``review`` (it judges the answer with the evidence) and
-``fix`` (the Executor revises the answer): the answer review."""
+``fix`` (the Executor revises the answer): the answer review; ``summarise``: the Executor's model
+condenses earlier turns or a file that do not fit the context."""
 Mode = Literal["direct", "none", "plan", "answer", "both"]
 """``direct``: one Executor call. Otherwise the value of ``--review``: which reviews run after
 the Planner (``none``, ``plan``) or instead of it (``answer``), or both."""
@@ -198,6 +199,24 @@ class RunMetrics(BaseModel):
     thermal: list[ThermalDecision] = Field(default_factory=list)
 
 
+class Attachment(BaseModel):
+    """A file (or piped input) given to a task as context, as the roles see it."""
+
+    path: str  # as the user named it; "stdin" for piped input
+    text: str
+    summarised: bool = False  # the text is a summary: the whole file did not fit
+
+
+class Turn(BaseModel):
+    """One finished exchange of a conversation: the task and the answer chosen for it."""
+
+    number: int
+    task: str
+    answer: str
+    files: list[str] = Field(default_factory=list)  # paths attached to that task
+    run_id: str | None = None
+
+
 class RunResult(BaseModel):
     """What ``--json`` prints: the stable contract documented in docs/json-output.md.
 
@@ -223,6 +242,10 @@ class RunResult(BaseModel):
     chosen_answer: int = 1
     output: str
     metrics: RunMetrics
+    conversation_id: str | None = None
+    turn: int | None = None  # this run's place in its conversation, from 1
+    files: list[str] = Field(default_factory=list)  # paths of the files given as context
+    summarised: list[str] = Field(default_factory=list)  # what was replaced by a summary
 
 
 # --- events -------------------------------------------------------------------------------------
@@ -238,6 +261,9 @@ class RunStarted:
     context: str | None
     models: dict[Role, str]
     mode: Mode = "plan"
+    conversation_id: str | None = None
+    turn: int | None = None
+    files: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,6 +412,19 @@ class Notice:
 
 
 @dataclass(frozen=True, slots=True)
+class Summarised:
+    """Text that did not fit the context was replaced by a summary the Executor's model wrote:
+    the earliest ``covered`` turns of a conversation (``subject`` "turns"), or a file."""
+
+    subject: Literal["turns", "file"]
+    name: str  # "turns 1-3", or the file's path
+    covered: int  # turns: how many of the earliest turns the summary replaces; file: 1
+    text: str
+    tokens_before: int
+    tokens_after: int
+
+
+@dataclass(frozen=True, slots=True)
 class RunFinished:
     result: RunResult
 
@@ -410,6 +449,7 @@ Event = (
     | EvidenceReady
     | LoopStopped
     | Notice
+    | Summarised
     | RunFinished
 )
 
@@ -417,6 +457,7 @@ __all__ = [
     "ROLES",
     "AnswerReady",
     "AnswerVersion",
+    "Attachment",
     "AwaitingModel",
     "CallRetried",
     "Check",
@@ -448,10 +489,12 @@ __all__ = [
     "RunResult",
     "RunStarted",
     "StopReason",
+    "Summarised",
     "ThermalDecision",
     "ThermalNote",
     "ThermalPause",
     "ThermalResumed",
     "Token",
+    "Turn",
     "UnloadCause",
 ]

@@ -611,7 +611,7 @@ def _handler_for(double: OllamaDouble) -> type[BaseHTTPRequestHandler]:
                 pieces = [text[i : i + 4] for i in range(0, len(text), 4)] or [""]
                 double._record(
                     "generate", model=model.name, format=schema, options=dict(options),
-                    keep_alive=body.get("keep_alive"), chat=chat,
+                    keep_alive=body.get("keep_alive"), chat=chat, messages=body.get("messages"),
                 )  # fmt: skip
                 prompt_tokens = (
                     sum(

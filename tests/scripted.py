@@ -84,18 +84,19 @@ class ScriptedBackend:
             raise BackendError(self.name, f"{model} is not loaded")
         self.chats.append(ChatCall(model, list(messages), options, schema))
         if self.responder is not None:
-            return ChatStream(self._stream(self.responder(messages, schema)))
+            return ChatStream(self._stream(self.responder(messages, schema), messages))
         queue = self.replies[model] if self.replies[model] else self.replies["*"]
         if not queue:
             raise AssertionError(f"no scripted reply left for {model}")
-        return ChatStream(self._stream(queue.popleft()))
+        return ChatStream(self._stream(queue.popleft(), messages))
 
-    def _stream(self, text: str) -> Generator[str, None, ChatResult]:
+    def _stream(self, text: str, messages: list[Message]) -> Generator[str, None, ChatResult]:
         words = text.split(" ")
         for i, word in enumerate(words):
             yield word if i == 0 else " " + word
+        prompt = sum(len(m["content"]) for m in messages) // 4 + 1  # about as a tokenizer would
         return ChatResult(
-            text=text, prompt_tokens=10, output_tokens=len(words), ttft_s=0.001, decode_s=0.01
+            text=text, prompt_tokens=prompt, output_tokens=len(words), ttft_s=0.001, decode_s=0.01
         )
 
     def close(self) -> None:

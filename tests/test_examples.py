@@ -20,6 +20,8 @@ EXAMPLES = ROOT / "examples"
 
 def run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHON": sys.executable, **kwargs.pop("env", {})}  # type: ignore[dict-item]
+    if "input" not in kwargs:
+        kwargs.setdefault("stdin", subprocess.DEVNULL)  # nothing piped: no context to read
     done = subprocess.run(
         args, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600, check=False, **kwargs
     )  # type: ignore[call-overload]
@@ -45,10 +47,11 @@ def test_example_config_is_valid() -> None:
 def test_custom_prompt_overrides_only_the_executor() -> None:
     library = PromptLibrary(EXAMPLES / "custom-prompts")
     plan = Plan(goal="g", steps=[PlanStep(title="t", detail="d")])
-    executor = library.render("executor", task="x", context=None, plan=plan)
+    shared = {"conversation": None, "files": []}
+    executor = library.render("executor", task="x", context=None, plan=plan, **shared)
     assert "bulleted list" in executor[0]["content"]
     assert "1. t: d" in executor[1]["content"]  # the shared macro still comes from the defaults
-    assert "Planner" in library.render("planner", task="x", context=None)[0]["content"]
+    assert "Planner" in library.render("planner", task="x", context=None, **shared)[0]["content"]
 
 
 def last_run() -> dict:  # type: ignore[type-arg]

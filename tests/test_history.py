@@ -285,7 +285,7 @@ def test_a_run_killed_with_sigkill_shows_as_interrupted_with_its_phases(
     child = subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), "--max-rounds", "2", "--review", "plan", "--quiet",
          "a slow task"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     database = isolated_home / "history.db"
     deadline = time.monotonic() + 60
@@ -366,7 +366,8 @@ def test_a_damaged_history_costs_no_answer(on_double: OllamaDouble, isolated_hom
     damage(database)
 
     done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--direct", "still answered"],
-                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+                          capture_output=True, text=True, timeout=120, check=False,
+                          stdin=subprocess.DEVNULL)  # fmt: skip
     assert done.returncode == 0 and done.stdout.strip() == "An answer from qwen2.5:14b."
     err = done.stderr
     assert err.count("Warning: not recorded in the history") == 1
@@ -401,6 +402,7 @@ def test_a_read_only_history_costs_no_answer(on_double: OllamaDouble, isolated_h
         ["unshare", "-m", "sh", "-c", READ_ONLY_RUN, "sh", str(isolated_home),
          sys.executable, str(ROOT / "main.py"), "--direct", "a task"],
         capture_output=True, text=True, env=os.environ, timeout=120, check=False,
+        stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "An answer from qwen2.5:14b."

@@ -453,7 +453,7 @@ def test_ctrl_c_during_a_load_unloads_the_model_before_exiting(on_double: Ollama
     on_double.load_bytes_per_s = 2 * DOUBLE_GIB  # qwen2.5:14b takes 4.5 s to load
     child = subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), "--direct", "--quiet", "a task"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while not on_double.events("load") and time.monotonic() < deadline:

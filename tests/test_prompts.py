@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from ai_stack.conversation import ConversationView
 from ai_stack.errors import ConfigError
 from ai_stack.prompts import FOLLOW_UPS, PROMPT_NAMES, ROLE_PROMPTS, PromptLibrary
-from ai_stack.types import Check, Critique, Evidence, Plan, PlanStep
+from ai_stack.types import Attachment, Check, Critique, Evidence, Plan, PlanStep, Turn
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = Plan(goal="count lines", steps=[PlanStep(title="find", detail="use find")])
@@ -26,11 +27,12 @@ EVIDENCE = Evidence(
 )
 ANSWER_CRITIQUE = Critique(round=1, issues=["f(0) is wrong"], score=3, verdict="revise",
                            subject="answer")  # fmt: skip
+SHARED = {"conversation": None, "files": []}
 VARIABLES = {
-    "planner": {},
-    "critic": {"plan": PLAN, "round": 1, "approve_score": 8},
-    "revise": {"plan": PLAN, "critique": CRITIQUE},
-    "executor": {"plan": PLAN},
+    "planner": SHARED,
+    "critic": {**SHARED, "plan": PLAN, "round": 1, "approve_score": 8},
+    "revise": {**SHARED, "plan": PLAN, "critique": CRITIQUE},
+    "executor": {**SHARED, "plan": PLAN},
     "probe": {"probes": 3, "function": "f"},
     "repeat": {},
     "review": {"evidence": EVIDENCE, "round": 1, "approve_score": 8},
@@ -72,7 +74,7 @@ def test_evidence_reaches_the_review_and_the_fix() -> None:
 
 
 def test_context_is_left_out_when_absent() -> None:
-    user = PromptLibrary().render("planner", task="t", context=None)[1]["content"]
+    user = PromptLibrary().render("planner", task="t", context=None, **SHARED)[1]["content"]
     assert "Context" not in user
 
 
@@ -143,7 +145,8 @@ def test_installed_wheel_contains_and_finds_the_prompts(tmp_path: Path) -> None:
     probe = (
         "from ai_stack.prompts import default_prompts_dir, PromptLibrary; "
         "print(default_prompts_dir()); "
-        "print(PromptLibrary().render('planner', task='t', context=None)[0]['content'][:20])"
+        "print(PromptLibrary().render('planner', task='t', context=None, conversation=None,"
+        " files=[])[0]['content'][:20])"
     )
     out = subprocess.run(
         [sys.executable, "-s", "-c", probe], cwd=tmp_path, capture_output=True, text=True,
@@ -153,3 +156,34 @@ def test_installed_wheel_contains_and_finds_the_prompts(tmp_path: Path) -> None:
     found = Path(out.stdout.splitlines()[0])
     assert found.is_relative_to(site)
     assert out.stdout.splitlines()[1].startswith("You are a member")
+
+
+def test_the_conversation_and_files_come_first_in_every_role_prompt() -> None:
+    """The shared part — earlier turns, then files, then the task — opens each user message, so
+    a backend's prompt cache reuses it across roles and from one turn to the next."""
+    view = ConversationView(
+        "SUMMARY-TEXT", (Turn(number=2, task="TURN-TASK", answer="TURN-ANSWER", files=["a.py"]),)
+    )
+    files = [Attachment(path="notes.txt", text="FILE-TEXT")]
+    library = PromptLibrary()
+    users = []
+    for name in ROLE_PROMPTS:
+        shared = {**VARIABLES[name], "conversation": view, "files": files}
+        user = library.render(name, task="TASK-TEXT", context=None, **shared)[1]["content"]
+        order = [user.index(s) for s in ("SUMMARY-TEXT", "TURN-TASK", "TURN-ANSWER", "FILE-TEXT",
+                                         "Task: TASK-TEXT")]  # fmt: skip
+        assert order == sorted(order), name
+        assert "Turn 2. User (with a.py): TURN-TASK" in user and "The file notes.txt:" in user
+        users.append(user[: user.index("Task: TASK-TEXT")])
+    assert len(set(users)) == 1
+
+
+def test_the_summary_prompt_folds_in_the_summary_so_far() -> None:
+    library = PromptLibrary()
+    first = library.render("summarise", subject="file", title="app.log", summary=None,
+                           pieces=["PIECE"])[1]["content"]  # fmt: skip
+    assert "The file app.log:" in first and "PIECE" in first and "so far" not in first
+    later = library.render("summarise", subject="turns", title="turns 1-2", summary="EARLIER",
+                           pieces=["P1", "P2"])[1]["content"]  # fmt: skip
+    assert later.index("EARLIER") < later.index("P1") < later.index("P2")
+    assert "combines the summary so far" in later

@@ -19,6 +19,7 @@ from ai_stack.files import write_atomically
 from ai_stack.history import HistoryStore, StoredRun
 from ai_stack.history import export as export_history
 from ai_stack.history.repair import describe, repair
+from ai_stack.types import Turn
 
 STATUS_STYLE = {"ok": "green", "running": "cyan", "failed": "red", "interrupted": "yellow"}
 
@@ -94,15 +95,50 @@ def list_runs(limit: int, as_json: bool, config_file: Path | None, debug: bool) 
 @click.option("--json", "as_json", is_flag=True, help="The run as JSON (the --json result shape).")
 @config_options
 def show(run_id: str, as_json: bool, config_file: Path | None, debug: bool) -> None:
-    """One whole run: plans, critiques, answer and per-call metrics. ID may be a prefix."""
+    """One whole run: plans, critiques, answer and per-call metrics; or, given a conversation's
+    id, its turns. ID may be a prefix."""
     with command(config_file, debug) as (_, settings):
         store = _store(settings)
-        run = store.run(store.resolve(run_id))
-        store.close()
+        try:
+            try:
+                run = store.run(store.resolve(run_id))
+            except UsageError:
+                conversation = store.resolve_conversation(run_id)
+                if conversation is None:
+                    raise
+                turns = store.conversation_turns(conversation)
+                summary = store.conversation_summary(conversation)
+                if as_json:
+                    data = {
+                        "conversation_id": conversation,
+                        "turns": [turn.model_dump(mode="json") for turn in turns],
+                        "summary": {"covered": summary[0], "text": summary[1]} if summary else None,
+                    }
+                    click.echo(json.dumps(data, ensure_ascii=False))
+                    return
+                _render_conversation(Console(), conversation, turns, summary)
+                return
+        finally:
+            store.close()
         if as_json:
             click.echo(json.dumps(run.model_dump(mode="json"), ensure_ascii=False))
             return
         _render(Console(), run)
+
+
+def _render_conversation(
+    out: Console, conversation: str, turns: list[Turn], summary: tuple[int, str] | None
+) -> None:
+    out.print(f"[bold]Conversation {conversation}[/] · {len(turns)} turn(s)")
+    if summary is not None:
+        out.print(f"[dim]Turns 1-{summary[0]} reach the models as this summary:[/]")
+        out.print(escape(summary[1]))
+    for turn in turns:
+        files = f" [dim](with {escape(', '.join(turn.files))})[/]" if turn.files else ""
+        out.print(f"[bold]Turn {turn.number}[/] · run {turn.run_id}{files}")
+        out.print(f"[bold]User:[/] {escape(turn.task)}")
+        out.print(escape(turn.answer))
+    out.print(f'[dim]Continue it: ai-stack --conversation {conversation} "..."[/]')
 
 
 def _render(out: Console, run: StoredRun) -> None:
@@ -110,7 +146,11 @@ def _render(out: Console, run: StoredRun) -> None:
     out.print(
         f"[bold]Run {run.id}[/] [{style}]{run.status}[/] · {_when(run.created_at)} · {run.source}"
     )
+    if run.conversation_id is not None:
+        out.print(f"[dim]Conversation {run.conversation_id}, turn {run.turn}[/]")
     out.print(f"[bold]Task:[/] {escape(run.task)}")
+    if run.files:
+        out.print(f"[bold]Files:[/] {escape(', '.join(run.files))}")
     for version, plan in enumerate(run.plans, 1):
         out.print(f"[bold green]Plan v{version}[/] — {escape(plan.goal)}")
         for i, step in enumerate(plan.steps, 1):

@@ -1,15 +1,19 @@
-"""The interactive loop: each line is a task; slash commands inspect the session.
+"""The interactive loop: each line is a task, and the next turn of one conversation, so a
+follow-up ("now do it for .js files too") reaches every role with the turns before it. Slash
+commands start a new conversation, list its turns, attach files and re-run the last turn.
 
 Works at a terminal (rich prompt) and with piped input (no prompt, ends at EOF), so
-``printf 'task one\\ntask two\\n' | ai-stack --interactive`` runs two tasks.
+``printf 'task one\\ntask two\\n' | ai-stack --interactive`` runs two turns.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TextIO
 
 from rich.console import Console
@@ -17,19 +21,26 @@ from rich.markup import escape
 from rich.prompt import Prompt
 from rich.table import Table
 
+from ai_stack.access import FilePolicy
 from ai_stack.cli.common import NOT_UTF8, print_error, readable
-from ai_stack.cli.run import execute
+from ai_stack.cli.run import attach, execute
 from ai_stack.controller import Pipeline
+from ai_stack.conversation import Conversation
 from ai_stack.display import Display
 from ai_stack.errors import AiStackError
 from ai_stack.history import HistoryRecorder
+from ai_stack.types import Attachment
 
 HELP = """\
-Type a task and press Enter. Commands:
-  /help     this help
-  /models   the model of each role, and what is loaded now
-  /config   the settings in force
-  /quit     leave (also /exit, Ctrl-D)"""
+Type a task and press Enter; each task follows the conversation so far. Commands:
+  /new         start a new conversation
+  /history     the turns of this conversation
+  /file PATH   attach a file to the next task (repeatable)
+  /retry       run the last turn again
+  /models      the model of each role, and what is loaded now
+  /config      the settings in force
+  /help        this help
+  /quit        leave (also /exit, Ctrl-D)"""
 
 
 class Repl:
@@ -45,6 +56,9 @@ class Repl:
         stdin: TextIO | None = None,
         stdout: TextIO | None = None,
         recorder: HistoryRecorder | None = None,
+        conversation: Conversation | None = None,
+        files: Sequence[Attachment] = (),
+        policy: FilePolicy | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.console = console
@@ -58,6 +72,11 @@ class Repl:
         self.stdout = stdout or sys.stdout
         self.failures = 0
         self.recorder = recorder
+        self.conversation = conversation or Conversation.new()
+        self.conversation.ongoing = True
+        self.pending: list[Attachment] = list(files)  # attached to the next task
+        self.last_files: list[Attachment] = []  # attached to the last task (for /retry)
+        self.policy = policy or pipeline.settings.file_policy()
 
     def loop(self) -> int:
         """Run until /quit or end of input; the exit status is 1 if any task failed."""
@@ -93,23 +112,29 @@ class Repl:
             if line:
                 yield line
 
-    def _task(self, task: str) -> None:
+    def _task(self, task: str, files: Sequence[Attachment] | None = None) -> bool:
+        """Run one turn; False if it failed."""
         display = Display(self.console, None if self.as_json else self.stdout, quiet=self.quiet)
+        if files is None:
+            files, self.pending = self.pending, []
+        self.last_files = list(files)
         try:
-            result = execute(self.pipeline, task, display, self.recorder)
+            result = execute(self.pipeline, task, display, self.recorder,
+                             conversation=self.conversation, files=files)  # fmt: skip
         except AiStackError as exc:
             self.failures += 1
             print_error(self.console, exc)
-            return
+            return False
         except KeyboardInterrupt:
             self.failures += 1
             self.console.print("\n[yellow]Task interrupted.[/]")
             if not self.stdin.isatty():
                 raise
-            return
+            return False
         if self.as_json:
             self.stdout.write(json.dumps(result.model_dump(mode="json"), ensure_ascii=False) + "\n")
             self.stdout.flush()
+        return True
 
     def _command(self, line: str) -> bool:
         """Handle a slash command; False means leave."""
@@ -123,9 +148,66 @@ class Repl:
         elif name == "/config":
             settings = self.pipeline.settings.model_dump(mode="json")
             self.console.print_json(json.dumps(settings))
+        elif name == "/new":
+            self.conversation, self.pending = Conversation.new(), []
+            self.conversation.ongoing = True
+            self.console.print(f"New conversation {self.conversation.id}.")
+        elif name == "/history":
+            self._show_turns()
+        elif name == "/file":
+            self._attach(line[len(name) :].strip())
+        elif name == "/retry":
+            self._retry()
         else:
             self.console.print(f"[yellow]Unknown command {escape(name)}.[/] /help lists them.")
         return True
+
+    def _show_turns(self) -> None:
+        conversation = self.conversation
+        if not conversation.turns:
+            self.console.print(f"Conversation {conversation.id} has no turns yet.")
+            return
+        table = Table("turn", "task", "answer", "run", title=f"Conversation {conversation.id}")
+        for turn in conversation.turns:
+            first = next((line for line in turn.answer.splitlines() if line.strip()), "")
+            table.add_row(str(turn.number), escape(turn.task[:60]), escape(first[:60]),
+                          turn.run_id or "")  # fmt: skip
+        self.console.print(table)
+        if conversation.summary is not None:
+            self.console.print(
+                f"[dim]Turns 1-{conversation.summary.covered} reach the models as a summary.[/]"
+            )
+
+    def _attach(self, argument: str) -> None:
+        try:
+            paths = [Path(word) for word in shlex.split(argument)]
+        except ValueError as exc:
+            self.console.print(f"[yellow]Cannot read the path: {escape(str(exc))}.[/]")
+            return
+        if not paths:
+            self.console.print("[yellow]Usage: /file PATH[/]")
+            return
+        try:
+            attached = attach(self.policy, paths)
+        except AiStackError as exc:
+            print_error(self.console, exc)
+            return
+        self.pending += attached
+        names = ", ".join(attachment.path for attachment in self.pending)
+        self.console.print(f"Attached to the next task: {escape(names)}")
+
+    def _retry(self) -> None:
+        turn = self.conversation.drop_last()
+        if turn is None:
+            self.console.print("[yellow]Nothing to retry: this conversation has no turns.[/]")
+            return
+        files = [attachment for attachment in self.last_files if attachment.path in turn.files]
+        done = False
+        try:
+            done = self._task(turn.task, files)
+        finally:
+            if not done:
+                self.conversation.turns.append(turn)  # the earlier answer stands
 
     def _show_models(self) -> None:
         table = Table("role", "model", "loaded")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.markup import escape
 
+from ai_stack.access import FilePolicy
 from ai_stack.cli.common import (
     RunOptions,
     configure_logging,
@@ -19,24 +24,35 @@ from ai_stack.cli.common import (
     reported_errors,
     run_options,
 )
+from ai_stack.config import Settings
 from ai_stack.controller import Pipeline
+from ai_stack.conversation import Conversation, Summary
 from ai_stack.display import Display
 from ai_stack.errors import HistoryError, UsageError
 from ai_stack.history import HistoryRecorder, HistoryStore
 from ai_stack.sandbox import SandboxReport
 from ai_stack.session import Session
-from ai_stack.types import RunFinished, RunResult
+from ai_stack.types import Attachment, RunFinished, RunResult
 
 
 def execute(
-    pipeline: Pipeline, task: str, display: Display, recorder: HistoryRecorder | None = None
+    pipeline: Pipeline,
+    task: str,
+    display: Display,
+    recorder: HistoryRecorder | None = None,
+    *,
+    conversation: Conversation | None = None,
+    files: Sequence[Attachment] = (),
 ) -> RunResult:
-    """Run one task to its result, rendering every event and recording it as it arrives."""
+    """Run one task to its result, rendering every event and recording it as it arrives; as
+    the next turn of ``conversation`` (kept up to date) when given."""
     result: RunResult | None = None
     try:
-        for event in pipeline.run(task):
+        for event in pipeline.run(task, conversation=conversation, files=files):
             if recorder is not None:
                 recorder(event)
+            if conversation is not None:
+                conversation.observe(event)
             display.handle(event)
             if isinstance(event, RunFinished):
                 result = event.result
@@ -75,8 +91,80 @@ def open_recorder(
     return HistoryRecorder(store, source=source, config=config, on_fault=warn)
 
 
+def attach(policy: FilePolicy, paths: Sequence[Path]) -> list[Attachment]:
+    """The files named on the command line (or with /file), read through the file-access
+    policy: secret locations refused unless named with --allow-sensitive, binary refused,
+    sizes bounded."""
+    return [Attachment(path=str(path), text=policy.read(path)) for path in paths]
+
+
+def piped_input(policy: FilePolicy) -> Attachment | None:
+    """What is piped into stdin, as context for a task given as an argument
+    (``cat error.log | ai-stack "why does this fail?"``); None when stdin is a terminal or
+    nothing was piped. Only a pipe or a file is read: reading a terminal or a socket left open
+    would wait forever."""
+    stream = sys.stdin
+    if stream is None or stream.isatty():
+        return None
+    try:
+        mode = os.fstat(stream.fileno()).st_mode
+    except (io.UnsupportedOperation, OSError, ValueError):
+        mode = None  # an in-memory stream (tests, embedding): reading it cannot block
+    if mode is not None and not (stat.S_ISFIFO(mode) or stat.S_ISREG(mode)):
+        return None
+    buffer = getattr(stream, "buffer", None)
+    data = buffer.read() if buffer is not None else stream.read().encode("utf-8")
+    if not data.strip():
+        return None
+    return Attachment(path="stdin", text=policy.admit("stdin", data))
+
+
+def find_conversation(settings: Settings, latest: bool, ref: str | None) -> Conversation:
+    """The conversation to continue from the history: the most recent (``latest``, ``-c``) or
+    the one whose id starts with ``ref``; a new one when neither is asked for."""
+    if not latest and ref is None:
+        return Conversation.new()
+    flag = "--continue" if latest else "--conversation"
+    if not settings.history.enabled:
+        raise UsageError(
+            f"{flag} needs the history, which is off.",
+            hint="Turn it on (history.enabled = true) and run without --no-history.",
+        )
+    store = HistoryStore.open(settings.resolved_history_path())
+    try:
+        found = store.latest_conversation() if latest else store.resolve_conversation(ref or "")
+        if found is None:
+            raise UsageError(
+                "There is no conversation to continue yet."
+                if latest
+                else f"No conversation with id {ref!r}.",
+                hint="`ai-stack history list` shows runs; a run's conversation is in "
+                "`ai-stack history show ID`.",
+            )
+        conversation = Conversation(found, store.conversation_turns(found))
+        summary = store.conversation_summary(found)
+        if summary is not None:
+            conversation.summary = Summary(*summary)
+        return conversation
+    finally:
+        store.close()
+
+
 @click.command("run")
 @click.argument("task", nargs=-1)
+@click.option(
+    "-f",
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    metavar="PATH",
+    help="Attach a file to the task as context (repeatable; docs/files.md says which).",
+)
+@click.option(
+    "-c", "--continue", "continue_", is_flag=True, help="Continue the most recent conversation."
+)
+@click.option("--conversation", metavar="ID", help="Continue the conversation with this id.")
 @click.option("-i", "--interactive", is_flag=True, help="Read tasks line by line (a REPL).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output on stderr.")
@@ -84,6 +172,9 @@ def open_recorder(
 @run_options
 def run_command(
     task: tuple[str, ...],
+    files: tuple[Path, ...],
+    continue_: bool,
+    conversation: str | None,
     interactive: bool,
     as_json: bool,
     quiet: bool,
@@ -92,7 +183,8 @@ def run_command(
 ) -> None:
     """Run TASK through Planner → Critic → Executor (the default command).
 
-    TASK may be several words; "-" reads it from stdin.
+    TASK may be several words; "-" reads it from stdin. Otherwise what is piped into stdin is
+    context for TASK, like a file given with -f.
     """
     console = error_console()
     configure_logging(options.debug)
@@ -101,17 +193,25 @@ def run_command(
         if no_history:
             settings.history.enabled = False
         text = " ".join(task).strip()
+        if continue_ and conversation:
+            raise UsageError("Give either --continue or --conversation ID, not both.")
+        policy = settings.file_policy()
+        attached = attach(policy, files)  # before any model loads: a refused file stops here
         if interactive:
             if text:
                 raise UsageError("Give either a task or --interactive, not both.")
         else:
             if text == "-":
                 text = read_stdin(console).strip()
+            elif text:
+                piped = piped_input(policy)
+                attached += [piped] if piped is not None else []
             if not text:
                 raise UsageError(
                     "The task is empty.",
                     hint='Usage: ai-stack "TASK"  (or --interactive; see --help)',
                 )
+        talk = find_conversation(settings, continue_, conversation)
         with Session.open(settings) as session:
             if not quiet:
                 console.print(f"[dim]Backend: {escape(session.backend_note)}[/]")
@@ -124,10 +224,12 @@ def run_command(
                 if interactive:
                     from ai_stack.cli.repl import Repl
 
-                    repl = Repl(pipeline, console, as_json=as_json, quiet=quiet, recorder=recorder)
+                    repl = Repl(pipeline, console, as_json=as_json, quiet=quiet, recorder=recorder,
+                                conversation=talk, files=attached, policy=policy)  # fmt: skip
                     sys.exit(repl.loop())
                 display = Display(console, None if as_json else sys.stdout, quiet=quiet)
-                result = execute(pipeline, text, display, recorder)
+                result = execute(pipeline, text, display, recorder, conversation=talk,
+                                 files=attached)  # fmt: skip
             finally:
                 if recorder is not None:
                     recorder.store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from ai_stack.types import (
     PlanReady,
     RunFinished,
     RunStarted,
+    Summarised,
 )
 
 
@@ -60,8 +62,15 @@ class HistoryRecorder:
         if isinstance(event, RunStarted):
             self.run_id = event.run_id
             config = {**self.config, "models": event.models}
+            conversation = (
+                (event.conversation_id, event.turn)
+                if event.conversation_id is not None and event.turn is not None
+                else None
+            )
+            files = [attachment.model_dump(mode="json") for attachment in event.files]
             self.store.start_run(event.run_id, event.task, event.context, config, self.source,
-                                 batch=self.batch, mode=event.mode)  # fmt: skip
+                                 batch=self.batch, mode=event.mode, conversation=conversation,
+                                 files=files)  # fmt: skip
         elif self.run_id is None:
             return
         elif isinstance(event, PlanReady):
@@ -74,6 +83,8 @@ class HistoryRecorder:
             )
         elif isinstance(event, CritiqueReady):
             self.store.add_critique(self.run_id, event.critique.model_dump(mode="json"))
+        elif isinstance(event, Summarised):
+            self.store.add_summary(self.run_id, dataclasses.asdict(event))
         elif isinstance(event, PhaseFinished):
             metrics = event.metrics.model_dump(mode="json")
             self.store.add_phase(self.run_id, metrics, thermal=metrics.get("thermal"))

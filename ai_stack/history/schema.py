@@ -133,9 +133,37 @@ def _migration_4(db: sqlite3.Connection) -> None:
     )
 
 
+def _migration_5(db: sqlite3.Connection) -> None:
+    """Conversations: a run may be a turn of one (its id and place in it), with the files given
+    to it; summaries that replaced text too long for the context, kept with the run that made
+    them (a conversation's latest summary of earlier turns is reused by its next turn)."""
+    _run_script(
+        db,
+        """
+        ALTER TABLE runs ADD COLUMN conversation_id TEXT;
+        ALTER TABLE runs ADD COLUMN turn INTEGER;
+        ALTER TABLE runs ADD COLUMN files TEXT;     -- JSON list of {path, text}
+        CREATE INDEX runs_conversation ON runs (conversation_id, turn);
+        CREATE TABLE summaries (
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            subject TEXT NOT NULL CHECK (subject IN ('turns', 'file')),
+            name TEXT NOT NULL,            -- "turns 1-3", or the file's path
+            covered INTEGER NOT NULL,      -- turns: how many of the earliest turns it replaces
+            text TEXT NOT NULL,
+            tokens_before INTEGER NOT NULL,
+            tokens_after INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, seq)
+        )
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
+    _migration_5,
 ]

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from ai_stack.errors import HistoryError, UsageError
 from ai_stack.history import schema
 from ai_stack.redaction import redact, redact_all
-from ai_stack.types import PhaseMetrics, Plan, Role, RunMetrics, RunResult, StopReason
+from ai_stack.types import PhaseMetrics, Plan, Role, RunMetrics, RunResult, StopReason, Turn
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
@@ -73,6 +73,11 @@ class StoredRun(RunResult):
     rounds: int = 0
     output: str | None = None  # type: ignore[assignment]
     metrics: StoredMetrics = Field(default_factory=StoredMetrics)
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching what starts with ``prefix`` (with ESCAPE '\\')."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def utc_now() -> datetime:
@@ -211,19 +216,40 @@ class HistoryStore:
         *,
         batch: tuple[str, str] | None = None,
         mode: str | None = None,
+        conversation: tuple[str, int] | None = None,
+        files: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Record a run as running; starting an existing id again resumes it (same record)."""
+        """Record a run as running; starting an existing id again resumes it (same record).
+        ``conversation``: its id and this run's turn; ``files``: those given as context."""
         pid = os.getpid()
         batch_id, batch_task = batch or (None, None)
+        conversation_id, turn = conversation or (None, None)
+        stored = json.dumps(redact_all(files), ensure_ascii=False) if files else None
         with self._write() as db:
             db.execute(
                 "INSERT INTO runs (id, created_at, status, source, task, context, config, pid,"
-                " pid_started, batch_id, batch_task, mode) VALUES (?, ?, 'running', ?, ?, ?, ?,"
-                " ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = 'running',"
+                " pid_started, batch_id, batch_task, mode, conversation_id, turn, files)"
+                " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET status = 'running',"
                 " finished_at = NULL, error = NULL, pid = excluded.pid,"
                 " pid_started = excluded.pid_started",
                 (run_id, self._now(), source, redact(task), redact(context), json.dumps(config),
-                 pid, _process_started(pid), batch_id, batch_task, mode),
+                 pid, _process_started(pid), batch_id, batch_task, mode, conversation_id, turn,
+                 stored),
+            )  # fmt: skip
+
+    @guarded
+    def add_summary(self, run_id: str, summary: dict[str, Any]) -> None:
+        """A summary that replaced earlier turns or a file in this run."""
+        with self._write() as db:
+            (seq,) = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM summaries WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            db.execute(
+                "INSERT INTO summaries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, seq, summary["subject"], redact(summary["name"]), summary["covered"],
+                 redact(summary["text"]), summary["tokens_before"], summary["tokens_after"],
+                 self._now()),
             )  # fmt: skip
 
     @guarded
@@ -381,6 +407,65 @@ class HistoryStore:
         )
         return {row["batch_task"]: dict(row) for row in rows}
 
+    # -- conversations -----------------------------------------------------------------------
+
+    @guarded
+    def latest_conversation(self) -> str | None:
+        """The id of the conversation the most recent turn belongs to."""
+        row = self.db.execute(
+            "SELECT conversation_id FROM runs WHERE conversation_id IS NOT NULL"
+            " ORDER BY created_at DESC LIMIT 1"
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    @guarded
+    def resolve_conversation(self, prefix: str) -> str | None:
+        """The full id of the conversation whose id starts with ``prefix``, or None."""
+        rows = self.db.execute(
+            "SELECT DISTINCT conversation_id FROM runs WHERE conversation_id LIKE ? ESCAPE '\\'"
+            " LIMIT 2",
+            (_like_prefix(prefix),),
+        ).fetchall()
+        if not rows or not prefix:
+            return None
+        if len(rows) > 1 and prefix not in (row[0] for row in rows):
+            raise UsageError(
+                f"The id {prefix!r} matches several conversations; give more characters."
+            )
+        return str(rows[0][0]) if len(rows) == 1 else prefix
+
+    @guarded
+    def conversation_turns(self, conversation_id: str) -> list[Turn]:
+        """The finished turns, oldest first; of a turn run more than once (``/retry``), the
+        latest. Runs that failed or were interrupted are not turns."""
+        rows = self.db.execute(
+            "SELECT id, turn, task, output, files FROM runs WHERE conversation_id = ?"
+            " AND status = 'ok' ORDER BY turn, created_at",
+            (conversation_id,),
+        ).fetchall()
+        turns: dict[int, Turn] = {}
+        for row in rows:
+            files = [f["path"] for f in json.loads(row["files"])] if row["files"] else []
+            turns[row["turn"]] = Turn(
+                number=row["turn"],
+                task=row["task"],
+                answer=row["output"] or "",
+                files=files,
+                run_id=row["id"],
+            )
+        return list(turns.values())
+
+    @guarded
+    def conversation_summary(self, conversation_id: str) -> tuple[int, str] | None:
+        """The most recent summary of the conversation's earlier turns: (turns covered, text)."""
+        row = self.db.execute(
+            "SELECT s.covered, s.text FROM summaries s JOIN runs r ON r.id = s.run_id"
+            " WHERE r.conversation_id = ? AND s.subject = 'turns'"
+            " ORDER BY s.created_at DESC, s.seq DESC LIMIT 1",
+            (conversation_id,),
+        ).fetchone()
+        return (int(row[0]), str(row[1])) if row else None
+
     # -- reading -----------------------------------------------------------------------------
 
     @guarded
@@ -388,7 +473,7 @@ class HistoryStore:
         """The full id of the run whose id starts with ``prefix``."""
         rows = self.db.execute(
             "SELECT id FROM runs WHERE id LIKE ? ESCAPE '\\' ORDER BY created_at DESC LIMIT 2",
-            (prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",),
+            (_like_prefix(prefix),),
         ).fetchall()
         if not rows or not prefix:
             raise UsageError(
@@ -474,6 +559,9 @@ class HistoryStore:
                 "answer_critiques": answer_critiques,
                 "answer_rounds": len(answer_critiques),
                 "metrics": json.loads(row["metrics"]) if row["metrics"] else {},
+                "conversation_id": row["conversation_id"],
+                "turn": row["turn"],
+                "files": [f["path"] for f in json.loads(row["files"])] if row["files"] else [],
             }
         data["metrics"] = {**data.get("metrics", {}), "phases": phases}
         return StoredRun.model_validate(
