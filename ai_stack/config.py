@@ -76,6 +76,8 @@ class MemorySettings(BaseModel):
     budget_gb: float | None = Field(default=None, gt=0, le=4096)
     policy: Literal["one-at-a-time", "fit"] = "one-at-a-time"
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "f16"
+    # How long to wait for another ai-stack process to finish with the model memory
+    wait_timeout_s: float = Field(default=1800.0, gt=0, le=86_400)
 
 
 class OllamaSettings(BaseModel):

@@ -22,6 +22,7 @@ from ai_stack.types import (
     Event,
     Evidence,
     EvidenceReady,
+    LeaseWaiting,
     LoopStopped,
     ModelLoaded,
     ModelLoading,
@@ -148,6 +149,20 @@ class Display:
                 self.console.print(f"[dim]Files: {escape(names)}[/]")
         elif isinstance(event, Notice):
             self.console.print(f"[yellow]Note: {escape(event.message)}.[/]")
+        elif isinstance(event, LeaseWaiting):
+            if event.done:
+                self._stop_status()
+                self.console.print(
+                    f"[dim]The other ai-stack process is done with {escape(event.holder_model)}; "
+                    "going on.[/]"
+                )
+            else:
+                self.console.print(
+                    f"[yellow]Waiting for another ai-stack process using "
+                    f"{escape(event.holder_model)} (pid {event.holder_pid}) before using "
+                    f"{escape(event.model)}.[/]"
+                )
+                self._set_status(f"Waiting for pid {event.holder_pid}…")
         elif isinstance(event, Summarised):
             what, verb = (
                 (f"the conversation's {event.name}", "were")

@@ -110,6 +110,14 @@ class MemoryBudgetError(AiStackError):
         self.model = model
 
 
+class LeaseTimeoutError(AiStackError):
+    """Another ai-stack process kept the model memory longer than this one would wait."""
+
+    def __init__(self, model: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.model = model
+
+
 class WorkflowError(AiStackError):
     """A workflow (or eval suite) file is malformed; the message says where and what to fix."""
 

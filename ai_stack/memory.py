@@ -35,6 +35,7 @@ from ai_stack.backends import ModelSpec
 from ai_stack.backends.base import Backend, LoadOptions, ModelInfo, ResidentModel, TokenCounter
 from ai_stack.context import estimate_tokens
 from ai_stack.errors import AiStackError, BackendError, MemoryBudgetError
+from ai_stack.lease import ResidencyLease
 from ai_stack.machine import GIB, MIB, Machine
 from ai_stack.types import (
     Event,
@@ -268,6 +269,9 @@ class MemoryManager:
     _reserved: dict[str, int] = field(default_factory=dict)  # model -> context for its next load
     _warned: set[ModelSpec] = field(default_factory=set)  # partial offload, said once
     _token_rates: dict[ModelSpec, float] = field(default_factory=dict)  # tokens per UTF-8 byte
+    # The machine-wide residency lease of a backend (None: this process is alone; tests)
+    lease_for: Callable[[str, Backend], ResidencyLease | None] | None = None
+    _leases: dict[str, ResidencyLease | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -374,6 +378,14 @@ class MemoryManager:
         if floor > options.num_ctx:
             options = replace(options, num_ctx=floor)
         current = self._resident.get(spec)
+        lease = self.lease(spec.backend)
+        if lease is not None:
+            size = current.size if current is not None else self.footprint(spec, options).total
+            yield from lease.claim(str(spec), size)
+            if current is not None and self._measured(backend, spec) is None:
+                del self._resident[spec]  # another ai-stack process needed the room
+                current = None
+                yield Notice("reload", f"{spec} was unloaded by another ai-stack process")
         if current is not None and covers(current.options, options):
             self._resident[spec] = self._resident.pop(spec)  # most recently used last
             return Lease(backend, spec, 0.0)
@@ -429,6 +441,23 @@ class MemoryManager:
                 yield learnt
         return Lease(backend, spec, seconds)
 
+    def lease(self, backend: str) -> ResidencyLease | None:
+        """The machine-wide lease of ``backend``'s endpoint, if this manager takes leases."""
+        if self.lease_for is None:
+            return None
+        if backend not in self._leases:
+            self._leases[backend] = self.lease_for(backend, self.backend(backend))
+        return self._leases[backend]
+
+    def finished(self, spec: ModelSpec) -> None:
+        """A call on ``spec`` ended: a server's model is left loaded but no longer claimed, so
+        another ai-stack process may take the room (an in-process model stays claimed until it
+        is unloaded)."""
+        assert spec.backend is not None
+        lease = self.lease(spec.backend)
+        if lease is not None and not getattr(self.backend(spec.backend), "local", False):
+            lease.release(str(spec))
+
     def release_all(
         self, reason: str = "shutting down", cause: UnloadCause = "shutdown"
     ) -> Iterator[Event]:
@@ -446,6 +475,9 @@ class MemoryManager:
                 self.backend(spec.backend).unload(spec.name)
             for _ in self.release_all():
                 pass
+            for lease in self._leases.values():
+                if lease is not None:
+                    lease.release()
         finally:
             for backend in self._backends.values():
                 backend.close()
@@ -476,12 +508,20 @@ class MemoryManager:
     ) -> Iterator[Event]:
         """Unload models resident in a backend we use that this manager did not load (another
         client's). With ``until_fits``, only as many as needed for that many more bytes."""
+        claimed = {
+            claim.model
+            for name, _ in self._backends_in_use(exclude)
+            if (lease := self.lease(name)) is not None
+            for claim in lease.claims()
+            if claim.pid != lease.pid
+        }  # in use by another ai-stack process right now: never unloaded under it
         foreign = [
             (ModelSpec(name, model.name), model.size_bytes)
             for name, backend in self._backends_in_use(exclude)
             for model in backend.resident()
             if ModelSpec(name, model.name) not in self._resident
             and ModelSpec(name, model.name) != exclude
+            and str(ModelSpec(name, model.name)) not in claimed
         ]
         remaining = sum(size for _, size in foreign)
         for spec, size in foreign:
@@ -566,6 +606,9 @@ class MemoryManager:
         assert spec.backend is not None
         self.backend(spec.backend).unload(spec.name)
         del self._resident[spec]
+        lease = self.lease(spec.backend)
+        if lease is not None:
+            lease.release(str(spec))
         yield ModelUnloaded(str(spec), reason, cause)
 
     def _alternatives(self, spec: ModelSpec, options: LoadOptions) -> str:

@@ -199,20 +199,24 @@ class RoleRunner:
         started = time.perf_counter()
         yield PhaseStarted(call.role, call.phase, str(call.spec), call.round, attempt)
         lease = yield from self.manager.acquire(call.spec, load)
-        for retry in range(self.stream_retries + 1):
-            stream = lease.backend.chat(call.spec.name, messages, options=call.chat, schema=schema)
-            try:
-                for piece in stream:
-                    yield TokenEvent(call.role, piece)
-                    if self.guard is not None:
-                        yield from self.guard.during_call()
-                break
-            except TransientBackendError as exc:
-                # Backends retry what fails before any text arrives; a cut *during* the answer
-                # is retried here, where the text already shown can be declared void.
-                if not exc.partial or retry == self.stream_retries:
-                    raise
-                yield CallRetried(call.role, exc.message, discard_partial=True)
+        try:
+            for retry in range(self.stream_retries + 1):
+                stream = lease.backend.chat(call.spec.name, messages, options=call.chat,
+                                            schema=schema)  # fmt: skip
+                try:
+                    for piece in stream:
+                        yield TokenEvent(call.role, piece)
+                        if self.guard is not None:
+                            yield from self.guard.during_call()
+                    break
+                except TransientBackendError as exc:
+                    # Backends retry what fails before any text arrives; a cut *during* the
+                    # answer is retried here, where the text already shown can be declared void.
+                    if not exc.partial or retry == self.stream_retries:
+                        raise
+                    yield CallRetried(call.role, exc.message, discard_partial=True)
+        finally:
+            self.manager.finished(call.spec)  # another process may take the room now
         result = stream.result
         self.manager.learn_tokens(
             call.spec, "\n".join(m["content"] for m in messages), result.prompt_tokens

@@ -30,13 +30,14 @@ from ai_stack.backends import (
 )
 from ai_stack.backends.base import LoadOptions
 from ai_stack.batch import BatchRunner
-from ai_stack.config import Settings
+from ai_stack.config import Settings, user_dir
 from ai_stack.context import typical_context
 from ai_stack.controller import Pipeline
 from ai_stack.errors import UsageError
 from ai_stack.evals import EvalRun, Suite
 from ai_stack.evals.runner import eval_workflow
 from ai_stack.evidence import EvidenceCollector
+from ai_stack.lease import ResidencyLease
 from ai_stack.machine import GIB, Machine
 from ai_stack.memory import MemoryManager, estimate_footprint, load_options_for
 from ai_stack.prompts import PromptLibrary
@@ -72,6 +73,19 @@ def build_manager(
         kv_cache_type=settings.memory.kv_cache_type,
         machine=machine,
     )
+
+    def lease_for(name: str, backend: Backend) -> ResidencyLease:
+        """One lease per endpoint: an Ollama host's, or this machine's for in-process models."""
+        host = getattr(backend, "host", None)
+        return ResidencyLease(
+            user_dir() / "leases",
+            f"{name} {host}" if host else name,
+            policy=manager.policy,
+            budget=manager.residency_budget,
+            timeout_s=settings.memory.wait_timeout_s,
+        )
+
+    manager.lease_for = lease_for
     guard = make_guard(settings.thermal) if settings.thermal.enabled else None
     if guard is not None:
         manager.memory_check = guard.memory_check
@@ -241,15 +255,17 @@ class Session:
             self._evidence = EvidenceCollector(sandbox, checks, list(wanted.check_cmds), limits)
         return self._evidence
 
-    def pipeline(self) -> Pipeline:
-        """A pipeline for the session's settings (one serves many tasks: the REPL)."""
-        specs = self.role_specs()
+    def pipeline(self, settings: Settings | None = None) -> Pipeline:
+        """A pipeline for ``settings`` (default: the session's; one serves many tasks: the
+        REPL), on the session's memory manager."""
+        settings = settings or self.settings
+        specs = self.role_specs(settings)
         return Pipeline(
-            self.settings,
+            settings,
             self.manager,
-            self.prompts(self.settings.prompts_dir),
+            self.prompts(settings.prompts_dir),
             specs,
-            self.load_options([(self.settings, specs)]),
+            self.load_options([(settings, specs)]),
             guard=self.guard,
             evidence=self.evidence(),
         )

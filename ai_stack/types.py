@@ -276,6 +276,17 @@ class PhaseStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseWaiting:
+    """Another ai-stack process uses a model this one cannot load beside it: waiting (or, with
+    ``done``, the wait is over)."""
+
+    model: str
+    holder_model: str
+    holder_pid: int
+    done: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class AwaitingModel:
     """A role call is about to ask for its model: the point where a scheduler may park the run
     and come back once the model is the one it wants resident (batch, phase-major)."""
@@ -449,6 +460,7 @@ Event = (
     | EvidenceReady
     | LoopStopped
     | Notice
+    | LeaseWaiting
     | Summarised
     | RunFinished
 )
@@ -466,6 +478,7 @@ __all__ = [
     "Event",
     "Evidence",
     "EvidenceReady",
+    "LeaseWaiting",
     "LoopStopped",
     "Mode",
     "ModelLoaded",

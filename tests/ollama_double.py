@@ -211,7 +211,7 @@ class OllamaDouble:
         runner = self.runners.get(name)
         if runner is not None and runner.unloading_until is None:
             runner.unloading_until = time.monotonic() + self.unload_delay_s
-            self._record("unload", model=name)
+            self._record("unload", model=name, busy=runner.busy)
 
     def _ensure_loaded(
         self, model: FakeModel, options: dict[str, Any], keep_alive: float | str | None

@@ -144,6 +144,7 @@ class RunOptions:
     max_rounds: int | None
     memory_budget: float | None
     policy: str | None
+    wait_timeout: float | None
     config_file: Path | None
     no_thermal: bool
     debug: bool
@@ -168,7 +169,11 @@ class RunOptions:
             },
             "limits": {"truncate_context": True if self.truncate_context else None},
             "max_rounds": self.max_rounds,
-            "memory": {"budget_gb": self.memory_budget, "policy": self.policy},
+            "memory": {
+                "budget_gb": self.memory_budget,
+                "policy": self.policy,
+                "wait_timeout_s": self.wait_timeout,
+            },
             "thermal": {"enabled": False if self.no_thermal else None},
         }
 
@@ -257,6 +262,13 @@ def run_options(command: F) -> F:
             "--policy",
             type=click.Choice(["one-at-a-time", "fit"]),
             help="Residency policy (default one-at-a-time).",
+        ),
+        click.option(
+            "--wait-timeout",
+            type=click.FloatRange(min=1, max=86_400),
+            metavar="SECONDS",
+            help="How long to wait for another ai-stack process using the model memory "
+            "(default 1800).",
         ),
         click.option(
             "--config",
