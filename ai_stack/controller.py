@@ -282,15 +282,23 @@ class Pipeline:
         fitted_files, view, summarised, budget = yield from tally.relay(
             self._fit_extras(task, context, list(files), conversation)
         )
+        room = 0
         if fitted_files or view or budget:
             extra = self.prompts.render("executor", task="", context=None, plan=None,
                                         files=fitted_files, conversation=view or None)  # fmt: skip
             shared = extra[-1]["content"]
             turns = self.manager.count_tokens(self.specs["executor"], shared) if view else 0
-            self.contexts = self.choose_contexts(task, context, shared, max(budget - turns, 0))
+            room = max(budget - turns, 0)
+            self.contexts = self.choose_contexts(task, context, shared, room)
             self.manager.check_all({spec: self._load(spec) for spec in self.contexts})
         for choice in self.contexts.values():
             yield Notice("context", choice.describe())
+        if room:
+            yield Notice(
+                "context",
+                f"these contexts keep room for {room:,} more tokens of conversation "
+                "(conversation.max_tokens), so the next turns need no reload",
+            )
 
         def base(role: Role) -> dict[str, Any]:
             """What a role's prompt is rendered with: the task, its files, the turns it sees."""
@@ -355,6 +363,25 @@ class Pipeline:
             summarised=summarised,
         )
         yield RunFinished(result)
+
+    def plan_only(
+        self, task: str, context: str | None = None
+    ) -> Generator[Event, None, ReviewOutcome[Plan]]:
+        """The Planner's plan, reviewed by the Critic and revised (as the settings' rounds
+        allow), with no answer: for a caller that wants the plan itself (the MCP ``plan``
+        tool)."""
+        task = task.strip()
+        if not task:
+            raise UsageError("The task is empty.")
+        fitted = fit_for(self.settings, task, context)
+        self.contexts = self.choose_contexts(task, fitted.context)
+        self.manager.check_all({spec: self._load(spec) for spec in self.contexts})
+
+        def base(role: Role) -> dict[str, Any]:
+            return {"task": task, "context": fitted.context}
+
+        done = Progress(run_id=uuid.uuid4().hex[:12])
+        return (yield from self._plan(base, done, review=True))
 
     def _fit_extras(
         self,

@@ -68,7 +68,7 @@ def test_a_follow_up_reaches_every_role_with_the_turn_before_it(scripted: Script
         assert "find . -name '*.py' | xargs wc -l" in prompt, role
         assert prompt.index("Turn 1.") < prompt.index("Task: now do it for .js files too"), role
     # turn 1's prompts had no conversation at all
-    assert all("conversation so far" not in user_message(scripted, i) for i in range(3))
+    assert all("Earlier in this conversation" not in user_message(scripted, i) for i in range(3))
 
 
 def test_each_role_sees_as_many_turns_as_its_setting_allows(scripted: ScriptedBackend) -> None:

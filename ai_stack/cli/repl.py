@@ -169,7 +169,8 @@ class Repl:
             return
         table = Table("turn", "task", "answer", "run", title=f"Conversation {conversation.id}")
         for turn in conversation.turns:
-            first = next((line for line in turn.answer.splitlines() if line.strip()), "")
+            lines = turn.answer.splitlines()
+            first = next((s for s in lines if s.strip() and not s.startswith("```")), "")
             table.add_row(str(turn.number), escape(turn.task[:60]), escape(first[:60]),
                           turn.run_id or "")  # fmt: skip
         self.console.print(table)
