@@ -40,8 +40,13 @@ def lease(directory: Path, policy: str = "one-at-a-time", timeout_s: float = 0.6
 
 
 def hold(directory: Path, model: str) -> subprocess.Popen[str]:
-    child = subprocess.Popen([sys.executable, "-c", HOLD, str(directory), model], cwd=ROOT,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(directory), model],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert child.stdout is not None and child.stdout.readline().strip() == "held"
     return child
 

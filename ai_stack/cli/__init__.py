@@ -6,6 +6,8 @@ and the only one that turns :class:`~ai_stack.errors.AiStackError` into a messag
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from click_default_group import DefaultGroup
 
@@ -40,6 +42,16 @@ cli.add_command(eval_command)
 cli.add_command(monitor)
 cli.add_command(system)
 cli.add_command(doctor)
+
+
+@cli.command("mcp")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML config file.")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs (on stderr).")
+def mcp(config_file: Path | None, debug: bool) -> None:
+    """Serve the local team to another agent over MCP (stdio): see docs/mcp.md."""
+    from ai_stack.cli.serve_mcp import serve  # the SDK loads only for this command
+
+    serve(config_file, debug)
 
 
 def main() -> None:
