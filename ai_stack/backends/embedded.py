@@ -19,6 +19,7 @@ from typing import Any
 
 import psutil
 
+from ai_stack import hub
 from ai_stack.backends.base import (
     BackendHealth,
     ChatOptions,
@@ -190,11 +191,41 @@ class EmbeddedBackend:
             target.symlink_to(source)
         return target
 
-    def pull(self, model: str) -> Iterator[PullProgress]:
+    def pull(self, model: str, name: str | None = None) -> Iterator[PullProgress]:
+        """``hf:OWNER/REPO[:QUANT | /FILE.gguf]``: download the GGUF file from the Hugging Face
+        Hub (ai_stack.hub) and register it as ``embedded:NAME``."""
+        if model.startswith(hub.PREFIX):
+            yield from self._pull_from_hub(model, name)
+            return
         raise UsageError(
-            "Embedded models are GGUF files; they are added, not pulled.",
-            hint="ai-stack models add PATH.gguf [--name NAME]",
+            "Embedded models are GGUF files: pulled from Hugging Face, or added from a file.",
+            hint="ai-stack models pull hf:OWNER/REPO:Q4_K_M, or ai-stack models add PATH.gguf",
         )
+
+    def _pull_from_hub(self, model: str, name: str | None) -> Iterator[PullProgress]:
+        ref = hub.HubRef.parse(model)
+        source = hub.Hub()
+        yield PullProgress(f"asking {source.endpoint} for {ref.repo}")
+        file = hub.choose(ref, source.files(ref))
+        name = name or hub.short_name(ref.repo, file.filename, ref.quant)
+        target = self.models_dir / f"{name}.gguf"
+        if target.exists() or target.is_symlink():
+            raise ModelNotFoundError(
+                name, f"A model named {name!r} is already registered ({target}).",
+                hint=f"Use it as embedded:{name}, pull under another --name, or remove it first: "
+                f"ai-stack models rm embedded:{name}",
+            )  # fmt: skip
+        progress = hub.fetch(source, file)
+        while True:
+            try:
+                done, total = next(progress)
+            except StopIteration as stop:
+                path: Path = stop.value
+                break
+            yield PullProgress(f"pulling {file.filename}", file.filename, total, done)
+        yield PullProgress(f"checked sha256 of {file.filename}")
+        self.register(path, name)
+        yield PullProgress(f"registered embedded:{name}")
 
     def remove(self, model: str) -> None:
         self.unregister(model)

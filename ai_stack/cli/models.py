@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from rich.progress import (
 from rich.table import Table
 
 from ai_stack.backends import ModelInfo, ModelSpec, ModelStore
-from ai_stack.backends.base import LoadOptions
+from ai_stack.backends.base import LoadOptions, PullProgress
 from ai_stack.backends.embedded import EmbeddedBackend
 from ai_stack.cli.common import command, config_options, confirm_or_stop
 from ai_stack.context import typical_context
@@ -133,25 +134,40 @@ def ps(as_json: bool, config_file: Path | None, debug: bool) -> None:
 
 @models.command("pull")
 @click.argument("name")
+@click.option("--name", "as_name", metavar="NAME", help="hf: pulls: register as embedded:NAME.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON on stdout.")
 @config_options
-def pull(name: str, as_json: bool, config_file: Path | None, debug: bool) -> None:
-    """Download an Ollama model, with progress. An interrupted pull resumes when run again."""
+def pull(
+    name: str, as_name: str | None, as_json: bool, config_file: Path | None, debug: bool
+) -> None:
+    """Download a model, with progress: an Ollama model by name, or a GGUF file from Hugging
+    Face for the embedded backend (hf:OWNER/REPO:QUANT). An interrupted pull resumes when run
+    again."""
     with (
         command(config_file, debug) as (console, settings),
         Session.open(settings, choose=False) as session,
     ):
+        if name.startswith("hf:"):
+            embedded = session.manager.backend("embedded")
+            assert isinstance(embedded, EmbeddedBackend)
+            status = _pull_with_progress(console, embedded.pull(name, as_name))
+            model = status.removeprefix("registered ")
+            if as_json:
+                click.echo(json.dumps({"model": model, "status": "success", "source": name}))
+            else:
+                console.print(f"[green]Pulled {escape(name)} as {model}.[/]")
+            return
         spec = ModelSpec.parse(name)
         store, spec = session.target(name, spec.backend or "ollama")
         assert isinstance(store, ModelStore), f"the {spec.backend} backend cannot pull"
-        status = _pull_with_progress(console, store, spec.name)
+        status = _pull_with_progress(console, store.pull(spec.name))
         if as_json:
             click.echo(json.dumps({"model": spec.name, "status": status}))
         else:
             console.print(f"[green]Pulled {spec.name}.[/]")
 
 
-def _pull_with_progress(console: Console, store: ModelStore, name: str) -> str:
+def _pull_with_progress(console: Console, steps: Iterator[PullProgress]) -> str:
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -162,7 +178,7 @@ def _pull_with_progress(console: Console, store: ModelStore, name: str) -> str:
     layers: dict[str, TaskID] = {}
     last_status = ""
     with Progress(*columns, console=console) as progress:
-        for step in store.pull(name):
+        for step in steps:
             if step.digest and step.total:
                 if step.digest not in layers:
                     label = f"layer {step.digest.removeprefix('sha256:')[:12]}"
