@@ -42,7 +42,7 @@ from ai_stack.machine import GIB, Machine
 from ai_stack.memory import MemoryManager, estimate_footprint, load_options_for
 from ai_stack.prompts import PromptLibrary
 from ai_stack.sandbox import Limits, Sandbox
-from ai_stack.system import default_roles
+from ai_stack.system import default_roles, recommend
 from ai_stack.thermal import make_guard
 from ai_stack.thermal.policy import ThermalGuard
 from ai_stack.types import ROLES, ROLES_CALLED, Mode, Role
@@ -200,6 +200,38 @@ class Session:
         installed = self.manager.backend(backend).list_models()
         self._defaults = default_roles(installed, fits)
         return self._defaults
+
+    def demo_hint(self) -> str | None:
+        """When the roles the mode calls run the packaged 135M demo model only because no
+        model is configured: one line saying so, with what to pull for this machine."""
+        specs = self.role_specs()
+        called = ROLES_CALLED[self.settings.mode]
+        if not any(
+            specs[role] == ModelSpec("embedded", EMBEDDED_DEFAULT)
+            and not self.settings.role(role).model
+            for role in called
+        ):
+            return None
+        embedded = self.manager.backend("embedded")
+        installed = embedded.list_models() if embedded.health().available else []
+        executor = self.settings.executor
+        best = recommend(
+            self.manager, installed, num_ctx=typical_context(executor.num_ctx,
+                                                             executor.fixed_ctx),
+            backends=("embedded",),
+        )["executor"]  # fmt: skip
+        note = (
+            "the roles run SmolLM2-135M, a tiny demo model: it shows how the team works, "
+            "not useful answers."
+        )
+        model = best.get("model")
+        if model is None or model == EMBEDDED_DEFAULT:
+            return f"{note} Nothing larger fits this machine's memory budget."
+        if best.get("action"):
+            return f"{note} For this machine: {best['action']}, then run with --executor {model}."
+        return (
+            f"{note} {model} is installed: run with --executor {model} (or set it in the config)."
+        )
 
     def load_options(
         self, runs: Iterable[tuple[Settings, dict[Role, ModelSpec]]]

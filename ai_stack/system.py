@@ -12,7 +12,7 @@ import contextlib
 import platform
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -94,10 +94,17 @@ class CatalogueEntry:
     head_count_kv: int
     embedding_length: int
     roles: tuple[Role, ...]
+    hub: str | None = None  # embedded models: the Hugging Face file, REPO:QUANT
+    licence: str | None = None
 
     @property
     def spec(self) -> ModelSpec:
         return ModelSpec.parse(self.name).with_backend("ollama")
+
+    @property
+    def pull_command(self) -> str:
+        source = f"hf:{self.hub}" if self.hub else self.spec.name
+        return f"ai-stack models pull {source}"
 
     def info(self) -> ModelInfo:
         spec = self.spec
@@ -231,7 +238,12 @@ def profile(
         "budget_bytes": manager.budget,
         "gpu_limit_bytes": manager.gpu_limit_bytes,
         "policy": manager.policy,
-        "recommendations": recommend(manager, installed, num_ctx=num_ctx),
+        "recommendations": recommend(
+            manager,
+            installed,
+            num_ctx=num_ctx,
+            backends=("ollama",) if ollama_health.available else ("embedded",),
+        ),
     }
 
 
@@ -253,11 +265,18 @@ class Candidate:
 
 
 def recommend(
-    manager: MemoryManager, installed: list[ModelInfo], *, num_ctx: int
+    manager: MemoryManager,
+    installed: list[ModelInfo],
+    *,
+    num_ctx: int,
+    backends: Collection[str] = ("ollama",),
 ) -> dict[Role, dict[str, Any]]:
-    """Role → the best model that fits the budget alone: installed first, then larger."""
+    """Role → the best model that fits the budget alone: installed first, then larger; models to
+    pull only for ``backends`` (Ollama tags when a server is there, else GGUF files for the
+    embedded backend)."""
     candidates: dict[ModelSpec, Candidate] = {}
-    known_roles = {entry.spec: entry.roles for entry in catalogue()}
+    entries = {entry.spec: entry for entry in catalogue()}
+    known_roles = {spec: entry.roles for spec, entry in entries.items()}
     for info in installed:
         spec = ModelSpec(info.backend, info.name)
         try:
@@ -273,7 +292,7 @@ def recommend(
         )
     for entry in catalogue():
         spec = entry.spec
-        if spec in candidates:
+        if spec in candidates or spec.backend not in backends:
             continue
         total = estimate_footprint(entry.info(), num_ctx, kv_cache_type=manager.kv_cache_type).total
         candidates[spec] = Candidate(
@@ -292,10 +311,12 @@ def recommend(
             result[role] = {"model": None, "reason": "nothing in the catalogue fits the budget"}
             continue
         best = max(fitting, key=lambda c: (_tier(c), c.billions))
+        known = entries.get(best.spec)
         result[role] = {
             "model": str(best.spec),
             "installed": best.installed,
             "estimate_bytes": best.footprint,
-            "action": None if best.installed else f"ai-stack models pull {best.spec.name}",
+            "action": None if best.installed or known is None else known.pull_command,
+            "licence": known.licence if known else None,
         }
     return result

@@ -216,6 +216,9 @@ def run_command(
             if not quiet:
                 console.print(f"[dim]Backend: {escape(session.backend_note)}[/]")
                 say_how_code_runs(console, session)
+                hint = session.demo_hint()
+                if hint:
+                    console.print(f"[yellow]Note: {escape(hint)}[/]")
             pipeline = session.pipeline()
             pipeline.preflight()
             source = "interactive" if interactive else "oneshot"

