@@ -451,9 +451,12 @@ def test_ctrl_c_during_a_load_unloads_the_model_before_exiting(on_double: Ollama
     import time
 
     on_double.load_bytes_per_s = DOUBLE_GIB  # qwen2.5:14b takes 8 s to load
+    # As at a terminal: a test run started in the background (CI) ignores SIGINT, and a child
+    # inherits that, so Python would never turn the signal into KeyboardInterrupt.
     child = subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), "--direct", "--quiet", "a task"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while not on_double.events("load") and time.monotonic() < deadline:
