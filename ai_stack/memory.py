@@ -245,6 +245,12 @@ class _Resident:
         return max(self.footprint, self.measured or 0)
 
 
+def in_process(spec: ModelSpec) -> bool:
+    """Whether ``spec`` lives in this process's memory (the embedded backend) rather than in a
+    server's, where other processes may use it too."""
+    return spec.backend == "embedded"
+
+
 @dataclass
 class MemoryManager:
     """Keeps the resident set inside the budget and policy, across every backend in use.
@@ -391,6 +397,18 @@ class MemoryManager:
             return Lease(backend, spec, 0.0)
         self._reserved.pop(str(spec), None)
         footprint = self.check_fits(spec, options)
+        if current is None and not in_process(spec):
+            present = self._measured(backend, spec)
+            if present is not None and (present.num_ctx or 0) >= options.num_ctx:
+                # Already on the server (another ai-stack process, or `ollama run`) with room
+                # enough: use it as it is, at its context, so the server does not reload it.
+                yield from self._make_room(spec, 0)
+                options = replace(options, num_ctx=present.num_ctx or options.num_ctx)
+                backend.load(spec.name, options)
+                self._resident[spec] = _Resident(options, footprint.total, present.size_bytes)
+                self._record(spec, options, footprint, present)
+                yield Notice("shared", f"{spec} was already loaded; using it as it is")
+                return Lease(backend, spec, 0.0)
         if current is not None:
             reason = (
                 f"a context of {options.num_ctx:,} tokens is needed"
@@ -420,26 +438,32 @@ class MemoryManager:
         found = self._measured(backend, spec)
         measured = found.size_bytes if found else None
         self._resident[spec] = _Resident(options, footprint.total, measured)
-        info = self.describe(spec)
-        self.records[spec] = ModelMemory(
-            model=str(spec),
-            estimate_bytes=footprint.total,
-            resident_bytes=measured,
-            num_ctx=options.num_ctx,
-            kv_cache_type=self.kv_cache_type if spec.backend == "ollama" else "f16",
-            cpu_layers=(
-                None
-                if self.gpu_limit_bytes is None
-                else cpu_layers(info, footprint, self.gpu_limit_bytes)
-            ),
-            gpu_bytes=found.vram_bytes if found else None,
-        )
+        self._record(spec, options, footprint, found)
         yield ModelLoaded(str(spec), seconds, footprint.total, measured)
         if measured and spec.backend == "ollama":
             learnt = self._learn_kv_cache(spec, options, measured)
             if learnt is not None:
                 yield learnt
         return Lease(backend, spec, seconds)
+
+    def _record(
+        self, spec: ModelSpec, options: LoadOptions, footprint: Footprint,
+        found: ResidentModel | None,
+    ) -> None:  # fmt: skip
+        """What the run's metrics say of ``spec``'s memory: estimated beside measured."""
+        self.records[spec] = ModelMemory(
+            model=str(spec),
+            estimate_bytes=footprint.total,
+            resident_bytes=found.size_bytes if found else None,
+            num_ctx=options.num_ctx,
+            kv_cache_type=self.kv_cache_type if spec.backend == "ollama" else "f16",
+            cpu_layers=(
+                None
+                if self.gpu_limit_bytes is None
+                else cpu_layers(self.describe(spec), footprint, self.gpu_limit_bytes)
+            ),
+            gpu_bytes=found.vram_bytes if found else None,
+        )
 
     def lease(self, backend: str) -> ResidencyLease | None:
         """The machine-wide lease of ``backend``'s endpoint, if this manager takes leases."""
@@ -455,7 +479,7 @@ class MemoryManager:
         is unloaded)."""
         assert spec.backend is not None
         lease = self.lease(spec.backend)
-        if lease is not None and not getattr(self.backend(spec.backend), "local", False):
+        if lease is not None and not in_process(spec):
             lease.release(str(spec))
 
     def release_all(
@@ -604,11 +628,21 @@ class MemoryManager:
 
     def _unload(self, spec: ModelSpec, reason: str, cause: UnloadCause) -> Iterator[Event]:
         assert spec.backend is not None
-        self.backend(spec.backend).unload(spec.name)
-        del self._resident[spec]
+        backend = self.backend(spec.backend)
         lease = self.lease(spec.backend)
+        shared = (
+            lease is not None
+            and not in_process(spec)
+            and any(c.model == str(spec) and c.pid != lease.pid for c in lease.claims())
+        )
+        if not shared:
+            backend.unload(spec.name)
+        del self._resident[spec]
         if lease is not None:
             lease.release(str(spec))
+        if shared:  # the server holds it once for both: unloading it would cut the other off
+            yield Notice("shared", f"{spec} is left loaded: another ai-stack process is using it")
+            return
         yield ModelUnloaded(str(spec), reason, cause)
 
     def _alternatives(self, spec: ModelSpec, options: LoadOptions) -> str:

@@ -187,10 +187,16 @@ def test_over_stdio_with_the_sdk_client(on_double: OllamaDouble, tmp_path: Path)
 def test_an_mcp_client_and_cli_processes_take_turns(
     on_double: OllamaDouble, tmp_path: Path, policy: str
 ) -> None:
-    """An MCP client over stdio and two one-shots on three different models at once: never
-    two models resident, none unloaded mid-use, every load counted by whoever caused it."""
+    """An MCP client over stdio, two one-shots and a batch, on three models at once:
+    never two models resident, none unloaded mid-use, every load counted by whoever caused
+    it."""
     on_double.seconds_per_token = 0.01
-    on_double.enqueue(*["word " * 40] * 6)
+    on_double.enqueue(*["word " * 40] * 8)
+    workflow = tmp_path / "flow.yaml"
+    workflow.write_text(
+        "name: two\ndefaults:\n  direct: true\n  executor: ollama:qwen2.5:14b\ntasks:\n"
+        "  - id: a\n    task: first\n  - id: b\n    task: second\n"
+    )
     params = StdioServerParameters(command=sys.executable, args=[str(ROOT / "main.py"), "mcp"],
                                    env=dict(os.environ), cwd=str(tmp_path))  # fmt: skip
     cli = [
@@ -204,6 +210,24 @@ def test_an_mcp_client_and_cli_processes_take_turns(
         )
         for model in ("ollama:mistral:7b", "ollama:qwen2.5:7b")
     ]
+    cli.append(
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "main.py"),
+                "batch",
+                str(workflow),
+                "--out",
+                str(tmp_path / "out"),
+                "--json",
+            ],
+            env=dict(os.environ),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    )
     loads_by_mcp = 0
 
     async def main() -> None:
@@ -222,5 +246,6 @@ def test_an_mcp_client_and_cli_processes_take_turns(
     loads = on_double.events("load")
     assert all(load["others"] == [] for load in loads), loads
     assert not [e for e in on_double.events("unload") if e["busy"]]
-    counted = loads_by_mcp + sum(json.loads(out)["metrics"]["loads"] for out, _ in outputs)
+    counted = loads_by_mcp + sum(json.loads(out)["metrics"]["loads"] for out, _ in outputs[:2])
+    counted += json.loads(outputs[2][0])["loads"]
     assert counted == len(loads)
