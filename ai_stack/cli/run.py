@@ -7,7 +7,7 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import click
@@ -32,7 +32,7 @@ from ai_stack.errors import HistoryError, UsageError
 from ai_stack.history import HistoryRecorder, HistoryStore
 from ai_stack.sandbox import SandboxReport
 from ai_stack.session import Session
-from ai_stack.types import Attachment, RunFinished, RunResult
+from ai_stack.types import Attachment, Event, RunFinished, RunResult
 
 
 def execute(
@@ -46,22 +46,37 @@ def execute(
 ) -> RunResult:
     """Run one task to its result, rendering every event and recording it as it arrives; as
     the next turn of ``conversation`` (kept up to date) when given."""
+
+    def handle(event: Event) -> None:
+        if conversation is not None:
+            conversation.observe(event)
+        display.handle(event)
+
+    try:
+        return drive(pipeline.run(task, conversation=conversation, files=files), recorder, handle)
+    finally:
+        display.close()
+
+
+def drive(
+    events: Iterable[Event],
+    recorder: HistoryRecorder | None,
+    on_event: Callable[[Event], None] = lambda event: None,
+) -> RunResult:
+    """A run's events to its result: each recorded as it arrives, then handed to ``on_event``;
+    a run that stops early is recorded as failed or interrupted."""
     result: RunResult | None = None
     try:
-        for event in pipeline.run(task, conversation=conversation, files=files):
+        for event in events:
             if recorder is not None:
                 recorder(event)
-            if conversation is not None:
-                conversation.observe(event)
-            display.handle(event)
+            on_event(event)
             if isinstance(event, RunFinished):
                 result = event.result
     except BaseException as exc:
         if recorder is not None:
             recorder.abandon(exc)
         raise
-    finally:
-        display.close()
     assert result is not None, "the pipeline ended without a result"
     return result
 

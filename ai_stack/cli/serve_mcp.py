@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 
 from ai_stack import __version__
 from ai_stack.cli.common import configure_logging, error_console, reported_errors
-from ai_stack.cli.run import attach, open_recorder
+from ai_stack.cli.run import attach, drive, open_recorder
 from ai_stack.config import Settings, layer, load_settings, raw_settings, user_dir
 from ai_stack.context import typical_context
 from ai_stack.errors import AiStackError, HistoryError, UsageError
@@ -42,7 +42,6 @@ from ai_stack.types import (
     PhaseStarted,
     Plan,
     Review,
-    RunFinished,
     RunResult,
     StopReason,
 )
@@ -158,23 +157,12 @@ class Service:
         pipeline = session.pipeline(settings)
         pipeline.preflight()
         recorder = open_recorder(session, pipeline, "mcp", lambda error: None)
-        result: RunResult | None = None
+        events = cast(Generator[Event, None, None], pipeline.run(task, context, files=attached))
         try:
-            events = cast(Generator[Event, None, None], pipeline.run(task, context, files=attached))
-            for event in _watched(events, progress, cancelled):
-                if recorder is not None:
-                    recorder(event)
-                if isinstance(event, RunFinished):
-                    result = event.result
-        except BaseException as exc:
-            if recorder is not None:
-                recorder.abandon(exc)
-            raise
+            return drive(_watched(events, progress, cancelled), recorder)
         finally:
             if recorder is not None:
                 recorder.store.close()
-        assert result is not None
-        return result
 
     @serialised
     def plan(
