@@ -388,7 +388,8 @@ class MemoryManager:
         if lease is not None:
             size = current.size if current is not None else self.footprint(spec, options).total
             yield from lease.claim(str(spec), size)
-            if current is not None and self._measured(backend, spec) is None:
+            gone = current is not None and not in_process(spec)
+            if gone and self._measured(backend, spec) is None:
                 del self._resident[spec]  # another ai-stack process needed the room
                 current = None
                 yield Notice("reload", f"{spec} was unloaded by another ai-stack process")
