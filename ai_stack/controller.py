@@ -381,6 +381,8 @@ class Pipeline:
             return {"task": task, "context": fitted.context}
 
         done = Progress(run_id=uuid.uuid4().hex[:12])
+        models = {role: str(spec) for role, spec in self.specs.items()}
+        yield RunStarted(done.run_id, task, fitted.context, models, "plan")
         return (yield from self._plan(base, done, review=True))
 
     def _fit_extras(

@@ -18,7 +18,7 @@ from mcp.client.stdio import StdioServerParameters
 
 from ai_stack.cli.serve_mcp import Service, build_server
 from ai_stack.config import Settings
-from tests.conftest import invoke, plan, verdict
+from tests.conftest import plan, verdict
 from tests.ollama_double import OllamaDouble
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,7 +164,10 @@ def test_a_cancelled_call_stops_and_unloads(on_double: OllamaDouble, tmp_path: P
 
 
 def test_over_stdio_with_the_sdk_client(on_double: OllamaDouble, tmp_path: Path) -> None:
-    on_double.enqueue("An answer over stdio.", model="qwen2.5:14b")
+    """Every tool, through the server as a client starts it: a subprocess on stdio."""
+    on_double.enqueue("An answer over stdio.", "batch one", "batch two", model="qwen2.5:14b")
+    on_double.enqueue(plan("find files"), model="mistral:7b")
+    on_double.enqueue(verdict("approve", 9), model="qwen2.5:7b")
     params = StdioServerParameters(command=sys.executable, args=[str(ROOT / "main.py"), "mcp"],
                                    env=dict(os.environ), cwd=str(tmp_path))  # fmt: skip
 
@@ -177,10 +180,19 @@ def test_over_stdio_with_the_sdk_client(on_double: OllamaDouble, tmp_path: Path)
             assert "qwen2.5:14b" in {m["name"] for m in models}
             profile = structured(await client.call_tool("system_profile", {}))
             assert profile["budget_bytes"] > 0
+            planned = structured(await client.call_tool("plan", {"task": "count lines"}))
+            assert planned["stop_reason"] == "approved"
+            job = structured(await client.call_tool(
+                "batch_run", {"tasks": ["one", "two"], "direct": True}))  # fmt: skip
+            assert job["status"] == "ok"
+            status = structured(await client.call_tool("batch_status", {"job_id": job["job_id"]}))
+            assert status["summary"]["tasks"][1]["status"] == "ok"
+            runs = structured(await client.call_tool("history_list", {}))["runs"]
+            assert {r["source"] for r in runs} == {"mcp"} and len(runs) == 4  # plan included
+            shown = structured(await client.call_tool("history_show", {"run_id": result["id"]}))
+            assert shown["output"] == "An answer over stdio."
 
     anyio.run(main)
-    code, out, _ = invoke("history", "list", "--json")
-    assert code == 0 and [r["source"] for r in json.loads(out)] == ["mcp"]
 
 
 @pytest.mark.parametrize("policy", ["one-at-a-time"])

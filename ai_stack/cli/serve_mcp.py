@@ -33,7 +33,7 @@ from ai_stack.cli.run import attach, drive, open_recorder
 from ai_stack.config import Settings, layer, load_settings, raw_settings, user_dir
 from ai_stack.context import typical_context
 from ai_stack.errors import AiStackError, HistoryError, UsageError
-from ai_stack.history import HistoryStore, RunSummary, StoredRun
+from ai_stack.history import HistoryRecorder, HistoryStore, RunSummary, StoredRun
 from ai_stack.session import Session
 from ai_stack.system import profile
 from ai_stack.types import (
@@ -171,7 +171,21 @@ class Service:
     ) -> PlanOutcome:  # fmt: skip
         pipeline = self.session.pipeline(settings)
         pipeline.preflight()
-        outcome = yield_from(pipeline.plan_only(task, context), progress, cancelled)
+        recorder = open_recorder(self.session, pipeline, "mcp", lambda error: None)
+        events = pipeline.plan_only(task, context)
+        try:
+            if recorder is not None:
+                events = _recorded(events, recorder)
+            outcome = yield_from(events, progress, cancelled)
+            if recorder is not None:
+                recorder.finish_without_answer()
+        except BaseException as exc:
+            if recorder is not None:
+                recorder.abandon(exc)
+            raise
+        finally:
+            if recorder is not None:
+                recorder.store.close()
         return PlanOutcome(task=task.strip(), plan=outcome.subject, plans=outcome.versions,
                            critiques=outcome.critiques, rounds=outcome.rounds,
                            stop_reason=outcome.stop_reason)  # fmt: skip
@@ -247,6 +261,19 @@ def _watched(
         if isinstance(event, PhaseStarted):
             round_ = f" (round {event.round})" if event.round else ""
             progress(f"{event.role} · {event.phase}{round_} · {event.model}")
+        yield event
+
+
+def _recorded(
+    events: Generator[Event, None, T], recorder: HistoryRecorder
+) -> Generator[Event, None, T]:
+    """Pass events on, each recorded as it arrives; returns what ``events`` returned."""
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as stop:
+            return stop.value
+        recorder(event)
         yield event
 
 

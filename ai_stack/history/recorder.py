@@ -92,6 +92,16 @@ class HistoryRecorder:
             self.store.finish_run(self.run_id, event.result.model_dump(mode="json"))
             self.run_id = None
 
+    def finish_without_answer(self) -> None:
+        """A run that ends by design without an answer (a plan asked for by itself)."""
+        if self.run_id is None:
+            return
+        try:
+            self.store.end_run(self.run_id, "ok")
+        except HistoryError as fault:
+            self._failed(fault)
+        self.run_id = None
+
     def abandon(self, error: BaseException) -> None:
         """The run stopped early: record why (Ctrl-C → interrupted, anything else → failed,
         with the model's last reply when that reply was the problem)."""
