@@ -99,14 +99,15 @@ class ResidencyLease:
         except OSError:
             return []
 
-    def claim(self, model: str, size: int) -> Generator[Event, None, None]:
+    def claim(self, model: str, size: int) -> Generator[Event, None, bool]:
         """Claim ``model`` (``size`` bytes) for this process, waiting while other processes'
-        claims do not allow it; raises LeaseTimeoutError after ``timeout_s``."""
+        claims do not allow it; raises LeaseTimeoutError after ``timeout_s``. Returns whether
+        another process claims the same model (it may be loading it right now)."""
         deadline = self.clock() + self.timeout_s
         said: Claim | None = None
         while True:
             if self.broken is not None:
-                return
+                return False
             try:
                 with self._locked():
                     claims = self._read()
@@ -122,11 +123,11 @@ class ResidencyLease:
                     f"this process cannot coordinate its memory use with other ai-stack "
                     f"processes: {self.broken}",
                 )
-                return
+                return False
             if blocker is None:
                 if said is not None:
                     yield LeaseWaiting(model, said.model, said.pid, done=True)
-                return
+                return any(c.model == model and c.pid != self.pid for c in claims)
             if said is None or said.pid != blocker.pid or said.model != blocker.model:
                 said = blocker
                 yield LeaseWaiting(model, blocker.model, blocker.pid)
@@ -139,6 +140,10 @@ class ResidencyLease:
                     "--wait-timeout SECONDS (memory.wait_timeout_s).",
                 )
             self.sleep(POLL_S)
+
+    def others_using(self, model: str) -> bool:
+        """Whether another live process claims ``model``."""
+        return any(c.model == model and c.pid != self.pid for c in self.claims())
 
     def release(self, model: str | None = None) -> None:
         """Drop this process's claim on ``model`` (None: all its claims)."""

@@ -59,6 +59,7 @@ KV_BYTES = {"f16": 2.0, "q8_0": 1.0, "q4_0": 0.5}
 KV_EVIDENCE = 256 * MIB  # KV cache types closer than this in a load cannot be told apart
 TOKEN_MARGIN = 1.1  # over the highest tokens-per-byte rate a server reported for a model
 MIN_LEARN_BYTES = 256  # shorter prompts tell more about the chat template than the text
+SHARED_POLL_S = 0.1  # how often to look for a model another process is loading
 
 
 def gib(n_bytes: float) -> str:
@@ -385,9 +386,10 @@ class MemoryManager:
             options = replace(options, num_ctx=floor)
         current = self._resident.get(spec)
         lease = self.lease(spec.backend)
+        shared = False
         if lease is not None:
             size = current.size if current is not None else self.footprint(spec, options).total
-            yield from lease.claim(str(spec), size)
+            shared = yield from lease.claim(str(spec), size)
             gone = current is not None and not in_process(spec)
             if gone and self._measured(backend, spec) is None:
                 del self._resident[spec]  # another ai-stack process needed the room
@@ -400,6 +402,8 @@ class MemoryManager:
         footprint = self.check_fits(spec, options)
         if current is None and not in_process(spec):
             present = self._measured(backend, spec)
+            if present is None and shared and lease is not None:
+                present = self._await_load(backend, spec, lease)
             if present is not None and (present.num_ctx or 0) >= options.num_ctx:
                 # Already on the server (another ai-stack process, or `ollama run`) with room
                 # enough: use it as it is, at its context, so the server does not reload it.
@@ -473,6 +477,20 @@ class MemoryManager:
         if backend not in self._leases:
             self._leases[backend] = self.lease_for(backend, self.backend(backend))
         return self._leases[backend]
+
+    def _await_load(
+        self, backend: Backend, spec: ModelSpec, lease: ResidencyLease
+    ) -> ResidentModel | None:
+        """Another process claims the model this one wants and may be loading it: wait for it
+        on the server rather than load it too (two loads of one model, each counted), while
+        that process still claims it, up to the lease's timeout."""
+        deadline = self.clock() + lease.timeout_s
+        while self.clock() < deadline and lease.others_using(str(spec)):
+            present = self._measured(backend, spec)
+            if present is not None:
+                return present
+            time.sleep(SHARED_POLL_S)
+        return self._measured(backend, spec)
 
     def finished(self, spec: ModelSpec) -> None:
         """A call on ``spec`` ended: a server's model is left loaded but no longer claimed, so
