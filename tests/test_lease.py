@@ -88,6 +88,16 @@ def test_a_holder_killed_with_sigkill_blocks_no_one(tmp_path: Path) -> None:
     assert mine.claims() == []
 
 
+def two_task_batch(directory: Path) -> Path:
+    """A workflow of two direct tasks on qwen2.5:14b (one phase group)."""
+    workflow = directory / "flow.yaml"
+    workflow.write_text(
+        "name: two\ndefaults:\n  direct: true\n  executor: ollama:qwen2.5:14b\ntasks:\n"
+        "  - id: a\n    task: first\n  - id: b\n    task: second\n"
+    )
+    return workflow
+
+
 def run_cli(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT, env=dict(os.environ),
@@ -103,11 +113,7 @@ def test_processes_at_once_never_hold_two_models_or_unload_one_in_use(
     load counted by the process that caused it."""
     on_double.seconds_per_token = 0.01
     on_double.enqueue(*["word " * 40] * 10)
-    workflow = tmp_path / "flow.yaml"
-    workflow.write_text(
-        "name: two\ndefaults:\n  direct: true\n  executor: ollama:qwen2.5:14b\ntasks:\n"
-        "  - id: a\n    task: first\n  - id: b\n    task: second\n"
-    )
+    workflow = two_task_batch(tmp_path)
     children = [
         run_cli("--direct", "--json", "--executor", "ollama:mistral:7b", "one"),
         run_cli("--direct", "--json", "--executor", "ollama:qwen2.5:7b", "two"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from ai_stack.cli.serve_mcp import Service, build_server
 from ai_stack.config import Settings
 from tests.conftest import plan, verdict
 from tests.ollama_double import OllamaDouble
+from tests.test_lease import run_cli, two_task_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = {"run_task", "plan", "batch_run", "batch_status", "list_models", "system_profile",
@@ -28,6 +28,12 @@ TOOLS = {"run_task", "plan", "batch_run", "batch_status", "list_models", "system
 
 def serve(tmp_path: Path, **settings: Any) -> Service:
     return Service(Settings.model_validate(settings), root=tmp_path)
+
+
+def stdio_server(directory: Path) -> StdioServerParameters:
+    """`ai-stack mcp` as a client starts it: a subprocess on stdio, in ``directory``."""
+    return StdioServerParameters(command=sys.executable, args=[str(ROOT / "main.py"), "mcp"],
+                                 env=dict(os.environ), cwd=str(directory))  # fmt: skip
 
 
 def with_client(service: Service, body: Callable[[Client], Awaitable[None]]) -> None:
@@ -168,11 +174,9 @@ def test_over_stdio_with_the_sdk_client(on_double: OllamaDouble, tmp_path: Path)
     on_double.enqueue("An answer over stdio.", "batch one", "batch two", model="qwen2.5:14b")
     on_double.enqueue(plan("find files"), model="mistral:7b")
     on_double.enqueue(verdict("approve", 9), model="qwen2.5:7b")
-    params = StdioServerParameters(command=sys.executable, args=[str(ROOT / "main.py"), "mcp"],
-                                   env=dict(os.environ), cwd=str(tmp_path))  # fmt: skip
 
     async def main() -> None:
-        async with Client(params) as client:
+        async with Client(stdio_server(tmp_path)) as client:
             assert {t.name for t in (await client.list_tools()).tools} == TOOLS
             result = structured(await client.call_tool("run_task", {"task": "hi", "direct": True}))
             assert result["output"] == "An answer over stdio."
@@ -204,47 +208,17 @@ def test_an_mcp_client_and_cli_processes_take_turns(
     it."""
     on_double.seconds_per_token = 0.01
     on_double.enqueue(*["word " * 40] * 8)
-    workflow = tmp_path / "flow.yaml"
-    workflow.write_text(
-        "name: two\ndefaults:\n  direct: true\n  executor: ollama:qwen2.5:14b\ntasks:\n"
-        "  - id: a\n    task: first\n  - id: b\n    task: second\n"
-    )
-    params = StdioServerParameters(command=sys.executable, args=[str(ROOT / "main.py"), "mcp"],
-                                   env=dict(os.environ), cwd=str(tmp_path))  # fmt: skip
+    workflow = two_task_batch(tmp_path)
     cli = [
-        subprocess.Popen(
-            [sys.executable, str(ROOT / "main.py"), "--direct", "--json", "--executor", model, "t"],
-            env=dict(os.environ),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for model in ("ollama:mistral:7b", "ollama:qwen2.5:7b")
+        run_cli("--direct", "--json", "--executor", "ollama:mistral:7b", "t"),
+        run_cli("--direct", "--json", "--executor", "ollama:qwen2.5:7b", "t"),
+        run_cli("batch", str(workflow), "--out", str(tmp_path / "out"), "--json"),
     ]
-    cli.append(
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "main.py"),
-                "batch",
-                str(workflow),
-                "--out",
-                str(tmp_path / "out"),
-                "--json",
-            ],
-            env=dict(os.environ),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-    )
     loads_by_mcp = 0
 
     async def main() -> None:
         nonlocal loads_by_mcp
-        async with Client(params) as client:
+        async with Client(stdio_server(tmp_path)) as client:
             for _ in range(2):
                 result = structured(await client.call_tool(
                     "run_task", {"task": "via mcp", "direct": True,
