@@ -33,7 +33,7 @@ from ai_stack.cli.run import attach, drive, open_recorder
 from ai_stack.config import Settings, layer, load_settings, raw_settings, user_dir
 from ai_stack.context import typical_context
 from ai_stack.errors import AiStackError, HistoryError, UsageError
-from ai_stack.history import HistoryRecorder, HistoryStore, RunSummary, StoredRun
+from ai_stack.history import HistoryStore, RunSummary, StoredRun
 from ai_stack.session import Session
 from ai_stack.system import profile
 from ai_stack.types import (
@@ -172,11 +172,10 @@ class Service:
         pipeline = self.session.pipeline(settings)
         pipeline.preflight()
         recorder = open_recorder(self.session, pipeline, "mcp", lambda error: None)
-        events = pipeline.plan_only(task, context)
         try:
-            if recorder is not None:
-                events = _recorded(events, recorder)
-            outcome = yield_from(events, progress, cancelled)
+            outcome = yield_from(
+                pipeline.plan_only(task, context), progress, cancelled, recorder or _ignore
+            )
             if recorder is not None:
                 recorder.finish_without_answer()
         except BaseException as exc:
@@ -264,27 +263,22 @@ def _watched(
         yield event
 
 
-def _recorded(
-    events: Generator[Event, None, T], recorder: HistoryRecorder
-) -> Generator[Event, None, T]:
-    """Pass events on, each recorded as it arrives; returns what ``events`` returned."""
-    while True:
-        try:
-            event = next(events)
-        except StopIteration as stop:
-            return stop.value
-        recorder(event)
-        yield event
+def _ignore(event: Event) -> None:
+    pass
 
 
 def yield_from(
-    events: Generator[Event, None, T], progress: Progress, cancelled: threading.Event
+    events: Generator[Event, None, T],
+    progress: Progress,
+    cancelled: threading.Event,
+    on_event: Callable[[Event], None] = _ignore,
 ) -> T:
-    """Drive a generator of events to its return value, watched like a run."""
+    """Drive a generator of events to its return value, watched like a run, each event handed
+    to ``on_event`` (the history's recorder)."""
     watched = _watched(events, progress, cancelled)
     while True:
         try:
-            next(watched)
+            on_event(next(watched))
         except StopIteration as stop:
             return stop.value
 
