@@ -287,6 +287,50 @@ def _is_literal(text: str) -> bool:
     return True
 
 
+# -- what the task asks for -------------------------------------------------------------------
+
+_CODE_REQUEST = re.compile(
+    r"\b(functions?|scripts?|programs?|code|one-?liners?|commands?|class(es)?|methods?|"
+    r"snippets?|implement\w*|regex(es|p)?|regular expressions?|quer(y|ies)|modules?)\b",
+    re.I,
+)
+
+
+def asks_for_code(task: str) -> bool:
+    """Whether the task asks for code (a function, a script, a command...) rather than a result.
+
+    >>> asks_for_code("Write a shell one-liner that prints the largest file.")
+    True
+    >>> asks_for_code("Convert 72 degrees Fahrenheit to Celsius. Reply with the number only.")
+    False
+    """
+    return _CODE_REQUEST.search(task) is not None
+
+
+def result_form(task: str, checks: Sequence[Check]) -> list[Check]:
+    """A failed check when the task asks for a result and the answer is a program that prints
+    it: the user asked for the number, not for code that computes it. Program-aided answers are
+    how small models get arithmetic right (PAL, Gao et al. 2022); the program's output, run in
+    the sandbox, is the result the answer should give."""
+    if asks_for_code(task):
+        return []
+    printed = [
+        c.detail.removeprefix("printed: ")
+        for c in checks
+        if c.kind == "script" and c.passed and c.detail.startswith("printed: ")
+    ]
+    if not printed:
+        return []
+    return [
+        Check(
+            kind="form",
+            name="the task asks for a result, not a program",
+            passed=False,
+            detail=f"your program printed: {printed[0]}"[:DETAIL_CHARS],
+        )
+    ]
+
+
 # -- running code ------------------------------------------------------------------------------
 
 _MARK = "\x1eai-stack "
@@ -427,7 +471,7 @@ class EvidenceCollector:
         """How many checks an answer to ``task`` can get at most (static checks, the task's
         examples, the script, edge-case probes, the user's checks): what a prompt showing
         them is sized by."""
-        return 3 + len(examples(task)) + probes + len(self.checks) + len(self.commands)
+        return 4 + len(examples(task)) + probes + len(self.checks) + len(self.commands)
 
     def collect(self, task: str, answer: str, probes: Sequence[str] = ()) -> Evidence:
         started = time.monotonic()
@@ -447,6 +491,7 @@ class EvidenceCollector:
         if source is not None and _parses(source):
             evidence.checks += self._run_python(task, source, probes)
             evidence.executed = True
+            evidence.checks += result_form(task, evidence.checks)
         for command in self.commands:
             evidence.checks.append(self._run_command(command, answer, blocks, source))
             evidence.executed = True

@@ -97,7 +97,7 @@ class Critique(Verdict):
 
 
 CheckKind = Literal[
-    "syntax", "names", "import", "example", "user", "command", "probe", "shell", "script"
+    "syntax", "names", "import", "example", "user", "command", "probe", "shell", "script", "form"
 ]
 
 

@@ -109,6 +109,22 @@ def test_a_failed_example_is_fed_back_and_the_fix_replaces_the_answer(
     ]
 
 
+def test_a_program_answering_a_question_is_replaced_by_its_result(
+    scripted: ScriptedBackend,
+) -> None:
+    question = "Convert 72 degrees Fahrenheit to Celsius, one decimal. Reply with the number only."
+    program = "```python\nprint(round((72 - 32) * 5 / 9, 1))\n```"
+    scripted.enqueue(program, "22.2")
+    result, _ = run(pipeline(scripted, review="answer"), question)
+
+    assert phases(result) == ["executor:execute", "executor:fix"]
+    assert result.output == "22.2" and result.chosen_answer == 2
+    fix = scripted.chats[1].messages[-1]["content"]
+    assert "FAIL: the task asks for a result, not a program: your program printed: 22.2" in fix
+    assert "Reply to the task\nwith the result your program printed" in fix
+    assert "complete corrected answer" not in fix
+
+
 def test_passing_checks_go_to_the_critic_with_its_edge_cases_run(
     scripted: ScriptedBackend,
 ) -> None:

@@ -134,3 +134,14 @@ def test_no_sandbox_means_static_checks_only() -> None:
 def test_prose_has_nothing_to_check() -> None:
     evidence = collect("Name a colour", "Blue.")
     assert evidence.checks == [] and evidence.summary() == "no checks could be run"
+
+
+def test_a_program_where_a_result_was_asked_for_is_a_failure() -> None:
+    program = python("print(round((72 - 32) * 5 / 9, 1))")
+    evidence = collect("Convert 72 °F to °C, one decimal. Reply with the number only.", program)
+    (failed,) = evidence.failures
+    assert failed.kind == "form" and failed.detail == "your program printed: 22.2"
+    # asked for code, the same program is what was wanted
+    assert collect("Write a Python script that converts 72 °F to °C.", program).failures == []
+    # a program that prints nothing gives no result to reply with
+    assert collect("What is 72 °F in °C?", python("c = (72 - 32) * 5 / 9")).failures == []
