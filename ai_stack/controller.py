@@ -36,7 +36,7 @@ from ai_stack.conversation import (
     turn_text,
 )
 from ai_stack.errors import InputLimitError, InvalidOutputError, UsageError
-from ai_stack.evidence import EvidenceCollector, code_blocks, python_source
+from ai_stack.evidence import EvidenceCollector
 from ai_stack.memory import MemoryManager, load_options_for
 from ai_stack.prompts import PromptLibrary
 from ai_stack.roles import RoleCall, RoleRunner
@@ -537,24 +537,13 @@ class Pipeline:
         """
         max_rounds = self.settings.max_rounds + 1  # up to max_rounds fixes, then a re-check
         probes = self.settings.evidence.probes
-        references: list[str | None] = []  # the Critic's program for a shell answer, asked once
 
         def critique(answer: AnswerVersion, round_: int) -> Generator[Event, None, Critique]:
             if round_ <= len(done.answer_critiques):
                 return done.answer_critiques[round_ - 1]
             conversation = [*executor, {"role": "assistant", "content": answer.text}]
+            evidence = self.evidence.collect(base["task"], answer.text)
             final = round_ >= max_rounds
-            if (
-                probes
-                and not references
-                and not final
-                and self.evidence.wants_reference(base["task"], answer.text)
-            ):
-                messages = self.prompts.render("reference", **base)
-                text = yield from self.runner.text(self._call("critic", "probe", round_), messages)
-                references.append(python_source(code_blocks(text)))
-            reference = references[0] if references else None
-            evidence = self.evidence.collect(base["task"], answer.text, reference=reference)
             asked: list[Message] = []
             function = self.evidence.function_of(base["task"], answer.text)
             if probes and not final and not evidence.failures and function:
@@ -566,9 +555,7 @@ class Pipeline:
                     self.runner.structured(self._call("critic", "probe", round_), asked, ProbeCalls)
                 )
                 if calls is not None and calls.calls:
-                    evidence = self.evidence.collect(
-                        base["task"], answer.text, calls.calls, reference
-                    )
+                    evidence = self.evidence.collect(base["task"], answer.text, calls.calls)
                     asked.append({"role": "assistant", "content": calls.model_dump_json()})
                 else:
                     asked = []
@@ -685,7 +672,7 @@ def _same_text(a: str, b: str) -> bool:
 def _failures(version: AnswerVersion) -> tuple[int, int]:
     """How badly a version fails: the task's own checks first, then edge cases."""
     failed = version.evidence.failures if version.evidence else []
-    edge = sum(1 for check in failed if check.kind in ("probe", "script", "reference"))
+    edge = sum(1 for check in failed if check.kind in ("probe", "script"))
     return len(failed) - edge, edge
 
 
@@ -700,20 +687,9 @@ def best_answer(versions: list[AnswerVersion]) -> AnswerVersion:
 
 
 def _no_better(versions: list[AnswerVersion]) -> bool:
-    """A fix that fails more than the answer it fixed, or the same checks the same way: another
-    one is unlikely to do better (measured: a 1.5B model's second and third fixes of such an
-    answer repeated its errors). A fix failing as many checks differently may be on its way."""
-    if len(versions) < 2:
-        return False
-    last, before = versions[-1], versions[-2]
-    if _failures(last) != _failures(before):
-        return _failures(last) > _failures(before)
-    return _failed(last) == _failed(before)
-
-
-def _failed(version: AnswerVersion) -> list[tuple[str, str]]:
-    failed = version.evidence.failures if version.evidence else []
-    return [(check.name, check.detail) for check in failed]
+    """A fix that fails as much as the answer it fixed: another one is unlikely to do better
+    (measured: a 1.5B model's second and third fixes of such an answer repeated its errors)."""
+    return len(versions) > 1 and _failures(versions[-1]) >= _failures(versions[-2])
 
 
 def evidence_critique(evidence: Evidence, round_: int) -> Critique:

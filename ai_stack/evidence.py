@@ -25,7 +25,7 @@ import textwrap
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import pyflakes.api
 import pyflakes.messages
@@ -331,78 +331,6 @@ def result_form(task: str, checks: Sequence[Check]) -> list[Check]:
     ]
 
 
-# -- a shell answer against an independent program ---------------------------------------------
-
-# A small project to run a shell answer in: files of distinct sizes and line counts, nested
-# directories, names with spaces, text with common words. Commands about "the files here" have
-# something to work on, and the usual slips (counting files for lines, listing directories for
-# files, missing a name with a space) change what they print.
-SAMPLE_DIRECTORY: dict[str, str] = {
-    "README.md": "# Sample project\n\nA few files to try commands on.\n",
-    "notes.txt": "foo was here\nthe food is fine\nfoo bar baz\nlast line\n",
-    "todo.txt": "fix the foo bug\n",
-    "my notes.txt": "a name with a space\nand two lines\n",
-    "main.py": "import sys\n\n\ndef main():\n    print('hello', sys.argv[1:])\n\n\nmain()\n",
-    "data.csv": "name,age\nAnn,31\nBob,27\nCid,45\n",
-    "server.log": "".join(f"INFO request {n} served\n" for n in range(60)),
-    "src/app.py": "from util.text import shout\n\n"
-    + "".join(f"print(shout('line {n}'))\n" for n in range(12)),
-    "src/util/__init__.py": "",
-    "src/util/text.py": "def shout(text):\n    return text.upper() + '!'\n",
-    "docs/guide.md": "# Guide\n\nRun main.py.\nRead notes.txt for foo.\n",
-    "docs/old notes.txt": "foo\nbar\nfoo again\n",
-}
-_RUN_IN_SAMPLE = r"""
-import json, os, subprocess, sys
-argv = json.loads(sys.argv[1])
-try:
-    done = subprocess.run(argv, cwd="work", stdin=subprocess.DEVNULL, capture_output=True,
-                          timeout=LIMIT)
-    result = {"rc": done.returncode, "stdout": done.stdout.decode("utf-8", "replace")[-4000:],
-              "stderr": done.stderr.decode("utf-8", "replace")[-1000:]}
-except subprocess.TimeoutExpired:
-    result = {"rc": None, "stdout": "", "stderr": "took longer than %d s" % LIMIT}
-files = {}
-for root, dirs, names in os.walk("work"):
-    for name in names:
-        path = os.path.join(root, name)
-        with open(path, "rb") as handle:
-            files[os.path.relpath(path, "work")] = handle.read(4000).decode("utf-8", "replace")
-result["files"] = files
-print(MARK + json.dumps(result))
-"""
-
-
-def shell_source(blocks: Sequence[CodeBlock]) -> str | None:
-    """The commands an answer offers: its shell blocks, joined, when it has no Python."""
-    if any(b.language == "python" for b in blocks):
-        return None
-    shell = [b.code for b in blocks if b.language == "shell"]
-    return "\n".join(shell) if shell else None
-
-
-def _printed(text: str) -> list[str]:
-    """What a command printed, compared line by line: spacing and a leading ``./`` aside."""
-    lines = [line.strip().removeprefix("./") for line in text.strip().splitlines()]
-    return [line for line in lines if line]
-
-
-def _shown(text: str, width: int = 120) -> str:
-    text = text.strip()
-    return repr(text if len(text) <= width else text[:width] + "...")
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def _listing() -> str:
-    return ", ".join(
-        f"{path} ({_count(text.count(chr(10)), 'line')}, {len(text.encode())} bytes)"
-        for path, text in SAMPLE_DIRECTORY.items()
-    )
-
-
 # -- running code ------------------------------------------------------------------------------
 
 _MARK = "\x1eai-stack "
@@ -543,35 +471,15 @@ class EvidenceCollector:
         """How many checks an answer to ``task`` can get at most (static checks, the task's
         examples, the script, edge-case probes, the user's checks): what a prompt showing
         them is sized by."""
-        # syntax, import, script, form; the comparison with a reference program counts twice
-        # (it lists the sample directory)
-        return 6 + len(examples(task)) + probes + len(self.checks) + len(self.commands)
+        return 4 + len(examples(task)) + probes + len(self.checks) + len(self.commands)
 
-    def wants_reference(self, task: str, answer: str) -> bool:
-        """Whether the answer is shell commands, asked for by the task, that could be compared
-        in the sandbox with an independent program for the same task (see :meth:`collect`). A
-        shell block answering a question (```` ```bash\n2024-03-05``` ````) is no command."""
-        return (
-            self.sandbox.can_run
-            and asks_for_code(task)
-            and shell_source(code_blocks(answer)) is not None
-        )
-
-    def collect(
-        self, task: str, answer: str, probes: Sequence[str] = (), reference: str | None = None
-    ) -> Evidence:
-        """The checks of one answer. ``probes`` are edge-case calls of its Python function;
-        ``reference`` is a Python program for the task, written without seeing the answer:
-        when the answer is shell commands, both run on a copy of :data:`SAMPLE_DIRECTORY` and
-        what they print and leave in the files is compared."""
+    def collect(self, task: str, answer: str, probes: Sequence[str] = ()) -> Evidence:
         started = time.monotonic()
-        evidence = self._collect(task, answer, probes, reference)
+        evidence = self._collect(task, answer, probes)
         evidence.seconds = round(time.monotonic() - started, 3)
         return evidence
 
-    def _collect(
-        self, task: str, answer: str, probes: Sequence[str], reference: str | None
-    ) -> Evidence:
+    def _collect(self, task: str, answer: str, probes: Sequence[str]) -> Evidence:
         blocks = code_blocks(answer)
         evidence = Evidence(checks=static_checks(blocks))
         if not blocks:
@@ -593,12 +501,6 @@ class EvidenceCollector:
             evidence.checks += self._run_python(task, source, probes)
             evidence.executed = True
             evidence.checks += result_form(task, evidence.checks)
-        shell = shell_source(blocks)
-        if shell is not None and reference is not None and asks_for_code(task):
-            compared = self._compare(shell, reference)
-            if compared is not None:
-                evidence.checks.append(compared)
-                evidence.executed = True
         for command in self.commands:
             evidence.checks.append(self._run_command(command, answer, blocks, source))
             evidence.executed = True
@@ -645,59 +547,6 @@ class EvidenceCollector:
 
     def _run_python(self, task: str, source: str, probes: Sequence[str]) -> list[Check]:
         return run_python(self.sandbox, source, self._cases(task, source, probes), self.limits)
-
-    def _compare(self, shell: str, reference: str) -> Check | None:
-        """The answer's commands against the reference program, each run on its own copy of
-        the sample directory; None when the reference program itself fails (nothing to
-        compare with)."""
-        theirs = self._in_sample([python_executable(), "-E", "-s", "../reference.py"],
-                                 "reference.py", reference)  # fmt: skip
-        if theirs is None or theirs["rc"] != 0:
-            return None
-        mine = self._in_sample(["bash", "../solution.sh"], "solution.sh", shell + "\n")
-        name = (
-            "the same result as an independent Python program for the task, on a sample directory"
-        )
-        if mine is None:
-            detail = "your commands could not be run"
-        elif mine["rc"] != 0:
-            ended = "over the time limit" if mine["rc"] is None else f"exit code {mine['rc']}"
-            detail = f"your commands failed ({ended}): {_shown(mine['stderr'])}"
-        elif _printed(mine["stdout"]) != _printed(theirs["stdout"]):
-            detail = (
-                f"your commands printed {_shown(mine['stdout'])}; "
-                f"the program printed {_shown(theirs['stdout'])}"
-            )
-        elif mine["files"] != theirs["files"]:
-            paths = sorted(set(mine["files"]) | set(theirs["files"]))
-            path = next(p for p in paths if mine["files"].get(p) != theirs["files"].get(p))
-            detail = (
-                f"afterwards {path} held {_shown(mine['files'].get(path, '(no such file)'))}; "
-                f"after the program, {_shown(theirs['files'].get(path, '(no such file)'))}"
-            )
-        else:
-            printed = f"both printed {_shown(mine['stdout'])}" if mine["stdout"].strip() else ""
-            return Check(kind="reference", name=name, passed=True, detail=printed)
-        return Check(kind="reference", name=name, passed=False,
-                     detail=f"{detail}. The sample directory: {_listing()}")  # fmt: skip
-
-    def _in_sample(self, argv: list[str], name: str, code: str) -> dict[str, Any] | None:
-        """Run ``argv`` inside a fresh copy of the sample directory (``code`` saved beside it
-        as ``name``): its exit code, output, and the directory's files afterwards."""
-        limit = max(int(self.limits.seconds) - 2, 1)
-        harness = f"LIMIT = {limit}\nMARK = {_MARK!r}\n{_RUN_IN_SAMPLE}"
-        files = {f"work/{path}": text for path, text in SAMPLE_DIRECTORY.items()}
-        files.update({name: code, "harness.py": harness})
-        outcome = self.sandbox.run(
-            [python_executable(), "-E", "-s", "harness.py", json.dumps(argv)],
-            files,
-            limits=self.limits,
-        )
-        lines = [line for line in outcome.stdout.split("\n") if line.startswith(_MARK)]
-        if not lines:
-            return None
-        result: dict[str, Any] = json.loads(lines[-1][len(_MARK) :])
-        return result
 
     def _run_command(
         self, command: str, answer: str, blocks: list[CodeBlock], source: str | None

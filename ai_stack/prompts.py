@@ -18,7 +18,7 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from ai_stack.backends.base import Message
 from ai_stack.errors import ConfigError
 
-ROLE_PROMPTS = ("planner", "critic", "revise", "executor", "reference")
+ROLE_PROMPTS = ("planner", "critic", "revise", "executor")
 FOLLOW_UPS = ("probe", "review", "fix", "repeat")
 SUMMARY_PROMPT = "summarise"  # condenses earlier turns or a file that do not fit the context
 PROMPT_NAMES = (*ROLE_PROMPTS, *FOLLOW_UPS, SUMMARY_PROMPT)

@@ -97,17 +97,7 @@ class Critique(Verdict):
 
 
 CheckKind = Literal[
-    "syntax",
-    "names",
-    "import",
-    "example",
-    "user",
-    "command",
-    "probe",
-    "shell",
-    "script",
-    "form",
-    "reference",
+    "syntax", "names", "import", "example", "user", "command", "probe", "shell", "script", "form"
 ]
 
 

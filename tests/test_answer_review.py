@@ -125,33 +125,6 @@ def test_a_program_answering_a_question_is_replaced_by_its_result(
     assert "complete corrected answer" not in fix
 
 
-def test_a_shell_answer_is_fixed_from_its_difference_with_the_critics_program(
-    scripted: ScriptedBackend,
-) -> None:
-    task = "Write a shell one-liner that prints the total number of lines in all .py files here."
-    wrong = '```bash\nfind . -name "*.py" | wc -l\n```'
-    right = '```bash\nfind . -name "*.py" -exec cat {} + | wc -l\n```'
-    reference = (
-        "```python\nimport pathlib\n"
-        "print(sum(len(p.read_text().splitlines()) for p in pathlib.Path('.').rglob('*.py')))\n```"
-    )
-    scripted.enqueue(wrong, reference, right)
-    result, _ = run(pipeline(scripted, review="answer"), task)
-
-    # the Critic writes its program once, without seeing the answer; the fix is checked with it
-    assert phases(result) == ["executor:execute", "critic:probe", "executor:fix"]
-    asked = scripted.chats[1].messages
-    assert [m["role"] for m in asked] == ["system", "user"] and "wc -l" not in asked[1]["content"]
-    fix = scripted.chats[2].messages[-1]["content"]
-    assert "your commands printed '4'; the program printed '24'. The sample directory:" in fix
-    assert result.output == right and result.answer_stop_reason == "approved"
-    second = result.answers[1]
-    assert second.evidence is not None and second.evidence.failures == []
-    assert [c.detail for c in second.evidence.checks if c.kind == "reference"] == [
-        "both printed '24'"
-    ]
-
-
 def test_passing_checks_go_to_the_critic_with_its_edge_cases_run(
     scripted: ScriptedBackend,
 ) -> None:
@@ -239,27 +212,24 @@ def test_a_fix_with_more_failures_keeps_the_earlier_answer(scripted: ScriptedBac
     assert result.answer_stop_reason == "no_progress"  # no third call after a fix this bad
 
 
-def test_a_fix_failing_the_same_way_stops_and_the_first_answer_is_kept(
-    scripted: ScriptedBackend,
-) -> None:
-    same_bug = BUGGY.replace("Here it is:", "Fixed, I think:")
-    scripted.enqueue(BUGGY, same_bug)
-    result, _ = run(pipeline(scripted, review="answer", max_rounds=2))
-    assert len(result.answers) == 2 and result.answer_stop_reason == "no_progress"
-    assert result.chosen_answer == 1 and result.output == BUGGY
-
-
-def test_a_fix_failing_as_many_checks_differently_gets_another_round(
+def test_a_fix_failing_as_many_checks_stops_and_the_first_answer_is_kept(
     scripted: ScriptedBackend,
 ) -> None:
     other = "```python\ndef compress(s):\n    return s\n```"
-    third = "```python\ndef compress(s):\n    return s.upper()\n```"
-    scripted.enqueue(BUGGY, other, third)
+    scripted.enqueue(BUGGY, other)
     result, _ = run(pipeline(scripted, review="answer", max_rounds=2))
-    details = [a.evidence.failures[0].detail for a in result.answers if a.evidence]
-    assert details == ["returned 'a3b1'", "returned 'aaabcc'", "returned 'AAABCC'"]
-    assert result.answer_stop_reason == "max_rounds"
-    # none is better than the first: the model's own answer is given, not a fix that failed
+    assert len(result.answers) == 2 and result.answer_stop_reason == "no_progress"
+    # no better than the first: the model's own answer is given, not a fix that failed as much
+    assert result.chosen_answer == 1 and result.output == BUGGY
+
+
+def test_a_fix_without_code_fails_and_the_answer_with_code_is_kept(
+    scripted: ScriptedBackend,
+) -> None:
+    scripted.enqueue(BUGGY, "Use a loop that counts each run of characters.")
+    result, _ = run(pipeline(scripted, review="answer", max_rounds=1))
+    (failed,) = result.answers[1].evidence.failures  # type: ignore[union-attr]
+    assert (failed.kind, failed.detail) == ("form", "the answer has no code block")
     assert result.chosen_answer == 1 and result.output == BUGGY
 
 

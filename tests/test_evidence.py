@@ -147,60 +147,7 @@ def test_a_program_where_a_result_was_asked_for_is_a_failure() -> None:
     assert collect("What is 72 °F in °C?", python("c = (72 - 32) * 5 / 9")).failures == []
 
 
-COUNT_LINES = (
-    "import os\n\ntotal = 0\nfor root, dirs, names in os.walk('.'):\n    for name in names:\n"
-    "        if name.endswith('.py'):\n"
-    "            total += len(open(os.path.join(root, name)).readlines())\nprint(total)\n"
-)
-
-
-def shell(code: str) -> str:
-    return f"Run:\n```bash\n{code}\n```\n"
-
-
-def compared(answer: str, reference: str) -> tuple[bool | None, str] | None:
-    evidence = EvidenceCollector(RUNS).collect("Write a command", answer, reference=reference)
-    found = [(c.passed, c.detail) for c in evidence.checks if c.kind == "reference"]
-    assert len(found) <= 1
-    return found[0] if found else None
-
-
-def test_a_shell_answer_is_compared_with_an_independent_program_on_a_sample_directory() -> None:
-    passed, detail = compared(shell('find . -name "*.py" | wc -l'), COUNT_LINES)  # type: ignore[misc]
-    assert passed is False
-    assert detail.startswith("your commands printed '4'; the program printed '24'.")
-    assert "src/util/text.py (2 lines, 47 bytes)" in detail  # what it ran on, to reason from
-    assert compared(shell('find . -name "*.py" -exec cat {} + | wc -l'), COUNT_LINES) == (
-        True,
-        "both printed '24'",
-    )
-
-
-def test_the_files_a_shell_answer_leaves_are_compared_too() -> None:
-    replace = (
-        "import glob\nfor name in glob.glob('*.txt'):\n    text = open(name).read()\n"
-        "    open(name, 'w').write(text.replace('foo', 'bar'))\n"
-    )
-    assert compared(shell("sed -i 's/foo/bar/g' *.txt"), replace) == (True, "")
-    passed, detail = compared(shell("sed 's/foo/bar/g' *.txt > /dev/null"), replace)  # type: ignore[misc]
-    assert passed is False and detail.startswith("afterwards notes.txt held 'foo was here")
-    passed, detail = compared(shell("sed -i 's/foo/bar/g' notes.txt"), replace)  # type: ignore[misc]
-    assert passed is False and detail.startswith("afterwards todo.txt held 'fix the foo bug'")
-
-
-def test_a_failing_shell_answer_fails_and_a_failing_reference_decides_nothing() -> None:
-    passed, detail = compared(shell("cat missing.txt"), COUNT_LINES)  # type: ignore[misc]
-    assert passed is False and detail.startswith("your commands failed (exit code 1): ")
-    assert compared(shell("wc -l *.py"), "raise SystemExit(3)") is None
-    assert compared(python("print(1)"), COUNT_LINES) is None  # Python answers have their checks
-
-
-def test_a_code_task_answered_without_code_fails_and_a_result_in_a_shell_block_is_no_command() -> (
-    None
-):
+def test_a_code_task_answered_without_code_fails() -> None:
     failed = collect("Write a shell one-liner that lists the files.", "Use `ls`.").failures
     assert [(c.kind, c.detail) for c in failed] == [("form", "the answer has no code block")]
-    question = "Convert March 5, 2024 to ISO 8601. Reply with the date only."
-    evidence = EvidenceCollector(RUNS).collect(question, shell("2024-03-05"), reference="print(1)")
-    assert [c.kind for c in evidence.checks] == ["syntax"]  # not run as a command
-    assert not EvidenceCollector(RUNS).wants_reference(question, shell("2024-03-05"))
+    assert collect("Name a colour", "Blue.").failures == []

@@ -33,7 +33,6 @@ VARIABLES = {
     "critic": {**SHARED, "plan": PLAN, "round": 1, "approve_score": 8},
     "revise": {**SHARED, "plan": PLAN, "critique": CRITIQUE},
     "executor": {**SHARED, "plan": PLAN},
-    "reference": SHARED,
     "probe": {"probes": 3, "function": "f"},
     "repeat": {},
     "review": {"evidence": EVIDENCE, "round": 1, "approve_score": 8},
