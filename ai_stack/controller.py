@@ -537,12 +537,16 @@ class Pipeline:
         """
         max_rounds = self.settings.max_rounds + 1  # up to max_rounds fixes, then a re-check
         probes = self.settings.evidence.probes
+        seen: ConversationView | None = base["conversation"]
+        earlier = [turn.task for turn in seen.turns] if seen else []
+        if seen and seen.summary:
+            earlier.append(seen.summary)
 
         def critique(answer: AnswerVersion, round_: int) -> Generator[Event, None, Critique]:
             if round_ <= len(done.answer_critiques):
                 return done.answer_critiques[round_ - 1]
             conversation = [*executor, {"role": "assistant", "content": answer.text}]
-            evidence = self.evidence.collect(base["task"], answer.text)
+            evidence = self.evidence.collect(base["task"], answer.text, earlier=earlier)
             final = round_ >= max_rounds
             asked: list[Message] = []
             function = self.evidence.function_of(base["task"], answer.text)
@@ -555,7 +559,9 @@ class Pipeline:
                     self.runner.structured(self._call("critic", "probe", round_), asked, ProbeCalls)
                 )
                 if calls is not None and calls.calls:
-                    evidence = self.evidence.collect(base["task"], answer.text, calls.calls)
+                    evidence = self.evidence.collect(
+                        base["task"], answer.text, calls.calls, earlier
+                    )
                     asked.append({"role": "assistant", "content": calls.model_dump_json()})
                 else:
                     asked = []

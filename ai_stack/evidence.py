@@ -307,12 +307,13 @@ def asks_for_code(task: str) -> bool:
     return _CODE_REQUEST.search(task) is not None
 
 
-def result_form(task: str, checks: Sequence[Check]) -> list[Check]:
+def result_form(task: str, checks: Sequence[Check], earlier: Sequence[str] = ()) -> list[Check]:
     """A failed check when the task asks for a result and the answer is a program that prints
     it: the user asked for the number, not for code that computes it. Program-aided answers are
     how small models get arithmetic right (PAL, Gao et al. 2022); the program's output, run in
-    the sandbox, is the result the answer should give."""
-    if asks_for_code(task):
+    the sandbox, is the result the answer should give. ``earlier``: the conversation's earlier
+    requests ("now make it print in upper case" may be about the script asked for before)."""
+    if asks_for_code(task) or any(asks_for_code(text) for text in earlier):
         return []
     printed = [
         c.detail.removeprefix("printed: ")
@@ -473,13 +474,19 @@ class EvidenceCollector:
         them is sized by."""
         return 4 + len(examples(task)) + probes + len(self.checks) + len(self.commands)
 
-    def collect(self, task: str, answer: str, probes: Sequence[str] = ()) -> Evidence:
+    def collect(
+        self, task: str, answer: str, probes: Sequence[str] = (), earlier: Sequence[str] = ()
+    ) -> Evidence:
+        """The checks of one answer; ``probes``: edge-case calls of its Python function;
+        ``earlier``: the conversation's earlier requests (the summary, the turns' tasks)."""
         started = time.monotonic()
-        evidence = self._collect(task, answer, probes)
+        evidence = self._collect(task, answer, probes, earlier)
         evidence.seconds = round(time.monotonic() - started, 3)
         return evidence
 
-    def _collect(self, task: str, answer: str, probes: Sequence[str]) -> Evidence:
+    def _collect(
+        self, task: str, answer: str, probes: Sequence[str], earlier: Sequence[str]
+    ) -> Evidence:
         blocks = code_blocks(answer)
         evidence = Evidence(checks=static_checks(blocks))
         if not blocks:
@@ -500,7 +507,7 @@ class EvidenceCollector:
         if source is not None and _parses(source):
             evidence.checks += self._run_python(task, source, probes)
             evidence.executed = True
-            evidence.checks += result_form(task, evidence.checks)
+            evidence.checks += result_form(task, evidence.checks, earlier)
         for command in self.commands:
             evidence.checks.append(self._run_command(command, answer, blocks, source))
             evidence.executed = True

@@ -18,8 +18,10 @@ import pytest
 from ai_stack.config import Settings
 from ai_stack.controller import Pipeline
 from ai_stack.conversation import Conversation, Summary
+from ai_stack.evidence import EvidenceCollector
 from ai_stack.memory import MemoryManager
 from ai_stack.prompts import PromptLibrary
+from ai_stack.sandbox import Limits, Sandbox
 from ai_stack.session import resolve_roles
 from ai_stack.types import Attachment, RunFinished, RunResult, Summarised, Turn
 from tests.conftest import invoke, plan, verdict
@@ -69,6 +71,32 @@ def test_a_follow_up_reaches_every_role_with_the_turn_before_it(scripted: Script
         assert prompt.index("Turn 1.") < prompt.index("Task: now do it for .js files too"), role
     # turn 1's prompts had no conversation at all
     assert all("Earlier in this conversation" not in user_message(scripted, i) for i in range(3))
+
+
+def test_a_follow_up_to_a_request_for_code_may_be_answered_with_a_program(
+    scripted: ScriptedBackend,
+) -> None:
+    """A program answering a question is replaced by its result — unless an earlier turn
+    asked for the code the follow-up is about."""
+    sandbox = Sandbox(Limits(seconds=10), isolation="none", allow_unisolated=True)
+    pipeline = make_pipeline(scripted, review="answer", max_rounds=1)
+    pipeline.evidence = EvidenceCollector(sandbox)
+    conversation = Conversation.new()
+    script = "```python\nprint('hello')\n```"
+    scripted.enqueue(script)
+    turn(pipeline, conversation, "Write a Python script that prints hello")
+    louder = "```python\nprint('HELLO')\n```"
+    scripted.enqueue(louder)
+    second, _ = turn(pipeline, conversation, "now make it print in upper case")
+    assert second.output == louder and len(second.answers) == 1
+    alone, _ = run_alone(pipeline, scripted, "say hello in upper case", louder, "HELLO")
+    assert alone.output == "HELLO"  # without the earlier request: the result, not the program
+
+
+def run_alone(pipeline: Pipeline, scripted: ScriptedBackend, task: str,
+              *replies: str) -> tuple[RunResult, list[object]]:  # fmt: skip
+    scripted.enqueue(*replies)
+    return turn(pipeline, Conversation.new(), task)
 
 
 def test_each_role_sees_as_many_turns_as_its_setting_allows(scripted: ScriptedBackend) -> None:
