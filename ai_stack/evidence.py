@@ -289,9 +289,14 @@ def _is_literal(text: str) -> bool:
 
 # -- what the task asks for -------------------------------------------------------------------
 
+# Generous on purpose: a request for code taken for a question would lose the user's program,
+# a question taken for a request for code only keeps the program it was answered with.
 _CODE_REQUEST = re.compile(
     r"\b(functions?|scripts?|programs?|code|one-?liners?|commands?|class(es)?|methods?|"
-    r"snippets?|implement\w*|regex(es|p)?|regular expressions?|quer(y|ies)|modules?)\b",
+    r"snippets?|implement\w*|regex(es|p)?|regular expressions?|quer(y|ies)|modules?|"
+    r"librar(y|ies)|packages?|api|algorithms?|loops?|syntax|examples?|explain\w*|show|"
+    r"write|how (to|do|does|can|could|would|should)|python|bash|shell|zsh|sh|awk|sed|sql|"
+    r"javascript|typescript|java|rust|golang|c\+\+|c#|ruby|php|swift|kotlin)(?!\w)",
     re.I,
 )
 
@@ -303,6 +308,8 @@ def asks_for_code(task: str) -> bool:
     True
     >>> asks_for_code("Convert 72 degrees Fahrenheit to Celsius. Reply with the number only.")
     False
+    >>> asks_for_code("How do I reverse a list in Python?"), asks_for_code("How many days in May?")
+    (True, False)
     """
     return _CODE_REQUEST.search(task) is not None
 

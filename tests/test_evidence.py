@@ -143,6 +143,8 @@ def test_a_program_where_a_result_was_asked_for_is_a_failure() -> None:
     assert failed.kind == "form" and failed.detail == "your program printed: 22.2"
     # asked for code, the same program is what was wanted
     assert collect("Write a Python script that converts 72 °F to °C.", program).failures == []
+    # a how-to question is answered with code
+    assert collect("How do I reverse a list in C++?", program).failures == []
     # a program that prints nothing gives no result to reply with
     assert collect("What is 72 °F in °C?", python("c = (72 - 32) * 5 / 9")).failures == []
 
