@@ -44,6 +44,19 @@ def test_every_checker_accepts_a_correct_answer() -> None:
         assert verdict.passed, (task.id, verdict.detail)
 
 
+RESULTS = {"percent": "397.8", "days-between": "46", "squares": "2870", "compound": "1159.27",
+           "weekday": "Tuesday", "hex": "0xBEEF", "primes": "168", "mean": "18"}  # fmt: skip
+
+
+def test_the_result_questions_checkers_accept_the_result_and_not_a_program() -> None:
+    suite = load_suite(SUITE.with_name("results.yaml"))
+    assert {task.id for task in suite.tasks} == set(RESULTS)
+    for task in suite.tasks:
+        assert check_answer(RUNS, task.check, RESULTS[task.id], Limits(seconds=20)).passed
+        program = "```python\nprint(solve())  # the result is not in the answer\n```"
+        assert not check_answer(RUNS, task.check, program, Limits(seconds=20)).passed, task.id
+
+
 @pytest.mark.parametrize(
     ("task_id", "answer"),
     [
