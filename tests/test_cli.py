@@ -110,7 +110,8 @@ def fast_config(tmp_path: Path, rounds: int = 1) -> Path:
     return config
 
 
-STOP_REASONS = ("approved", "score", "unchanged", "max_rounds")
+STOP_REASONS = ("approved", "score", "unchanged", "max_rounds")  # of the plan review
+ANSWER_STOP_REASONS = (*STOP_REASONS, "no_progress")
 
 
 def assert_result_shape(data: dict, task: str) -> None:
@@ -141,7 +142,7 @@ def test_json_run_on_the_real_model_is_pure_json(smollm2: Path, tmp_path: Path) 
     assert versions == list(range(1, len(versions) + 1)) and data["chosen_answer"] in versions
     assert all(answer["evidence"] is not None for answer in data["answers"])
     assert data["answer_rounds"] == len(data["answer_critiques"]) >= 1
-    assert data["answer_stop_reason"] in STOP_REASONS
+    assert data["answer_stop_reason"] in ANSWER_STOP_REASONS
     chosen = data["answers"][data["chosen_answer"] - 1]
     assert data["output"] == chosen["text"]
     assert "Checks on answer v1" in err, "progress goes to stderr"
