@@ -331,7 +331,7 @@ def result_form(task: str, checks: Sequence[Check], earlier: Sequence[str] = ())
         return []
     return [
         Check(
-            kind="form",
+            kind="result",
             name="the task asks for a result, not a program",
             passed=False,
             detail=f"your program printed: {printed[0]}"[:DETAIL_CHARS],

@@ -97,7 +97,17 @@ class Critique(Verdict):
 
 
 CheckKind = Literal[
-    "syntax", "names", "import", "example", "user", "command", "probe", "shell", "script", "form"
+    "syntax",
+    "names",
+    "import",
+    "example",
+    "user",
+    "command",
+    "probe",
+    "shell",
+    "script",
+    "result",
+    "form",
 ]
 
 

@@ -140,7 +140,7 @@ def test_a_program_where_a_result_was_asked_for_is_a_failure() -> None:
     program = python("print(round((72 - 32) * 5 / 9, 1))")
     evidence = collect("Convert 72 °F to °C, one decimal. Reply with the number only.", program)
     (failed,) = evidence.failures
-    assert failed.kind == "form" and failed.detail == "your program printed: 22.2"
+    assert failed.kind == "result" and failed.detail == "your program printed: 22.2"
     # asked for code, the same program is what was wanted
     assert collect("Write a Python script that converts 72 °F to °C.", program).failures == []
     # a how-to question is answered with code

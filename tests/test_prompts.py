@@ -187,3 +187,18 @@ def test_the_summary_prompt_folds_in_the_summary_so_far() -> None:
                            pieces=["P1", "P2"])[1]["content"]  # fmt: skip
     assert later.index("EARLIER") < later.index("P1") < later.index("P2")
     assert "combines the summary so far" in later
+
+
+@pytest.mark.parametrize(
+    ("kind", "asks"),
+    [("result", "Reply to the task\nwith the result your program printed"),
+     ("form", "write\nthe complete corrected answer")],
+)  # fmt: skip
+def test_the_fix_asks_for_the_result_only_when_a_program_was_given_for_a_question(
+    kind: str, asks: str
+) -> None:
+    failed = Check(kind=kind, name="n", passed=False, detail="d")  # type: ignore[arg-type]
+    (fix,) = PromptLibrary().render(
+        "fix", task="t", context=None, evidence=Evidence(checks=[failed]), critique=ANSWER_CRITIQUE
+    )
+    assert asks in fix["content"]
