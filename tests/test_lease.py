@@ -105,6 +105,24 @@ def run_cli(*args: str) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
+def started_together(tmp_path: Path, first: str, second: str) -> list[subprocess.Popen[str]]:
+    """Two one-shots on different models and a batch on a third, started at once."""
+    workflow = two_task_batch(tmp_path)
+    return [
+        run_cli("--direct", "--json", "--executor", "ollama:mistral:7b", first),
+        run_cli("--direct", "--json", "--executor", "ollama:qwen2.5:7b", second),
+        run_cli("batch", str(workflow), "--out", str(tmp_path / "out"), "--json"),
+    ]
+
+
+def finished(children: list[subprocess.Popen[str]]) -> list[tuple[str, str]]:
+    """Each child's stdout and stderr, once every one has exited successfully."""
+    outputs = [child.communicate(timeout=120) for child in children]
+    for child, (_, err) in zip(children, outputs, strict=True):
+        assert child.returncode == 0, err
+    return outputs
+
+
 def test_processes_at_once_never_hold_two_models_or_unload_one_in_use(
     on_double: OllamaDouble, tmp_path: Path
 ) -> None:
@@ -113,15 +131,7 @@ def test_processes_at_once_never_hold_two_models_or_unload_one_in_use(
     load counted by the process that caused it."""
     on_double.seconds_per_token = 0.01
     on_double.enqueue(*["word " * 40] * 10)
-    workflow = two_task_batch(tmp_path)
-    children = [
-        run_cli("--direct", "--json", "--executor", "ollama:mistral:7b", "one"),
-        run_cli("--direct", "--json", "--executor", "ollama:qwen2.5:7b", "two"),
-        run_cli("batch", str(workflow), "--out", str(tmp_path / "out"), "--json"),
-    ]
-    outputs = [child.communicate(timeout=120) for child in children]
-    for child, (_, err) in zip(children, outputs, strict=True):
-        assert child.returncode == 0, err
+    outputs = finished(started_together(tmp_path, "one", "two"))
     loads = on_double.events("load")
     assert loads and all(load["others"] == [] for load in loads), loads
     assert not on_double.events("evicted")

@@ -19,7 +19,7 @@ from ai_stack.cli.serve_mcp import Service, build_server
 from ai_stack.config import Settings
 from tests.conftest import plan, verdict
 from tests.ollama_double import OllamaDouble
-from tests.test_lease import run_cli, two_task_batch
+from tests.test_lease import finished, started_together
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = {"run_task", "plan", "batch_run", "batch_status", "list_models", "system_profile",
@@ -208,12 +208,7 @@ def test_an_mcp_client_and_cli_processes_take_turns(
     it."""
     on_double.seconds_per_token = 0.01
     on_double.enqueue(*["word " * 40] * 8)
-    workflow = two_task_batch(tmp_path)
-    cli = [
-        run_cli("--direct", "--json", "--executor", "ollama:mistral:7b", "t"),
-        run_cli("--direct", "--json", "--executor", "ollama:qwen2.5:7b", "t"),
-        run_cli("batch", str(workflow), "--out", str(tmp_path / "out"), "--json"),
-    ]
+    cli = started_together(tmp_path, "t", "t")
     loads_by_mcp = 0
 
     async def main() -> None:
@@ -226,9 +221,7 @@ def test_an_mcp_client_and_cli_processes_take_turns(
                 loads_by_mcp += result["metrics"]["loads"]
 
     anyio.run(main)
-    outputs = [child.communicate(timeout=120) for child in cli]
-    for child, (_, err) in zip(cli, outputs, strict=True):
-        assert child.returncode == 0, err
+    outputs = finished(cli)
     loads = on_double.events("load")
     assert all(load["others"] == [] for load in loads), loads
     assert not [e for e in on_double.events("unload") if e["busy"]]
