@@ -89,14 +89,9 @@ def test_a_follow_up_to_a_request_for_code_may_be_answered_with_a_program(
     scripted.enqueue(louder)
     second, _ = turn(pipeline, conversation, "now make it print in upper case")
     assert second.output == louder and len(second.answers) == 1
-    alone, _ = run_alone(pipeline, scripted, "say hello in upper case", louder, "HELLO")
+    scripted.enqueue(louder, "HELLO")
+    alone, _ = turn(pipeline, Conversation.new(), "say hello in upper case")
     assert alone.output == "HELLO"  # without the earlier request: the result, not the program
-
-
-def run_alone(pipeline: Pipeline, scripted: ScriptedBackend, task: str,
-              *replies: str) -> tuple[RunResult, list[object]]:  # fmt: skip
-    scripted.enqueue(*replies)
-    return turn(pipeline, Conversation.new(), task)
 
 
 def test_each_role_sees_as_many_turns_as_its_setting_allows(scripted: ScriptedBackend) -> None:
