@@ -37,6 +37,7 @@ from ai_stack.evidence import EvidenceCollector
 from ai_stack.files import write_atomically
 from ai_stack.history import HistoryRecorder, HistoryStore
 from ai_stack.memory import MemoryManager, evictions
+from ai_stack.modes import MODES
 from ai_stack.prompts import PromptLibrary
 from ai_stack.redaction import redact, redact_all
 from ai_stack.thermal.policy import ThermalGuard
@@ -53,19 +54,26 @@ from ai_stack.types import (
 from ai_stack.workflow import PlannedTask, Workflow, render
 
 EXECUTE_RANK = 10_000
+REPAIR_RANK = 20_000  # after every review round (at most 20)
 
 
 def phase_rank(phase: Phase, round_: int) -> int:
-    """Order of phases in the phase-major schedule: the plan review, the answer, the answer
-    review.
+    """Order of phases in the phase-major schedule: the contract or the plan review, the
+    answer, the answer review, the repair.
 
     >>> [phase_rank(p, r) for p, r in [("plan", 0), ("critique", 1), ("revise", 1),
     ...                                 ("critique", 2), ("execute", 0), ("probe", 1),
     ...                                 ("review", 1), ("fix", 1), ("probe", 2)]]
     [0, 1, 2, 3, 10000, 10001, 10002, 10003, 10004]
+    >>> [phase_rank(p, r) for p, r in [("contract", 0), ("rethink", 0), ("attempt", 2)]]
+    [0, 20000, 20002]
     """
-    if phase == "plan":
+    if phase in ("plan", "contract"):
         return 0
+    if phase == "rethink":
+        return REPAIR_RANK
+    if phase == "attempt":
+        return REPAIR_RANK + round_
     if phase == "critique":
         return 2 * round_ - 1
     if phase == "revise":
@@ -107,24 +115,14 @@ class Prediction:
 
 def task_steps(specs: dict[Role, ModelSpec], settings: Settings) -> list[tuple[Phase, int, str]]:
     """Every model call of a task whose reviews use all their rounds (an upper bound: approval
-    ends a review early, and failed checks skip the Critic's answer-review calls)."""
-    planner, critic, executor = (str(specs[role]) for role in ("planner", "critic", "executor"))
-    mode, rounds = settings.mode, settings.max_rounds
-    steps: list[tuple[Phase, int, str]] = []
-    if mode in ("none", "plan", "both"):
-        steps.append(("plan", 0, planner))
-    if mode in ("plan", "both"):
-        for round_ in range(1, rounds + 1):
-            steps.append(("critique", round_, critic))
-            if round_ < rounds:
-                steps.append(("revise", round_, planner))
-    steps.append(("execute", 0, executor))
-    if mode in ("answer", "both"):
-        for round_ in range(1, rounds + 1):  # then a last round re-checks, calling no model
-            if settings.evidence.probes:
-                steps.append(("probe", round_, critic))
-            steps += [("review", round_, critic), ("fix", round_, executor)]
-    return steps
+    ends a review early, and failed checks skip the Critic's answer-review calls), as the mode
+    table says (:mod:`ai_stack.modes`)."""
+    steps = MODES[settings.mode].steps(
+        rounds=settings.max_rounds,
+        probes=bool(settings.evidence.probes),
+        attempts=settings.evidence.attempts,
+    )
+    return [(phase, round_, str(specs[role])) for phase, round_, role in steps]
 
 
 def predict(
@@ -171,12 +169,7 @@ def predict(
     for planned in workflow.tasks:
         for _, _, model in task_steps(specs[planned.id], planned.settings):
             naive.use(model)
-    exact = all(
-        t.settings.mode in ("direct", "none")
-        or (t.settings.mode == "plan" and t.settings.max_rounds <= 1)
-        or t.settings.max_rounds == 0
-        for t in workflow.tasks
-    )
+    exact = all(MODES[t.settings.mode].exact(t.settings.max_rounds) for t in workflow.tasks)
     return Prediction(groups, residency.loads, naive.loads, exact)
 
 

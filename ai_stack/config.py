@@ -111,6 +111,10 @@ class EvidenceSettings(BaseModel):
 
     exec: bool = False  # run answer code even where no isolating sandbox exists (opt-in)
     probes: int = Field(default=3, ge=0, le=5)  # edge-case calls the Critic may propose
+    # When fixes stall (team mode): fresh answers tried, the first after the Planner rethinks;
+    # the others sampled at attempt_temperature, never seeing the failed answer.
+    attempts: int = Field(default=2, ge=0, le=8)
+    attempt_temperature: float = Field(default=0.8, ge=0.0, le=2.0)
     timeout_s: float = Field(default=15.0, gt=0, le=600)
     memory_mb: int = Field(default=512, ge=64, le=65536)
     output_kb: int = Field(default=64, ge=1, le=65536)
@@ -172,6 +176,7 @@ class Settings(BaseModel):
     backend: BackendName = "auto"
     review: Review = "answer"
     direct: bool = False
+    raw: bool = False  # the task as the only message, no template (an eval baseline)
     planner: RoleSettings = _role(temperature=0.2, max_tokens=512)
     critic: RoleSettings = _role(temperature=0.1, max_tokens=256, turns=1)
     executor: RoleSettings = _role(temperature=0.3, max_tokens=512)
@@ -220,8 +225,8 @@ class Settings(BaseModel):
 
     @property
     def mode(self) -> Mode:
-        """``direct``, or the review in force."""
-        return "direct" if self.direct else self.review
+        """``raw``, ``direct``, or the review in force."""
+        return "raw" if self.raw else "direct" if self.direct else self.review
 
 
 def find_config_file(explicit: Path | None = None) -> Path | None:

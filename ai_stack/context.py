@@ -23,7 +23,8 @@ from ai_stack.backends import ModelSpec
 from ai_stack.backends.base import LoadOptions
 from ai_stack.config import Settings
 from ai_stack.errors import InputLimitError
-from ai_stack.types import ROLES, ROLES_CALLED, Role
+from ai_stack.modes import MODES
+from ai_stack.types import ROLES, Role
 
 PROMPT_OVERHEAD = 400  # tokens of role instructions and chat template around the task
 FOLLOW_UP = 300  # tokens of a follow-up instruction: a critique, fix, probe, review, re-ask
@@ -98,7 +99,7 @@ def fit_prompt(
 def fit_for(settings: Settings, task: str, context: str | None) -> Fitted:
     """:func:`fit_prompt` against the tightest context window of the roles the settings' mode
     calls (a model shared by roles is loaded with the largest, so this is the safe side)."""
-    roles = ROLES_CALLED[settings.mode]
+    roles = MODES[settings.mode].roles
     tightest = min(roles, key=lambda r: settings.role(r).num_ctx - settings.role(r).max_tokens)
     return fit_prompt(
         task,
@@ -139,32 +140,39 @@ def role_needs(settings: Settings, task_tokens: int, checks: int) -> dict[Role, 
     >>> role_needs(Settings(direct=True), 100, 5)["executor"].total
     1012
     """
-    mode = settings.mode
+    mode = MODES[settings.mode]
     reply = {role: settings.role(role).max_tokens for role in ROLES}
     base = PROMPT_OVERHEAD + task_tokens
-    plan = reply["planner"] if mode in ("none", "plan", "both") else 0
+    plan = reply["planner"] if mode.plan else 0
     evidence = checks * CHECK_TOKENS
+    reviews = settings.max_rounds > 0
 
     calls: dict[Role, list[tuple[str, int]]] = {role: [] for role in ROLES}
-    if mode in ("none", "plan", "both"):
+    if mode.contract:
+        calls["planner"].append(("the requirements of the task", base))
+    if mode.plan:
         calls["planner"].append(("the plan", base))
-    if mode in ("plan", "both") and settings.max_rounds > 0:
+    if mode.plan_review and reviews:
         critique = base + plan + FOLLOW_UP
         calls["critic"].append(("a critique of the plan", critique))
         revision = base + plan + reply["critic"] + FOLLOW_UP
         calls["planner"].append(("a revision of the plan", revision))
     answered = base + plan + reply["executor"]
     calls["executor"].append(("the answer", base + plan))
-    if mode in ("answer", "both") and settings.max_rounds > 0:
+    if mode.answer_review and reviews:
         # the probe's calls (a Critic reply), then the review with the evidence
         review = answered + FOLLOW_UP + reply["critic"] + FOLLOW_UP + evidence
         calls["critic"].append(("the review of the answer", review))
         # the evidence and issues, then the same answer again and a plea to change it
         fix = answered + FOLLOW_UP + evidence + reply["critic"] + reply["executor"] + FOLLOW_UP
         calls["executor"].append(("a fix of the answer", fix))
+    if mode.repair and settings.evidence.attempts:
+        # the failing answer and its evidence, then a new approach to answer from
+        calls["planner"].append(("a rethink of the answer", answered + evidence + FOLLOW_UP))
+        calls["executor"].append(("a fresh answer", base + reply["planner"] + FOLLOW_UP))
     needs = {}
     for role, options in calls.items():
-        if options and role in ROLES_CALLED[mode]:
+        if options and role in mode.roles:
             call, prompt = max(options, key=lambda option: option[1])
             needs[role] = Need(role, call, prompt, reply[role])
     return needs
@@ -216,7 +224,7 @@ def choose_contexts(
     """The context each model the run calls is loaded with: the largest need among the roles
     it serves, rounded up, within its cap (``caps``: the load options with the largest context
     any of its uses allows); the cap itself when a role pins its context (``fixed_ctx``)."""
-    called = ROLES_CALLED[settings.mode]
+    called = MODES[settings.mode].roles
     choices = {}
     for spec in dict.fromkeys(specs[role] for role in called):
         needs = role_needs(settings, task_tokens[spec], checks)

@@ -36,17 +36,19 @@ from ai_stack.conversation import (
     turn_text,
 )
 from ai_stack.errors import InputLimitError, InvalidOutputError, UsageError
-from ai_stack.evidence import EvidenceCollector
+from ai_stack.evidence import Ask, EvidenceCollector
 from ai_stack.memory import MemoryManager, load_options_for
+from ai_stack.modes import MODES, ROLES_CALLED
 from ai_stack.prompts import PromptLibrary
 from ai_stack.roles import RoleCall, RoleRunner
 from ai_stack.sandbox import Sandbox
 from ai_stack.thermal.policy import ThermalGuard
 from ai_stack.types import (
-    ROLES_CALLED,
     AnswerReady,
     AnswerVersion,
     Attachment,
+    Contract,
+    ContractReady,
     Critique,
     CritiqueReady,
     Event,
@@ -62,6 +64,7 @@ from ai_stack.types import (
     Plan,
     PlanReady,
     ProbeCalls,
+    Rethink,
     Role,
     RunFinished,
     RunMetrics,
@@ -306,11 +309,21 @@ class Pipeline:
             return {"task": task, "context": context, "files": fitted_files,
                     "conversation": seen or None}  # fmt: skip
 
+        calls = MODES[mode]
+        contract: Contract | None = None
+        ask = Ask()
+        if calls.contract:
+            contract, ask = yield from tally.relay(self._contract(base, task))
         plans: ReviewOutcome[Plan] | None = None
-        if mode in ("none", "plan", "both"):
-            plans = yield from tally.relay(self._plan(base, done, review=mode != "none"))
+        if calls.plan:
+            plans = yield from tally.relay(self._plan(base, done, review=calls.plan_review))
         plan = plans.subject if plans else None
-        executor = self.prompts.render("executor", **base("executor"), plan=plan)
+        if calls.raw:
+            executor: list[Message] = [
+                {"role": "user", "content": f"{task}\n\n{context}" if context else task}
+            ]
+        else:
+            executor = self.prompts.render("executor", **base("executor"), plan=plan)
         if done.answers:
             first = done.answers[0]
         else:
@@ -319,10 +332,12 @@ class Pipeline:
             first = AnswerVersion(version=1, text=text)
         yield AnswerReady(first)
         answers = ReviewOutcome(subject=first, versions=[first], stop_reason="approved")
-        if mode in ("answer", "both"):
+        if calls.answer_review:
             answers = yield from tally.relay(
-                self._review_answer(base("executor"), executor, first, done)
+                self._review_answer(base("executor"), executor, first, done, ask)
             )
+        if calls.repair and best_answer(answers.versions).evidence is not None:
+            answers.versions += yield from tally.relay(self._repair(base, executor, answers, ask))
         chosen = best_answer(answers.versions)
         result = RunResult(
             id=done.run_id,
@@ -334,11 +349,12 @@ class Pipeline:
             plans=plans.versions if plans else [],
             critiques=plans.critiques if plans else [],
             rounds=plans.rounds if plans else 0,
-            stop_reason=plans.stop_reason if mode in ("plan", "both") and plans else None,
+            contract=contract,
+            stop_reason=plans.stop_reason if calls.plan_review and plans else None,
             answers=answers.versions,
             answer_critiques=answers.critiques,
             answer_rounds=answers.rounds,
-            answer_stop_reason=answers.stop_reason if mode in ("answer", "both") else None,
+            answer_stop_reason=answers.stop_reason if calls.answer_review else None,
             chosen_answer=chosen.version,
             output=chosen.text,
             metrics=RunMetrics(
@@ -522,8 +538,37 @@ class Pipeline:
             )
         )
 
+    def _contract(
+        self, base: Callable[[Role], dict[str, Any]], task: str
+    ) -> Generator[Event, None, tuple[Contract | None, Ask]]:
+        """What the task asks for: the Planner's decision on the kind of reply (code, a value,
+        text), with the requirements the task's words state. Without a valid decision the kind
+        is unknown, and no answer is failed for its form."""
+        contract = yield from self._soft(
+            self.runner.structured(
+                self._call("planner", "contract"),
+                self.prompts.render("contract", **base("planner")),
+                Contract,
+            )
+        )
+        if contract is None:
+            yield Notice(
+                "contract",
+                "the Planner gave no valid answer on what the task asks for: the answer's form "
+                "is not checked",
+            )
+            return None, Ask()
+        ask = Ask.of(contract, task)
+        yield ContractReady(contract, ask.requirements)
+        return contract, ask
+
     def _review_answer(
-        self, base: dict[str, Any], executor: list[Message], first: AnswerVersion, done: Progress
+        self,
+        base: dict[str, Any],
+        executor: list[Message],
+        first: AnswerVersion,
+        done: Progress,
+        ask: Ask,
     ) -> Generator[Event, None, ReviewOutcome[AnswerVersion]]:
         """The answer review: check the answer, let the Critic judge it with the evidence, and
         have the Executor fix it, within the same bounded loop as the plan review.
@@ -536,17 +581,13 @@ class Pipeline:
         nothing left to judge; the last round only re-checks, since no fix would follow it.
         """
         max_rounds = self.settings.max_rounds + 1  # up to max_rounds fixes, then a re-check
-        probes = self.settings.evidence.probes
-        seen: ConversationView | None = base["conversation"]
-        earlier = [turn.task for turn in seen.turns] if seen else []
-        if seen and seen.summary:
-            earlier.append(seen.summary)
+        probes = self.settings.evidence.probes if ask.kind in ("code", "unknown") else 0
 
         def critique(answer: AnswerVersion, round_: int) -> Generator[Event, None, Critique]:
             if round_ <= len(done.answer_critiques):
                 return done.answer_critiques[round_ - 1]
             conversation = [*executor, {"role": "assistant", "content": answer.text}]
-            evidence = self.evidence.collect(base["task"], answer.text, earlier=earlier)
+            evidence = self.evidence.collect(base["task"], answer.text, ask=ask)
             final = round_ >= max_rounds
             asked: list[Message] = []
             function = self.evidence.function_of(base["task"], answer.text)
@@ -559,9 +600,7 @@ class Pipeline:
                     self.runner.structured(self._call("critic", "probe", round_), asked, ProbeCalls)
                 )
                 if calls is not None and calls.calls:
-                    evidence = self.evidence.collect(
-                        base["task"], answer.text, calls.calls, earlier
-                    )
+                    evidence = self.evidence.collect(base["task"], answer.text, calls.calls, ask)
                     asked.append({"role": "assistant", "content": calls.model_dump_json()})
                 else:
                     asked = []
@@ -591,7 +630,7 @@ class Pipeline:
                     *executor,
                     {"role": "assistant", "content": answer.text},
                     *self.prompts.render(
-                        "fix", **base, evidence=answer.evidence, critique=critique
+                        "fix", **base, evidence=answer.evidence, critique=critique, ask=ask.kind
                     ),
                 ]
                 call = self._call("executor", "fix", round_)
@@ -608,7 +647,7 @@ class Pipeline:
                         call.chat, temperature=min(call.chat.temperature + 0.5, 1.0), seed=seed
                     )
                     text = yield from self.runner.text(replace(call, chat=warmer), again)
-                revised = AnswerVersion(version=answer.version + 1, text=text)
+                revised = AnswerVersion(version=answer.version + 1, text=text, phase="fix")
             yield AnswerReady(revised)
             return revised
 
@@ -624,6 +663,69 @@ class Pipeline:
                 subject="answer",
             )
         )
+
+    def _repair(
+        self,
+        base: Callable[[Role], dict[str, Any]],
+        executor: list[Message],
+        answers: ReviewOutcome[AnswerVersion],
+        ask: Ask,
+    ) -> Generator[Event, None, list[AnswerVersion]]:
+        """When the fixes stall, try what does not anchor on the failed answer: the Planner,
+        shown it and its failures, says what went wrong and proposes another approach, which
+        the Executor follows afresh (planning after trial); then fresh samples of the first
+        answer, which never see the failed one. Each attempt is checked like any version; the
+        first that passes every check ends the repair. A fix conditioned on a wrong answer
+        tends to repeat it (measured: docs/eval.md)."""
+        best = best_answer(answers.versions)
+        attempts = self.settings.evidence.attempts
+        failures = best.evidence.failures if best.evidence else []
+        if not attempts or not failures or all(c.kind == "result" for c in failures):
+            return []
+        assert best.evidence is not None
+        first = answers.versions[0].evidence
+        probes = [c.name for c in first.checks if c.kind == "probe"] if first else []
+        requirements = [r.quote for r in ask.requirements]
+        rethink = yield from self._soft(
+            self.runner.structured(
+                self._call("planner", "rethink"),
+                self.prompts.render(
+                    "rethink",
+                    **base("planner"),
+                    answer=best.text,
+                    evidence=best.evidence,
+                    ask=ask.kind,
+                ),
+                Rethink,
+            )
+        )
+        made: list[AnswerVersion] = []
+        version = answers.versions[-1].version
+        for attempt in range(1, attempts + 1):
+            call = self._call("executor", "attempt", attempt)
+            if attempt == 1 and rethink is not None:
+                messages = self.prompts.render(
+                    "executor",
+                    **base("executor"),
+                    plan=None,
+                    approach=rethink.approach,
+                    requirements=requirements,
+                )
+            else:
+                messages = executor
+                seed = None if call.chat.seed is None else call.chat.seed + 7919 * attempt
+                warmer = max(call.chat.temperature, self.settings.evidence.attempt_temperature)
+                call = replace(call, chat=replace(call.chat, temperature=warmer, seed=seed))
+            text = yield from self.runner.text(call, messages)
+            version += 1
+            fresh = AnswerVersion(version=version, text=text, phase="attempt")
+            yield AnswerReady(fresh)
+            fresh.evidence = self.evidence.collect(base("executor")["task"], text, probes, ask)
+            yield EvidenceReady(fresh.version, 0, fresh.evidence)
+            made.append(fresh)
+            if not fresh.evidence.failures:
+                break
+        return made
 
     @staticmethod
     def _soft(call: Generator[Event, None, T]) -> Generator[Event, None, T | None]:

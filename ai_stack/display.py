@@ -14,10 +14,11 @@ from rich.markup import escape
 from rich.status import Status
 
 from ai_stack.memory import gib
+from ai_stack.modes import MODES
 from ai_stack.types import (
-    ROLES_CALLED,
     AnswerReady,
     CallRetried,
+    ContractReady,
     CritiqueReady,
     Event,
     Evidence,
@@ -44,6 +45,9 @@ from ai_stack.types import (
 
 _PHASE_LABELS = {
     "plan": "Planner drafting the plan",
+    "contract": "Planner reading the task's requirements",
+    "rethink": "Planner rethinking the approach",
+    "attempt": "Executor answering afresh",
     "critique": "Critic reviewing",
     "revise": "Planner revising",
     "execute": "Executor writing the answer",
@@ -100,6 +104,14 @@ def format_evidence(evidence: Evidence, version: int) -> str:
     return "\n".join(lines)
 
 
+def format_contract(event: ContractReady) -> str:
+    """What the task asks for, as the Planner read it, and the requirements its words state."""
+    kind = {"code": "code", "value": "a result", "text": "prose"}[event.contract.answer]
+    lines = [f"[bold green]The task asks for {kind}[/]"]
+    lines += [f"  - {escape(requirement.describe())}" for requirement in event.requirements]
+    return "\n".join(lines)
+
+
 class Display:
     """Turns events into terminal output.
 
@@ -121,7 +133,7 @@ class Display:
             self._on_token(event)
             return
         if isinstance(event, RunStarted):
-            self._streaming = event.mode not in ("answer", "both")
+            self._streaming = MODES[event.mode].streams
         if isinstance(event, RunFinished):
             self._end_answer()
             self._stop_status()
@@ -134,7 +146,7 @@ class Display:
             roles = " · ".join(
                 f"{role} [cyan]{escape(model)}[/]"
                 for role, model in event.models.items()
-                if role in ROLES_CALLED[event.mode]
+                if role in MODES[event.mode].roles
             )
             self.console.print(
                 f"[bold]Task:[/] {escape(shorten(event.task))}\n[dim]Models:[/] {roles} "
@@ -230,6 +242,8 @@ class Display:
         elif isinstance(event, PlanReady):
             title = "Plan" if event.version == 1 else f"Plan, version {event.version}"
             self.console.print(f"[bold green]{title}[/]\n{format_plan(event.plan)}")
+        elif isinstance(event, ContractReady):
+            self.console.print(format_contract(event))
         elif isinstance(event, CritiqueReady):
             c = event.critique
             colour = "green" if c.verdict == "approve" else "yellow"
@@ -243,9 +257,12 @@ class Display:
                     self.console.print(f"  - {escape(issue)}")
         elif isinstance(event, AnswerReady) and not self._streaming:
             tokens = self._tokens
-            what = (
-                "Answer" if event.answer.version == 1 else f"Fixed answer (v{event.answer.version})"
-            )
+            version = event.answer.version
+            what = {
+                "execute": "Answer",
+                "fix": f"Fixed answer (v{version})",
+                "attempt": f"Fresh answer (v{version})",
+            }[event.answer.phase]
             self.console.print(f"[dim]{what} written ({tokens} tokens).[/]")
         elif isinstance(event, EvidenceReady):
             self.console.print(format_evidence(event.evidence, event.version))

@@ -18,12 +18,18 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from ai_stack.backends.base import Message
 from ai_stack.errors import ConfigError
 
-ROLE_PROMPTS = ("planner", "critic", "revise", "executor")
+ROLE_PROMPTS = ("planner", "critic", "revise", "executor", "contract", "rethink")
 FOLLOW_UPS = ("probe", "review", "fix", "repeat")
 SUMMARY_PROMPT = "summarise"  # condenses earlier turns or a file that do not fit the context
 PROMPT_NAMES = (*ROLE_PROMPTS, *FOLLOW_UPS, SUMMARY_PROMPT)
 # What every prompt may use, and what it is when a call has none: no earlier turns, no files.
-SHARED_DEFAULTS: dict[str, Any] = {"conversation": None, "files": []}
+SHARED_DEFAULTS: dict[str, Any] = {
+    "conversation": None,
+    "files": [],
+    "approach": None,
+    "requirements": [],
+    "ask": "unknown",
+}
 
 
 def default_prompts_dir() -> Path:
@@ -84,7 +90,8 @@ class PromptLibrary:
                     )
                 context = template.new_context({**SHARED_DEFAULTS, **variables})
                 text = "".join(template.blocks[block](context)).strip()
-                messages.append({"role": block, "content": text})
+                if text or block == "user":  # an empty system message is no system message
+                    messages.append({"role": block, "content": text})
             return messages
         except jinja2.TemplateSyntaxError as exc:
             raise ConfigError(

@@ -40,12 +40,13 @@ from ai_stack.evidence import EvidenceCollector
 from ai_stack.lease import ResidencyLease
 from ai_stack.machine import GIB, Machine
 from ai_stack.memory import MemoryManager, estimate_footprint, load_options_for
+from ai_stack.modes import ROLES_CALLED
 from ai_stack.prompts import PromptLibrary
 from ai_stack.sandbox import Limits, Sandbox
 from ai_stack.system import default_roles, recommend
 from ai_stack.thermal import make_guard
 from ai_stack.thermal.policy import ThermalGuard
-from ai_stack.types import ROLES, ROLES_CALLED, Mode, Role
+from ai_stack.types import ROLES, Mode, Role
 from ai_stack.workflow import Workflow
 
 

@@ -14,23 +14,31 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 Role = Literal["planner", "critic", "executor"]
 ROLES: tuple[Role, ...] = ("planner", "critic", "executor")
-Phase = Literal["plan", "critique", "revise", "execute", "probe", "review", "fix", "summarise"]
-"""``plan``/``critique``/``revise``: the plan review; ``execute``: the first answer; ``probe``
-(the Critic proposes edge-case calls), ``review`` (it judges the answer with the evidence) and
-``fix`` (the Executor revises the answer): the answer review; ``summarise``: the Executor's model
-condenses earlier turns or a file that do not fit the context."""
-Mode = Literal["direct", "none", "plan", "answer", "both"]
-"""``direct``: one Executor call. Otherwise the value of ``--review``: which reviews run after
-the Planner (``none``, ``plan``) or instead of it (``answer``), or both."""
-ROLES_CALLED: dict[Mode, tuple[Role, ...]] = {
-    "direct": ("executor",),
-    "none": ("planner", "executor"),
-    "plan": ROLES,
-    "answer": ("critic", "executor"),
-    "both": ROLES,
-}
-"""The roles each mode calls (the others are configured but never loaded)."""
-Review = Literal["none", "plan", "answer", "both"]
+Phase = Literal[
+    "plan",
+    "critique",
+    "revise",
+    "contract",
+    "execute",
+    "probe",
+    "review",
+    "fix",
+    "rethink",
+    "attempt",
+    "summarise",
+]
+"""``plan``/``critique``/``revise``: the plan review; ``contract``: the Planner turns the task into
+its requirements; ``execute``: the first answer; ``probe`` (the Critic proposes edge-case calls),
+``review`` (it judges the answer with the evidence) and ``fix`` (the Executor revises the
+answer): the answer review; ``rethink`` (the Planner, shown the failing answer, proposes another
+approach) and ``attempt`` (a fresh answer that never sees the failed one): the repair when fixes
+stall; ``summarise``: the Executor's model condenses earlier turns or a file that do not fit the
+context."""
+Mode = Literal["raw", "direct", "none", "plan", "answer", "both", "team"]
+"""``raw``: the task as the only message (what ``ollama run`` gives; an eval baseline);
+``direct``: one Executor call. Otherwise the value of ``--review``; :mod:`ai_stack.modes` says
+which calls each makes."""
+Review = Literal["none", "plan", "answer", "both", "team"]
 StopReason = Literal["approved", "score", "unchanged", "no_progress", "max_rounds"]
 UnloadCause = Literal["policy", "options", "foreign", "thermal", "shutdown"]
 """Why a model was unloaded: the residency policy made room, its load-time options changed,
@@ -86,6 +94,72 @@ class ProbeCalls(BaseModel):
     calls: list[Text] = Field(default_factory=list, max_length=5)
 
 
+RequirementKind = Literal[
+    "words",
+    "sentences",
+    "paragraphs",
+    "bullets",
+    "sections",
+    "lowercase",
+    "uppercase",
+    "include",
+    "avoid",
+    "starts_with",
+    "ends_with",
+    "title",
+    "placeholders",
+    "postscript",
+    "json",
+    "judgement",
+]
+"""What a requirement asks of an answer: a count (of words, sentences, paragraphs, bullets,
+sections, ``[placeholders]``), a case, a word or phrase to use or avoid, a start or an end, a
+title, a postscript, JSON; ``judgement`` is what no code can check (a tone, a topic)."""
+Relation = Literal["at least", "at most", "exactly", "none"]
+
+
+class Requirement(BaseModel):
+    """One thing the task states that the answer must do, with the task's own words for it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    quote: Text
+    check: RequirementKind
+    relation: Relation = "none"
+    count: int = Field(default=0, ge=0, le=10_000)
+    text: Annotated[str, StringConstraints(max_length=80)] = ""
+
+    def describe(self) -> str:
+        """``sentences: exactly 2 ("in two sentences")``."""
+        what = self.check.replace("_", " ")
+        if self.relation != "none":
+            what += f": {self.relation} {self.count}"
+        if self.text:
+            what += f" {self.text!r}"
+        return f'{what} ("{self.quote}")'
+
+
+class Contract(BaseModel):
+    """The Planner's reading of a task: the kind of reply it wants — code to be written, one
+    value (a number, a date, a name), or text. One short question: measured on
+    Qwen2.5-Coder-1.5B, asked for requirements with quotes as well, it called 3 of 4 prose tasks
+    code and invented every quote, at 15-30 s a call; asked this alone, 11 of 12 right at 2 s
+    (docs/eval.md). The requirements a task states are parsed from its words by code."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    answer: Literal["code", "value", "text"]
+
+
+class Rethink(BaseModel):
+    """The Planner's second look when fixes stall: what went wrong, and another approach."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cause: LongText
+    approach: list[ShortText] = Field(min_length=1, max_length=4)
+
+
 class Critique(Verdict):
     """A Verdict as recorded in a run, with the round it belongs to. ``subject`` says what was
     reviewed; an answer critique's ``source`` is ``evidence`` when failed checks decided it (or a
@@ -104,11 +178,12 @@ CheckKind = Literal[
     "user",
     "command",
     "probe",
-    "shell",
     "script",
     "result",
     "form",
+    "requirement",
 ]
+DETAIL_CHARS = 300  # the most of a check's detail kept
 
 
 class Check(BaseModel):
@@ -145,11 +220,13 @@ class Evidence(BaseModel):
 
 
 class AnswerVersion(BaseModel):
-    """One version of the Executor's answer, with the evidence gathered on it."""
+    """One version of the Executor's answer, with the evidence gathered on it. ``phase``: the
+    call that wrote it (the first answer, a fix, or an attempt of the repair)."""
 
     version: int
     text: str
     evidence: Evidence | None = None
+    phase: Literal["execute", "fix", "attempt"] = "execute"
 
 
 class PhaseMetrics(BaseModel):
@@ -238,8 +315,9 @@ class RunResult(BaseModel):
     id: str
     task: str
     context: str | None = None
-    mode: Mode = "plan"
+    mode: Mode = "answer"
     models: dict[Role, str]
+    contract: Contract | None = None  # the Planner's reading of the task (team mode)
     plan: Plan | None
     plans: list[Plan]
     critiques: list[Critique]
@@ -270,7 +348,7 @@ class RunStarted:
     task: str
     context: str | None
     models: dict[Role, str]
-    mode: Mode = "plan"
+    mode: Mode = "answer"
     conversation_id: str | None = None
     turn: int | None = None
     files: tuple[Attachment, ...] = ()
@@ -396,6 +474,15 @@ class PlanReady:
 
 
 @dataclass(frozen=True, slots=True)
+class ContractReady:
+    """What the task asks for: the Planner's decision on the kind of reply, and the
+    requirements the task's words state."""
+
+    contract: Contract
+    requirements: tuple[Requirement, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class CritiqueReady:
     critique: Critique
 
@@ -465,6 +552,7 @@ Event = (
     | ThermalResumed
     | PhaseFinished
     | PlanReady
+    | ContractReady
     | CritiqueReady
     | AnswerReady
     | EvidenceReady
@@ -483,6 +571,8 @@ __all__ = [
     "AwaitingModel",
     "CallRetried",
     "Check",
+    "Contract",
+    "ContractReady",
     "Critique",
     "CritiqueReady",
     "Event",
@@ -505,6 +595,8 @@ __all__ = [
     "PlanStep",
     "ProbeCalls",
     "Reasked",
+    "Requirement",
+    "Rethink",
     "Review",
     "Role",
     "RunFinished",

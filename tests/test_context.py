@@ -13,9 +13,10 @@ from ai_stack.context import ContextChoice, estimate_tokens, role_needs
 from ai_stack.controller import Pipeline
 from ai_stack.errors import InputLimitError
 from ai_stack.memory import MemoryManager
+from ai_stack.modes import ROLES_CALLED
 from ai_stack.prompts import PromptLibrary
 from ai_stack.session import resolve_roles
-from ai_stack.types import ROLES_CALLED, Notice, RunFinished
+from ai_stack.types import Notice, RunFinished
 from tests.conftest import invoke
 from tests.scripted import ScriptedBackend
 

@@ -201,9 +201,10 @@ def run_options(command: F) -> F:
         ),
         click.option(
             "--review",
-            type=click.Choice(["answer", "plan", "both", "none"]),
-            help="What the Critic reviews: the answer, with evidence (default), the plan, both, "
-            "or nothing.",
+            type=click.Choice(["team", "answer", "plan", "both", "none"]),
+            help="How the team works: team (the Planner reads the task's requirements, the "
+            "answer is checked against them and fixed, rethought when fixes stall), answer "
+            "(the answer checked with evidence, no Planner), plan, both, or none.",
         ),
         click.option(
             "--direct", is_flag=True, help="One Executor call: no plan, no review (the baseline)."

@@ -30,6 +30,7 @@ from ai_stack.conversation import Conversation, Summary
 from ai_stack.display import Display
 from ai_stack.errors import HistoryError, UsageError
 from ai_stack.history import HistoryRecorder, HistoryStore
+from ai_stack.modes import MODES
 from ai_stack.sandbox import SandboxReport
 from ai_stack.session import Session
 from ai_stack.types import Attachment, Event, RunFinished, RunResult
@@ -83,7 +84,7 @@ def drive(
 
 def say_how_code_runs(console: Console, session: Session) -> None:
     """Once per process: when answers are reviewed but their code cannot run here."""
-    if session.settings.mode in ("answer", "both"):
+    if MODES[session.settings.mode].answer_review:
         for note in SandboxReport.of(session.evidence().sandbox).notes:
             console.print(f"[yellow]{escape(note)}[/]")
 

@@ -6,6 +6,7 @@ import re
 
 from ai_stack.evals.suite import Checker
 from ai_stack.evidence import code_blocks, python_source, run_python
+from ai_stack.evidence.markdown import prose_of
 from ai_stack.sandbox import Limits, Sandbox, python_executable
 from ai_stack.types import Check
 
@@ -23,6 +24,16 @@ def check_answer(sandbox: Sandbox, checker: Checker, answer: str, limits: Limits
             sandbox,
             program,
             [{"kind": "user", "name": "checker.py", "code": checker.asserts}],
+            limits,
+        )
+        failed = [c for c in checks if c.passed is False]
+        detail = failed[0].detail if failed else "all asserts passed"
+        return Check(kind="user", name="checker", passed=not failed, detail=detail)
+    if checker.text:  # the answer's text (a reply wrapped whole in a prose fence, unwrapped)
+        checks = run_python(
+            sandbox,
+            f"answer = {prose_of(answer)!r}\n",
+            [{"kind": "user", "name": "checker.py", "code": checker.text}],
             limits,
         )
         failed = [c for c in checks if c.passed is False]

@@ -33,7 +33,7 @@ from ai_stack.sandbox import Limits, Sandbox
 from ai_stack.types import Mode, RunFinished, RunResult
 from ai_stack.workflow import PlannedTask, Workflow
 
-MODES: tuple[Mode, ...] = ("direct", "none", "plan", "answer", "both")
+MODES: tuple[Mode, ...] = ("raw", "direct", "none", "plan", "answer", "both", "team")
 
 
 class TaskOutcome(BaseModel):
@@ -94,17 +94,26 @@ def wilson(passed: int, total: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def mode_settings(settings: Settings, mode: Mode) -> Settings:
+    if mode == "raw":
+        return settings.model_copy(update={"raw": True, "direct": False})
     if mode == "direct":
-        return settings.model_copy(update={"direct": True})
-    return settings.model_copy(update={"direct": False, "review": mode})
+        return settings.model_copy(update={"direct": True, "raw": False})
+    return settings.model_copy(update={"direct": False, "raw": False, "review": mode})
 
 
-def paired(modes: list[Mode]) -> bool:
-    """Direct's one call is the same call as the answer review's first one (the Executor, the
-    task, no plan): with both modes, direct is read off the review's first answer instead of
-    being sampled again. The comparison then measures what the review adds, without the noise
-    of a second sample (llama.cpp's numerics depend on its cache's state)."""
-    return "direct" in modes and "answer" in modes
+def paired(modes: list[Mode]) -> Mode | None:
+    """The mode direct is read off, if any. Direct's one call is the same call as the first
+    answer of the answer review and of the team (the Executor, the task, no plan): with one of
+    them, direct is read off its first answer instead of being sampled again (the team's when
+    both run). The comparison then measures what the review adds, without the noise of a
+    second sample (llama.cpp's numerics depend on its cache's state).
+
+    >>> paired(["direct", "answer", "team"]), paired(["direct", "answer"]), paired(["raw"])
+    ('team', 'answer', None)
+    """
+    if "direct" not in modes:
+        return None
+    return next((mode for mode in ("team", "answer") if mode in modes), None)
 
 
 def eval_workflow(
@@ -149,7 +158,7 @@ class EvalRun:
     def _check_run(self, run_id: str, result: RunResult) -> None:
         task_id, mode = run_id.rsplit(".", 1)
         self._check(run_id, result.output)
-        if mode == "answer" and paired(self.modes):
+        if mode == paired(self.modes):
             self._check(f"{task_id}.direct", result.answers[0].text)
 
     def _check(self, run_id: str, answer: str) -> None:
@@ -181,8 +190,9 @@ class EvalRun:
         verdict = self.verdicts.get(f"{task_id}.{mode}", {})
         phases = result.metrics.phases
         answers = result.answers
-        if mode == "direct" and task.planned.settings.mode == "answer":  # read off the review
-            phases, answers = phases[:1], []
+        if mode == "direct" and task.planned.settings.mode != "direct":  # read off the review
+            phases = [p for p in phases if p.phase == "execute"][:1]
+            answers = []
         checking = sum(a.evidence.seconds for a in answers if a.evidence)
         return outcome.model_copy(
             update={
@@ -200,7 +210,7 @@ class EvalRun:
         outcomes = []
         for task in self.runner.runs:
             mode = task.planned.settings.mode
-            if mode == "answer" and paired(self.modes):
+            if mode == paired(self.modes):
                 outcomes.append(self._outcome(task, "direct"))
             outcomes.append(self._outcome(task, mode))
         summaries = [

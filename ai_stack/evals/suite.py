@@ -17,6 +17,11 @@ YAML::
         task: Convert "March 5, 2024" to ISO 8601. Reply with the date only.
         check:
           regex: '\\b2024-03-05\\b'               # searched in the answer (or on: stdout)
+      - id: sky
+        task: Explain in two sentences why the sky is blue.
+        check:
+          text: |                 # Python, with the answer's text as `answer`
+            assert answer.count(".") == 2
 
 HumanEval-style JSON lines (``task_id``, ``prompt``, ``test``, ``entry_point``) load too, so
 standard sets run unchanged.
@@ -44,9 +49,12 @@ from ai_stack.config import LimitsSettings
 from ai_stack.errors import WorkflowError
 from ai_stack.workflow import parse_document, read_bounded
 
+KINDS = ("asserts", "text", "command", "regex")
+
 
 class Checker(BaseModel):
-    """How a final answer is judged: exactly one of ``asserts``, ``command``, ``regex``.
+    """How a final answer is judged: exactly one of ``asserts`` (Python with the answer's code in
+    scope), ``text`` (Python with the answer's text as ``answer``), ``command``, ``regex``.
 
     ``setup`` is Python put before the answer's code (HumanEval prompts' imports).
     """
@@ -54,6 +62,7 @@ class Checker(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     asserts: str | None = None
+    text: str | None = None
     command: str | None = None
     regex: str | None = None
     on: Literal["answer", "stdout"] = "answer"
@@ -61,9 +70,9 @@ class Checker(BaseModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Checker:
-        kinds = [k for k in ("asserts", "command", "regex") if getattr(self, k)]
+        kinds = [k for k in KINDS if getattr(self, k)]
         if len(kinds) != 1:
-            raise ValueError("give exactly one of asserts, command, regex")
+            raise ValueError("give exactly one of asserts, text, command, regex")
         if self.regex:
             try:
                 re.compile(self.regex)
@@ -73,7 +82,7 @@ class Checker(BaseModel):
 
     @property
     def kind(self) -> str:
-        return next(k for k in ("asserts", "command", "regex") if getattr(self, k))
+        return next(k for k in KINDS if getattr(self, k))
 
 
 class SuiteTask(BaseModel):
