@@ -6,7 +6,7 @@ Importing this package has no side effects: no models, clients or files are touc
 from ai_stack.errors import AiStackError
 from ai_stack.types import Critique, Plan, PlanStep, RunMetrics, RunResult, Verdict
 
-__version__ = "0.3.1"
+__version__ = "0.4.0"
 
 __all__ = [
     "AiStackError",

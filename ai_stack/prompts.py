@@ -26,6 +26,7 @@ PROMPT_NAMES = (*ROLE_PROMPTS, *FOLLOW_UPS, SUMMARY_PROMPT)
 SHARED_DEFAULTS: dict[str, Any] = {
     "conversation": None,
     "files": [],
+    "plan": None,
     "approach": None,
     "requirements": [],
     "ask": "unknown",

@@ -16,6 +16,7 @@ from ai_stack.sandbox import Limits, Sandbox
 from ai_stack.session import resolve_roles
 from ai_stack.types import (
     AnswerReady,
+    ContractReady,
     EvidenceReady,
     LoopStopped,
     PlanReady,
@@ -61,6 +62,11 @@ def probes(*calls: str) -> str:
     return json.dumps({"calls": list(calls)})
 
 
+def kind(answer: str) -> str:
+    """The Planner's decision in the team mode: ``code``, ``value`` or ``text``."""
+    return json.dumps({"answer": answer})
+
+
 def pipeline(backend: ScriptedBackend, **settings: object) -> Pipeline:
     config = Settings.model_validate(settings)
     manager = MemoryManager(lambda name: backend, budget_bytes=10**9)
@@ -96,9 +102,10 @@ def test_a_failed_example_is_fed_back_and_the_fix_replaces_the_answer(
     assert second.evidence.failures == [] and second.evidence.executed
     # the fix prompt carried the failure, and continued the Executor's own conversation
     fix = scripted.chats[1].messages
-    assert fix[:2] == scripted.chats[0].messages
-    assert fix[2] == {"role": "assistant", "content": BUGGY}
-    assert "FAIL: compress('aaabcc') should return 'a3b1c2': returned 'a3b1'" in fix[3]["content"]
+    asked = len(scripted.chats[0].messages)
+    assert fix[:asked] == scripted.chats[0].messages
+    assert fix[asked] == {"role": "assistant", "content": BUGGY}
+    assert "FAIL: compress('aaabcc') should return 'a3b1c2': returned 'a3b1'" in fix[-1]["content"]
     assert [c.source for c in result.answer_critiques] == ["evidence", "evidence"]
     assert [c.verdict for c in result.answer_critiques] == ["revise", "approve"]
     assert result.answer_stop_reason == "approved"
@@ -114,15 +121,73 @@ def test_a_program_answering_a_question_is_replaced_by_its_result(
 ) -> None:
     question = "Convert 72 degrees Fahrenheit to Celsius, one decimal. Reply with the number only."
     program = "```python\nprint(round((72 - 32) * 5 / 9, 1))\n```"
-    scripted.enqueue(program, "22.2")
-    result, _ = run(pipeline(scripted, review="answer"), question)
+    scripted.enqueue(kind("value"), program, "22.2")
+    result, _ = run(pipeline(scripted, review="team"), question)
 
-    assert phases(result) == ["executor:execute", "executor:fix"]
+    assert phases(result) == ["planner:contract", "executor:execute", "executor:fix"]
+    assert result.contract is not None and result.contract.answer == "value"
     assert result.output == "22.2" and result.chosen_answer == 2
-    fix = scripted.chats[1].messages[-1]["content"]
+    fix = scripted.chats[2].messages[-1]["content"]
     assert "FAIL: the task asks for a result, not a program: your program printed: 22.2" in fix
-    assert "Reply to the task\nwith the result your program printed" in fix
+    assert "Reply to the task with the result\nyour program printed" in fix
     assert "complete corrected answer" not in fix
+
+
+def test_without_the_planners_decision_no_answer_is_failed_for_its_form(
+    scripted: ScriptedBackend,
+) -> None:
+    """The answer review alone cannot tell what the task asks for: the program stands."""
+    question = "Convert 72 degrees Fahrenheit to Celsius, one decimal. Reply with the number only."
+    program = "```python\nprint(round((72 - 32) * 5 / 9, 1))\n```"
+    scripted.enqueue(program)
+    result, _ = run(pipeline(scripted, review="answer"), question)
+    assert phases(result) == ["executor:execute"] and result.output == program
+
+
+def test_a_prose_answer_missing_a_stated_requirement_is_fixed_as_prose(
+    scripted: ScriptedBackend,
+) -> None:
+    """Explain in two sentences: one sentence fails the stated count, never a code check; the
+    fix is asked to meet the requirement, not to find the bug in its code."""
+    task = "Explain in two sentences why the sky is blue."
+    one = "Air scatters blue sunlight more than red."
+    two = "Air scatters blue sunlight more than red. So we see blue from every direction."
+    scripted.enqueue(kind("text"), one, two)
+    result, events = run(pipeline(scripted, review="team"), task)
+
+    assert phases(result) == ["planner:contract", "executor:execute", "executor:fix"]
+    (failed,) = result.answers[0].evidence.failures  # type: ignore[union-attr]
+    assert (failed.kind, failed.detail) == ("requirement", "the answer has 1 sentence")
+    fix = scripted.chats[2].messages[-1]["content"]
+    assert "meets every requirement that failed" in fix and "in your code" not in fix
+    assert result.output == two and result.answers[1].evidence.failures == []  # type: ignore[union-attr]
+    (read,) = [e for e in events if isinstance(e, ContractReady)]
+    assert [r.describe() for r in read.requirements] == ['sentences: exactly 2 ("two sentences")']
+
+
+def test_when_fixes_stall_the_planner_rethinks_and_fresh_answers_are_tried(
+    scripted: ScriptedBackend,
+) -> None:
+    """A fix that repeats the bug ends the review; the repair never shows the failed answer to
+    the Executor again: the Planner's new approach, then a fresh sample, each checked."""
+    rethink = json.dumps({"cause": "the last run is never added", "approach": ["add the last run"]})
+    scripted.enqueue(kind("code"), BUGGY, BUGGY, BUGGY, rethink, BUGGY, FIXED)
+    settings = {"review": "team", "max_rounds": 1, "evidence": {"probes": 0, "attempts": 3}}
+    result, _ = run(pipeline(scripted, **settings))
+
+    assert phases(result) == [
+        "planner:contract", "executor:execute", "executor:fix", "executor:fix",
+        "planner:rethink", "executor:attempt", "executor:attempt",
+    ]  # fmt: skip
+    assert result.answer_stop_reason == "unchanged"  # the fix was the answer again
+    assert [a.phase for a in result.answers] == ["execute", "attempt", "attempt"]
+    assert result.output == FIXED and result.chosen_answer == 3  # the first that passes: stop
+    after_rethink, fresh = scripted.chats[5].messages, scripted.chats[6].messages
+    assert "Take this approach:\n1. add the last run" in after_rethink[-1]["content"]
+    assert all(BUGGY not in m["content"] for m in after_rethink + fresh)
+    assert fresh == scripted.chats[1].messages  # the first answer's own prompt, sampled anew
+    assert scripted.chats[6].options.temperature == 0.8
+    assert scripted.chats[6].options.seed != scripted.chats[1].options.seed
 
 
 def test_passing_checks_go_to_the_critic_with_its_edge_cases_run(
@@ -140,9 +205,10 @@ def test_passing_checks_go_to_the_critic_with_its_edge_cases_run(
         "compress('aaaa')": (None, "returned 'a4'"),
     }
     review = scripted.chats[2].messages
-    assert review[:4] == [*scripted.chats[1].messages[:3], scripted.chats[1].messages[3]]
-    assert review[4]["role"] == "assistant"  # the Critic's own edge cases...
-    assert "RESULT: compress('aaaa'): returned 'a4'" in review[5]["content"]  # ...and results
+    asked = len(scripted.chats[1].messages)
+    assert review[:asked] == scripted.chats[1].messages
+    assert review[asked]["role"] == "assistant"  # the Critic's own edge cases...
+    assert "RESULT: compress('aaaa'): returned 'a4'" in review[-1]["content"]  # ...and results
     assert result.answer_stop_reason == "approved" and result.output == FIXED
 
 
@@ -226,8 +292,9 @@ def test_a_fix_failing_as_many_checks_stops_and_the_first_answer_is_kept(
 def test_a_fix_without_code_fails_and_the_answer_with_code_is_kept(
     scripted: ScriptedBackend,
 ) -> None:
-    scripted.enqueue(BUGGY, "Use a loop that counts each run of characters.")
-    result, _ = run(pipeline(scripted, review="answer", max_rounds=1))
+    scripted.enqueue(kind("code"), BUGGY, "Use a loop that counts each run of characters.")
+    settings = {"review": "team", "max_rounds": 1, "evidence": {"attempts": 0}}
+    result, _ = run(pipeline(scripted, **settings))
     (failed,) = result.answers[1].evidence.failures  # type: ignore[union-attr]
     assert (failed.kind, failed.detail) == ("form", "the answer has no code block")
     assert result.chosen_answer == 1 and result.output == BUGGY
@@ -265,7 +332,7 @@ def test_review_none_is_planner_then_executor(scripted: ScriptedBackend) -> None
     result, _ = run(pipeline(scripted, review="none"))
     assert phases(result) == ["planner:plan", "executor:execute"]
     assert result.plan is not None and result.stop_reason is None and result.rounds == 0
-    assert "Plan to follow" in scripted.chats[1].messages[1]["content"]
+    assert "Plan to follow" in scripted.chats[1].messages[-1]["content"]
 
 
 def test_both_reviews_the_plan_then_the_answer(scripted: ScriptedBackend) -> None:
@@ -288,12 +355,12 @@ def test_the_plan_review_alone_is_todays_pipeline(scripted: ScriptedBackend) -> 
 
 @pytest.mark.parametrize("review", ["none", "plan", "answer", "both"])
 def test_every_role_shares_the_prompt_prefix(scripted: ScriptedBackend, review: str) -> None:
-    """The system message and the task open every prompt, so a cache serves all roles."""
+    """The task opens every prompt, with no system message before it, so a cache serves all
+    roles (the team mode's one-line question about the task is the exception)."""
     scripted.enqueue(plan("a"), verdict("approve", 9), FIXED, probes(), verdict("approve", 9))
     run(pipeline(scripted, review=review))
-    systems = {chat.messages[0]["content"] for chat in scripted.chats}
-    assert len(systems) == 1
-    assert all(chat.messages[1]["content"].startswith(f"Task: {TASK}") for chat in scripted.chats)
+    assert all(chat.messages[0]["role"] == "user" for chat in scripted.chats)
+    assert all(chat.messages[0]["content"].startswith(TASK) for chat in scripted.chats)
 
 
 def test_without_a_sandbox_the_answer_gets_static_checks_only(scripted: ScriptedBackend) -> None:

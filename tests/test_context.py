@@ -49,8 +49,8 @@ def test_a_big_context_is_cut_to_fit_only_with_consent(scripted: ScriptedBackend
     assert cut.kind == "context" and "was cut from about 60,000" in cut.message
     assert chosen.kind == "context"
     assert "a context of 8,192 tokens, the most num_ctx allows" in chosen.message
-    sent = scripted.chats[0].messages[1]["content"]
-    assert sent.startswith("Task: Why?") and "[... cut to fit the context window]" in sent
+    sent = scripted.chats[0].messages[-1]["content"]
+    assert sent.startswith("Why?") and "[... cut to fit the context window]" in sent
     assert isinstance(events[-1], RunFinished)
 
 

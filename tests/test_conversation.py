@@ -76,20 +76,23 @@ def test_a_follow_up_reaches_every_role_with_the_turn_before_it(scripted: Script
 def test_a_follow_up_to_a_request_for_code_may_be_answered_with_a_program(
     scripted: ScriptedBackend,
 ) -> None:
-    """A program answering a question is replaced by its result — unless an earlier turn
-    asked for the code the follow-up is about."""
+    """A program answering a question is replaced by its result — unless the Planner, shown
+    the earlier turns, reads the follow-up as about the code asked for before."""
     sandbox = Sandbox(Limits(seconds=10), isolation="none", allow_unisolated=True)
-    pipeline = make_pipeline(scripted, review="answer", max_rounds=1)
+    pipeline = make_pipeline(scripted, review="team", max_rounds=1)
     pipeline.evidence = EvidenceCollector(sandbox)
     conversation = Conversation.new()
     script = "```python\nprint('hello')\n```"
-    scripted.enqueue(script)
+    scripted.enqueue(json.dumps({"answer": "code"}), script)
     turn(pipeline, conversation, "Write a Python script that prints hello")
     louder = "```python\nprint('HELLO')\n```"
-    scripted.enqueue(louder)
+    scripted.enqueue(json.dumps({"answer": "code"}), louder)
     second, _ = turn(pipeline, conversation, "now make it print in upper case")
     assert second.output == louder and len(second.answers) == 1
-    scripted.enqueue(louder, "HELLO")
+    asked = scripted.chats[2].messages[-1]["content"]  # the Planner's question, with turn 1
+    assert "Turn 1. User: Write a Python script that prints hello" in asked
+    assert asked.index("Turn 1.") < asked.index("Request: now make it print in upper case")
+    scripted.enqueue(json.dumps({"answer": "value"}), louder, "HELLO")
     alone, _ = turn(pipeline, Conversation.new(), "say hello in upper case")
     assert alone.output == "HELLO"  # without the earlier request: the result, not the program
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from ai_stack.evidence import EvidenceCollector, code_blocks, examples, static_checks
+from ai_stack.evidence import Ask, EvidenceCollector, code_blocks, examples, static_checks
 from ai_stack.sandbox import Limits, Sandbox
+from ai_stack.types import Contract
 
 RUNS = Sandbox(Limits(seconds=10), isolation="none", allow_unisolated=True)
 
@@ -16,8 +17,14 @@ def python(code: str) -> str:
     return f"Here:\n```python\n{code}\n```\n"
 
 
-def collect(task: str, answer: str, probes: list[str] | None = None, **options: object):  # type: ignore[no-untyped-def]
-    return EvidenceCollector(RUNS, **options).collect(task, answer, probes or [])  # type: ignore[arg-type]
+def collect(task: str, answer: str, probes: list[str] | None = None, ask: Ask | None = None,
+            **options: object):  # type: ignore[no-untyped-def]  # fmt: skip
+    return EvidenceCollector(RUNS, **options).collect(task, answer, probes or [], ask)  # type: ignore[arg-type]
+
+
+def asked(kind: str, task: str) -> Ask:
+    """What the Planner would decide: ``code``, ``value`` or ``text``."""
+    return Ask.of(Contract(answer=kind), task)  # type: ignore[arg-type]
 
 
 def by_name(evidence) -> dict[str, tuple[bool | None, str]]:  # type: ignore[no-untyped-def]
@@ -115,7 +122,7 @@ def test_the_users_checks_and_commands() -> None:
     answer = python("def inc(x):\n    return x + 1") + "```bash\necho hello\n```"
     asserts = "assert inc(1) == 2\n\ndef test_zero():\n    assert inc(0) == 0, 'zero'\n"
     commands = ["sh solution.sh | grep -q hello", "python3 solution.py && false"]
-    evidence = collect("inc", answer, checks={"check_1.py": asserts}, commands=commands)
+    evidence = collect("inc", answer, user_checks={"check_1.py": asserts}, commands=commands)
     checks = by_name(evidence)
     passed, detail = checks["check_1.py"]
     assert passed is False and "assert inc(0) == 0, 'zero'" in detail and "(zero)" in detail
@@ -138,18 +145,75 @@ def test_prose_has_nothing_to_check() -> None:
 
 def test_a_program_where_a_result_was_asked_for_is_a_failure() -> None:
     program = python("print(round((72 - 32) * 5 / 9, 1))")
-    evidence = collect("Convert 72 °F to °C, one decimal. Reply with the number only.", program)
-    (failed,) = evidence.failures
+    task = "Convert 72 °F to °C, one decimal. Reply with the number only."
+    (failed,) = collect(task, program, ask=asked("value", task)).failures
     assert failed.kind == "result" and failed.detail == "your program printed: 22.2"
     # asked for code, the same program is what was wanted
-    assert collect("Write a Python script that converts 72 °F to °C.", program).failures == []
-    # a how-to question is answered with code
-    assert collect("How do I reverse a list in C++?", program).failures == []
+    script = "Write a Python script that converts 72 °F to °C."
+    assert collect(script, program, ask=asked("code", script)).failures == []
     # a program that prints nothing gives no result to reply with
-    assert collect("What is 72 °F in °C?", python("c = (72 - 32) * 5 / 9")).failures == []
+    quiet = python("c = (72 - 32) * 5 / 9")
+    assert collect("What is 72 °F in °C?", quiet, ask=asked("value", "x")).failures == []
+    # nothing decided what the task asks for: no form is failed
+    assert collect(task, program).failures == []
 
 
 def test_a_code_task_answered_without_code_fails() -> None:
-    failed = collect("Write a shell one-liner that lists the files.", "Use `ls`.").failures
+    task = "Write a shell one-liner that lists the files."
+    failed = collect(task, "Use `ls`.", ask=asked("code", task)).failures
     assert [(c.kind, c.detail) for c in failed] == [("form", "the answer has no code block")]
-    assert collect("Name a colour", "Blue.").failures == []
+    assert collect("Name a colour", "Blue.", ask=asked("value", "Name a colour")).failures == []
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        "Explain in two sentences why the sky is blue.",
+        "Write a haiku about autumn.",
+        "Write a short email to my landlord about a broken heater.",
+        "How does photosynthesis work?",
+        "Show me three examples of good manners.",
+    ],
+)
+def test_a_prose_task_is_never_failed_for_lacking_code(task: str) -> None:
+    """The false positives of the word list this replaced: 'write', 'explain', 'show', 'how
+    does' and 'examples' all read as requests for code."""
+    answer = "The sky looks blue. Air scatters blue sunlight more than red sunlight."
+    for ask in (asked("text", task), Ask()):
+        failures = collect(task, answer, ask=ask).failures
+        assert [c for c in failures if c.kind == "form"] == []
+        assert all(c.kind == "requirement" for c in failures)
+
+
+def test_a_prose_task_is_checked_against_the_requirements_it_states() -> None:
+    task = "Explain in two sentences why the sky is blue, without the word 'light'."
+    ask = asked("text", task)
+    one = collect(task, "Air scatters blue light most.", ask=ask)
+    assert {(c.name, c.passed, c.detail) for c in one.checks} == {
+        ('sentences: exactly 2 ("two sentences")', False, "the answer has 1 sentence"),
+        ("avoid 'light' (\"without the word 'light'\")", False, "found 1 times"),
+    }
+    two = "```markdown\nAir scatters blue sunlight most. So the sky looks blue.\n```"
+    assert collect(task, two, ask=ask).failures == []  # a prose fence is prose, not code
+
+
+def test_a_prose_task_answered_with_a_program_fails_its_form() -> None:
+    task = "Describe the roles of a team in one paragraph."
+    program = python("planner_role = 'plans'\ncritic_role = 'reviews'")
+    (failed,) = collect(task, program, ask=asked("text", task)).failures
+    assert failed.kind == "form" and failed.name == "the task asks for prose, not code"
+
+
+def test_version_numbers_in_prose_are_no_examples() -> None:
+    assert examples("Port this script from Python 2 -> 3.") == []
+    assert examples("Upgrade from Windows 10 -> 11") == []
+    assert [e.call for e in examples("so 2 -> 4 and 'ab' -> 'ba'")] == ["2", "'ab'"]
+
+
+def test_an_example_calling_another_name_tests_the_answers_function() -> None:
+    """A docstring's examples may call an old name; the fix must never rename the function
+    the signature asks for (that broke a right answer on a held-out set)."""
+    task = 'def add_one(x):\n    """Add one.\n    >>> plus_one(1)\n    2\n    """'
+    answer = python("def add_one(x):\n    return x + 1")
+    checks = by_name(collect(task, answer, ask=asked("code", task)))
+    assert checks["add_one(1) should return 2"] == (True, "returned 2")

@@ -37,26 +37,28 @@ VARIABLES = {
     "repeat": {},
     "review": {"evidence": EVIDENCE, "round": 1, "approve_score": 8},
     "fix": {"evidence": EVIDENCE, "critique": ANSWER_CRITIQUE},
+    "contract": SHARED,
+    "rethink": {**SHARED, "answer": "def f(x): return 3", "evidence": EVIDENCE, "ask": "code"},
 }
 
 
 @pytest.mark.parametrize("name", ROLE_PROMPTS)
-def test_every_role_template_renders_system_and_user_with_the_task_first(name: str) -> None:
+def test_every_role_template_renders_one_user_message_with_the_task(name: str) -> None:
     messages = PromptLibrary().render(name, task="TASK-TEXT", context="CTX", **VARIABLES[name])
-    assert [m["role"] for m in messages] == ["system", "user"]
-    assert all(m["content"] for m in messages)
-    assert messages[1]["content"].startswith("Task: TASK-TEXT") and "CTX" in messages[1]["content"]
+    assert [m["role"] for m in messages] == ["user"]  # no system message framing the call
+    content = messages[0]["content"]
+    assert "TASK-TEXT" in content and "CTX" in content
+    if name != "contract":  # the others start with the task: a shared prefix the cache reuses
+        assert content.startswith("TASK-TEXT")
     if "plan" in VARIABLES[name]:
-        assert "1. find: use find" in messages[1]["content"]
+        assert "1. find: use find" in content
 
 
-def test_every_role_has_the_same_system_message() -> None:
-    library = PromptLibrary()
-    systems = {
-        library.render(name, task="t", context=None, **VARIABLES[name])[0]["content"]
-        for name in ROLE_PROMPTS
-    }
-    assert len(systems) == 1
+def test_the_executor_is_sent_the_task_itself_as_a_plain_chat_would() -> None:
+    """--direct is the model at its own quality: no team framing, no instruction about fences
+    (a coder model answered prose with code under them)."""
+    messages = PromptLibrary().render("executor", task="Write a haiku about rain.", context=None)
+    assert messages == [{"role": "user", "content": "Write a haiku about rain."}]
 
 
 @pytest.mark.parametrize("name", FOLLOW_UPS)
@@ -74,12 +76,12 @@ def test_evidence_reaches_the_review_and_the_fix() -> None:
 
 
 def test_context_is_left_out_when_absent() -> None:
-    user = PromptLibrary().render("planner", task="t", context=None, **SHARED)[1]["content"]
+    user = PromptLibrary().render("planner", task="t", context=None, **SHARED)[-1]["content"]
     assert "Context" not in user
 
 
 def test_revise_prompt_carries_the_critique() -> None:
-    user = PromptLibrary().render("revise", task="t", context=None, **VARIABLES["revise"])[1]
+    user = PromptLibrary().render("revise", task="t", context=None, **VARIABLES["revise"])[-1]
     assert "- no wc" in user["content"] and "score 3/10" in user["content"]
 
 
@@ -91,7 +93,7 @@ def test_user_directory_overrides_one_file_and_keeps_the_other_defaults(tmp_path
     assert library.render("planner", task="x", context=None)[0]["content"] == "CUSTOM SYSTEM"
     assert library.source_of("critic").parent != tmp_path
     critic = library.render("critic", task="x", context=None, **VARIABLES["critic"])
-    assert "Critic" in critic[1]["content"]
+    assert "Critic" in critic[-1]["content"]
 
 
 def test_unknown_variable_is_an_error_not_an_empty_string(tmp_path: Path) -> None:
@@ -142,11 +144,12 @@ def test_installed_wheel_contains_and_finds_the_prompts(tmp_path: Path) -> None:
         archive.extractall(site)
     for name in PROMPT_NAMES:
         assert f"ai_stack/_prompts/{name}.j2" in names
+    assert "ai_stack/evidence/harness.py" in names  # copied into the sandbox from the package
     probe = (
         "from ai_stack.prompts import default_prompts_dir, PromptLibrary; "
         "print(default_prompts_dir()); "
         "print(PromptLibrary().render('planner', task='t', context=None, conversation=None,"
-        " files=[])[0]['content'][:20])"
+        " files=[])[-1]['content'].count('Role: Planner'))"
     )
     out = subprocess.run(
         [sys.executable, "-s", "-c", probe], cwd=tmp_path, capture_output=True, text=True,
@@ -155,7 +158,7 @@ def test_installed_wheel_contains_and_finds_the_prompts(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     found = Path(out.stdout.splitlines()[0])
     assert found.is_relative_to(site)
-    assert out.stdout.splitlines()[1].startswith("You are a member")
+    assert out.stdout.splitlines()[1] == "1"  # the shipped planner prompt, rendered
 
 
 def test_the_conversation_and_files_come_first_in_every_role_prompt() -> None:
@@ -169,36 +172,50 @@ def test_the_conversation_and_files_come_first_in_every_role_prompt() -> None:
     users = []
     for name in ROLE_PROMPTS:
         shared = {**VARIABLES[name], "conversation": view, "files": files}
-        user = library.render(name, task="TASK-TEXT", context=None, **shared)[1]["content"]
-        order = [user.index(s) for s in ("SUMMARY-TEXT", "TURN-TASK", "TURN-ANSWER", "FILE-TEXT",
-                                         "Task: TASK-TEXT")]  # fmt: skip
+        user = library.render(name, task="TASK-TEXT", context=None, **shared)[-1]["content"]
+        task = "Request: TASK-TEXT" if name == "contract" else "Task: TASK-TEXT"
+        parts = ("SUMMARY-TEXT", "TURN-TASK", "TURN-ANSWER", "FILE-TEXT", task)
+        order = [user.index(part) for part in parts]
         assert order == sorted(order), name
         assert "Turn 2. User (with a.py): TURN-TASK" in user and "The file notes.txt:" in user
-        users.append(user[: user.index("Task: TASK-TEXT")])
+        if name != "contract":  # a question about the task, not a prefix shared with the others
+            users.append(user[: user.index(task)])
     assert len(set(users)) == 1
 
 
 def test_the_summary_prompt_folds_in_the_summary_so_far() -> None:
     library = PromptLibrary()
     first = library.render("summarise", subject="file", title="app.log", summary=None,
-                           pieces=["PIECE"])[1]["content"]  # fmt: skip
+                           pieces=["PIECE"])[-1]["content"]  # fmt: skip
     assert "The file app.log:" in first and "PIECE" in first and "so far" not in first
     later = library.render("summarise", subject="turns", title="turns 1-2", summary="EARLIER",
-                           pieces=["P1", "P2"])[1]["content"]  # fmt: skip
+                           pieces=["P1", "P2"])[-1]["content"]  # fmt: skip
     assert later.index("EARLIER") < later.index("P1") < later.index("P2")
     assert "combines the summary so far" in later
 
 
 @pytest.mark.parametrize(
-    ("kind", "asks"),
-    [("result", "Reply to the task\nwith the result your program printed"),
-     ("form", "write\nthe complete corrected answer")],
-)  # fmt: skip
-def test_the_fix_asks_for_the_result_only_when_a_program_was_given_for_a_question(
-    kind: str, asks: str
+    ("kind", "ask", "asks"),
+    [
+        ("result", "result", "Reply to the task with the result\nyour program printed"),
+        ("form", "code", "the complete\ncorrected answer"),
+        ("example", "code", "the complete\ncorrected answer"),
+        ("requirement", "prose", "meets every requirement that failed"),
+        ("form", "prose", "meets every requirement that failed"),
+    ],
+)
+def test_the_fix_asks_for_what_the_failures_and_the_kind_of_task_call_for(
+    kind: str, ask: str, asks: str
 ) -> None:
+    """A prose answer failing a stated requirement is never told to fix its code."""
     failed = Check(kind=kind, name="n", passed=False, detail="d")  # type: ignore[arg-type]
     (fix,) = PromptLibrary().render(
-        "fix", task="t", context=None, evidence=Evidence(checks=[failed]), critique=ANSWER_CRITIQUE
+        "fix",
+        task="t",
+        context=None,
+        evidence=Evidence(checks=[failed]),
+        critique=ANSWER_CRITIQUE,
+        ask=ask,
     )
     assert asks in fix["content"]
+    assert ("in your code" in fix["content"]) == (ask == "code")

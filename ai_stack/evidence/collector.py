@@ -19,6 +19,7 @@ from ai_stack.evidence.markdown import (
     program_blocks,
     python_source,
 )
+from ai_stack.evidence.requirements import stated
 from ai_stack.evidence.static import static_checks
 from ai_stack.sandbox import Limits, Sandbox, SandboxReport
 from ai_stack.types import DETAIL_CHARS, Check, Evidence
@@ -45,14 +46,14 @@ class EvidenceCollector:
         public = [name for name in functions_of(source) if not name.startswith("_")]
         return self.target(task, source) or (public[0] if public else None)
 
-    def most_checks(self, task: str, probes: int, requirements: int = 8) -> int:
+    def most_checks(self, task: str, probes: int) -> int:
         """How many checks an answer to ``task`` can get at most (static checks, its form,
-        the task's examples and requirements, the script, edge-case probes, the user's
+        the task's examples and stated requirements, the script, edge-case probes, the user's
         checks): what a prompt showing them is sized by."""
         return (
             5
             + len(examples(task))
-            + requirements
+            + len(stated(task))
             + probes
             + len(self.user_checks)
             + len(self.commands)

@@ -152,8 +152,10 @@ def stated(task: str) -> list[Requirement]:
 
     >>> [r.describe() for r in stated("Explain in two sentences why the sky is blue.")]
     ['sentences: exactly 2 ("two sentences")']
-    >>> [r.describe() for r in stated("Answer in at most 80 words, without the word 'light'.")]
-    ['words: at most 80 ("at most 80 words")', 'avoid \'light\' ("without the word \'light\'")']
+    >>> for r in stated("Answer in at most 80 words, without the word 'light'."):
+    ...     print(r.describe())
+    words: at most 80 ("at most 80 words")
+    avoid 'light' ("without the word 'light'")
     >>> stated("Write a haiku about autumn."), stated("Port this from Python 2 -> 3.")
     ([], [])
     """

@@ -76,7 +76,8 @@ class HistoryRecorder:
         elif isinstance(event, PlanReady):
             self.store.add_plan(self.run_id, event.version, event.plan.model_dump(mode="json"))
         elif isinstance(event, AnswerReady):
-            self.store.add_answer(self.run_id, event.answer.version, event.answer.text)
+            answer = event.answer
+            self.store.add_answer(self.run_id, answer.version, answer.text, answer.phase)
         elif isinstance(event, EvidenceReady):
             self.store.add_evidence(
                 self.run_id, event.version, event.evidence.model_dump(mode="json")

@@ -160,10 +160,17 @@ def _migration_5(db: sqlite3.Connection) -> None:
     )
 
 
+def _migration_6(db: sqlite3.Connection) -> None:
+    """The call that wrote each answer version: the first answer, a fix, or a fresh attempt of
+    the team's repair."""
+    _run_script(db, "ALTER TABLE answers ADD COLUMN phase TEXT NOT NULL DEFAULT 'execute'")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
     _migration_5,
+    _migration_6,
 ]

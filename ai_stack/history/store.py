@@ -261,11 +261,12 @@ class HistoryStore:
             )
 
     @guarded
-    def add_answer(self, run_id: str, version: int, text: str) -> None:
+    def add_answer(self, run_id: str, version: int, text: str, phase: str = "execute") -> None:
         with self._write() as db:
             db.execute(
-                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, NULL, ?)",
-                (run_id, version, redact(text), self._now()),
+                "INSERT OR REPLACE INTO answers (run_id, version, text, evidence, created_at,"
+                " phase) VALUES (?, ?, ?, NULL, ?, ?)",
+                (run_id, version, redact(text), self._now(), phase),
             )
 
     @guarded
@@ -533,7 +534,7 @@ class HistoryStore:
                 )
             ]  # fmt: skip
             answers = [
-                {"version": r["version"], "text": r["text"],
+                {"version": r["version"], "text": r["text"], "phase": r["phase"],
                  "evidence": json.loads(r["evidence"]) if r["evidence"] else None}
                 for r in self.db.execute(
                     "SELECT * FROM answers WHERE run_id = ? ORDER BY version", (run_id,)
