@@ -80,7 +80,7 @@ def phase_rank(phase: Phase, round_: int) -> int:
         return 2 * round_
     if phase == "execute":
         return EXECUTE_RANK
-    return EXECUTE_RANK + 3 * round_ + {"probe": -2, "review": -1, "fix": 0}[phase]
+    return EXECUTE_RANK + 3 * round_ + {"probe": -2, "compute": -2, "review": -1, "fix": 0}[phase]
 
 
 @dataclass(frozen=True, slots=True)

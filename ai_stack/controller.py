@@ -36,7 +36,7 @@ from ai_stack.conversation import (
     turn_text,
 )
 from ai_stack.errors import InputLimitError, InvalidOutputError, UsageError
-from ai_stack.evidence import Ask, EvidenceCollector
+from ai_stack.evidence import Ask, EvidenceCollector, result_agrees
 from ai_stack.memory import MemoryManager, load_options_for
 from ai_stack.modes import MODES, ROLES_CALLED
 from ai_stack.prompts import PromptLibrary
@@ -583,12 +583,24 @@ class Pipeline:
         max_rounds = self.settings.max_rounds + 1  # up to max_rounds fixes, then a re-check
         probes = self.settings.evidence.probes if ask.kind in ("code", "unknown") else 0
 
+        computed: list[str] = []  # what a program computing the asked-for result printed
+
         def critique(answer: AnswerVersion, round_: int) -> Generator[Event, None, Critique]:
             if round_ <= len(done.answer_critiques):
                 return done.answer_critiques[round_ - 1]
             conversation = [*executor, {"role": "assistant", "content": answer.text}]
             evidence = self.evidence.collect(base["task"], answer.text, ask=ask)
             final = round_ >= max_rounds
+            if self.evidence.computable(ask, answer.text) and round_ == 1 and not final:
+                program = yield from self._soft(
+                    self.runner.text(
+                        self._call("executor", "compute", round_),
+                        [*conversation, *self.prompts.render("compute", **base)],
+                    )
+                )
+                computed.extend(self.evidence.computed_result(program or ""))
+            if computed and self.evidence.computable(ask, answer.text):
+                evidence.checks.append(result_agrees(computed[0], answer.text))
             asked: list[Message] = []
             function = self.evidence.function_of(base["task"], answer.text)
             if probes and not final and not evidence.failures and function:

@@ -52,6 +52,7 @@ _PHASE_LABELS = {
     "revise": "Planner revising",
     "execute": "Executor writing the answer",
     "probe": "Critic choosing edge cases to run",
+    "compute": "Executor computing the result with a program",
     "review": "Critic reviewing the answer",
     "fix": "Executor fixing the answer",
     "summarise": "Summarising what does not fit the context",

@@ -6,8 +6,8 @@ needs, and whether the display streams the answer as it is written.
 (('executor',), ('planner', 'critic', 'executor'))
 >>> [f"{phase}:{role}" for phase, _, role in MODES["team"].steps(rounds=1, probes=True,
 ...                                                                attempts=2)]
-['contract:planner', 'execute:executor', 'probe:critic', 'review:critic', 'fix:executor', \
-'rethink:planner', 'attempt:executor', 'attempt:executor']
+['contract:planner', 'execute:executor', 'compute:executor', 'probe:critic', 'review:critic', \
+'fix:executor', 'rethink:planner', 'attempt:executor', 'attempt:executor']
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ class ModeCalls:
         steps.append(("execute", 0, "executor"))
         if self.answer_review:
             for round_ in range(1, rounds + 1):  # then a last round re-checks, calling no model
+                if self.contract and round_ == 1:  # a result's program, or a code's edge cases
+                    steps.append(("compute", round_, "executor"))
                 if probes:
                     steps.append(("probe", round_, "critic"))
                 steps += [("review", round_, "critic"), ("fix", round_, "executor")]

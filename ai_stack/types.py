@@ -21,6 +21,7 @@ Phase = Literal[
     "contract",
     "execute",
     "probe",
+    "compute",
     "review",
     "fix",
     "rethink",

@@ -377,3 +377,32 @@ def test_without_a_sandbox_the_answer_gets_static_checks_only(scripted: Scripted
     assert evidence.note and "--exec" in evidence.note
     assert [c.detail for c in evidence.failures] == ["line 2: undefined name 'helper'"]
     assert result.output == FIXED
+
+
+def test_a_result_given_in_prose_is_checked_against_a_program_computing_it(
+    scripted: ScriptedBackend,
+) -> None:
+    """Small models get arithmetic wrong in prose and right in code: a program the Executor
+    writes for it runs in the sandbox, and an answer that disagrees is fixed to its result."""
+    question = "Convert 72 degrees Fahrenheit to Celsius, one decimal. Reply with the number only."
+    computing = "```python\nprint(round((72 - 32) * 5 / 9, 1))\n```"
+    scripted.enqueue(kind("value"), "21.5", computing, "22.2")
+    result, _ = run(pipeline(scripted, review="team"), question)
+
+    assert phases(result) == [
+        "planner:contract", "executor:execute", "executor:compute", "executor:fix"
+    ]  # fmt: skip
+    first, fixed = result.answers
+    (failed,) = first.evidence.failures  # type: ignore[union-attr]
+    assert (failed.kind, failed.detail) == ("result", "your program printed: 22.2")
+    assert fixed.text == "22.2" and fixed.evidence.failures == []  # type: ignore[union-attr]
+    assert result.output == "22.2"
+    assert "computes the answer to the task" in scripted.chats[2].messages[-1]["content"]
+
+
+def test_a_result_that_agrees_with_its_program_needs_no_fix(scripted: ScriptedBackend) -> None:
+    question = "What is 15% of 240? Reply with the number only."
+    scripted.enqueue(kind("value"), "36", "```python\nprint(240 * 15 / 100)\n```")
+    result, _ = run(pipeline(scripted, review="team"), question)
+    assert phases(result) == ["planner:contract", "executor:execute", "executor:compute"]
+    assert result.output == "36" and result.answers[0].evidence.failures == []  # type: ignore[union-attr]

@@ -35,6 +35,7 @@ VARIABLES = {
     "executor": {**SHARED, "plan": PLAN},
     "probe": {"probes": 3, "function": "f"},
     "repeat": {},
+    "compute": {},
     "review": {"evidence": EVIDENCE, "round": 1, "approve_score": 8},
     "fix": {"evidence": EVIDENCE, "critique": ANSWER_CRITIQUE},
     "contract": SHARED,

@@ -18,7 +18,13 @@ Each fact is a :class:`~ai_stack.types.Check`; ``passed`` is True or False for w
 decided, None for an output shown for judgement.
 """
 
-from ai_stack.evidence.ask import Ask, form_checks, requirement_checks, result_form
+from ai_stack.evidence.ask import (
+    Ask,
+    form_checks,
+    requirement_checks,
+    result_agrees,
+    result_form,
+)
 from ai_stack.evidence.collector import EvidenceCollector
 from ai_stack.evidence.examples import Example, examples
 from ai_stack.evidence.execution import run_python
@@ -41,6 +47,7 @@ __all__ = [
     "program_blocks",
     "python_source",
     "requirement_checks",
+    "result_agrees",
     "result_form",
     "run_python",
     "stated",

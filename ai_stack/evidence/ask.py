@@ -8,12 +8,13 @@ contract nothing can tell, and the kind is ``unknown``: then no answer is failed
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from ai_stack.evidence.markdown import CodeBlock, outside_code
-from ai_stack.evidence.requirements import check_requirement, count_words, stated
+from ai_stack.evidence.requirements import check_requirement, count_words, normal, stated
 from ai_stack.types import DETAIL_CHARS, Check, Contract, Requirement
 
 AskKind = Literal["code", "result", "prose", "unknown"]
@@ -113,3 +114,42 @@ def result_form(ask: Ask, checks: Sequence[Check]) -> list[Check]:
             detail=f"your program printed: {printed[0]}"[:DETAIL_CHARS],
         )
     ]
+
+
+def result_agrees(printed: str, answer: str) -> Check:
+    """Whether an answer gives the result a program computing it printed: numbers compared at
+    the precision the answer shows, words compared without case.
+
+    >>> result_agrees("22.2222", "It is about 22.2 degrees.").passed
+    True
+    >>> result_agrees("Tuesday", "It was a Monday.").detail
+    'your program printed: Tuesday'
+    """
+    found = _numbers(printed)
+    if found and len(found) == 1:
+        value = found[0]
+        agrees = any(_same_number(value, shown) for shown in re.findall(_NUMBER, answer))
+    else:
+        agrees = normal(printed) in normal(answer)
+    if agrees:
+        return Check(kind="result", name="agrees with a program computing the result", passed=True,
+                     detail=f"the program printed: {printed}"[:DETAIL_CHARS])  # fmt: skip
+    return Check(
+        kind="result",
+        name="a program computing the result disagrees with the answer",
+        passed=False,
+        detail=f"your program printed: {printed}"[:DETAIL_CHARS],
+    )
+
+
+_NUMBER = r"-?\d+(?:,\d{3})*(?:\.\d+)?"
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(n.replace(",", "")) for n in re.findall(_NUMBER, text)]
+
+
+def _same_number(value: float, shown: str) -> bool:
+    """``22.2`` shows 22.2222 at one decimal; ``46`` is 46.0."""
+    decimals = len(shown.split(".")[1]) if "." in shown else 0
+    return round(value, decimals) == round(float(shown.replace(",", "")), decimals)

@@ -91,6 +91,30 @@ class EvidenceCollector:
             evidence.executed = True
         return evidence
 
+    def computable(self, ask: Ask, answer: str) -> bool:
+        """Whether a result the task asks for could be checked against a program computing it:
+        the answer gives it without a program, and the sandbox may run one."""
+        return (
+            ask.kind == "result"
+            and self.sandbox.can_run
+            and python_source(program_blocks(answer)) is None
+        )
+
+    def computed_result(self, reply: str) -> list[str]:
+        """What a program in ``reply`` printed when run in the sandbox: one line, or nothing
+        when it does not run or prints nothing (no fact to check the answer against)."""
+        source = python_source(program_blocks(reply))
+        if source is None or not parses(source):
+            return []
+        script: list[dict[str, object]] = [{"kind": "script", "name": "computing the result"}]
+        checks = run_python(self.sandbox, source, script, self.limits)
+        printed = [
+            c.detail.removeprefix("printed: ")
+            for c in checks
+            if c.kind == "script" and c.passed and c.detail.startswith("printed: ")
+        ]
+        return printed[:1] if printed and "\n" not in printed[0] else []
+
     def target(self, task: str, source: str) -> str | None:
         """The function an example applies to: one the task names, else the answer's only
         public top-level function."""
