@@ -214,7 +214,7 @@ class RoleRunner:
                     # answer is retried here, where the text already shown can be declared void.
                     if not exc.partial or retry == self.stream_retries:
                         raise
-                    yield CallRetried(call.role, exc.message, discard_partial=True)
+                    yield CallRetried(call.role, exc.message)
         finally:
             self.manager.finished(call.spec)  # another process may take the room now
         result = stream.result

@@ -423,7 +423,6 @@ class CallRetried:
 
     role: Role
     reason: str
-    discard_partial: bool
 
 
 @dataclass(frozen=True, slots=True)

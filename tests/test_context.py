@@ -54,7 +54,8 @@ def test_a_big_context_is_cut_to_fit_only_with_consent(scripted: ScriptedBackend
     assert isinstance(events[-1], RunFinished)
 
 
-def test_the_cli_refuses_a_huge_task_in_one_line(tmp_path: Path) -> None:
+@pytest.mark.model
+def test_the_cli_refuses_a_huge_task_in_one_line(smollm2: Path, tmp_path: Path) -> None:
     code, out, err = invoke("--backend", "embedded", HUGE)
     assert code == 2 and out == ""
     assert "takes about" in err and "Traceback" not in err

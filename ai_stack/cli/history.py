@@ -67,9 +67,8 @@ def history() -> None:
 def list_runs(limit: int, as_json: bool, config_file: Path | None, debug: bool) -> None:
     """The most recent runs, newest first."""
     with command(config_file, debug) as (_, settings):
-        store = _store(settings)
-        runs = store.list_runs(limit)
-        store.close()
+        with _store(settings) as store:
+            runs = store.list_runs(limit)
         if as_json:
             click.echo(json.dumps([r.model_dump(mode="json") for r in runs], ensure_ascii=False))
             return
@@ -214,9 +213,8 @@ def _render(out: Console, run: StoredRun) -> None:
 def export(fmt: str, out: Path | None, config_file: Path | None, debug: bool) -> None:
     """Every run: JSON lines (whole runs) or CSV (one row per run)."""
     with command(config_file, debug) as (console, settings):
-        store = _store(settings)
-        text = export_history(store, fmt)
-        store.close()
+        with _store(settings) as store:
+            text = export_history(store, fmt)
         if out is None:
             click.echo(text, nl=False)
         else:
@@ -231,12 +229,11 @@ def export(fmt: str, out: Path | None, config_file: Path | None, debug: bool) ->
 def remove(run_id: str, yes: bool, config_file: Path | None, debug: bool) -> None:
     """Delete one run."""
     with command(config_file, debug) as (console, settings):
-        store = _store(settings)
-        full = store.resolve(run_id)
-        if not yes:
-            confirm_or_stop(console, f"Delete run {full}?")
-        store.remove(full)
-        store.close()
+        with _store(settings) as store:
+            full = store.resolve(run_id)
+            if not yes:
+                confirm_or_stop(console, f"Delete run {full}?")
+            store.remove(full)
         console.print(f"Deleted run {full}.")
 
 
@@ -258,9 +255,8 @@ def prune(age: str, yes: bool, config_file: Path | None, debug: bool) -> None:
     """Delete runs older than AGE (runs still in progress are kept)."""
     with command(config_file, debug) as (console, settings):
         older_than = parse_age(age)
-        store = _store(settings)
-        if not yes:
-            confirm_or_stop(console, f"Delete every run older than {age}?")
-        count = store.prune(older_than)
-        store.close()
+        with _store(settings) as store:
+            if not yes:
+                confirm_or_stop(console, f"Delete every run older than {age}?")
+            count = store.prune(older_than)
         console.print(f"Deleted {count} run(s).")

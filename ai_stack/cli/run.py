@@ -146,8 +146,7 @@ def find_conversation(settings: Settings, latest: bool, ref: str | None) -> Conv
             f"{flag} needs the history, which is off.",
             hint="Turn it on (history.enabled = true) and run without --no-history.",
         )
-    store = HistoryStore.open(settings.resolved_history_path())
-    try:
+    with HistoryStore.open(settings.resolved_history_path()) as store:
         found = store.latest_conversation() if latest else store.resolve_conversation(ref or "")
         if found is None:
             raise UsageError(
@@ -162,8 +161,6 @@ def find_conversation(settings: Settings, latest: bool, ref: str | None) -> Conv
         if summary is not None:
             conversation.summary = Summary(*summary)
         return conversation
-    finally:
-        store.close()
 
 
 @click.command("run")

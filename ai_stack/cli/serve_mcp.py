@@ -427,22 +427,17 @@ def build_server(service: Service) -> MCPServer:
     @server.tool()
     async def history_list(limit: Annotated[int, Field(ge=1, le=500)] = 20) -> RunList:
         """Recent runs, newest first (every source: the CLI, batches, this server)."""
-        store = _open(service)
-        try:
+        with _open(service) as store:
             return RunList(runs=store.list_runs(limit))
-        finally:
-            store.close()
 
     @server.tool()
     async def history_show(run_id: str) -> StoredRun:
         """One whole run from the history: plans, critiques, answers, checks, metrics."""
-        store = _open(service)
-        try:
-            return store.run(store.resolve(run_id))
-        except AiStackError as error:
-            raise ToolError(error.message) from None
-        finally:
-            store.close()
+        with _open(service) as store:
+            try:
+                return store.run(store.resolve(run_id))
+            except AiStackError as error:
+                raise ToolError(error.message) from None
 
     return server
 

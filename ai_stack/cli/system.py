@@ -136,12 +136,9 @@ def history_check(settings: Settings) -> tuple[str, str, str, str | None]:
         return ("history", "fail", f"{path} is damaged ({problem})",
                 "ai-stack history repair (keeps the damaged file beside the new one)")  # fmt: skip
     try:
-        store = HistoryStore.open(path)
-        try:
+        with HistoryStore.open(path) as store:
             store.db.execute("BEGIN IMMEDIATE")
             store.db.execute("ROLLBACK")
-        finally:
-            store.close()
     except (HistoryError, sqlite3.Error) as exc:
         error = exc if isinstance(exc, HistoryError) else history_error(path, exc)
         return "history", "fail", error.message, error.hint

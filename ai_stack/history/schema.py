@@ -8,10 +8,24 @@ from collections.abc import Callable
 
 
 def _run_script(db: sqlite3.Connection, script: str) -> None:
-    """Statement by statement: ``executescript`` would commit the migration's transaction."""
-    for statement in script.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    """Statement by statement, inside the migration's transaction (``executescript`` would
+    commit it). A statement ends at a ``;`` that sqlite3 says completes it, so a trigger's body
+    or a ``';'`` literal is not cut in two.
+
+    >>> db = sqlite3.connect(":memory:")
+    >>> _run_script(db, "CREATE TABLE t (x TEXT); INSERT INTO t VALUES ('a;b');")
+    >>> db.execute("SELECT x FROM t").fetchall()
+    [('a;b',)]
+    """
+    statement = ""
+    for piece in script.split(";"):
+        statement += piece + ";"
+        if sqlite3.complete_statement(statement):
+            if statement.strip(" \n\t;"):
+                db.execute(statement)
+            statement = ""
+    if statement.strip(" \n\t;"):
+        db.execute(statement)
 
 
 def _migration_1(db: sqlite3.Connection) -> None:

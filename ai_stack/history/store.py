@@ -167,6 +167,12 @@ class HistoryStore:
     def close(self) -> None:
         self.db.close()
 
+    def __enter__(self) -> HistoryStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One short write transaction (BEGIN IMMEDIATE waits for other writers)."""
