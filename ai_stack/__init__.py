@@ -1,12 +1,33 @@
-"""ai_stack: Planner → Critic loop → Executor on local models, inside a memory budget.
+"""ai_stack: a local, Claude-like assistant from a team of local models — a Planner, a Critic and
+an Executor that answer a task and check and fix the answer — inside a memory budget.
 
-Importing this package has no side effects: no models, clients or files are touched.
+Importing this package has no side effects: no models, clients or files are touched, and the
+names below are imported on first use (so the command line starts fast).
 """
 
-from ai_stack.errors import AiStackError
-from ai_stack.types import Critique, Plan, PlanStep, RunMetrics, RunResult, Verdict
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 __version__ = "0.4.0"
+
+_EXPORTS = {
+    "AiStackError": "ai_stack.errors",
+    "Critique": "ai_stack.types",
+    "Plan": "ai_stack.types",
+    "PlanStep": "ai_stack.types",
+    "RunMetrics": "ai_stack.types",
+    "RunResult": "ai_stack.types",
+    "Verdict": "ai_stack.types",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'ai_stack' has no attribute {name!r}")
+
 
 __all__ = [
     "AiStackError",

@@ -19,6 +19,7 @@ from ai_stack.files import write_atomically
 from benchmarks.common import ROOT, Context, console, machine, save, workdir
 from benchmarks.memory import memory
 from benchmarks.overhead import latency, overhead
+from benchmarks.startup import startup
 from benchmarks.swap import swap
 
 BENCHMARKS: dict[str, Callable[[Context], tuple[dict[str, Any], str]]] = {
@@ -26,6 +27,7 @@ BENCHMARKS: dict[str, Callable[[Context], tuple[dict[str, Any], str]]] = {
     "swap": swap,
     "latency": latency,
     "memory": memory,
+    "startup": startup,
 }
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 

@@ -155,6 +155,9 @@ class OllamaDouble:
     unload_delay_s: float = 0.05
     load_bytes_per_s: float = 100 * GIB
     seconds_per_token: float = 0.0
+    # While set, a generation streams its first piece and then waits until the gate opens: a
+    # test holds a model busy for as long as it needs, whatever the machine's speed.
+    gate: threading.Event | None = None
     runners: dict[str, Runner] = field(default_factory=dict)
     replies: dict[str, deque[str]] = field(default_factory=lambda: defaultdict(deque))
     faults: dict[tuple[str, str], deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
@@ -630,8 +633,12 @@ def _handler_for(double: OllamaDouble) -> type[BaseHTTPRequestHandler]:
                     "eval_duration": max(double.seconds_per_token * len(pieces), 0.002),
                 }
 
+                gate = double.gate
+
                 def lines() -> Iterator[dict[str, Any]]:
-                    for piece in pieces:
+                    for index, piece in enumerate(pieces):
+                        if index == 1 and gate is not None:
+                            gate.wait(timeout=120)
                         time.sleep(double.seconds_per_token)
                         if chat:
                             yield {

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -244,3 +245,28 @@ def test_progress_names_only_the_roles_the_mode_calls(on_double: OllamaDouble) -
     code, _, err = invoke("--review", "plan", "--max-rounds", "0", "a task")
     assert code == 0, err
     assert "Models: planner" in err and "executor" in err
+
+
+def test_the_short_help_of_every_lazy_command_is_its_own() -> None:
+    """`ai-stack --help` lists commands without importing them: the table must say what each
+    command's own help says."""
+    from ai_stack.cli import COMMANDS
+
+    context = click.Context(cli)
+    for name, (_, _, short) in COMMANDS.items():
+        command = cli.get_command(context, name)
+        assert command is not None and command.name == name
+        assert command.get_short_help_str(limit=200) == short, name
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"]])
+def test_help_and_version_load_none_of_the_runtime(argv: list[str]) -> None:
+    probe = (
+        "import sys; from ai_stack.cli import cli\n"
+        f"try:\n    cli({argv!r}, prog_name='ai-stack')\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('ai_stack.session', 'ai_stack.types', 'ai_stack.controller',"
+        " 'pydantic', 'jinja2', 'mcp') if m in sys.modules]\n"
+        "print('LOADED', heavy)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "LOADED []" in done.stdout, done.stdout

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -147,15 +148,26 @@ def test_processes_at_once_never_hold_two_models_or_unload_one_in_use(
 def test_a_process_waits_then_goes_on_when_the_holder_finishes(
     on_double: OllamaDouble,
 ) -> None:
-    on_double.seconds_per_token = 0.02
+    """The holder's generation is held open until the second process says it is waiting, so
+    the order is the test's, not the machine's speed."""
+    on_double.gate = threading.Event()
     on_double.enqueue("word " * 60, "short")
     first = run_cli("--direct", "--json", "--executor", "ollama:mistral:7b", "slow")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not on_double.events("load"):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not on_double.events("generate"):
         time.sleep(0.02)
+    assert on_double.events("generate"), "the first process never started generating"
     second = run_cli("--direct", "--json", "--executor", "ollama:qwen2.5:7b", "quick")
+    assert second.stderr is not None
+    seen: list[str] = []
+    for line in second.stderr:  # blocks until the second process reaches the lease
+        seen.append(line)
+        if "Waiting for another ai-stack process" in line:
+            break
+    on_double.gate.set()
     _, first_err = first.communicate(timeout=60)
     out, err = second.communicate(timeout=60)
+    err = "".join(seen) + err
     assert first.returncode == 0 and second.returncode == 0, first_err + err
     assert "Waiting for another ai-stack process using ollama:mistral:7b" in err
     assert json.loads(out)["metrics"]["loads"] == 1

@@ -2,30 +2,102 @@
 
 ``ai-stack "task"`` runs the default ``run`` command. This package is the only layer that prints
 and the only one that turns :class:`~ai_stack.errors.AiStackError` into a message and an exit code.
+
+Each subcommand's module is imported only when that command runs, so ``ai-stack --help`` and
+``--version`` load none of the runtime (benchmarks/startup.py measures it).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib import import_module
+from typing import Any
 
 import click
-from click_default_group import DefaultGroup
+from click_default_group import DefaultCommandFormatter, DefaultGroup
 
 from ai_stack import __version__
-from ai_stack.cli.batch import batch_command
-from ai_stack.cli.eval import eval_command
-from ai_stack.cli.history import history
-from ai_stack.cli.models import models
-from ai_stack.cli.monitor import monitor
-from ai_stack.cli.run import run_command
-from ai_stack.cli.system import doctor, system
+
+# name: (module, attribute, the short help --help shows without importing the module). A test
+# holds each short help to the command's own.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": (
+        "ai_stack.cli.run",
+        "run_command",
+        "Run TASK with the team: the answer is checked and fixed (the default command).",
+    ),
+    "batch": (
+        "ai_stack.cli.batch",
+        "batch_command",
+        "Run every task of a workflow file (YAML or JSON), loading each model once per phase.",
+    ),
+    "eval": (
+        "ai_stack.cli.eval",
+        "eval_command",
+        "Run every task of SUITE in each mode and check the answers (docs/eval.md).",
+    ),
+    "models": (
+        "ai_stack.cli.models",
+        "models",
+        "Manage models: list, ps, pull, add, rm, show, stop, probe.",
+    ),
+    "history": (
+        "ai_stack.cli.history",
+        "history",
+        "Browse the run history (every run is recorded unless --no-history).",
+    ),
+    "system": (
+        "ai_stack.cli.system",
+        "system",
+        "This machine: CPU, memory, GPU, OS, backends, the budget, and role recommendations.",
+    ),
+    "doctor": (
+        "ai_stack.cli.system",
+        "doctor",
+        "Check everything ai-stack needs and say how to fix what is wrong.",
+    ),
+    "monitor": (
+        "ai_stack.cli.monitor",
+        "monitor",
+        "Watch the thermal level, memory pressure and resident models (no sudo needed).",
+    ),
+    "mcp": (
+        "ai_stack.cli.mcp",
+        "mcp",
+        "Serve the local team to another agent over MCP (stdio): see docs/mcp.md.",
+    ),
+}
 
 
-@click.group(cls=DefaultGroup, default="run", default_if_no_args=False)
+class LazyGroup(DefaultGroup):
+    """A default group whose subcommands are imported when they are run."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        known = cmd_name in self.commands or cmd_name in COMMANDS
+        self.load(cmd_name if known else self.default_cmd_name or "")
+        return super().get_command(ctx, cmd_name)
+
+    def load(self, name: str) -> None:
+        if name in COMMANDS and name not in self.commands:
+            module, attribute, _ = COMMANDS[name]
+            self.add_command(getattr(import_module(module), attribute), name)
+
+    def format_commands(self, ctx: click.Context, formatter: Any) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            DefaultCommandFormatter(self, formatter, mark="*").write_dl(rows)
+
+
+@click.group(cls=LazyGroup, default="run", default_if_no_args=False)
 @click.version_option(__version__, prog_name="ai-stack")
 def cli() -> None:
-    """ai-stack: a Planner drafts a plan, a Critic reviews it until approved, an Executor answers,
-    each on its own local model.
+    """ai-stack: a team of local models answers your task. The Executor answers; the answer is
+    checked against the task — its code run in a sandbox on the task's examples, the
+    requirements the task states — and fixed; with --review team the Planner first says what
+    the task asks for and rethinks the approach when fixes stall. Each role runs on its own
+    local model, one resident at a time.
 
     \b
     ai-stack "Write a shell one-liner that counts lines in all .py files"
@@ -34,29 +106,9 @@ def cli() -> None:
     """
 
 
-cli.add_command(run_command)
-cli.add_command(models)
-cli.add_command(history)
-cli.add_command(batch_command)
-cli.add_command(eval_command)
-cli.add_command(monitor)
-cli.add_command(system)
-cli.add_command(doctor)
-
-
-@cli.command("mcp")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML config file.")
-@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs (on stderr).")
-def mcp(config_file: Path | None, debug: bool) -> None:
-    """Serve the local team to another agent over MCP (stdio): see docs/mcp.md."""
-    from ai_stack.cli.serve_mcp import serve  # the SDK loads only for this command
-
-    serve(config_file, debug)
-
-
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="ai-stack")
 
 
-__all__ = ["cli", "main"]
+__all__ = ["COMMANDS", "cli", "main"]

@@ -194,7 +194,7 @@ def run_command(
     no_history: bool,
     options: RunOptions,
 ) -> None:
-    """Run TASK through Planner → Critic → Executor (the default command).
+    """Run TASK with the team: the answer is checked and fixed (the default command).
 
     TASK may be several words; "-" reads it from stdin. Otherwise what is piped into stdin is
     context for TASK, like a file given with -f.
