@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.status import Status
 
-from ai_stack.memory import gib
 from ai_stack.modes import MODES
 from ai_stack.types import (
     AnswerReady,
@@ -42,6 +41,7 @@ from ai_stack.types import (
     ThermalResumed,
     Token,
 )
+from ai_stack.units import gib
 
 _PHASE_LABELS = {
     "plan": "Planner drafting the plan",

@@ -18,8 +18,8 @@ from typing import Any
 
 import psutil
 
-GIB = 1024**3
-MIB = 1024**2
+from ai_stack.units import GIB, MIB
+
 Run = Callable[[list[str]], "str | None"]
 
 

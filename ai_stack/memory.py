@@ -19,24 +19,24 @@ A model's context is chosen per run by the caller (see ``context.choose_contexts
 model is reused whenever its context covers the call, so its load-time options never change
 while it is resident (an Ollama model would silently reload).
 
-Acquiring a model is a generator of events that *returns* a :class:`Lease`, so the controller
+Acquiring a model is a generator of events that *returns* a :class:`ReadyModel`, so the controller
 relays the events with ``yield from``.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from ai_stack.backends import ModelSpec
-from ai_stack.backends.base import Backend, LoadOptions, ModelInfo, ResidentModel, TokenCounter
-from ai_stack.context import estimate_tokens
-from ai_stack.errors import AiStackError, BackendError, MemoryBudgetError
+from ai_stack.backends.base import Backend, LoadOptions, ModelInfo, ResidentModel
+from ai_stack.errors import BackendError, MemoryBudgetError
+from ai_stack.footprint import Footprint, cpu_layers, estimate_footprint, learnt_kv_cache
 from ai_stack.lease import ResidencyLease
-from ai_stack.machine import GIB, MIB, Machine
+from ai_stack.machine import Machine
+from ai_stack.tokens import TokenRates
 from ai_stack.types import (
     Event,
     ModelLoaded,
@@ -47,113 +47,14 @@ from ai_stack.types import (
     ThermalNote,
     UnloadCause,
 )
+from ai_stack.units import GIB, MIB, gib
 
 K = TypeVar("K")
 POLICIES = ("one-at-a-time", "fit")
 SAFETY_MARGIN = 1 * GIB  # of available RAM, where models share it with everything else
 SYSTEM_SHARE = 5  # on Apple Silicon the system keeps a fifth of RAM for itself ...
 SYSTEM_MINIMUM = int(2.5 * GIB)  # ... and at least this much
-BATCH = 512  # tokens per compute batch: Ollama's and llama.cpp's default num_batch
-SERVER_RESERVE = 512 * MIB  # Ollama's minimum allowance per model on Metal (ollama#4068)
-KV_BYTES = {"f16": 2.0, "q8_0": 1.0, "q4_0": 0.5}
-KV_EVIDENCE = 256 * MIB  # KV cache types closer than this in a load cannot be told apart
-TOKEN_MARGIN = 1.1  # over the highest tokens-per-byte rate a server reported for a model
-MIN_LEARN_BYTES = 256  # shorter prompts tell more about the chat template than the text
 SHARED_POLL_S = 0.1  # how often to look for a model another process is loading
-
-
-def gib(n_bytes: float) -> str:
-    """Bytes as GiB for messages.
-
-    >>> gib(3 * 1024**3 // 2)
-    '1.5 GiB'
-    """
-    return f"{n_bytes / GIB:.1f} GiB"
-
-
-@dataclass(frozen=True, slots=True)
-class Footprint:
-    """Estimated memory of a loaded model."""
-
-    weights: int
-    kv_cache: int
-    overhead: int
-
-    @property
-    def total(self) -> int:
-        return self.weights + self.kv_cache + self.overhead
-
-    def describe(self) -> str:
-        return (
-            f"{gib(self.total)} (weights {gib(self.weights)} + KV cache {gib(self.kv_cache)} "
-            f"+ buffers {gib(self.overhead)})"
-        )
-
-
-def compute_buffer(info: ModelInfo, num_ctx: int) -> int | None:
-    """The compute graph's memory for a batch of ``BATCH`` tokens: Ollama's estimate for
-    llama-style models, 4 bytes x batch x (1 + 4 x embedding + context x (1 + heads)); None
-    when the architecture is unknown.
-
-    It reproduces the server's own figures: mistral 7B at 2,048 tokens logs 164.0 MiB
-    (ollama#6348), a Qwen2.5 14B at 4,096 tokens 348.0 MiB (this gives 368 MiB; docs/memory.md).
-
-    >>> info = ModelInfo("mistral:7b", "ollama", 0, embedding_length=4096, head_count=32)
-    >>> round(compute_buffer(info, 2048) / MIB, 1)
-    164.0
-    """
-    if not info.embedding_length or not info.head_count:
-        return None
-    return 4 * BATCH * (1 + 4 * info.embedding_length + num_ctx * (1 + info.head_count))
-
-
-def estimate_footprint(
-    info: ModelInfo, num_ctx: int, *, kv_cache_type: str = "f16", parallel: int = 1
-) -> Footprint:
-    """Weights + KV cache (Ollama's own formula) + compute buffers + the server's reserve.
-
-    KV per layer = num_ctx * parallel * (key_length + value_length) * kv_heads * bytes; without
-    key/value lengths, embedding_length / head_count is the head size. Ollama adds a fixed
-    reserve per model on the GPU; an in-process llama.cpp does not.
-
-    >>> info = ModelInfo("qwen2.5:14b", "ollama", 8_988_124_069, block_count=48, head_count=40,
-    ...                  head_count_kv=8, embedding_length=5120)
-    >>> estimate_footprint(info, 4096).kv_cache // 1024**2   # 192 KiB per token at f16
-    768
-    >>> gib(estimate_footprint(info, 4096).total)
-    '10.0 GiB'
-    """
-    kv = 0
-    if info.block_count and info.head_count_kv:
-        head = (info.embedding_length or 0) // (info.head_count or 1)
-        key_length = info.key_length or head
-        value_length = info.value_length or head
-        per_layer = num_ctx * parallel * (key_length + value_length) * info.head_count_kv
-        kv = int(per_layer * info.block_count * KV_BYTES.get(kv_cache_type, 2.0))
-    else:  # unknown architecture: assume a KV cache of a tenth of the weights
-        kv = info.size_bytes // 10
-    graph = compute_buffer(info, num_ctx)
-    if graph is None:  # unknown architecture: the margin measured before the formula
-        overhead = 256 * MIB + info.size_bytes * 3 // 100
-    else:
-        overhead = graph + (SERVER_RESERVE if info.backend == "ollama" else 0)
-    return Footprint(info.size_bytes, kv, overhead)
-
-
-def cpu_layers(info: ModelInfo, footprint: Footprint, gpu_bytes: int) -> int:
-    """How many layers would run on the CPU: the GPU takes whole layers (weights and their KV
-    cache) until its share of memory is used.
-
-    >>> info = ModelInfo("m", "ollama", 8 * GIB, block_count=40)
-    >>> cpu_layers(info, Footprint(8 * GIB, 2 * GIB, GIB), 10 * GIB)   # 1 GiB over, 0.25/layer
-    4
-    """
-    over = footprint.total - gpu_bytes
-    if over <= 0:
-        return 0
-    layers = info.block_count or 1
-    per_layer = (footprint.weights + footprint.kv_cache) / layers
-    return min(layers, math.ceil(over / per_layer))
 
 
 def default_budget(machine: Machine) -> int:
@@ -227,8 +128,9 @@ def evictions(policy: str, resident: Sequence[tuple[K, int]], needed: int, budge
 
 
 @dataclass(frozen=True, slots=True)
-class Lease:
-    """A model made ready for a call; ``load_s`` is what this acquisition spent loading."""
+class ReadyModel:
+    """A model made ready for a call; ``load_s`` is what this acquisition spent loading. (The
+    machine-wide claim on a backend's memory is :class:`~ai_stack.lease.ResidencyLease`.)"""
 
     backend: Backend
     spec: ModelSpec
@@ -275,9 +177,10 @@ class MemoryManager:
     _loading: ModelSpec | None = None
     _reserved: dict[str, int] = field(default_factory=dict)  # model -> context for its next load
     _warned: set[ModelSpec] = field(default_factory=set)  # partial offload, said once
-    _token_rates: dict[ModelSpec, float] = field(default_factory=dict)  # tokens per UTF-8 byte
-    # The machine-wide residency lease of a backend (None: this process is alone; tests)
-    lease_for: Callable[[str, Backend], ResidencyLease | None] | None = None
+    tokens: TokenRates = field(default_factory=TokenRates)
+    # The machine-wide residency lease of a backend, given its name, the backend, the policy
+    # and the residency budget (None: this process is alone; tests)
+    lease_for: Callable[[str, Backend, str, int], ResidencyLease | None] | None = None
     _leases: dict[str, ResidencyLease | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -316,8 +219,7 @@ class MemoryManager:
     def describe(self, spec: ModelSpec) -> ModelInfo:
         """The backend's description of ``spec`` (cached; raises ModelNotFoundError)."""
         if spec not in self._infos:
-            assert spec.backend is not None, f"model spec {spec} has no backend; resolve it first"
-            self._infos[spec] = self.backend(spec.backend).describe(spec.name)
+            self._infos[spec] = self.backend(spec.backend_name).describe(spec.name)
         return self._infos[spec]
 
     def footprint(self, spec: ModelSpec, options: LoadOptions) -> Footprint:
@@ -339,32 +241,12 @@ class MemoryManager:
         return footprint
 
     def count_tokens(self, spec: ModelSpec, text: str) -> int:
-        """Tokens ``text`` takes for ``spec``: by its tokenizer where the backend has one at
-        hand; else at the rate the server's own counts showed (:meth:`learn_tokens`), with a
-        margin; before any count, a conservative estimate."""
-        assert spec.backend is not None, f"model spec {spec} has no backend; resolve it first"
-        backend = self.backend(spec.backend)
-        if isinstance(backend, TokenCounter):
-            try:
-                return backend.count_tokens(spec.name, text)
-            except AiStackError:
-                pass  # the estimate will do
-        rate = self._token_rates.get(spec)
-        if rate is not None:
-            return math.ceil(len(text.encode("utf-8")) * rate * TOKEN_MARGIN)
-        return estimate_tokens(text)
+        """Tokens ``text`` takes for ``spec`` (:class:`~ai_stack.tokens.TokenRates`)."""
+        return self.tokens.count(self.backend(spec.backend_name), spec, text)
 
     def learn_tokens(self, spec: ModelSpec, text: str, tokens: int) -> None:
-        """The server counted ``tokens`` for a prompt of ``text``: later counts for ``spec``
-        use the highest rate seen (a prompt the server found in its cache reports fewer tokens,
-        so the highest is the safe one). Backends with a tokenizer at hand need none of this."""
-        size = len(text.encode("utf-8"))
-        assert spec.backend is not None, f"model spec {spec} has no backend; resolve it first"
-        if tokens <= 0 or size < MIN_LEARN_BYTES:
-            return
-        if isinstance(self.backend(spec.backend), TokenCounter):
-            return
-        self._token_rates[spec] = max(tokens / size, self._token_rates.get(spec, 0.0))
+        """The server counted ``tokens`` for a prompt of ``text``."""
+        self.tokens.learn(self.backend(spec.backend_name), spec, text, tokens)
 
     def reserve_context(self, model: str, num_ctx: int) -> None:
         """Load ``model`` with at least ``num_ctx`` next time, so a batch's phase group, whose
@@ -376,44 +258,82 @@ class MemoryManager:
         for spec, load in options.items():
             self.check_fits(spec, load)
 
-    def acquire(self, spec: ModelSpec, options: LoadOptions) -> Generator[Event, None, Lease]:
-        """Make ``spec`` resident with ``options``, evicting others as the policy says."""
-        if spec.backend is None:
-            raise ValueError(f"model spec {spec} has no backend; resolve it first")
-        backend = self.backend(spec.backend)
+    def acquire(
+        self, spec: ModelSpec, options: LoadOptions
+    ) -> Generator[Event, None, ReadyModel]:
+        """Make ``spec`` resident with ``options``, evicting others as the policy says: reuse
+        it where this process has it with room enough, adopt it where another process (or
+        ``ollama run``) has it loaded on the server, else load it."""
+        backend = self.backend(spec.backend_name)
         floor = self._reserved.get(str(spec), 0)
         if floor > options.num_ctx:
             options = replace(options, num_ctx=floor)
-        current = self._resident.get(spec)
-        lease = self.lease(spec.backend)
-        shared = False
-        if lease is not None:
-            size = current.size if current is not None else self.footprint(spec, options).total
-            shared = yield from lease.claim(str(spec), size)
-            gone = current is not None and not in_process(spec)
-            if gone and self._measured(backend, spec) is None:
-                del self._resident[spec]  # another ai-stack process needed the room
-                current = None
-                yield Notice("reload", f"{spec} was unloaded by another ai-stack process")
+        current, shared = yield from self._claim(spec, options, backend)
         if current is not None and covers(current.options, options):
             self._resident[spec] = self._resident.pop(spec)  # most recently used last
-            return Lease(backend, spec, 0.0)
+            return ReadyModel(backend, spec, 0.0)
         self._reserved.pop(str(spec), None)
         footprint = self.check_fits(spec, options)
         if current is None and not in_process(spec):
-            present = self._measured(backend, spec)
-            if present is None and shared and lease is not None:
-                present = self._await_load(backend, spec, lease)
-            if present is not None and (present.num_ctx or 0) >= options.num_ctx:
-                # Already on the server (another ai-stack process, or `ollama run`) with room
-                # enough: use it as it is, at its context, so the server does not reload it.
-                yield from self._make_room(spec, 0)
-                options = replace(options, num_ctx=present.num_ctx or options.num_ctx)
-                backend.load(spec.name, options)
-                self._resident[spec] = _Resident(options, footprint.total, present.size_bytes)
-                self._record(spec, options, footprint, present)
-                yield Notice("shared", f"{spec} was already loaded; using it as it is")
-                return Lease(backend, spec, 0.0)
+            adopted = yield from self._adopt(spec, options, backend, footprint, shared)
+            if adopted is not None:
+                return adopted
+        return (yield from self._load(spec, options, backend, footprint, current))
+
+    def _claim(
+        self, spec: ModelSpec, options: LoadOptions, backend: Backend
+    ) -> Generator[Event, None, tuple[_Resident | None, bool]]:
+        """This process's residency of ``spec`` once the machine-wide lease is claimed for it
+        (None if another process unloaded it meanwhile), and whether another process holds a
+        claim on the same model."""
+        current = self._resident.get(spec)
+        lease = self.lease(spec.backend_name)
+        if lease is None:
+            return current, False
+        size = current.size if current is not None else self.footprint(spec, options).total
+        shared = yield from lease.claim(str(spec), size)
+        gone = current is not None and not in_process(spec)
+        if gone and self._measured(backend, spec) is None:
+            del self._resident[spec]  # another ai-stack process needed the room
+            current = None
+            yield Notice("reload", f"{spec} was unloaded by another ai-stack process")
+        return current, shared
+
+    def _adopt(
+        self,
+        spec: ModelSpec,
+        options: LoadOptions,
+        backend: Backend,
+        footprint: Footprint,
+        shared: bool,
+    ) -> Generator[Event, None, ReadyModel | None]:
+        """``spec`` already on the server (another ai-stack process, whose load is awaited, or
+        ``ollama run``) with room enough: used as it is, at its context, so the server does
+        not reload it. None when it is not there."""
+        present = self._measured(backend, spec)
+        lease = self.lease(spec.backend_name)
+        if present is None and shared and lease is not None:
+            present = self._await_load(backend, spec, lease)
+        if present is None or (present.num_ctx or 0) < options.num_ctx:
+            return None
+        yield from self._make_room(spec, 0)
+        options = replace(options, num_ctx=present.num_ctx or options.num_ctx)
+        backend.load(spec.name, options)
+        self._resident[spec] = _Resident(options, footprint.total, present.size_bytes)
+        self._record(spec, options, footprint, present)
+        yield Notice("shared", f"{spec} was already loaded; using it as it is")
+        return ReadyModel(backend, spec, 0.0)
+
+    def _load(
+        self,
+        spec: ModelSpec,
+        options: LoadOptions,
+        backend: Backend,
+        footprint: Footprint,
+        current: _Resident | None,
+    ) -> Generator[Event, None, ReadyModel]:
+        """Load ``spec``: first unload it where its options changed, then make room as the
+        policy says, refuse under memory pressure, warn of a partial offload."""
         if current is not None:
             reason = (
                 f"a context of {options.num_ctx:,} tokens is needed"
@@ -449,7 +369,7 @@ class MemoryManager:
             learnt = self._learn_kv_cache(spec, options, measured)
             if learnt is not None:
                 yield learnt
-        return Lease(backend, spec, seconds)
+        return ReadyModel(backend, spec, seconds)
 
     def _record(
         self, spec: ModelSpec, options: LoadOptions, footprint: Footprint,
@@ -475,7 +395,9 @@ class MemoryManager:
         if self.lease_for is None:
             return None
         if backend not in self._leases:
-            self._leases[backend] = self.lease_for(backend, self.backend(backend))
+            self._leases[backend] = self.lease_for(
+                backend, self.backend(backend), self.policy, self.residency_budget
+            )
         return self._leases[backend]
 
     def _await_load(
@@ -496,8 +418,7 @@ class MemoryManager:
         """A call on ``spec`` ended: a server's model is left loaded but no longer claimed, so
         another ai-stack process may take the room (an in-process model stays claimed until it
         is unloaded)."""
-        assert spec.backend is not None
-        lease = self.lease(spec.backend)
+        lease = self.lease(spec.backend_name)
         if lease is not None and not in_process(spec):
             lease.release(str(spec))
 
@@ -514,8 +435,7 @@ class MemoryManager:
         try:
             if self._loading is not None:
                 spec, self._loading = self._loading, None
-                assert spec.backend is not None
-                self.backend(spec.backend).unload(spec.name)
+                self.backend(spec.backend_name).unload(spec.name)
             for _ in self.release_all():
                 pass
             for lease in self._leases.values():
@@ -571,8 +491,7 @@ class MemoryManager:
             room = self.residency_budget - self._used() - remaining
             if until_fits is not None and until_fits <= room:
                 return
-            assert spec.backend is not None
-            self.backend(spec.backend).unload(spec.name)
+            self.backend(spec.backend_name).unload(spec.name)
             remaining -= size
             yield ModelUnloaded(str(spec), "loaded outside this run; freeing its memory", "foreign")
 
@@ -621,34 +540,26 @@ class MemoryManager:
     def _learn_kv_cache(
         self, spec: ModelSpec, options: LoadOptions, measured: int
     ) -> Notice | None:
-        """Which KV cache type a server really uses, where its resident size tells: each type's
-        estimate is compared with what the server reports, and a type that matches clearly
-        (within a quarter of the gap to the configured one's estimate) is used from then on."""
+        """Once a server's resident size shows another KV cache type than the configured one,
+        estimates use it from then on (:func:`~ai_stack.footprint.learnt_kv_cache`)."""
         info = self.describe(spec)
-        estimates = {
-            kind: estimate_footprint(info, options.num_ctx, kv_cache_type=kind).total
-            for kind in KV_BYTES
-        }
-        best = min(estimates, key=lambda kind: abs(estimates[kind] - measured))
-        configured = estimates[self.kv_cache_type]
-        gap = abs(estimates[best] - configured)
-        if best == self.kv_cache_type or gap < KV_EVIDENCE:
-            return None
-        if abs(estimates[best] - measured) > gap / 4:
+        best = learnt_kv_cache(info, options.num_ctx, measured, self.kv_cache_type)
+        if best is None:
             return None
         previous, self.kv_cache_type = self.kv_cache_type, best
+        estimate = estimate_footprint(info, options.num_ctx, kv_cache_type=best).total
+        configured = estimate_footprint(info, options.num_ctx, kv_cache_type=previous).total
         return Notice(
             "kv-cache",
             f"{spec} takes {gib(measured)} resident, as with a {best} KV cache "
-            f"({gib(estimates[best])}; {previous} would be {gib(configured)}): the server "
+            f"({gib(estimate)}; {previous} would be {gib(configured)}): the server "
             f"runs with OLLAMA_KV_CACHE_TYPE={best}, so estimates use it from now on (set "
             f'memory.kv_cache_type = "{best}" to start with it)',
         )
 
     def _unload(self, spec: ModelSpec, reason: str, cause: UnloadCause) -> Iterator[Event]:
-        assert spec.backend is not None
-        backend = self.backend(spec.backend)
-        lease = self.lease(spec.backend)
+        backend = self.backend(spec.backend_name)
+        lease = self.lease(spec.backend_name)
         shared = (
             lease is not None
             and not in_process(spec)
@@ -665,10 +576,9 @@ class MemoryManager:
         yield ModelUnloaded(str(spec), reason, cause)
 
     def _alternatives(self, spec: ModelSpec, options: LoadOptions) -> str:
-        assert spec.backend is not None
         fitting: list[tuple[int, str]] = []
         try:
-            installed = self.backend(spec.backend).list_models()
+            installed = self.backend(spec.backend_name).list_models()
         except Exception:  # the refusal matters more than the suggestions
             installed = []
         for listed in installed:

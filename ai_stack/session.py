@@ -37,9 +37,10 @@ from ai_stack.errors import UsageError
 from ai_stack.evals import EvalRun, Suite
 from ai_stack.evals.runner import eval_workflow
 from ai_stack.evidence import EvidenceCollector
+from ai_stack.footprint import estimate_footprint
 from ai_stack.lease import ResidencyLease
-from ai_stack.machine import GIB, Machine
-from ai_stack.memory import MemoryManager, estimate_footprint, load_options_for
+from ai_stack.machine import Machine
+from ai_stack.memory import MemoryManager, load_options_for
 from ai_stack.modes import ROLES_CALLED
 from ai_stack.prompts import PromptLibrary
 from ai_stack.sandbox import Limits, Sandbox
@@ -47,6 +48,7 @@ from ai_stack.system import default_roles, recommend
 from ai_stack.thermal import make_guard
 from ai_stack.thermal.policy import ThermalGuard
 from ai_stack.types import ROLES, Mode, Role
+from ai_stack.units import GIB
 from ai_stack.workflow import Workflow
 
 
@@ -67,29 +69,28 @@ def build_manager(
     """The memory manager the settings describe (backends from the registry), and the thermal
     guard when enabled, wired to check local loads under memory pressure."""
     budget = settings.memory.budget_gb
+    guard = make_guard(settings.thermal) if settings.thermal.enabled else None
+
+    def lease_for(name: str, backend: Backend, policy: str, budget: int) -> ResidencyLease:
+        """One lease per endpoint: an Ollama host's, or this machine's for in-process models."""
+        host = getattr(backend, "host", None)
+        return ResidencyLease(
+            user_dir() / "leases",
+            f"{name} {host}" if host else name,
+            policy=policy,
+            budget=budget,
+            timeout_s=settings.memory.wait_timeout_s,
+        )
+
     manager = MemoryManager(
         lambda name: create_backend(name, settings),
         policy=settings.memory.policy,
         budget_bytes=int(budget * GIB) if budget else None,
         kv_cache_type=settings.memory.kv_cache_type,
         machine=machine,
+        memory_check=guard.memory_check if guard is not None else None,
+        lease_for=lease_for,
     )
-
-    def lease_for(name: str, backend: Backend) -> ResidencyLease:
-        """One lease per endpoint: an Ollama host's, or this machine's for in-process models."""
-        host = getattr(backend, "host", None)
-        return ResidencyLease(
-            user_dir() / "leases",
-            f"{name} {host}" if host else name,
-            policy=manager.policy,
-            budget=manager.residency_budget,
-            timeout_s=settings.memory.wait_timeout_s,
-        )
-
-    manager.lease_for = lease_for
-    guard = make_guard(settings.thermal) if settings.thermal.enabled else None
-    if guard is not None:
-        manager.memory_check = guard.memory_check
     return manager, guard
 
 

@@ -22,10 +22,12 @@ import psutil
 from ai_stack.backends import ModelSpec
 from ai_stack.backends.base import Backend, ModelInfo
 from ai_stack.errors import ModelNotFoundError
-from ai_stack.machine import GIB, MIB, Probe, apple_gpu_share
-from ai_stack.memory import MemoryManager, estimate_footprint
+from ai_stack.footprint import estimate_footprint
+from ai_stack.machine import Probe, apple_gpu_share
+from ai_stack.memory import MemoryManager
 from ai_stack.thermal.sensors import memory_state
 from ai_stack.types import ROLES, Role
+from ai_stack.units import GIB, MIB
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -108,10 +110,9 @@ class CatalogueEntry:
 
     def info(self) -> ModelInfo:
         spec = self.spec
-        assert spec.backend is not None
         return ModelInfo(
             name=spec.name,
-            backend=spec.backend,
+            backend=spec.backend_name,
             size_bytes=int(self.size_gb * GB),  # the library lists decimal gigabytes
             parameters=self.parameters,
             quantization=self.quantization,

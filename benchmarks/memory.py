@@ -16,8 +16,8 @@ from typing import Any
 
 from ai_stack.backends.base import LoadOptions
 from ai_stack.backends.ollama import OllamaBackend
-from ai_stack.machine import GIB
-from ai_stack.memory import MemoryManager, gib
+from ai_stack.memory import MemoryManager
+from ai_stack.units import GIB, gib
 from benchmarks.common import ROOT, Context, fmt, repeat, show
 from tests.ollama_double import OllamaDouble
 

@@ -28,9 +28,9 @@ from ai_stack.backends.embedded import EmbeddedBackend
 from ai_stack.config import raw_settings
 from ai_stack.controller import Pipeline, Tally
 from ai_stack.history import HistoryStore
-from ai_stack.machine import GIB
 from ai_stack.memory import MemoryManager
 from ai_stack.session import Session, resolve_roles
+from ai_stack.units import GIB
 from ai_stack.workflow import load_workflow
 from benchmarks.common import Context, fmt, repeat, show
 from tests.ollama_double import OllamaDouble

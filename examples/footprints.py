@@ -10,8 +10,10 @@ before every load.
 from ai_stack.backends.base import ModelInfo
 from ai_stack.config import Settings
 from ai_stack.context import PROMPT_OVERHEAD, estimate_tokens, role_needs, round_context
-from ai_stack.machine import GIB, MIB, Machine
-from ai_stack.memory import cpu_layers, default_budget, estimate_footprint, gib
+from ai_stack.footprint import cpu_layers, estimate_footprint
+from ai_stack.machine import Machine
+from ai_stack.memory import default_budget
+from ai_stack.units import GIB, MIB, gib
 
 GB = 1000**3
 MODELS = {  # name: bytes on disk, layers, attention heads, KV heads, embedding length

@@ -11,9 +11,10 @@ import pytest
 from ai_stack.backends import ModelSpec
 from ai_stack.backends.base import LoadOptions
 from ai_stack.errors import MemoryBudgetError
-from ai_stack.machine import GIB, MIB, Machine, Probe
+from ai_stack.machine import Machine, Probe
 from ai_stack.memory import MemoryManager, default_budget, evictions, load_options_for
 from ai_stack.types import Event, ModelLoaded, ModelUnloaded, Notice
+from ai_stack.units import GIB, MIB
 from tests.scripted import ScriptedBackend
 
 

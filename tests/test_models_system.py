@@ -10,8 +10,8 @@ import pytest
 
 from ai_stack.backends.base import LoadOptions
 from ai_stack.backends.ollama import OllamaBackend
-from ai_stack.machine import GIB
 from ai_stack.system import catalogue, parse_cpuinfo, parse_nvidia_inventory
+from ai_stack.units import GIB
 from tests.conftest import invoke
 from tests.ollama_double import OllamaDouble
 

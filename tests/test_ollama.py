@@ -30,13 +30,15 @@ from ai_stack.errors import (
     ModelNotFoundError,
     TransientBackendError,
 )
-from ai_stack.machine import GIB, Machine
-from ai_stack.memory import MemoryManager, estimate_footprint
+from ai_stack.footprint import estimate_footprint
+from ai_stack.machine import Machine
+from ai_stack.memory import MemoryManager
 from ai_stack.prompts import PromptLibrary
 from ai_stack.roles import generation_schema
 from ai_stack.session import Session, resolve_roles
 from ai_stack.system import default_roles
 from ai_stack.types import CallRetried, Notice, RunFinished, RunResult, Verdict
+from ai_stack.units import GIB
 from tests.conftest import ROOT, invoke, plan, verdict
 from tests.ollama_double import GIB as DOUBLE_GIB
 from tests.ollama_double import FakeModel, Fault, OllamaDouble, parse_keep_alive

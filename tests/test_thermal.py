@@ -15,7 +15,7 @@ from ai_stack.backends.base import LoadOptions
 from ai_stack.config import Settings, ThermalSettings
 from ai_stack.controller import Pipeline, Tally
 from ai_stack.errors import MemoryBudgetError
-from ai_stack.machine import GIB, Probe
+from ai_stack.machine import Probe
 from ai_stack.memory import MemoryManager
 from ai_stack.prompts import PromptLibrary
 from ai_stack.session import resolve_roles
@@ -38,6 +38,7 @@ from ai_stack.types import (
     ThermalPause,
     ThermalResumed,
 )
+from ai_stack.units import GIB
 from tests.conftest import invoke
 from tests.scripted import ScriptedBackend
 

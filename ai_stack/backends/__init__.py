@@ -54,6 +54,17 @@ class ModelSpec:
             return cls(prefix, rest.strip())
         return cls(None, text)
 
+    @property
+    def backend_name(self) -> str:
+        """The backend of a resolved spec: every spec past the session's wiring has one.
+
+        >>> ModelSpec("ollama", "m").backend_name
+        'ollama'
+        """
+        if self.backend is None:
+            raise ValueError(f"model spec {self} has no backend; resolve it first")
+        return self.backend
+
     def with_backend(self, backend: str) -> ModelSpec:
         return self if self.backend else ModelSpec(backend, self.name)
 

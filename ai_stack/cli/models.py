@@ -28,9 +28,10 @@ from ai_stack.backends.embedded import EmbeddedBackend
 from ai_stack.cli.common import command, config_options, confirm_or_stop
 from ai_stack.context import typical_context
 from ai_stack.errors import UsageError
-from ai_stack.memory import cpu_layers, gib
+from ai_stack.footprint import cpu_layers
 from ai_stack.probe import run_probe
 from ai_stack.session import Session
+from ai_stack.units import gib
 
 BACKEND_CHOICE = click.Choice(["auto", "ollama", "embedded"])
 

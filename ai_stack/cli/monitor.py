@@ -15,9 +15,9 @@ from rich.table import Table
 
 from ai_stack.backends import Backend
 from ai_stack.cli.common import command, config_options
-from ai_stack.memory import gib
 from ai_stack.session import Session
 from ai_stack.thermal import Probe, take_snapshot, thermal_probe
+from ai_stack.units import gib
 
 LEVEL_STYLE = {"nominal": "green", "moderate": "yellow", "heavy": "red", "critical": "bold red"}
 

@@ -23,10 +23,10 @@ from ai_stack.errors import AiStackError, HistoryError
 from ai_stack.history import HistoryStore
 from ai_stack.history.repair import check
 from ai_stack.history.store import history_error
-from ai_stack.memory import gib
 from ai_stack.session import Session
 from ai_stack.system import profile, recommend
 from ai_stack.thermal import take_snapshot, thermal_probe
+from ai_stack.units import gib
 
 
 @click.command("system")

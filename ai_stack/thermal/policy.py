@@ -24,9 +24,10 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 
 from ai_stack.config import ThermalSettings
-from ai_stack.memory import MemoryManager, gib
+from ai_stack.memory import MemoryManager
 from ai_stack.thermal.sensors import Level, Snapshot
 from ai_stack.types import Event, PhaseMetrics, ThermalNote, ThermalPause, ThermalResumed
+from ai_stack.units import gib
 
 HOT: tuple[Level, ...] = ("heavy", "critical")
 
