@@ -217,3 +217,12 @@ def test_an_example_calling_another_name_tests_the_answers_function() -> None:
     answer = python("def add_one(x):\n    return x + 1")
     checks = by_name(collect(task, answer, ask=asked("code", task)))
     assert checks["add_one(1) should return 2"] == (True, "returned 2")
+
+
+def test_data_is_a_form_prose_may_take_and_a_postscript_is_not_the_body() -> None:
+    task = "List three fruits and their colours as JSON."
+    data = '```json\n{"apple": "red", "kiwi": "green", "plum": "purple"}\n```'
+    assert collect(task, data, ask=asked("text", task)).failures == []
+    invite = "Write an invitation in at most 2 sentences, and add a postscript."
+    answer = "Come to my party on Friday. There will be cake.\n\nP.S. Bring a friend."
+    assert collect(invite, answer, ask=asked("text", invite)).failures == []

@@ -61,8 +61,9 @@ class Ask:
 
 def form_checks(ask: Ask, answer: str, blocks: Sequence[CodeBlock]) -> list[Check]:
     """Whether the answer has the form the task asks for: code for code, and prose (not a
-    program) for prose. A result's form is judged once its program has run
-    (:func:`result_form`). With the kind unknown, every form passes."""
+    program; data such as a JSON block is a form prose may take) for prose. A result's form
+    is judged once its program has run (:func:`result_form`). With the kind unknown, every
+    form passes."""
     if ask.kind == "code" and not blocks:
         return [
             Check(
@@ -72,13 +73,14 @@ def form_checks(ask: Ask, answer: str, blocks: Sequence[CodeBlock]) -> list[Chec
                 detail="the answer has no code block",
             )
         ]
-    if ask.kind == "prose" and blocks and count_words(outside_code(answer)) < 8:
+    programs = [block for block in blocks if block.language in ("python", "shell")]
+    if ask.kind == "prose" and programs and count_words(outside_code(answer)) < 8:
         return [
             Check(
                 kind="form",
                 name="the task asks for prose, not code",
                 passed=False,
-                detail=f"the answer is a {blocks[0].language} code block",
+                detail=f"the answer is a {programs[0].language} program",
             )
         ]
     return []

@@ -338,11 +338,23 @@ _COUNTERS: dict[str, Callable[[str, Requirement], int]] = {
 _NOUNS = {"include": "time", "placeholders": "placeholder", "bullets": "bullet point"}
 
 
+def body_of(text: str) -> str:
+    """The text without a closing postscript: what its sentences, words and paragraphs are.
+
+    >>> body_of("Come at six.\\n\\nP.S. Bring cake.")
+    'Come at six.'
+    """
+    match = re.search(r"^\s*[*_]*p\.\s?(?:p\.\s?)?s\.", text, re.I | re.M)
+    return text[: match.start()].rstrip() if match and match.start() > 0 else text
+
+
 def check_requirement(requirement: Requirement, answer: str) -> Check | None:
     """The check of one requirement on an answer, or None for one left for judgement."""
     text = prose_of(answer)
     kind = requirement.check
     relation = requirement.relation
+    if kind in ("words", "sentences", "paragraphs"):
+        text = body_of(text)
     if kind in _COUNTERS:
         count = requirement.count
         if _any_number(requirement):
