@@ -36,7 +36,7 @@ from ai_stack.conversation import (
     turn_text,
 )
 from ai_stack.errors import InputLimitError, InvalidOutputError, UsageError
-from ai_stack.evidence import Ask, EvidenceCollector, result_agrees
+from ai_stack.evidence import Ask, EvidenceCollector, dropped_code, result_agrees
 from ai_stack.memory import MemoryManager, load_options_for
 from ai_stack.modes import MODES, ROLES_CALLED
 from ai_stack.prompts import PromptLibrary
@@ -590,6 +590,7 @@ class Pipeline:
                 return done.answer_critiques[round_ - 1]
             conversation = [*executor, {"role": "assistant", "content": answer.text}]
             evidence = self.evidence.collect(base["task"], answer.text, ask=ask)
+            evidence.checks += dropped_code(ask, first.text, answer.text)
             final = round_ >= max_rounds
             if self.evidence.computable(ask, answer.text) and round_ == 1 and not final:
                 program = yield from self._soft(

@@ -289,6 +289,18 @@ def test_a_fix_failing_as_many_checks_stops_and_the_first_answer_is_kept(
     assert result.chosen_answer == 1 and result.output == BUGGY
 
 
+def test_without_the_planner_a_fix_that_drops_the_code_does_not_win(
+    scripted: ScriptedBackend,
+) -> None:
+    """The answer review alone does not know the task asks for code; that the answer had code
+    and its fix has none is a fact it does know (SmolLM2 answered a fix with its failure)."""
+    scripted.enqueue(BUGGY, "- FAIL: the code counts wrong.")
+    result, _ = run(pipeline(scripted, review="answer", max_rounds=1))
+    (failed,) = result.answers[1].evidence.failures  # type: ignore[union-attr]
+    assert (failed.kind, failed.name) == ("form", "the answer keeps its code")
+    assert result.chosen_answer == 1 and result.output == BUGGY
+
+
 def test_a_fix_without_code_fails_and_the_answer_with_code_is_kept(
     scripted: ScriptedBackend,
 ) -> None:

@@ -56,6 +56,19 @@ class ModelInfo:
     key_length: int | None = None
     value_length: int | None = None
 
+    def row(self) -> dict[str, Any]:
+        """What a listing shows of the model (``models list --json``, the MCP ``list_models``)."""
+        return {
+            "name": self.name,
+            "backend": self.backend,
+            "size_bytes": self.size_bytes,
+            "family": self.family,
+            "parameters": self.parameters,
+            "quantization": self.quantization,
+            "context_length": self.context_length,
+            "path": self.path,
+        }
+
     def apply_gguf_metadata(self, meta: dict[str, Any]) -> None:
         """Fill the architecture facts from GGUF keys (a file's header, or Ollama's
         ``model_info``, which uses the same names). Per-layer head counts count at their

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, get_args
 
 import click
 from rich.console import Console
@@ -34,6 +34,7 @@ from ai_stack.types import (
     CallRetried,
     ModelLoaded,
     ModelUnloaded,
+    Phase,
     PhaseFinished,
     PhaseStarted,
     Reasked,
@@ -44,7 +45,7 @@ from ai_stack.types import (
 )
 from ai_stack.workflow import Workflow, load_workflow
 
-_PHASES = ("plan", "critique", "revise", "execute", "probe", "review", "fix")
+_PHASES = tuple(phase for phase in get_args(Phase) if phase != "summarise")
 
 
 class BatchDisplay:

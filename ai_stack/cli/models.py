@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ai_stack.backends import ModelInfo, ModelSpec, ModelStore
+from ai_stack.backends import ModelSpec, ModelStore
 from ai_stack.backends.base import LoadOptions, PullProgress
 from ai_stack.backends.embedded import EmbeddedBackend
 from ai_stack.cli.common import command, config_options, confirm_or_stop
@@ -55,11 +55,11 @@ def list_models(backend: str, as_json: bool, config_file: Path | None, debug: bo
         if backend in ("auto", "ollama"):
             ollama = session.available("ollama", required=backend == "ollama")
             if ollama is not None:
-                rows += [_model_row(ollama.describe(info.name)) for info in ollama.list_models()]
+                rows += [ollama.describe(info.name).row() for info in ollama.list_models()]
             else:
                 console.print("[dim]Ollama is not reachable; listing embedded models only.[/]")
         if backend in ("auto", "embedded"):
-            rows += [_model_row(info) for info in session.manager.backend("embedded").list_models()]
+            rows += [info.row() for info in session.manager.backend("embedded").list_models()]
         if as_json:
             click.echo(json.dumps(rows))
             return
@@ -75,19 +75,6 @@ def list_models(backend: str, as_json: bool, config_file: Path | None, debug: bo
                 str(row["context_length"] or ""),
             )
         Console().print(table)
-
-
-def _model_row(info: ModelInfo) -> dict[str, Any]:
-    return {
-        "name": info.name,
-        "backend": info.backend,
-        "size_bytes": info.size_bytes,
-        "family": info.family,
-        "parameters": info.parameters,
-        "quantization": info.quantization,
-        "context_length": info.context_length,
-        "path": info.path,
-    }
 
 
 @models.command("ps")
@@ -267,7 +254,7 @@ def show(
         info = manager.describe(spec)
         footprint = manager.footprint(spec, LoadOptions(num_ctx=num_ctx))
         data = {
-            **_model_row(info),
+            **info.row(),
             "model": str(spec),
             "num_ctx": num_ctx,
             "footprint": {

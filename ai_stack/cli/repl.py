@@ -23,12 +23,12 @@ from rich.table import Table
 
 from ai_stack.access import FilePolicy
 from ai_stack.cli.common import NOT_UTF8, print_error, readable
-from ai_stack.cli.run import attach, execute
 from ai_stack.controller import Pipeline
 from ai_stack.conversation import Conversation
 from ai_stack.display import Display
 from ai_stack.errors import AiStackError
 from ai_stack.history import HistoryRecorder
+from ai_stack.runtime import attach, execute
 from ai_stack.types import Attachment
 
 HELP = """\

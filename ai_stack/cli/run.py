@@ -7,7 +7,6 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import click
@@ -24,62 +23,14 @@ from ai_stack.cli.common import (
     reported_errors,
     run_options,
 )
-from ai_stack.config import Settings
-from ai_stack.controller import Pipeline
-from ai_stack.conversation import Conversation, Summary
+from ai_stack.cli.repl import Repl
 from ai_stack.display import Display
-from ai_stack.errors import HistoryError, UsageError
-from ai_stack.history import HistoryRecorder, HistoryStore
+from ai_stack.errors import UsageError
 from ai_stack.modes import MODES
+from ai_stack.runtime import attach, execute, find_conversation, open_recorder
 from ai_stack.sandbox import SandboxReport
 from ai_stack.session import Session
-from ai_stack.types import Attachment, Event, RunFinished, RunResult
-
-
-def execute(
-    pipeline: Pipeline,
-    task: str,
-    display: Display,
-    recorder: HistoryRecorder | None = None,
-    *,
-    conversation: Conversation | None = None,
-    files: Sequence[Attachment] = (),
-) -> RunResult:
-    """Run one task to its result, rendering every event and recording it as it arrives; as
-    the next turn of ``conversation`` (kept up to date) when given."""
-
-    def handle(event: Event) -> None:
-        if conversation is not None:
-            conversation.observe(event)
-        display.handle(event)
-
-    try:
-        return drive(pipeline.run(task, conversation=conversation, files=files), recorder, handle)
-    finally:
-        display.close()
-
-
-def drive(
-    events: Iterable[Event],
-    recorder: HistoryRecorder | None,
-    on_event: Callable[[Event], None] = lambda event: None,
-) -> RunResult:
-    """A run's events to its result: each recorded as it arrives, then handed to ``on_event``;
-    a run that stops early is recorded as failed or interrupted."""
-    result: RunResult | None = None
-    try:
-        for event in events:
-            if recorder is not None:
-                recorder(event)
-            on_event(event)
-            if isinstance(event, RunFinished):
-                result = event.result
-    except BaseException as exc:
-        if recorder is not None:
-            recorder.abandon(exc)
-        raise
-    assert result is not None, "the pipeline ended without a result"
-    return result
+from ai_stack.types import Attachment
 
 
 def say_how_code_runs(console: Console, session: Session) -> None:
@@ -87,31 +38,6 @@ def say_how_code_runs(console: Console, session: Session) -> None:
     if MODES[session.settings.mode].answer_review:
         for note in SandboxReport.of(session.evidence().sandbox).notes:
             console.print(f"[yellow]{escape(note)}[/]")
-
-
-def open_recorder(
-    session: Session, pipeline: Pipeline, source: str, warn: Callable[[HistoryError], None]
-) -> HistoryRecorder | None:
-    """A recorder for this pipeline's runs; None when history is off or cannot be opened (then
-    ``warn`` says so once: the history is a record, never a gate)."""
-    settings = session.settings
-    if not settings.history.enabled:
-        return None
-    try:
-        store = HistoryStore.open(settings.resolved_history_path())
-        store.reap_orphans()
-    except HistoryError as error:
-        warn(error)
-        return None
-    config = session.config_snapshot(settings, pipeline.specs)
-    return HistoryRecorder(store, source=source, config=config, on_fault=warn)
-
-
-def attach(policy: FilePolicy, paths: Sequence[Path]) -> list[Attachment]:
-    """The files named on the command line (or with /file), read through the file-access
-    policy: secret locations refused unless named with --allow-sensitive, binary refused,
-    sizes bounded."""
-    return [Attachment(path=str(path), text=policy.read(path)) for path in paths]
 
 
 def piped_input(policy: FilePolicy) -> Attachment | None:
@@ -133,34 +59,6 @@ def piped_input(policy: FilePolicy) -> Attachment | None:
     if not data.strip():
         return None
     return Attachment(path="stdin", text=policy.admit("stdin", data))
-
-
-def find_conversation(settings: Settings, latest: bool, ref: str | None) -> Conversation:
-    """The conversation to continue from the history: the most recent (``latest``, ``-c``) or
-    the one whose id starts with ``ref``; a new one when neither is asked for."""
-    if not latest and ref is None:
-        return Conversation.new()
-    flag = "--continue" if latest else "--conversation"
-    if not settings.history.enabled:
-        raise UsageError(
-            f"{flag} needs the history, which is off.",
-            hint="Turn it on (history.enabled = true) and run without --no-history.",
-        )
-    with HistoryStore.open(settings.resolved_history_path()) as store:
-        found = store.latest_conversation() if latest else store.resolve_conversation(ref or "")
-        if found is None:
-            raise UsageError(
-                "There is no conversation to continue yet."
-                if latest
-                else f"No conversation with id {ref!r}.",
-                hint="`ai-stack history list` shows runs; a run's conversation is in "
-                "`ai-stack history show ID`.",
-            )
-        conversation = Conversation(found, store.conversation_turns(found))
-        summary = store.conversation_summary(found)
-        if summary is not None:
-            conversation.summary = Summary(*summary)
-        return conversation
 
 
 @click.command("run")
@@ -238,7 +136,6 @@ def run_command(
             recorder = open_recorder(session, pipeline, source, history_warning(console))
             try:
                 if interactive:
-                    from ai_stack.cli.repl import Repl
 
                     repl = Repl(pipeline, console, as_json=as_json, quiet=quiet, recorder=recorder,
                                 conversation=talk, files=attached, policy=policy)  # fmt: skip

@@ -29,11 +29,11 @@ from pydantic import BaseModel, Field
 
 from ai_stack import __version__
 from ai_stack.cli.common import configure_logging, error_console, reported_errors
-from ai_stack.cli.run import attach, drive, open_recorder
 from ai_stack.config import Settings, layer, load_settings, raw_settings, user_dir
 from ai_stack.context import typical_context
 from ai_stack.errors import AiStackError, HistoryError, UsageError
 from ai_stack.history import HistoryStore, RunSummary, StoredRun
+from ai_stack.runtime import attach, drive, open_recorder
 from ai_stack.session import Session
 from ai_stack.system import profile
 from ai_stack.types import (
@@ -218,14 +218,12 @@ class Service:
         return job
 
     def list_models(self) -> ModelList:
-        from ai_stack.cli.models import _model_row
-
         rows: list[dict[str, Any]] = []
         ollama = self.session.available("ollama", required=False)
         if ollama is not None:
-            rows += [_model_row(ollama.describe(info.name)) for info in ollama.list_models()]
+            rows += [ollama.describe(info.name).row() for info in ollama.list_models()]
         embedded = self.session.manager.backend("embedded")
-        rows += [_model_row(info) for info in embedded.list_models()]
+        rows += [info.row() for info in embedded.list_models()]
         return ModelList(models=rows)
 
     def system_profile(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ decided, None for an output shown for judgement.
 
 from ai_stack.evidence.ask import (
     Ask,
+    dropped_code,
     form_checks,
     requirement_checks,
     result_agrees,
@@ -42,6 +43,7 @@ __all__ = [
     "Example",
     "check_requirement",
     "code_blocks",
+    "dropped_code",
     "examples",
     "form_checks",
     "program_blocks",

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ai_stack.evidence.markdown import CodeBlock, outside_code
+from ai_stack.evidence.markdown import CodeBlock, outside_code, program_blocks
 from ai_stack.evidence.requirements import check_requirement, count_words, normal, stated
 from ai_stack.types import DETAIL_CHARS, Check, Contract, Requirement
 
@@ -84,6 +84,29 @@ def form_checks(ask: Ask, answer: str, blocks: Sequence[CodeBlock]) -> list[Chec
             )
         ]
     return []
+
+
+def dropped_code(ask: Ask, first: str, answer: str) -> list[Check]:
+    """A fix that drops the code of an answer that had some fails its form, unless the task
+    asks for prose or a result: otherwise it would win by having nothing left to check.
+
+    >>> [c.name for c in dropped_code(Ask(), "```python\\nx = 1\\n```", "Use a loop.")]
+    ['the answer keeps its code']
+    >>> dropped_code(Ask(kind="prose"), "```python\\nx = 1\\n```", "Use a loop.")
+    []
+    """
+    if ask.kind not in ("code", "unknown") or not program_blocks(first) or program_blocks(answer):
+        return []
+    if ask.kind == "code":
+        return []  # form_checks says it: the task asks for code
+    return [
+        Check(
+            kind="form",
+            name="the answer keeps its code",
+            passed=False,
+            detail="this version has no code block; the answer it fixes had code",
+        )
+    ]
 
 
 def requirement_checks(ask: Ask, answer: str) -> list[Check]:

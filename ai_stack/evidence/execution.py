@@ -6,7 +6,7 @@ import json
 from functools import cache
 from importlib import resources
 
-from ai_stack.evidence import harness
+from ai_stack.evidence.harness import MARK
 from ai_stack.sandbox import Limits, Sandbox, python_executable
 from ai_stack.types import DETAIL_CHARS, Check
 
@@ -30,8 +30,8 @@ def run_python(
     )
     results = []
     for line in outcome.stdout.split("\n"):  # not splitlines(): it splits at the mark's \x1e
-        if line.startswith(harness.MARK):  # not the answer's own prints
-            results.append(json.loads(line[len(harness.MARK) :]))
+        if line.startswith(MARK):  # not the answer's own prints
+            results.append(json.loads(line[len(MARK) :]))
     loaded = next((r for r in results if r.get("kind") == "import"), None)
     if loaded is None or loaded["error"]:
         detail = (
