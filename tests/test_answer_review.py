@@ -129,7 +129,7 @@ def test_a_program_answering_a_question_is_replaced_by_its_result(
     assert result.output == "22.2" and result.chosen_answer == 2
     fix = scripted.chats[2].messages[-1]["content"]
     assert "FAIL: the task asks for a result, not a program: your program printed: 22.2" in fix
-    assert "Reply to the task with the result\nyour program printed" in fix
+    assert "Reply to the task with the result\nthe program printed" in fix
     assert "complete corrected answer" not in fix
 
 
@@ -406,7 +406,7 @@ def test_a_result_given_in_prose_is_checked_against_a_program_computing_it(
     ]  # fmt: skip
     first, fixed = result.answers
     (failed,) = first.evidence.failures  # type: ignore[union-attr]
-    assert (failed.kind, failed.detail) == ("result", "your program printed: 22.2")
+    assert (failed.kind, failed.detail) == ("result", "a program computing it printed: 22.2")
     assert fixed.text == "22.2" and fixed.evidence.failures == []  # type: ignore[union-attr]
     assert result.output == "22.2"
     assert "computes the answer to the task" in scripted.chats[2].messages[-1]["content"]

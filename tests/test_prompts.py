@@ -198,7 +198,7 @@ def test_the_summary_prompt_folds_in_the_summary_so_far() -> None:
 @pytest.mark.parametrize(
     ("kind", "ask", "asks"),
     [
-        ("result", "result", "Reply to the task with the result\nyour program printed"),
+        ("result", "result", "Reply to the task with the result\nthe program printed"),
         ("form", "code", "the complete\ncorrected answer"),
         ("example", "code", "the complete\ncorrected answer"),
         ("requirement", "prose", "meets every requirement that failed"),

@@ -148,7 +148,7 @@ def result_agrees(printed: str, answer: str) -> Check:
     >>> result_agrees("22.2222", "It is about 22.2 degrees.").passed
     True
     >>> result_agrees("Tuesday", "It was a Monday.").detail
-    'your program printed: Tuesday'
+    'a program computing it printed: Tuesday'
     """
     found = _numbers(printed)
     if found and len(found) == 1:
@@ -163,7 +163,7 @@ def result_agrees(printed: str, answer: str) -> Check:
         kind="result",
         name="a program computing the result disagrees with the answer",
         passed=False,
-        detail=f"your program printed: {printed}"[:DETAIL_CHARS],
+        detail=f"a program computing it printed: {printed}"[:DETAIL_CHARS],
     )
 
 
