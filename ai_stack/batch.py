@@ -31,7 +31,7 @@ from ai_stack.backends import ModelSpec
 from ai_stack.backends.base import LoadOptions
 from ai_stack.config import Settings
 from ai_stack.context import choose_contexts, estimate_tokens
-from ai_stack.controller import Pipeline, Progress, Tally, smallest_loads
+from ai_stack.controller import Pipeline, Resume, Tally, smallest_loads
 from ai_stack.errors import AiStackError, HistoryError, UsageError
 from ai_stack.evidence import EvidenceCollector
 from ai_stack.files import write_atomically
@@ -219,7 +219,7 @@ class TaskRun:
     error: str | None = None
     run_id: str | None = None
     result: dict[str, Any] | None = None
-    resume: Progress | None = None
+    resume: Resume | None = None
     resumed_phases: int = 0
     events: Iterator[Event] | None = None
     recorder: HistoryRecorder | None = None
@@ -377,7 +377,7 @@ class BatchRunner:
                 self._write_outputs(run)  # in case the kill came between journal and files
                 continue
             done = self.store.run(entry["id"])
-            run.resume = Progress(
+            run.resume = Resume(
                 run_id=entry["id"],
                 plans=done.plans,
                 critiques=done.critiques,

@@ -248,7 +248,7 @@ class Pipeline:
         *,
         conversation: Conversation | None = None,
         files: Sequence[Attachment] = (),
-        resume: Progress | None = None,
+        resume: Resume | None = None,
     ) -> Iterator[Event]:
         """Events of one task, ending with :class:`RunFinished` carrying the result.
 
@@ -273,7 +273,7 @@ class Pipeline:
             {spec: self._load(spec) for spec in self.contexts}  # before anything loads
         )
         started = time.perf_counter()
-        done = resume or Progress(run_id=uuid.uuid4().hex[:12])
+        done = resume or Resume(run_id=uuid.uuid4().hex[:12])
         tally = Tally(phases=list(done.phases))
         mode = self.settings.mode
         models = {role: str(spec) for role, spec in self.specs.items()}
@@ -396,7 +396,7 @@ class Pipeline:
         def base(role: Role) -> dict[str, Any]:
             return {"task": task, "context": fitted.context}
 
-        done = Progress(run_id=uuid.uuid4().hex[:12])
+        done = Resume(run_id=uuid.uuid4().hex[:12])
         models = {role: str(spec) for role, spec in self.specs.items()}
         yield RunStarted(done.run_id, task, fitted.context, models, "plan")
         return (yield from self._plan(base, done, review=True))
@@ -485,7 +485,7 @@ class Pipeline:
         return summary or "(no summary could be made)"
 
     def _plan(
-        self, base: Callable[[Role], dict[str, Any]], done: Progress, *, review: bool
+        self, base: Callable[[Role], dict[str, Any]], done: Resume, *, review: bool
     ) -> Generator[Event, None, ReviewOutcome[Plan]]:
         """The Planner's plan, reviewed by the Critic and revised when ``review``."""
         if done.plans:
@@ -567,7 +567,7 @@ class Pipeline:
         base: dict[str, Any],
         executor: list[Message],
         first: AnswerVersion,
-        done: Progress,
+        done: Resume,
         ask: Ask,
     ) -> Generator[Event, None, ReviewOutcome[AnswerVersion]]:
         """The answer review: check the answer, let the Critic judge it with the evidence, and
@@ -775,7 +775,7 @@ class Pipeline:
 
 
 @dataclass
-class Progress:
+class Resume:
     """What a run had finished before it stopped: enough to resume it without redoing phases."""
 
     run_id: str

@@ -2,7 +2,7 @@
 
 Memory (total and available, inside a cgroup limit when there is one), the GPU's share of unified
 memory on Apple Silicon, and a safe way to run the platform's tools. Everything reads through a
-:class:`Probe`, so tests inject recorded tool outputs, fake ``/proc`` trees and whole machines
+:class:`Tools`, so tests inject recorded tool outputs, fake ``/proc`` trees and whole machines
 (a 16 GB Mac on a Linux CI host). Facts: ../shared/reference/platform-signals.md.
 """
 
@@ -35,7 +35,7 @@ def run_command(args: list[str]) -> str | None:
 
 
 @dataclass
-class Probe:
+class Tools:
     """Where readings come from: injectable so tests use recorded outputs and fake /proc trees.
 
     ``temp_heavy_c`` and ``temp_critical_c`` are the limits temperature sensors are judged
@@ -72,15 +72,15 @@ def apple_gpu_share(total_bytes: int, wired_limit_mb: int | None) -> int:
     return total_bytes * 2 // 3
 
 
-def cgroup_limit(probe: Probe) -> dict[str, int] | None:
+def cgroup_limit(tools: Tools) -> dict[str, int] | None:
     """cgroup v2 ``memory.max`` / ``memory.current`` of this process, when a limit is set."""
-    text = probe.read_text("/proc/self/cgroup") or ""
+    text = tools.read_text("/proc/self/cgroup") or ""
     path = next((line[3:] for line in text.splitlines() if line.startswith("0::")), None)
     if path is None:
         return None
     folder = f"/sys/fs/cgroup{path.rstrip('/')}"
-    maximum = probe.read_text(f"{folder}/memory.max")
-    current = probe.read_text(f"{folder}/memory.current")
+    maximum = tools.read_text(f"{folder}/memory.max")
+    current = tools.read_text(f"{folder}/memory.current")
     if not maximum or not current or maximum.strip() == "max":
         return None
     try:
@@ -116,21 +116,21 @@ class Machine:
         return cls("Darwin", "arm64", total, available, apple_gpu_share(total, wired_limit_mb))
 
     @classmethod
-    def detect(cls, probe: Probe | None = None) -> Machine:
+    def detect(cls, tools: Tools | None = None) -> Machine:
         """This machine, as the process sees it (a cgroup limit counts as the machine's size)."""
-        probe = probe or Probe()
+        tools = tools or Tools()
         memory = psutil.virtual_memory()
         total, available = int(memory.total), int(memory.available)
-        limit = cgroup_limit(probe)
+        limit = cgroup_limit(tools)
         if limit is not None:
             total = min(total, limit["max_bytes"])
             available = min(available, max(limit["max_bytes"] - limit["current_bytes"], 0))
         arch = platform.machine()
         share = None
-        if probe.system == "Darwin" and arch == "arm64":
-            wired = probe.sysctl("iogpu.wired_limit_mb")
+        if tools.system == "Darwin" and arch == "arm64":
+            wired = tools.sysctl("iogpu.wired_limit_mb")
             share = apple_gpu_share(total, int(wired) if wired and wired.isdigit() else None)
-        return cls(probe.system, arch, total, available, share)
+        return cls(tools.system, arch, total, available, share)
 
 
-__all__ = ["GIB", "MIB", "Machine", "Probe", "apple_gpu_share", "cgroup_limit", "run_command"]
+__all__ = ["GIB", "MIB", "Machine", "Tools", "apple_gpu_share", "cgroup_limit", "run_command"]

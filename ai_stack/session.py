@@ -43,8 +43,8 @@ from ai_stack.machine import Machine
 from ai_stack.memory import MemoryManager, load_options_for
 from ai_stack.modes import ROLES_CALLED
 from ai_stack.prompts import PromptLibrary
+from ai_stack.recommend import default_roles, recommend
 from ai_stack.sandbox import Limits, Sandbox
-from ai_stack.system import default_roles, recommend
 from ai_stack.thermal import make_guard
 from ai_stack.thermal.policy import ThermalGuard
 from ai_stack.types import ROLES, Mode, Role

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ai_stack.gguf import GGUFError, read_metadata
+from ai_stack.backends.gguf import GGUFError, read_metadata
 
 
 def gguf_bytes(pairs: list[tuple[str, int, bytes]], version: int = 3) -> bytes:

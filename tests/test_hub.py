@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ai_stack.hub import HubFile, HubRef, choose
+from ai_stack.backends.hub import HubFile, HubRef, choose
 from tests.conftest import invoke
 from tests.hub_double import HubDouble
 

@@ -11,7 +11,7 @@ import pytest
 from ai_stack.backends import ModelSpec
 from ai_stack.backends.base import LoadOptions
 from ai_stack.errors import MemoryBudgetError
-from ai_stack.machine import Machine, Probe
+from ai_stack.machine import Machine, Tools
 from ai_stack.memory import MemoryManager, default_budget, evictions, load_options_for
 from ai_stack.types import Event, ModelLoaded, ModelUnloaded, Notice
 from ai_stack.units import GIB, MIB
@@ -116,7 +116,7 @@ def test_the_default_budget_honours_a_cgroup_limit(tmp_path: Path) -> None:
     (cgroup / "memory.current").write_text(str(1 * GIB))
     (tmp_path / "proc/self").mkdir(parents=True)
     (tmp_path / "proc/self/cgroup").write_text("0::/ci.slice\n")
-    machine = Machine.detect(Probe(run=lambda args: None, root=tmp_path, system="Linux"))
+    machine = Machine.detect(Tools(run=lambda args: None, root=tmp_path, system="Linux"))
     assert machine.total_bytes <= 6 * GIB and machine.available_bytes <= 5 * GIB
     assert default_budget(machine) <= 4 * GIB  # the limit less the safety margin
 

@@ -10,7 +10,8 @@ import pytest
 
 from ai_stack.backends.base import LoadOptions
 from ai_stack.backends.ollama import OllamaBackend
-from ai_stack.system import catalogue, parse_cpuinfo, parse_nvidia_inventory
+from ai_stack.profile import parse_cpuinfo, parse_nvidia_inventory
+from ai_stack.recommend import catalogue
 from ai_stack.units import GIB
 from tests.conftest import invoke
 from tests.ollama_double import OllamaDouble

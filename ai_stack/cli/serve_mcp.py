@@ -33,9 +33,9 @@ from ai_stack.config import Settings, layer, load_settings, raw_settings, user_d
 from ai_stack.context import typical_context
 from ai_stack.errors import AiStackError, HistoryError, UsageError
 from ai_stack.history import HistoryStore, RunSummary, StoredRun
+from ai_stack.profile import profile
 from ai_stack.runtime import attach, drive, open_recorder
 from ai_stack.session import Session
-from ai_stack.system import profile
 from ai_stack.types import (
     Critique,
     Event,
@@ -48,7 +48,7 @@ from ai_stack.types import (
 from ai_stack.workflow import load_workflow
 
 T = TypeVar("T")
-Progress = Callable[[str], None]
+ReportProgress = Callable[[str], None]
 Rounds = Annotated[int | None, Field(ge=0, le=20)]
 
 INSTRUCTIONS = """\
@@ -147,7 +147,7 @@ class Service:
         task: str,
         context: str | None,
         files: list[str],
-        progress: Progress,
+        progress: ReportProgress,
         cancelled: threading.Event,
     ) -> RunResult:
         policy = settings.file_policy(self.root)
@@ -166,7 +166,7 @@ class Service:
 
     @serialised
     def plan(
-        self, settings: Settings, task: str, context: str | None, progress: Progress,
+        self, settings: Settings, task: str, context: str | None, progress: ReportProgress,
         cancelled: threading.Event,
     ) -> PlanOutcome:  # fmt: skip
         pipeline = self.session.pipeline(settings)
@@ -191,9 +191,13 @@ class Service:
 
     @serialised
     def batch(
-        self, job: BatchJob, workflow_file: Path, overrides: dict[str, Any], progress: Progress,
+        self,
+        job: BatchJob,
+        workflow_file: Path,
+        overrides: dict[str, Any],
+        progress: ReportProgress,
         cancelled: threading.Event,
-    ) -> BatchJob:  # fmt: skip
+    ) -> BatchJob:
         from ai_stack.cli.batch import open_journal
 
         base, _ = raw_settings(None)
@@ -243,7 +247,7 @@ class Service:
 
 
 def _watched(
-    events: Generator[Event, None, T], progress: Progress, cancelled: threading.Event
+    events: Generator[Event, None, T], progress: ReportProgress, cancelled: threading.Event
 ) -> Generator[Event, None, T]:
     """Pass events on, reporting each model call, and stop at the next one once cancelled;
     returns what ``events`` returned."""
@@ -267,7 +271,7 @@ def _ignore(event: Event) -> None:
 
 def yield_from(
     events: Generator[Event, None, T],
-    progress: Progress,
+    progress: ReportProgress,
     cancelled: threading.Event,
     on_event: Callable[[Event], None] = _ignore,
 ) -> T:
@@ -285,7 +289,7 @@ def build_server(service: Service) -> MCPServer:
     """The MCP server and its tools, over ``service``."""
     server = MCPServer("ai-stack", instructions=INSTRUCTIONS, version=__version__)
 
-    async def in_worker(ctx: Context, work: Callable[[Progress, threading.Event], T]) -> T:
+    async def in_worker(ctx: Context, work: Callable[[ReportProgress, threading.Event], T]) -> T:
         """Run ``work`` in a thread; its progress becomes MCP progress notifications, and a
         cancelled call tells it to stop (it unloads and returns on its own)."""
         cancelled = threading.Event()
@@ -384,7 +388,7 @@ def build_server(service: Service) -> MCPServer:
         service.jobs[job_id] = job
         overrides = {"review": review, "direct": True if direct else None}
 
-        def work(progress: Progress, cancelled: threading.Event) -> BatchJob:
+        def work(progress: ReportProgress, cancelled: threading.Event) -> BatchJob:
             try:
                 return service.batch(job, path, overrides, progress, cancelled)
             except AiStackError as error:

@@ -23,9 +23,10 @@ from ai_stack.errors import AiStackError, HistoryError
 from ai_stack.history import HistoryStore
 from ai_stack.history.repair import check
 from ai_stack.history.store import history_error
+from ai_stack.profile import profile
+from ai_stack.recommend import recommend
 from ai_stack.session import Session
-from ai_stack.system import profile, recommend
-from ai_stack.thermal import take_snapshot, thermal_probe
+from ai_stack.thermal import take_snapshot, thermal_tools
 from ai_stack.units import gib
 
 
@@ -218,7 +219,7 @@ def run_checks(settings: Settings) -> list[dict[str, Any]]:
         except AiStackError as exc:
             add("models", "fail", exc.message, exc.hint)
     add(*history_check(settings))
-    snapshot = take_snapshot(thermal_probe(settings.thermal))
+    snapshot = take_snapshot(thermal_tools(settings.thermal))
     if snapshot.thermal.level == "unknown":
         add(
             "thermal sensors",

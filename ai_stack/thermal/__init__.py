@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from ai_stack.config import ThermalSettings
-from ai_stack.machine import Probe
+from ai_stack.machine import Tools
 from ai_stack.thermal.policy import ThermalGuard
 from ai_stack.thermal.sensors import Snapshot, take_snapshot
 
 
-def thermal_probe(settings: ThermalSettings) -> Probe:
-    """The probe every reader of this machine's sensors uses, with the configured limits."""
-    return Probe(temp_heavy_c=settings.temp_heavy_c, temp_critical_c=settings.temp_critical_c)
+def thermal_tools(settings: ThermalSettings) -> Tools:
+    """The tools every reader of this machine's sensors uses, with the configured limits."""
+    return Tools(temp_heavy_c=settings.temp_heavy_c, temp_critical_c=settings.temp_critical_c)
 
 
 def make_guard(settings: ThermalSettings) -> ThermalGuard:
     """The policy reading this machine's real sensors."""
-    probe = thermal_probe(settings)
-    return ThermalGuard(settings, sense=lambda: take_snapshot(probe))
+    tools = thermal_tools(settings)
+    return ThermalGuard(settings, sense=lambda: take_snapshot(tools))
 
 
-__all__ = ["Probe", "Snapshot", "ThermalGuard", "make_guard", "take_snapshot", "thermal_probe"]
+__all__ = ["Snapshot", "ThermalGuard", "Tools", "make_guard", "take_snapshot", "thermal_tools"]

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import psutil
 
-from ai_stack.machine import Probe, cgroup_limit
+from ai_stack.machine import Tools, cgroup_limit
 
 Level = Literal["nominal", "moderate", "heavy", "critical", "unknown"]
 Pressure = Literal["normal", "warn", "critical", "unknown"]
@@ -191,11 +191,11 @@ NVIDIA_QUERY = [
 ]
 
 
-def thermal_readings(probe: Probe) -> list[Reading]:
+def thermal_readings(tools: Tools) -> list[Reading]:
     """Every thermal source that has something to say here."""
     readings: list[Reading] = []
-    if probe.system == "Darwin":
-        text = probe.run(["notifyutil", "-g", "com.apple.system.thermalpressurelevel"])
+    if tools.system == "Darwin":
+        text = tools.run(["notifyutil", "-g", "com.apple.system.thermalpressurelevel"])
         pressure_level = parse_notifyutil(text) if text else None
         if text and pressure_level:
             values = {"raw": text.strip()}
@@ -204,16 +204,16 @@ def thermal_readings(probe: Probe) -> list[Reading]:
         if state is not None:
             state_level = LEVELS[min(state, 3)]
             readings.append(Reading("nsprocessinfo", state_level, {"thermal_state": state}))
-        text = probe.run(["pmset", "-g", "therm"])
+        text = tools.run(["pmset", "-g", "therm"])
         limit = parse_pmset_therm(text) if text else None
         if limit is not None:
             readings.append(Reading("pmset", speed_limit_level(limit), {"cpu_speed_limit": limit}))
-    readings += _hwmon(probe)
-    readings += _cpufreq(probe)
-    text = probe.run(NVIDIA_QUERY)
+    readings += _hwmon(tools)
+    readings += _cpufreq(tools)
+    text = tools.run(NVIDIA_QUERY)
     for gpu in parse_nvidia_smi(text) if text else []:
         gpu_level: Level = "heavy" if gpu["thermal_slowdown"] else temperature_level(
-            gpu["temperature_c"], None, None, probe.temp_heavy_c, probe.temp_critical_c
+            gpu["temperature_c"], None, None, tools.temp_heavy_c, tools.temp_critical_c
         )  # fmt: skip
         readings.append(Reading(f"nvidia-gpu{gpu['index']}", gpu_level, gpu))
     return readings
@@ -230,8 +230,8 @@ def _ns_thermal_state() -> int | None:
         return None
 
 
-def _hwmon(probe: Probe) -> list[Reading]:
-    read = probe.temperatures or getattr(psutil, "sensors_temperatures", None)  # absent on macOS
+def _hwmon(tools: Tools) -> list[Reading]:
+    read = tools.temperatures or getattr(psutil, "sensors_temperatures", None)  # absent on macOS
     if read is None:
         return []
     try:
@@ -244,17 +244,17 @@ def _hwmon(probe: Probe) -> list[Reading]:
             continue
         for entry in entries:
             level = temperature_level(entry.current, entry.high, entry.critical,
-                                      probe.temp_heavy_c, probe.temp_critical_c)  # fmt: skip
+                                      tools.temp_heavy_c, tools.temp_critical_c)  # fmt: skip
             values = {"current_c": entry.current, "high_c": entry.high,
                       "critical_c": entry.critical}  # fmt: skip
             readings.append(Reading(f"hwmon:{chip}:{entry.label or 'temp'}", level, values))
     return readings
 
 
-def _cpufreq(probe: Probe) -> list[Reading]:
+def _cpufreq(tools: Tools) -> list[Reading]:
     """Clock against maximum, reported but not judged: idle cores clock down too, so a low
     ratio alone is not throttling (decode speed is watched for that)."""
-    base = probe.root / "sys/devices/system/cpu/cpufreq"
+    base = tools.root / "sys/devices/system/cpu/cpufreq"
     ratios = []
     for policy in sorted(base.glob("policy*")) if base.is_dir() else []:
         try:
@@ -281,27 +281,27 @@ class MemoryState:
     readings: dict[str, Any] = field(default_factory=dict)
 
 
-def memory_state(probe: Probe) -> MemoryState:
+def memory_state(tools: Tools) -> MemoryState:
     memory = psutil.virtual_memory()
     total, available = int(memory.total), int(memory.available)
     readings: dict[str, Any] = {"psutil_available_bytes": available}
     pressures: list[Pressure] = []
-    text = probe.read_text("/proc/pressure/memory")
+    text = tools.read_text("/proc/pressure/memory")
     if text:
         psi = parse_psi(text)
         readings["psi"] = psi
         pressures.append(psi_pressure(psi))
-    limit = cgroup_limit(probe)
+    limit = cgroup_limit(tools)
     if limit is not None:
         readings["cgroup"] = limit
         available = min(available, max(limit["max_bytes"] - limit["current_bytes"], 0))
         total = min(total, limit["max_bytes"])
-    if probe.system == "Darwin":
-        text = probe.run(["sysctl", "-n", "kern.memorystatus_vm_pressure_level"])
+    if tools.system == "Darwin":
+        text = tools.run(["sysctl", "-n", "kern.memorystatus_vm_pressure_level"])
         if text:
             pressures.append(parse_sysctl_pressure(text))
             readings["vm_pressure_level"] = text.strip()
-        text = probe.run(["sysctl", "-n", "vm.swapusage"])
+        text = tools.run(["sysctl", "-n", "vm.swapusage"])
         if text:
             readings["swap"] = parse_swapusage(text)
     share = available / total if total else 1.0
@@ -346,10 +346,10 @@ class Snapshot:
         }
 
 
-def take_snapshot(probe: Probe | None = None) -> Snapshot:
-    probe = probe or Probe()
-    readings = thermal_readings(probe)
+def take_snapshot(tools: Tools | None = None) -> Snapshot:
+    tools = tools or Tools()
+    readings = thermal_readings(tools)
     level = worst([r.level for r in readings])
     sources = [r.source for r in readings if r.level == level and level != "unknown"]
     source = ", ".join(sources) if sources else ("none" if not readings else "no level")
-    return Snapshot(ThermalState(level, source, readings), memory_state(probe))
+    return Snapshot(ThermalState(level, source, readings), memory_state(tools))

@@ -1,5 +1,5 @@
-"""The machine's profile (CPU, memory, GPU, OS, backends, budget), role recommendations, and the
-models a role gets when none is configured.
+"""What to run on this machine: role recommendations, and the models a role gets when none is
+configured.
 
 Recommendations come from a small catalogue (``catalogue.toml``) and from what is installed:
 every recommended model's estimated footprint fits the budget on its own (the one-at-a-time
@@ -8,26 +8,19 @@ policy), installed models are preferred, and an installed model is judged by its
 
 from __future__ import annotations
 
-import contextlib
-import platform
-import re
 import sys
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import psutil
-
 from ai_stack.backends import ModelSpec
-from ai_stack.backends.base import Backend, ModelInfo
+from ai_stack.backends.base import ModelInfo
 from ai_stack.errors import ModelNotFoundError
 from ai_stack.footprint import estimate_footprint
-from ai_stack.machine import Probe, apple_gpu_share
 from ai_stack.memory import MemoryManager
-from ai_stack.thermal.sensors import memory_state
 from ai_stack.types import ROLES, Role
-from ai_stack.units import GIB, MIB
+from ai_stack.units import GIB
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -130,122 +123,6 @@ def catalogue() -> list[CatalogueEntry]:
 
 
 # -- parsers for platform tools (tested on recorded outputs) ------------------------------
-
-
-def parse_cpuinfo(text: str) -> str | None:
-    """The CPU model from ``/proc/cpuinfo``.
-
-    >>> parse_cpuinfo("processor\\t: 0\\nmodel name\\t: Intel(R) Xeon(R) CPU @ 2.20GHz\\n")
-    'Intel(R) Xeon(R) CPU @ 2.20GHz'
-    """
-    match = None
-    for key in ("model name", "Model", "Hardware"):  # x86, then ARM boards
-        match = match or re.search(rf"^{key}\s*:\s*(.+)$", text, re.M)
-    return match.group(1).strip() if match else None
-
-
-def parse_nvidia_inventory(text: str) -> list[dict[str, Any]]:
-    """``nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits``.
-
-    >>> parse_nvidia_inventory("NVIDIA GeForce RTX 4090, 24564\\n")
-    [{'name': 'NVIDIA GeForce RTX 4090', 'memory_bytes': 25757220864}]
-    """
-    gpus = []
-    for line in text.strip().splitlines():
-        name, _, memory = line.rpartition(",")
-        try:
-            gpus.append({"name": name.strip(), "memory_bytes": int(float(memory) * MIB)})
-        except ValueError:
-            continue
-    return gpus
-
-
-# -- the profile --------------------------------------------------------------------------
-
-
-def cpu_profile(probe: Probe) -> dict[str, Any]:
-    model = None
-    if probe.system == "Darwin":
-        model = probe.sysctl("machdep.cpu.brand_string")
-    else:
-        model = parse_cpuinfo(probe.read_text("/proc/cpuinfo") or "")
-    return {
-        "model": model or platform.processor() or "unknown",
-        "physical_cores": psutil.cpu_count(logical=False),
-        "logical_cores": psutil.cpu_count(logical=True),
-        "architecture": platform.machine(),
-    }
-
-
-def gpu_profile(probe: Probe, total_memory: int) -> dict[str, Any]:
-    if probe.system == "Darwin" and platform.machine() == "arm64":
-        chip = probe.sysctl("machdep.cpu.brand_string") or "Apple Silicon"
-        wired = probe.sysctl("iogpu.wired_limit_mb") or ""
-        limit = apple_gpu_share(total_memory, int(wired) if wired.isdigit() else None)
-        return {
-            "kind": "apple",
-            "name": chip,
-            "unified_memory_bytes": total_memory,
-            "gpu_share_bytes": limit,
-        }
-    text = probe.run(
-        ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"]
-    )
-    gpus = parse_nvidia_inventory(text) if text else []
-    if gpus:
-        return {"kind": "nvidia", "devices": gpus}
-    return {"kind": "none"}
-
-
-def profile(
-    manager: MemoryManager,
-    *,
-    ollama: Backend,
-    embedded: Backend,
-    num_ctx: int = 4096,
-    probe: Probe | None = None,
-) -> dict[str, Any]:
-    """Everything ``ai-stack system --json`` prints."""
-    probe = probe or Probe()
-    memory = memory_state(probe)
-    ollama_health, embedded_health = ollama.health(), embedded.health()
-    installed: list[ModelInfo] = []
-    for backend, health in ((ollama, ollama_health), (embedded, embedded_health)):
-        if health.available:
-            with contextlib.suppress(Exception):  # answers health but not list: skip its models
-                installed += backend.list_models()
-    return {
-        "cpu": cpu_profile(probe),
-        "memory": {
-            "total_bytes": memory.total_bytes,
-            "available_bytes": memory.available_bytes,
-            "pressure": memory.pressure,
-        },
-        "gpu": gpu_profile(probe, memory.total_bytes),
-        "os": {
-            "system": platform.system(),
-            "release": platform.release(),
-            "platform": platform.platform(),
-        },
-        "backends": {
-            "ollama": {
-                "available": ollama_health.available,
-                "version": ollama_health.version,
-                "host": getattr(ollama, "host", None),
-                "detail": ollama_health.detail,
-            },
-            "embedded": {"available": embedded_health.available, "detail": embedded_health.detail},
-        },
-        "budget_bytes": manager.budget,
-        "gpu_limit_bytes": manager.gpu_limit_bytes,
-        "policy": manager.policy,
-        "recommendations": recommend(
-            manager,
-            installed,
-            num_ctx=num_ctx,
-            backends=("ollama",) if ollama_health.available else ("embedded",),
-        ),
-    }
 
 
 def _tier(candidate: Candidate) -> int:

@@ -171,7 +171,7 @@ class Hub:
         from huggingface_hub import hf_hub_download
         from tqdm.auto import tqdm
 
-        class Progress(tqdm):
+        class DownloadBar(tqdm):
             """The Hub client's progress bar, turned into calls of ``report``."""
 
             def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -195,7 +195,7 @@ class Hub:
                     cache_dir=self.cache_dir,
                     endpoint=self.endpoint,
                     token=self.token,
-                    tqdm_class=Progress,
+                    tqdm_class=DownloadBar,
                 )
             )
         if file.sha256 is not None:
