@@ -26,18 +26,53 @@ KIB = 1024
 
 # Secret locations under the home directory (a directory covers everything in it).
 SENSITIVE_IN_HOME = (
-    ".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".kube", ".docker/config.json",
-    ".netrc", ".pgpass", ".git-credentials", ".pypirc", ".npmrc", ".password-store",
-    ".config/gh", "Library/Keychains",
-    ".mozilla", ".config/google-chrome", ".config/chromium", ".config/BraveSoftware",
-    ".config/microsoft-edge", "snap/firefox", "Library/Application Support/Google/Chrome",
-    "Library/Application Support/Firefox", "Library/Safari",
-)  # fmt: skip
+    ".ssh",
+    ".gnupg",
+    ".aws",
+    ".azure",
+    ".config/gcloud",
+    ".kube",
+    ".docker/config.json",
+    ".netrc",
+    ".pgpass",
+    ".git-credentials",
+    ".pypirc",
+    ".npmrc",
+    ".password-store",
+    ".config/gh",
+    "Library/Keychains",
+    ".mozilla",
+    ".config/google-chrome",
+    ".config/chromium",
+    ".config/BraveSoftware",
+    ".config/microsoft-edge",
+    "snap/firefox",
+    "Library/Application Support/Google/Chrome",
+    "Library/Application Support/Firefox",
+    "Library/Safari",
+)
 # Secret files wherever they are, by name.
-SENSITIVE_NAMES = (".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_dsa*",
-                   "id_ecdsa*", "id_ed25519*", "*.keychain", "*.keychain-db")  # fmt: skip
-SENSITIVE_ABSOLUTE = ("/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/ssh",
-                      "/private/etc/master.passwd")  # fmt: skip
+SENSITIVE_NAMES = (
+    ".env",
+    ".env.*",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    "*.keychain",
+    "*.keychain-db",
+)
+SENSITIVE_ABSOLUTE = (
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/sudoers",
+    "/etc/ssh",
+    "/private/etc/master.passwd",
+)
 
 
 def sensitive_reason(path: Path, home: Path) -> str | None:

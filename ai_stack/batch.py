@@ -142,9 +142,8 @@ def predict(
     groups: list[tuple[str, str, list[str]]] = []
     while len(done) < len(steps):
         ready = [
-            t for t in workflow.tasks
-            if t.id not in done and all(d in done for d in t.depends_on)
-        ]  # fmt: skip
+            t for t in workflow.tasks if t.id not in done and all(d in done for d in t.depends_on)
+        ]
         parked = [
             Waiting(t.id, order[t.id], phase_rank(*steps[t.id][0][:2]), steps[t.id][0][2])
             for t in ready
@@ -327,8 +326,13 @@ class BatchRunner:
             tokens = estimate_tokens(f"{task.task}\n\n{task.context or ''}")
             probes = task.settings.evidence.probes
             checks = self.evidence.most_checks(task.task, probes) if self.evidence else 3 + probes
-            chosen = choose_contexts(task.settings, specs, self.load_options,
-                                     dict.fromkeys(specs.values(), tokens), checks)  # fmt: skip
+            chosen = choose_contexts(
+                task.settings,
+                specs,
+                self.load_options,
+                dict.fromkeys(specs.values(), tokens),
+                checks,
+            )
             for spec, choice in chosen.items():
                 contexts[spec] = max(contexts.get(spec, 0), choice.num_ctx)
         sizes = {
@@ -337,8 +341,13 @@ class BatchRunner:
             ).total
             for spec, options in self.load_options.items()
         }
-        return predict(self.workflow, self.specs, policy=self.manager.policy,
-                       budget=self.manager.residency_budget, sizes=sizes)  # fmt: skip
+        return predict(
+            self.workflow,
+            self.specs,
+            policy=self.manager.policy,
+            budget=self.manager.residency_budget,
+            sizes=sizes,
+        )
 
     def begin(self, *, resume: bool) -> None:
         """Open (or reopen, with ``resume``) this batch in the journal."""
@@ -360,8 +369,9 @@ class BatchRunner:
             self._load_journal()
         else:
             self.batch_id = uuid.uuid4().hex[:12]
-            self.store.start_batch(self.batch_id, workflow, self.workflow.digest, out_dir,
-                                   self.workflow.name)  # fmt: skip
+            self.store.start_batch(
+                self.batch_id, workflow, self.workflow.digest, out_dir, self.workflow.name
+            )
 
     def _load_journal(self) -> None:
         self.store.reap_orphans()
@@ -404,9 +414,11 @@ class BatchRunner:
             stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             self._close(started, prediction, stopped, exc)
             raise
-        status = "interrupted" if interrupted else (
-            "ok" if all(r.status == "ok" for r in self.runs) else "failed"
-        )  # fmt: skip
+        status = (
+            "interrupted"
+            if interrupted
+            else ("ok" if all(r.status == "ok" for r in self.runs) else "failed")
+        )
         return self._close(started, prediction, status)
 
     def _schedule(self) -> bool:
@@ -418,10 +430,15 @@ class BatchRunner:
                 return False
             resident = {str(spec) for spec in self.manager.resident}
             waiting = [
-                Waiting(r.planned.id, r.order, phase_rank(r.waiting.phase, r.waiting.round),
-                        r.waiting.model)
-                for r in parked if r.waiting is not None
-            ]  # fmt: skip
+                Waiting(
+                    r.planned.id,
+                    r.order,
+                    phase_rank(r.waiting.phase, r.waiting.round),
+                    r.waiting.model,
+                )
+                for r in parked
+                if r.waiting is not None
+            ]
             model = choose_model(waiting, resident)
             # the group loads the model once, with the largest context its tasks need
             group = [r.waiting.num_ctx for r in parked if r.waiting and r.waiting.model == model]
@@ -433,9 +450,12 @@ class BatchRunner:
                     self._advance(run)
 
     def _close(
-        self, started: float, prediction: Prediction, status: str,
+        self,
+        started: float,
+        prediction: Prediction,
+        status: str,
         error: BaseException | None = None,
-    ) -> BatchSummary:  # fmt: skip
+    ) -> BatchSummary:
         for run in self.runs:
             if run.status == "running":
                 if run.recorder is not None:
@@ -569,10 +589,15 @@ class BatchRunner:
         return entry
 
     def _write_summary_partial(self) -> None:
-        partial = {"name": self.workflow.name, "batch_id": self.batch_id, "status": "running",
-                   "tasks": [self._task_summary(r) for r in self.runs],
-                   "loads": self.tally.loads, "unloads": self.tally.unloads,
-                   "load_s": round(self.tally.load_s, 4)}  # fmt: skip
+        partial = {
+            "name": self.workflow.name,
+            "batch_id": self.batch_id,
+            "status": "running",
+            "tasks": [self._task_summary(r) for r in self.runs],
+            "loads": self.tally.loads,
+            "unloads": self.tally.unloads,
+            "load_s": round(self.tally.load_s, 4),
+        }
         write_atomically(self.out_dir / "summary.json", json.dumps(partial, indent=2) + "\n")
 
     def _write_summary(self, summary: BatchSummary) -> None:

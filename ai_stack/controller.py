@@ -278,8 +278,16 @@ class Pipeline:
         mode = self.settings.mode
         models = {role: str(spec) for role, spec in self.specs.items()}
         turn = conversation.next_turn if conversation else None
-        yield RunStarted(done.run_id, task, context, models, mode,
-                         conversation.id if conversation else None, turn, tuple(files))  # fmt: skip
+        yield RunStarted(
+            run_id=done.run_id,
+            task=task,
+            context=context,
+            models=models,
+            mode=mode,
+            conversation_id=conversation.id if conversation else None,
+            turn=turn,
+            files=tuple(files),
+        )
         if fitted.note:
             yield Notice("context", fitted.note)
         fitted_files, view, summarised, budget = yield from tally.relay(
@@ -287,8 +295,14 @@ class Pipeline:
         )
         room = 0
         if fitted_files or view or budget:
-            extra = self.prompts.render("executor", task="", context=None, plan=None,
-                                        files=fitted_files, conversation=view or None)  # fmt: skip
+            extra = self.prompts.render(
+                "executor",
+                task="",
+                context=None,
+                plan=None,
+                files=fitted_files,
+                conversation=view or None,
+            )
             shared = extra[-1]["content"]
             turns = self.manager.count_tokens(self.specs["executor"], shared) if view else 0
             room = max(budget - turns, 0)
@@ -306,8 +320,12 @@ class Pipeline:
         def base(role: Role) -> dict[str, Any]:
             """What a role's prompt is rendered with: the task, its files, the turns it sees."""
             seen = view.limited(self.settings.role(role).turns)
-            return {"task": task, "context": context, "files": fitted_files,
-                    "conversation": seen or None}  # fmt: skip
+            return {
+                "task": task,
+                "context": context,
+                "files": fitted_files,
+                "conversation": seen or None,
+            }
 
         calls = MODES[mode]
         contract: Contract | None = None
@@ -327,8 +345,9 @@ class Pipeline:
         if done.answers:
             first = done.answers[0]
         else:
-            text = yield from tally.relay(self.runner.text(self._call("executor", "execute"),
-                                                           executor))  # fmt: skip
+            text = yield from tally.relay(
+                self.runner.text(self._call("executor", "execute"), executor)
+            )
             first = AnswerVersion(version=1, text=text)
         yield AnswerReady(first)
         answers = ReviewOutcome(subject=first, versions=[first], stop_reason="approved")
@@ -459,8 +478,7 @@ class Pipeline:
                 zip(map(turn_text, turns[done:covered]), counts[done:covered], strict=True)
             )
             summary = yield from self._summarise("turns", name, pieces, summary)
-            yield Summarised("turns", name, covered, summary, sum(counts[:covered]),
-                             count(summary))  # fmt: skip
+            yield Summarised("turns", name, covered, summary, sum(counts[:covered]), count(summary))
             summarised.append(name)
         return files, ConversationView(summary, tuple(turns[covered:])), summarised, budget
 
@@ -622,10 +640,16 @@ class Pipeline:
             undecided = [c for c in evidence.checks if c.passed is None]
             if evidence.failures or final or not undecided:
                 return evidence_critique(evidence, round_)
-            messages = [*(asked or conversation), *self.prompts.render(
-                "review", **base, evidence=evidence, round=round_,
-                approve_score=self.settings.approve_score,
-            )]  # fmt: skip
+            messages = [
+                *(asked or conversation),
+                *self.prompts.render(
+                    "review",
+                    **base,
+                    evidence=evidence,
+                    round=round_,
+                    approve_score=self.settings.approve_score,
+                ),
+            ]
             verdict = yield from self._soft(
                 self.runner.structured(self._call("critic", "review", round_), messages, Verdict)
             )
@@ -819,8 +843,14 @@ def evidence_critique(evidence: Evidence, round_: int) -> Critique:
     score = 0 if evidence.failures else 10
     issues = [f"{check.name} failed: {check.detail}"[:160] for check in evidence.failures[:5]]
     verdict: Literal["approve", "revise"] = "revise" if evidence.failures else "approve"
-    return Critique(round=round_, subject="answer", source="evidence", issues=issues,
-                    score=score, verdict=verdict)  # fmt: skip
+    return Critique(
+        round=round_,
+        subject="answer",
+        source="evidence",
+        issues=issues,
+        score=score,
+        verdict=verdict,
+    )
 
 
 @dataclass

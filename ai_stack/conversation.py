@@ -60,9 +60,14 @@ class Conversation:
             number = result.turn or self.next_turn
             self.turns = [turn for turn in self.turns if turn.number < number]
             self.turns.append(
-                Turn(number=number, task=result.task, answer=result.output, files=result.files,
-                     run_id=result.id)
-            )  # fmt: skip
+                Turn(
+                    number=number,
+                    task=result.task,
+                    answer=result.output,
+                    files=result.files,
+                    run_id=result.id,
+                )
+            )
             if self.summary is not None and self.summary.covered >= len(self.turns):
                 self.summary = None  # it covered a turn that was re-run
 

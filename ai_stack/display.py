@@ -143,146 +143,152 @@ class Display:
                 self.answer.flush()
         if self.quiet:
             return
-        if isinstance(event, RunStarted):
-            roles = " · ".join(
-                f"{role} [cyan]{escape(model)}[/]"
-                for role, model in event.models.items()
-                if role in MODES[event.mode].roles
-            )
-            self.console.print(
-                f"[bold]Task:[/] {escape(shorten(event.task))}\n[dim]Models:[/] {roles} "
-                f"[dim]· run {event.run_id}[/]"
-            )
-            if event.turn is not None and event.turn > 1:
-                self.console.print(
-                    f"[dim]Conversation {event.conversation_id}, turn {event.turn}[/]"
+        self._render(event)
+
+    def _render(self, event: Event) -> None:
+        """What one event shows on the console (progress; the answer is written by handle)."""
+        match event:
+            case RunStarted():
+                roles = " · ".join(
+                    f"{role} [cyan]{escape(model)}[/]"
+                    for role, model in event.models.items()
+                    if role in MODES[event.mode].roles
                 )
-            if event.files:
-                names = ", ".join(attachment.path for attachment in event.files)
-                self.console.print(f"[dim]Files: {escape(names)}[/]")
-        elif isinstance(event, Notice):
-            self.console.print(f"[yellow]Note: {escape(event.message)}.[/]")
-        elif isinstance(event, LeaseWaiting):
-            if event.done:
-                self._stop_status()
                 self.console.print(
-                    f"[dim]The other ai-stack process is done with {escape(event.holder_model)}; "
-                    "going on.[/]"
+                    f"[bold]Task:[/] {escape(shorten(event.task))}\n[dim]Models:[/] {roles} "
+                    f"[dim]· run {event.run_id}[/]"
                 )
-            else:
+                if event.turn is not None and event.turn > 1:
+                    self.console.print(
+                        f"[dim]Conversation {event.conversation_id}, turn {event.turn}[/]"
+                    )
+                if event.files:
+                    names = ", ".join(attachment.path for attachment in event.files)
+                    self.console.print(f"[dim]Files: {escape(names)}[/]")
+            case Notice():
+                self.console.print(f"[yellow]Note: {escape(event.message)}.[/]")
+            case LeaseWaiting():
+                if event.done:
+                    self._stop_status()
+                    self.console.print(
+                        "[dim]The other ai-stack process is done with "
+                        f"{escape(event.holder_model)}; going on.[/]"
+                    )
+                else:
+                    self.console.print(
+                        f"[yellow]Waiting for another ai-stack process using "
+                        f"{escape(event.holder_model)} (pid {event.holder_pid}) before using "
+                        f"{escape(event.model)}.[/]"
+                    )
+                    self._set_status(f"Waiting for pid {event.holder_pid}…")
+            case Summarised():
+                what, verb = (
+                    (f"the conversation's {event.name}", "were")
+                    if event.subject == "turns"
+                    else (f"the file {event.name}", "was")
+                )
                 self.console.print(
-                    f"[yellow]Waiting for another ai-stack process using "
-                    f"{escape(event.holder_model)} (pid {event.holder_pid}) before using "
-                    f"{escape(event.model)}.[/]"
+                    f"[yellow]Note: {escape(what)} did not fit the context and {verb} replaced "
+                    f"by a summary ({event.tokens_before:,} → {event.tokens_after:,} tokens).[/]"
                 )
-                self._set_status(f"Waiting for pid {event.holder_pid}…")
-        elif isinstance(event, Summarised):
-            what, verb = (
-                (f"the conversation's {event.name}", "were")
-                if event.subject == "turns"
-                else (f"the file {event.name}", "was")
-            )
-            self.console.print(
-                f"[yellow]Note: {escape(what)} did not fit the context and {verb} replaced by a "
-                f"summary ({event.tokens_before:,} → {event.tokens_after:,} tokens).[/]"
-            )
-        elif isinstance(event, PhaseStarted):
-            self._phase, self._tokens = event, 0
-            if event.phase == "execute" and self.answer is not None and self._streaming:
-                self._stop_status()
-                return
-            self._set_status(self._status_text())
-        elif isinstance(event, ModelLoading):
-            self._set_status(f"Loading [cyan]{escape(event.model)}[/]…")
-        elif isinstance(event, ModelLoaded):
-            memory = f"estimated {gib(event.estimate_bytes)}"
-            if event.resident_bytes is not None:
-                memory += f", measured {gib(event.resident_bytes)}"
-            self.console.print(
-                f"[dim]Loaded {escape(event.model)} in {event.seconds:.2f} s ({memory})[/]"
-            )
-            if self._phase is not None:
+            case PhaseStarted():
+                self._phase, self._tokens = event, 0
+                if event.phase == "execute" and self.answer is not None and self._streaming:
+                    self._stop_status()
+                    return
                 self._set_status(self._status_text())
-        elif isinstance(event, ModelUnloaded):
-            self.console.print(f"[dim]Unloaded {escape(event.model)} ({escape(event.reason)})[/]")
-        elif isinstance(event, CallRetried):
-            self._end_answer()
-            self.console.print(
-                f"[yellow]The {event.role}'s answer was interrupted ({escape(event.reason)}); "
-                "asking again. Any text shown for it above is void.[/]"
-            )
-        elif isinstance(event, ThermalNote):
-            self.console.print(f"[yellow]Thermal: {escape(event.reason)}[/]")
-        elif isinstance(event, ThermalPause):
-            left = max(event.max_s - event.waited_s, 0)
-            if event.waited_s == 0:
+            case ModelLoading():
+                self._set_status(f"Loading [cyan]{escape(event.model)}[/]…")
+            case ModelLoaded():
+                memory = f"estimated {gib(event.estimate_bytes)}"
+                if event.resident_bytes is not None:
+                    memory += f", measured {gib(event.resident_bytes)}"
+                self.console.print(
+                    f"[dim]Loaded {escape(event.model)} in {event.seconds:.2f} s ({memory})[/]"
+                )
+                if self._phase is not None:
+                    self._set_status(self._status_text())
+            case ModelUnloaded():
+                reason = escape(event.reason)
+                self.console.print(f"[dim]Unloaded {escape(event.model)} ({reason})[/]")
+            case CallRetried():
                 self._end_answer()
+                self.console.print(
+                    f"[yellow]The {event.role}'s answer was interrupted ({escape(event.reason)}); "
+                    "asking again. Any text shown for it above is void.[/]"
+                )
+            case ThermalNote():
                 self.console.print(f"[yellow]Thermal: {escape(event.reason)}[/]")
-            self._set_status(
-                f"[yellow]Paused, thermal level {event.level}[/] · resuming in {left:.0f} s "
-                "or as soon as it eases"
-            )
-        elif isinstance(event, ThermalResumed):
-            self._stop_status()
-            self.console.print(
-                f"[dim]Resumed after {event.paused_s:.0f} s: {escape(event.reason)}[/]"
-            )
-        elif isinstance(event, Reasked):
-            self.console.print(
-                f"[yellow]The {event.role}'s reply was invalid ({escape(event.error)}); "
-                f"asking again (attempt {event.attempt}).[/]"
-            )
-        elif isinstance(event, PhaseFinished):
-            self._end_answer()
-            self._stop_status()
-            m = event.metrics
-            self.console.print(
-                f"[dim]{m.role} · {m.phase} · {escape(m.model)} · {m.output_tokens} tokens · "
-                f"{m.tokens_per_s:.1f} tok/s · {m.wall_s:.2f} s[/]"
-            )
-        elif isinstance(event, PlanReady):
-            title = "Plan" if event.version == 1 else f"Plan, version {event.version}"
-            self.console.print(f"[bold green]{title}[/]\n{format_plan(event.plan)}")
-        elif isinstance(event, ContractReady):
-            self.console.print(format_contract(event))
-        elif isinstance(event, CritiqueReady):
-            c = event.critique
-            colour = "green" if c.verdict == "approve" else "yellow"
-            what = "Critique" if c.subject == "plan" else "Answer review"
-            by = " (by the checks)" if c.source == "evidence" else ""
-            self.console.print(
-                f"[bold {colour}]{what}, round {c.round}: {c.verdict} ({c.score}/10){by}[/]"
-            )
-            if c.source == "critic":
-                for issue in c.issues:
-                    self.console.print(f"  - {escape(issue)}")
-        elif isinstance(event, AnswerReady) and not self._streaming:
-            tokens = self._tokens
-            version = event.answer.version
-            what = {
-                "execute": "Answer",
-                "fix": f"Fixed answer (v{version})",
-                "attempt": f"Fresh answer (v{version})",
-            }[event.answer.phase]
-            self.console.print(f"[dim]{what} written ({tokens} tokens).[/]")
-        elif isinstance(event, EvidenceReady):
-            self.console.print(format_evidence(event.evidence, event.version))
-        elif isinstance(event, LoopStopped):
-            what, labels = (
-                ("Review", _STOP_LABELS)
-                if event.subject == "plan"
-                else ("Answer review", _ANSWER_STOP_LABELS)
-            )
-            self.console.print(
-                f"[dim]{what} ended after {event.rounds} round(s): {labels[event.reason]}.[/]"
-            )
-        elif isinstance(event, RunFinished):
-            totals = event.result.metrics
-            self.console.print(
-                f"[dim]Done in {totals.wall_s:.1f} s · {len(totals.phases)} model calls · "
-                f"{totals.loads} load(s), {totals.unloads} unload(s), "
-                f"{totals.load_s:.2f} s loading[/]"
-            )
+            case ThermalPause():
+                left = max(event.max_s - event.waited_s, 0)
+                if event.waited_s == 0:
+                    self._end_answer()
+                    self.console.print(f"[yellow]Thermal: {escape(event.reason)}[/]")
+                self._set_status(
+                    f"[yellow]Paused, thermal level {event.level}[/] · resuming in {left:.0f} s "
+                    "or as soon as it eases"
+                )
+            case ThermalResumed():
+                self._stop_status()
+                self.console.print(
+                    f"[dim]Resumed after {event.paused_s:.0f} s: {escape(event.reason)}[/]"
+                )
+            case Reasked():
+                self.console.print(
+                    f"[yellow]The {event.role}'s reply was invalid ({escape(event.error)}); "
+                    f"asking again (attempt {event.attempt}).[/]"
+                )
+            case PhaseFinished():
+                self._end_answer()
+                self._stop_status()
+                m = event.metrics
+                self.console.print(
+                    f"[dim]{m.role} · {m.phase} · {escape(m.model)} · {m.output_tokens} tokens · "
+                    f"{m.tokens_per_s:.1f} tok/s · {m.wall_s:.2f} s[/]"
+                )
+            case PlanReady():
+                title = "Plan" if event.version == 1 else f"Plan, version {event.version}"
+                self.console.print(f"[bold green]{title}[/]\n{format_plan(event.plan)}")
+            case ContractReady():
+                self.console.print(format_contract(event))
+            case CritiqueReady():
+                c = event.critique
+                colour = "green" if c.verdict == "approve" else "yellow"
+                what = "Critique" if c.subject == "plan" else "Answer review"
+                by = " (by the checks)" if c.source == "evidence" else ""
+                self.console.print(
+                    f"[bold {colour}]{what}, round {c.round}: {c.verdict} ({c.score}/10){by}[/]"
+                )
+                if c.source == "critic":
+                    for issue in c.issues:
+                        self.console.print(f"  - {escape(issue)}")
+            case AnswerReady() if not self._streaming:
+                tokens = self._tokens
+                version = event.answer.version
+                what = {
+                    "execute": "Answer",
+                    "fix": f"Fixed answer (v{version})",
+                    "attempt": f"Fresh answer (v{version})",
+                }[event.answer.phase]
+                self.console.print(f"[dim]{what} written ({tokens} tokens).[/]")
+            case EvidenceReady():
+                self.console.print(format_evidence(event.evidence, event.version))
+            case LoopStopped():
+                what, labels = (
+                    ("Review", _STOP_LABELS)
+                    if event.subject == "plan"
+                    else ("Answer review", _ANSWER_STOP_LABELS)
+                )
+                self.console.print(
+                    f"[dim]{what} ended after {event.rounds} round(s): {labels[event.reason]}.[/]"
+                )
+            case RunFinished():
+                totals = event.result.metrics
+                self.console.print(
+                    f"[dim]Done in {totals.wall_s:.1f} s · {len(totals.phases)} model calls · "
+                    f"{totals.loads} load(s), {totals.unloads} unload(s), "
+                    f"{totals.load_s:.2f} s loading[/]"
+                )
 
     def close(self) -> None:
         self._end_answer()

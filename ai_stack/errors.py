@@ -76,9 +76,13 @@ class InvalidOutputError(AiStackError):
     """
 
     def __init__(
-        self, role: str, attempts: int, reason: str, last_raw: str,
+        self,
+        role: str,
+        attempts: int,
+        reason: str,
+        last_raw: str,
         kind: InvalidOutputKind = "schema",
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(
             f"The {role} model gave no valid answer in {attempts} attempt(s): {reason}",
             hint="Try a larger model for this role, or raise roles.<role>.max_tokens.",

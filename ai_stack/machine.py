@@ -108,8 +108,9 @@ class Machine:
         return self.gpu_share_bytes is not None
 
     @classmethod
-    def apple(cls, total_gb: float, *, available_gb: float | None = None,
-              wired_limit_mb: int = 0) -> Machine:  # fmt: skip
+    def apple(
+        cls, total_gb: float, *, available_gb: float | None = None, wired_limit_mb: int = 0
+    ) -> Machine:
         """A simulated Apple Silicon Mac (for tests and the docs' tables)."""
         total = int(total_gb * GIB)
         available = int((available_gb if available_gb is not None else total_gb / 2) * GIB)

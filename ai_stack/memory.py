@@ -258,9 +258,7 @@ class MemoryManager:
         for spec, load in options.items():
             self.check_fits(spec, load)
 
-    def acquire(
-        self, spec: ModelSpec, options: LoadOptions
-    ) -> Generator[Event, None, ReadyModel]:
+    def acquire(self, spec: ModelSpec, options: LoadOptions) -> Generator[Event, None, ReadyModel]:
         """Make ``spec`` resident with ``options``, evicting others as the policy says: reuse
         it where this process has it with room enough, adopt it where another process (or
         ``ollama run``) has it loaded on the server, else load it."""
@@ -372,9 +370,12 @@ class MemoryManager:
         return ReadyModel(backend, spec, seconds)
 
     def _record(
-        self, spec: ModelSpec, options: LoadOptions, footprint: Footprint,
+        self,
+        spec: ModelSpec,
+        options: LoadOptions,
+        footprint: Footprint,
         found: ResidentModel | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """What the run's metrics say of ``spec``'s memory: estimated beside measured."""
         self.records[spec] = ModelMemory(
             model=str(spec),

@@ -66,10 +66,18 @@ def run_probe(
         role_settings = settings.role(role)
         for trial in range(trials):
             on_trial(role, trial + 1)
-            call = RoleCall(role, phase, spec, load, ChatOptions(
-                temperature=role_settings.temperature, max_tokens=role_settings.max_tokens,
-                repeat_penalty=settings.repeat_penalty, seed=trial,
-            ))  # fmt: skip
+            call = RoleCall(
+                role,
+                phase,
+                spec,
+                load,
+                ChatOptions(
+                    temperature=role_settings.temperature,
+                    max_tokens=role_settings.max_tokens,
+                    repeat_penalty=settings.repeat_penalty,
+                    seed=trial,
+                ),
+            )
             events = runner.structured(call, messages, model)
             try:
                 while True:

@@ -201,8 +201,9 @@ class RoleRunner:
         lease = yield from self.manager.acquire(call.spec, load)
         try:
             for retry in range(self.stream_retries + 1):
-                stream = lease.backend.chat(call.spec.name, messages, options=call.chat,
-                                            schema=schema)  # fmt: skip
+                stream = lease.backend.chat(
+                    call.spec.name, messages, options=call.chat, schema=schema
+                )
                 try:
                     for piece in stream:
                         yield TokenEvent(call.role, piece)

@@ -218,10 +218,11 @@ class Session:
         installed = embedded.list_models() if embedded.health().available else []
         executor = self.settings.executor
         best = recommend(
-            self.manager, installed, num_ctx=typical_context(executor.num_ctx,
-                                                             executor.fixed_ctx),
+            self.manager,
+            installed,
+            num_ctx=typical_context(executor.num_ctx, executor.fixed_ctx),
             backends=("embedded",),
-        )["executor"]  # fmt: skip
+        )["executor"]
         note = (
             "the roles run SmolLM2-135M, a tiny demo model: it shows how the team works, "
             "not useful answers."

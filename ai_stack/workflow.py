@@ -30,8 +30,17 @@ from ai_stack.errors import FileAccessError, InputLimitError, WorkflowError
 
 # Run options a single task may override; the rest (backend, memory, history, ...) apply to the
 # whole batch and belong in ``defaults``.
-TASK_OPTIONS = ("planner", "critic", "executor", "max_rounds", "approve_score", "max_reasks",
-                "repeat_penalty", "seed", "prompts_dir")  # fmt: skip
+TASK_OPTIONS = (
+    "planner",
+    "critic",
+    "executor",
+    "max_rounds",
+    "approve_score",
+    "max_reasks",
+    "repeat_penalty",
+    "seed",
+    "prompts_dir",
+)
 TASK_KEYS = ("id", "task", "context", "context_files", "depends_on", *TASK_OPTIONS)
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 
@@ -220,9 +229,11 @@ def _with_files(
             content = policy.read(file)
         except FileAccessError as exc:
             if exc.message.startswith("File not found"):
-                raise where.error((*prefix, "context_files", number),
-                                  f"context file not found: {file}",
-                                  "paths are relative to the workflow file") from None  # fmt: skip
+                raise where.error(
+                    (*prefix, "context_files", number),
+                    f"context file not found: {file}",
+                    "paths are relative to the workflow file",
+                ) from None
             raise where.error((*prefix, "context_files", number), exc.message, exc.hint) from None
         parts.append(f"--- {name} ---\n{content.rstrip()}")
     return "\n\n".join(parts) if parts else None

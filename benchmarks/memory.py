@@ -40,8 +40,9 @@ print(json.dumps({"estimate": memory.estimate_bytes, "measured": memory.resident
 
 def _embedded_run(_: int) -> dict[str, float]:
     env = {**os.environ, "OLLAMA_HOST": "127.0.0.1:9"}
-    done = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True,
-                          cwd=ROOT, env=env, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD], capture_output=True, text=True, cwd=ROOT, env=env, check=True
+    )
     data = json.loads(done.stdout.strip().splitlines()[-1])
     return {key: float(value) for key, value in data.items()}
 
@@ -49,10 +50,14 @@ def _embedded_run(_: int) -> dict[str, float]:
 def memory(ctx: Context) -> tuple[dict[str, Any], str]:
     stats = repeat(ctx.repeat, _embedded_run)
     mib = 1024**2
-    rows = [[
-        "embedded:smollm2", fmt(_scale(stats["estimate"], mib), " MiB", 0),
-        fmt(_scale(stats["measured"], mib), " MiB", 0), "RSS growth over the load",
-    ]]  # fmt: skip
+    rows = [
+        [
+            "embedded:smollm2",
+            fmt(_scale(stats["estimate"], mib), " MiB", 0),
+            fmt(_scale(stats["measured"], mib), " MiB", 0),
+            "RSS growth over the load",
+        ]
+    ]
     double = OllamaDouble(unload_delay_s=0.01)
     doubles: dict[str, Any] = {}
     with double.start():
@@ -67,14 +72,24 @@ def memory(ctx: Context) -> tuple[dict[str, Any], str]:
             (resident,) = [m for m in backend.resident() if m.name == name]
             backend.unload(name)
             doubles[name] = {"estimate": estimate, "measured": resident.size_bytes}
-            rows.append([f"ollama:{name} (double)", gib(estimate), gib(resident.size_bytes),
-                         "/api/ps size"])  # fmt: skip
+            rows.append(
+                [f"ollama:{name} (double)", gib(estimate), gib(resident.size_bytes), "/api/ps size"]
+            )
         backend.close()
     peak = stats["peak_rss"]
-    rows.append(["whole embedded run: peak RSS", "", fmt(_scale(peak, mib), " MiB", 0),
-                 f"budget {gib(stats['budget']['median'])}"])  # fmt: skip
-    table = show(f"4. Memory: estimate against measurement (median (min-max) of {ctx.repeat} runs)",
-                 ["model", "estimate", "measured", "measured as"], rows)  # fmt: skip
+    rows.append(
+        [
+            "whole embedded run: peak RSS",
+            "",
+            fmt(_scale(peak, mib), " MiB", 0),
+            f"budget {gib(stats['budget']['median'])}",
+        ]
+    )
+    table = show(
+        f"4. Memory: estimate against measurement (median (min-max) of {ctx.repeat} runs)",
+        ["model", "estimate", "measured", "measured as"],
+        rows,
+    )
     return {"embedded": stats, "ollama_double": doubles}, table
 
 

@@ -27,8 +27,13 @@ from ai_stack.types import RunFinished
 from benchmarks.common import Context, fmt, repeat, show
 
 TASK = "Write a shell one-liner that counts lines in all .py files"
-SETTINGS = {"max_rounds": 1, "executor": {"max_tokens": 96}, "planner": {"max_tokens": 200},
-            "critic": {"max_tokens": 96}, "thermal": {"enabled": False}}  # fmt: skip
+SETTINGS = {
+    "max_rounds": 1,
+    "executor": {"max_tokens": 96},
+    "planner": {"max_tokens": 200},
+    "critic": {"max_tokens": 96},
+    "thermal": {"enabled": False},
+}
 NUM_CTX = 4096
 
 
@@ -53,8 +58,14 @@ class RecordingBackend(EmbeddedBackend):
         super().__init__(**kwargs)
         self.calls: list[Call] = []
 
-    def chat(self, model: str, messages: list[Message], *, options: ChatOptions,
-             schema: dict[str, Any] | None = None) -> ChatStream:  # fmt: skip
+    def chat(
+        self,
+        model: str,
+        messages: list[Message],
+        *,
+        options: ChatOptions,
+        schema: dict[str, Any] | None = None,
+    ) -> ChatStream:
         call = Call("", [dict(m) for m in messages], schema, options)
         call.stream = super().chat(model, messages, options=options, schema=schema)
         self.calls.append(call)
@@ -86,10 +97,13 @@ def direct(ctx: Context, calls: list[Call]) -> list[dict[str, float]]:
     timings = []
     for call in calls:
         kwargs: dict[str, Any] = {
-            "messages": call.messages, "stream": True, "temperature": call.options.temperature,
-            "max_tokens": call.options.max_tokens, "repeat_penalty": call.options.repeat_penalty,
+            "messages": call.messages,
+            "stream": True,
+            "temperature": call.options.temperature,
+            "max_tokens": call.options.max_tokens,
+            "repeat_penalty": call.options.repeat_penalty,
             "seed": call.options.seed,
-        }  # fmt: skip
+        }
         if call.schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": call.schema}
         started = time.perf_counter()
@@ -103,8 +117,14 @@ def direct(ctx: Context, calls: list[Call]) -> list[dict[str, float]]:
         ended = time.perf_counter()
         call.direct_text = "".join(pieces)
         decode = ended - (first or ended)
-        timings.append({"wall_s": ended - started, "ttft_s": (first or ended) - started,
-                        "chunks": len(pieces), "decode_s": decode})  # fmt: skip
+        timings.append(
+            {
+                "wall_s": ended - started,
+                "ttft_s": (first or ended) - started,
+                "chunks": len(pieces),
+                "decode_s": decode,
+            }
+        )
     llm.close()
     return timings
 
@@ -132,14 +152,21 @@ def overhead(ctx: Context) -> tuple[dict[str, Any], str]:
     stats = repeat(ctx.repeat, measure)
     rows = []
     for key in [k[: -len(":ours_ms")] for k in stats if k.endswith(":ours_ms")]:
-        rows.append([key, fmt(stats[f"{key}:direct_ms"], " ms", 0),
-                     fmt(stats[f"{key}:ours_ms"], " ms", 0),
-                     fmt(stats[f"{key}:overhead_ms"], " ms", 0)])  # fmt: skip
+        rows.append(
+            [
+                key,
+                fmt(stats[f"{key}:direct_ms"], " ms", 0),
+                fmt(stats[f"{key}:ours_ms"], " ms", 0),
+                fmt(stats[f"{key}:overhead_ms"], " ms", 0),
+            ]
+        )
     fraction = stats["total:overhead_fraction"]
     rows.append(["all calls", "", "", f"{fmt(fraction, '', 3)} of model time"])
-    table = show("1. Orchestration overhead (embedded, SmolLM2; median (min-max) of "
-                 f"{ctx.repeat} runs)", ["call", "llama-cpp-python direct", "ai-stack",
-                                         "overhead"], rows)  # fmt: skip
+    table = show(
+        f"1. Orchestration overhead (embedded, SmolLM2; median (min-max) of {ctx.repeat} runs)",
+        ["call", "llama-cpp-python direct", "ai-stack", "overhead"],
+        rows,
+    )
     return {"stats": stats, "same_output_every_run": all(matched)}, table
 
 
@@ -163,12 +190,15 @@ def latency(ctx: Context) -> tuple[dict[str, Any], str]:
             # through ai-stack's backend: cold = first call after load, warm = after another call
             backend = EmbeddedBackend(models_dir=ctx.work / "models")
             backend.load("smollm2", LoadOptions(num_ctx=NUM_CTX))
-            cold = backend.chat("smollm2", call.messages, options=call.options,
-                                schema=call.schema).collect()  # fmt: skip
-            backend.chat("smollm2", other.messages, options=other.options,
-                         schema=other.schema).collect()  # fmt: skip
-            warm = backend.chat("smollm2", call.messages, options=call.options,
-                                schema=call.schema).collect()  # fmt: skip
+            cold = backend.chat(
+                "smollm2", call.messages, options=call.options, schema=call.schema
+            ).collect()
+            backend.chat(
+                "smollm2", other.messages, options=other.options, schema=other.schema
+            ).collect()
+            warm = backend.chat(
+                "smollm2", call.messages, options=call.options, schema=call.schema
+            ).collect()
             backend.close()
             raw_cold, _, raw_warm = direct(ctx, [call, other, call])
             values[f"{role}:cold:ttft_ours"] = cold.ttft_s * 1000
@@ -186,10 +216,16 @@ def latency(ctx: Context) -> tuple[dict[str, Any], str]:
     for role in by_role:
         for state in ("cold", "warm"):
             key = f"{role}:{state}"
-            rows.append([role, state, fmt(stats[f"{key}:ttft_direct"], " ms", 0),
-                         fmt(stats[f"{key}:ttft_ours"], " ms", 0),
-                         fmt(stats[f"{key}:tps_direct"], "", 1),
-                         fmt(stats[f"{key}:tps_ours"], "", 1)])  # fmt: skip
+            rows.append(
+                [
+                    role,
+                    state,
+                    fmt(stats[f"{key}:ttft_direct"], " ms", 0),
+                    fmt(stats[f"{key}:ttft_ours"], " ms", 0),
+                    fmt(stats[f"{key}:tps_direct"], "", 1),
+                    fmt(stats[f"{key}:tps_ours"], "", 1),
+                ]
+            )
     table = show(
         f"3. Latency (embedded, SmolLM2; median (min-max) of {ctx.repeat} runs)",
         ["role", "state", "TTFT direct", "TTFT ai-stack", "tok/s direct", "tok/s ai-stack"],

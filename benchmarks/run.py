@@ -48,8 +48,11 @@ def main() -> None:
     args.repeat = args.repeat or (3 if args.quick else 5)
     unknown = set(names) - set(BENCHMARKS)
     if unknown or args.repeat < 1:
-        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}" if unknown
-                     else "--repeat must be at least 1")  # fmt: skip
+        parser.error(
+            f"unknown benchmark(s): {', '.join(sorted(unknown))}"
+            if unknown
+            else "--repeat must be at least 1"
+        )
     started = time.perf_counter()
     sections = []
     with workdir() as folder:
@@ -59,21 +62,38 @@ def main() -> None:
             began = time.perf_counter()
             data, table = BENCHMARKS[name](ctx)
             seconds = time.perf_counter() - began
-            save(args.out, name, {"benchmark": name, "seconds": round(seconds, 1),
-                                  "quick": args.quick, "repeat": args.repeat,
-                                  "machine": machine(), **data})  # fmt: skip
+            save(
+                args.out,
+                name,
+                {
+                    "benchmark": name,
+                    "seconds": round(seconds, 1),
+                    "quick": args.quick,
+                    "repeat": args.repeat,
+                    "machine": machine(),
+                    **data,
+                },
+            )
             sections.append(table)
     total = time.perf_counter() - started
     command = "python -m benchmarks" + (" --quick" if args.quick else "")
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     facts = machine()
-    header = (f"Produced by `{command}` on {when} in {total / 60:.1f} minutes; "
-              f"{facts['platform']}, {facts['logical_cores']} logical cores, "
-              f"{facts['memory_bytes'] / 1024**3:.0f} GiB, Python {facts['python']}.")  # fmt: skip
+    header = (
+        f"Produced by `{command}` on {when} in {total / 60:.1f} minutes; "
+        f"{facts['platform']}, {facts['logical_cores']} logical cores, "
+        f"{facts['memory_bytes'] / 1024**3:.0f} GiB, Python {facts['python']}."
+    )
     summary = header + "\n\n" + "\n\n".join(sections) + "\n"
     write_atomically(args.out / "summary.md", summary)
-    write_atomically(args.out / "summary.json", json.dumps({"command": command, "when": when,
-                     "seconds": round(total, 1), "machine": facts}, indent=2) + "\n")  # fmt: skip
+    write_atomically(
+        args.out / "summary.json",
+        json.dumps(
+            {"command": command, "when": when, "seconds": round(total, 1), "machine": facts},
+            indent=2,
+        )
+        + "\n",
+    )
     console.print(f"Done in {total / 60:.1f} minutes; results in {args.out}")
     if args.update_docs:
         docs = ROOT / "docs" / "benchmarks.md"

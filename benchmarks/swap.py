@@ -42,15 +42,24 @@ EMBEDDED_ROLES = {
     "critic": {"model": "embedded:critic", "max_tokens": 64},
     "executor": {"model": "embedded:executor", "max_tokens": 32},
 }
-OLLAMA_ROLES = {"planner": "ollama:mistral:7b", "critic": "ollama:qwen2.5:7b",
-                "executor": "ollama:qwen2.5:14b"}  # fmt: skip
+OLLAMA_ROLES = {
+    "planner": "ollama:mistral:7b",
+    "critic": "ollama:qwen2.5:7b",
+    "executor": "ollama:qwen2.5:14b",
+}
 
 
 class LoadOnlyBackend(EmbeddedBackend):
     """The embedded backend with real llama.cpp loads and unloads, but canned replies."""
 
-    def chat(self, model: str, messages: list[Message], *, options: ChatOptions,
-             schema: dict[str, Any] | None = None) -> ChatStream:  # fmt: skip
+    def chat(
+        self,
+        model: str,
+        messages: list[Message],
+        *,
+        options: ChatOptions,
+        schema: dict[str, Any] | None = None,
+    ) -> ChatStream:
         if model not in self._loaded:
             raise RuntimeError(f"{model} is not loaded")
         text = json.dumps(_instance(schema)) if schema else "A canned answer."
@@ -113,8 +122,12 @@ def run_mode(mode: str, path: Path, folder: Path, backend: str) -> dict[str, flo
     with Session(settings, manager, backend=backend) as session:
         if mode == "naive":
             for planned in workflow.tasks:
-                pipeline = Pipeline(planned.settings, manager, session.prompts(),
-                                    resolve_roles(planned.settings, backend))  # fmt: skip
+                pipeline = Pipeline(
+                    planned.settings,
+                    manager,
+                    session.prompts(),
+                    resolve_roles(planned.settings, backend),
+                )
                 for event in pipeline.run(planned.task):
                     tally.observe(event)
         else:
@@ -125,8 +138,7 @@ def run_mode(mode: str, path: Path, folder: Path, backend: str) -> dict[str, flo
             summary = runner.run()
             assert summary.status == "ok", summary.tasks
             tally = runner.tally
-    return {"loads": tally.loads, "load_s": tally.load_s,
-            "wall_s": time.perf_counter() - started}  # fmt: skip
+    return {"loads": tally.loads, "load_s": tally.load_s, "wall_s": time.perf_counter() - started}
 
 
 def swap(ctx: Context) -> tuple[dict[str, Any], str]:
@@ -163,8 +175,9 @@ def swap(ctx: Context) -> tuple[dict[str, Any], str]:
 @contextmanager
 def _ollama_double() -> Iterator[None]:
     """The Ollama double with size-proportional loads, as OLLAMA_HOST while it runs."""
-    double = OllamaDouble(load_bytes_per_s=LOAD_GIB_PER_S * GIB, unload_delay_s=0.05,
-                          memory_bytes=64 * GIB)  # fmt: skip
+    double = OllamaDouble(
+        load_bytes_per_s=LOAD_GIB_PER_S * GIB, unload_delay_s=0.05, memory_bytes=64 * GIB
+    )
     previous = os.environ.get("OLLAMA_HOST")
     with double.start():
         os.environ["OLLAMA_HOST"] = double.host
@@ -182,5 +195,12 @@ def _row(
 ) -> list[str]:
     label = "embedded" if key == "embedded" else "Ollama double"
     ratio = stats["wall_s"]["median"] / naive["wall_s"]["median"]
-    return [label, str(tasks), mode, fmt(stats["loads"], "", 0), fmt(stats["load_s"], "", 2),
-            fmt(stats["wall_s"], "", 1), f"{ratio:.2f}x"]  # fmt: skip
+    return [
+        label,
+        str(tasks),
+        mode,
+        fmt(stats["loads"], "", 0),
+        fmt(stats["load_s"], "", 2),
+        fmt(stats["wall_s"], "", 1),
+        f"{ratio:.2f}x",
+    ]

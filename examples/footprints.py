@@ -37,8 +37,15 @@ PUBLISHED = [
 
 
 def info(name: str, size: int, layers: int, heads: int, kv_heads: int, embedding: int) -> ModelInfo:
-    return ModelInfo(name, "ollama", size, block_count=layers, head_count=heads,
-                     head_count_kv=kv_heads, embedding_length=embedding)  # fmt: skip
+    return ModelInfo(
+        name,
+        "ollama",
+        size,
+        block_count=layers,
+        head_count=heads,
+        head_count_kv=kv_heads,
+        embedding_length=embedding,
+    )
 
 
 mac = Machine.apple(16)

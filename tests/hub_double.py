@@ -77,11 +77,27 @@ def _handler(hub: HubDouble) -> type[BaseHTTPRequestHandler]:
             if repo in hub.gated:
                 return self._error(401, "GatedRepo", "Access to this model is restricted")
             if info:
-                return self._json({"id": repo, "modelId": repo, "sha": COMMIT, "siblings": [
-                    {"rfilename": name, "size": file.stat().st_size,
-                     "lfs": {"sha256": "0" * 64 if name in hub.wrong_sha else hub.sha256(file),
-                             "size": file.stat().st_size, "pointerSize": 134}}
-                    for name, file in hub.files[repo].items()]})  # fmt: skip
+                return self._json(
+                    {
+                        "id": repo,
+                        "modelId": repo,
+                        "sha": COMMIT,
+                        "siblings": [
+                            {
+                                "rfilename": name,
+                                "size": file.stat().st_size,
+                                "lfs": {
+                                    "sha256": "0" * 64
+                                    if name in hub.wrong_sha
+                                    else hub.sha256(file),
+                                    "size": file.stat().st_size,
+                                    "pointerSize": 134,
+                                },
+                            }
+                            for name, file in hub.files[repo].items()
+                        ],
+                    }
+                )
             assert resolve is not None
             name = resolve.group(2)
             file = hub.files[repo].get(name)

@@ -82,14 +82,26 @@ def standard_models() -> list[FakeModel]:
     return [
         FakeModel("mistral:7b", int(4.4 * GB), "llama", "7.2B", block_count=32, head_count_kv=8),
         FakeModel(
-            "qwen2.5:7b", int(4.7 * GB), "qwen2", "7.6B", block_count=28, head_count=28,
-            head_count_kv=4, embedding_length=3584,
+            "qwen2.5:7b",
+            int(4.7 * GB),
+            "qwen2",
+            "7.6B",
+            block_count=28,
+            head_count=28,
+            head_count_kv=4,
+            embedding_length=3584,
         ),
         FakeModel(
-            "qwen2.5:14b", 8_988_124_069, "qwen2", "14.8B", block_count=48, head_count=40,
-            head_count_kv=8, embedding_length=5120,
+            "qwen2.5:14b",
+            8_988_124_069,
+            "qwen2",
+            "14.8B",
+            block_count=48,
+            head_count=40,
+            head_count_kv=8,
+            embedding_length=5120,
         ),
-    ]  # fmt: skip
+    ]
 
 
 @dataclass
@@ -613,9 +625,14 @@ def _handler_for(double: OllamaDouble) -> type[BaseHTTPRequestHandler]:
                 text = double._reply_for(model.name, schema)
                 pieces = [text[i : i + 4] for i in range(0, len(text), 4)] or [""]
                 double._record(
-                    "generate", model=model.name, format=schema, options=dict(options),
-                    keep_alive=body.get("keep_alive"), chat=chat, messages=body.get("messages"),
-                )  # fmt: skip
+                    "generate",
+                    model=model.name,
+                    format=schema,
+                    options=dict(options),
+                    keep_alive=body.get("keep_alive"),
+                    chat=chat,
+                    messages=body.get("messages"),
+                )
                 prompt_tokens = (
                     sum(
                         len(str(m.get("content", ""))) // 4 + 1

@@ -20,8 +20,9 @@ def home(tmp_path: Path) -> Path:
     return home
 
 
-def policy(tmp_path: Path, home: Path, *allowed: Path, sensitive: tuple[Path, ...] = (),
-           **limits: int) -> FilePolicy:  # fmt: skip
+def policy(
+    tmp_path: Path, home: Path, *allowed: Path, sensitive: tuple[Path, ...] = (), **limits: int
+) -> FilePolicy:
     return FilePolicy.create(allowed, sensitive, home=home, **limits)
 
 

@@ -71,8 +71,13 @@ def pipeline(backend: ScriptedBackend, **settings: object) -> Pipeline:
     config = Settings.model_validate(settings)
     manager = MemoryManager(lambda name: backend, budget_bytes=10**9)
     sandbox = Sandbox(Limits(seconds=10), isolation="none", allow_unisolated=True)
-    return Pipeline(config, manager, PromptLibrary(), resolve_roles(config, "embedded"),
-                    evidence=EvidenceCollector(sandbox))  # fmt: skip
+    return Pipeline(
+        config,
+        manager,
+        PromptLibrary(),
+        resolve_roles(config, "embedded"),
+        evidence=EvidenceCollector(sandbox),
+    )
 
 
 def run(p: Pipeline, task: str = TASK) -> tuple[RunResult, list[object]]:
@@ -176,9 +181,14 @@ def test_when_fixes_stall_the_planner_rethinks_and_fresh_answers_are_tried(
     result, _ = run(pipeline(scripted, **settings))
 
     assert phases(result) == [
-        "planner:contract", "executor:execute", "executor:fix", "executor:fix",
-        "planner:rethink", "executor:attempt", "executor:attempt",
-    ]  # fmt: skip
+        "planner:contract",
+        "executor:execute",
+        "executor:fix",
+        "executor:fix",
+        "planner:rethink",
+        "executor:attempt",
+        "executor:attempt",
+    ]
     assert result.answer_stop_reason == "unchanged"  # the fix was the answer again
     assert [a.phase for a in result.answers] == ["execute", "attempt", "attempt"]
     assert result.output == FIXED and result.chosen_answer == 3  # the first that passes: stop
@@ -238,9 +248,11 @@ def test_an_edge_case_that_crashes_is_a_failure_without_asking_the_critic(
 
 def test_the_critic_can_ask_for_a_fix_when_every_check_passes(scripted: ScriptedBackend) -> None:
     scripted.enqueue(
-        FIXED, probes("compress('')"), verdict("revise", 3, "compress('') should be None"),
+        FIXED,
+        probes("compress('')"),
+        verdict("revise", 3, "compress('') should be None"),
         FIXED + "\n",
-    )  # fmt: skip
+    )
     result, _ = run(pipeline(scripted, review="answer"))
     assert phases(result) == ["executor:execute", "critic:probe", "critic:review", "executor:fix"]
     assert "compress('') should be None" in scripted.chats[3].messages[-1]["content"]
@@ -351,8 +363,11 @@ def test_both_reviews_the_plan_then_the_answer(scripted: ScriptedBackend) -> Non
     scripted.enqueue(plan("write it"), verdict("approve", 9), BUGGY, FIXED)
     result, events = run(pipeline(scripted, review="both", max_rounds=1))
     assert phases(result) == [
-        "planner:plan", "critic:critique", "executor:execute", "executor:fix",
-    ]  # fmt: skip
+        "planner:plan",
+        "critic:critique",
+        "executor:execute",
+        "executor:fix",
+    ]
     assert result.stop_reason == "approved" and result.answer_stop_reason == "approved"
     assert [e.subject for e in events if isinstance(e, LoopStopped)] == ["plan", "answer"]
     assert result.output == FIXED
@@ -379,8 +394,9 @@ def test_without_a_sandbox_the_answer_gets_static_checks_only(scripted: Scripted
     config = Settings.model_validate({"review": "answer"})
     manager = MemoryManager(lambda name: scripted, budget_bytes=10**9)
     refusing = EvidenceCollector(Sandbox(isolation="none"))
-    p = Pipeline(config, manager, PromptLibrary(), resolve_roles(config, "embedded"),
-                 evidence=refusing)  # fmt: skip
+    p = Pipeline(
+        config, manager, PromptLibrary(), resolve_roles(config, "embedded"), evidence=refusing
+    )
     undefined = "```python\ndef compress(s):\n    return helper(s)\n```"
     scripted.enqueue(undefined, FIXED)
     result, _ = run(p)
@@ -402,8 +418,11 @@ def test_a_result_given_in_prose_is_checked_against_a_program_computing_it(
     result, _ = run(pipeline(scripted, review="team"), question)
 
     assert phases(result) == [
-        "planner:contract", "executor:execute", "executor:compute", "executor:fix"
-    ]  # fmt: skip
+        "planner:contract",
+        "executor:execute",
+        "executor:compute",
+        "executor:fix",
+    ]
     first, fixed = result.answers
     (failed,) = first.evidence.failures  # type: ignore[union-attr]
     assert (failed.kind, failed.detail) == ("result", "a program computing it printed: 22.2")

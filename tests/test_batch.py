@@ -69,8 +69,9 @@ def test_a_bug_stops_the_batch_instead_of_failing_a_task(tmp_path: Path) -> None
     workflow = load_workflow(write(tmp_path, "name: x\ntasks:\n  - {id: a, task: t}\n"), {})
     settings = workflow.tasks[0].settings
     backend = Buggy()
-    with Session(settings, MemoryManager(lambda name: backend, budget_bytes=10**9),
-                 backend="embedded") as session:  # fmt: skip
+    with Session(
+        settings, MemoryManager(lambda name: backend, budget_bytes=10**9), backend="embedded"
+    ) as session:
         runner = session.batch_runner(workflow, tmp_path / "out")
         runner.store = HistoryStore.open(tmp_path / "journal.db")
         runner.begin(resume=False)
@@ -273,8 +274,11 @@ def test_resume_without_an_earlier_run_and_after_the_file_changed(
 def start_batch(path: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), "batch", str(path), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ},
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
 
 
 def wait_for_phases(database: Path, count: int, timeout: float = 60) -> int:

@@ -18,8 +18,16 @@ from tests.conftest import ROOT, invoke
 from tests.ollama_double import OllamaDouble
 
 RESULT_KEYS = {"task", "plan", "critiques", "rounds", "stop_reason", "output", "metrics"}
-PHASE_KEYS = {"role", "model", "load_s", "ttft_s", "prompt_tokens", "output_tokens",
-              "tokens_per_s", "wall_s"}  # fmt: skip
+PHASE_KEYS = {
+    "role",
+    "model",
+    "load_s",
+    "ttft_s",
+    "prompt_tokens",
+    "output_tokens",
+    "tokens_per_s",
+    "wall_s",
+}
 
 
 def assert_clean_error(code: int, stderr: str, expected: str) -> None:
@@ -111,7 +119,6 @@ def fast_config(tmp_path: Path, rounds: int = 1) -> Path:
     return config
 
 
-
 def assert_result_shape(data: dict, task: str) -> None:
     assert data.keys() >= RESULT_KEYS
     assert data["task"] == task
@@ -182,8 +189,12 @@ def test_main_py_default_run_prints_the_answer_to_stdout(smollm2: Path) -> None:
     env = {**os.environ, "AI_STACK_HOME": os.environ["AI_STACK_HOME"]}
     done = subprocess.run(
         [sys.executable, str(ROOT / "main.py"), task],
-        capture_output=True, text=True, env=env, timeout=600, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip(), "the answer is printed on stdout"
     for marker in ("Task:", "Checks on answer v1", "Answer review, round 1", "Done in"):
@@ -197,8 +208,12 @@ def test_interactive_with_piped_input(smollm2: Path, tmp_path: Path) -> None:
     script = "/help\n/models\nList three primary colours\n\n/config\nName two planets\n"
     done = subprocess.run(
         [sys.executable, str(ROOT / "main.py"), "--interactive", "--json", "--config", str(config)],
-        input=script, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert [d["task"] for d in lines] == ["List three primary colours", "Name two planets"]
@@ -213,9 +228,12 @@ def test_interactive_with_piped_input(smollm2: Path, tmp_path: Path) -> None:
 def test_interactive_quit_stops_before_later_lines(smollm2: Path, tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "main.py"), "--interactive", "--json"],
-        input="/quit\nthis task never runs\n", capture_output=True, text=True, timeout=120,
+        input="/quit\nthis task never runs\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
 
@@ -229,9 +247,11 @@ def test_bytes_that_are_not_utf8_on_stdin_are_replaced_with_a_warning(
     command = ["--interactive"] if interactive else ["-"]
     done = subprocess.run(
         [sys.executable, str(ROOT / "main.py"), "--direct", "--json", *command],
-        input="Say caf\xe9 twice\n".encode("latin-1"), capture_output=True, timeout=300,
+        input="Say caf\xe9 twice\n".encode("latin-1"),
+        capture_output=True,
+        timeout=300,
         check=False,
-    )  # fmt: skip
+    )
     stderr = done.stderr.decode()
     assert done.returncode == 0, stderr
     assert stderr.count("not valid UTF-8") == 1

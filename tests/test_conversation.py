@@ -37,8 +37,9 @@ def make_pipeline(backend: ScriptedBackend, **settings: object) -> Pipeline:
     return Pipeline(config, manager, PromptLibrary(), resolve_roles(config, "embedded"))
 
 
-def turn(pipeline: Pipeline, conversation: Conversation, task: str,
-         files: tuple[Attachment, ...] = ()) -> tuple[RunResult, list[object]]:  # fmt: skip
+def turn(
+    pipeline: Pipeline, conversation: Conversation, task: str, files: tuple[Attachment, ...] = ()
+) -> tuple[RunResult, list[object]]:
     events = []
     for event in pipeline.run(task, conversation=conversation, files=files):
         conversation.observe(event)
@@ -54,14 +55,16 @@ def user_message(backend: ScriptedBackend, i: int) -> str:
 def test_a_follow_up_reaches_every_role_with_the_turn_before_it(scripted: ScriptedBackend) -> None:
     pipeline = make_pipeline(scripted, review="plan", max_rounds=1)
     conversation = Conversation.new()
-    scripted.enqueue(plan("find .py files", "count"), verdict("approve", 9),
-                     "find . -name '*.py' | xargs wc -l")  # fmt: skip
+    scripted.enqueue(
+        plan("find .py files", "count"), verdict("approve", 9), "find . -name '*.py' | xargs wc -l"
+    )
     first, _ = turn(pipeline, conversation, "count lines in all .py files")
     assert (first.conversation_id, first.turn) == (conversation.id, 1)
     assert [t.task for t in conversation.turns] == ["count lines in all .py files"]
 
-    scripted.enqueue(plan("find .js files", "count"), verdict("approve", 9),
-                     "find . -name '*.js' | xargs wc -l")  # fmt: skip
+    scripted.enqueue(
+        plan("find .js files", "count"), verdict("approve", 9), "find . -name '*.js' | xargs wc -l"
+    )
     second, _ = turn(pipeline, conversation, "now do it for .js files too")
     assert (second.conversation_id, second.turn) == (conversation.id, 2)
     for i, role in zip(range(3, 6), ("planner", "critic", "executor"), strict=True):
@@ -151,8 +154,9 @@ def test_a_file_too_large_for_the_context_is_summarised(scripted: ScriptedBacken
     pipeline = make_pipeline(scripted, direct=True, executor={"num_ctx": 2048})
     log = "\n".join(f"line {i}: INFO all is well" for i in range(180)) + "\nERROR disk full"
     scripted.enqueue("FIRST-PART", "LOG-SUMMARY: the disk is full", "Free some disk space.")
-    result, events = turn(pipeline, Conversation.new(), "why does this fail?",
-                          (Attachment(path="app.log", text=log),))  # fmt: skip
+    result, events = turn(
+        pipeline, Conversation.new(), "why does this fail?", (Attachment(path="app.log", text=log),)
+    )
     assert [e.name for e in events if isinstance(e, Summarised)] == ["app.log"]
     assert result.files == ["app.log"] and result.summarised == ["app.log"]
     assert "FIRST-PART" in user_message(scripted, 1)  # the second part folds in the first's
@@ -172,8 +176,9 @@ def test_files_are_labelled_with_their_paths(scripted: ScriptedBackend) -> None:
 
 
 def test_retried_turn_replaces_the_turn_it_reruns() -> None:
-    conversation = Conversation("c", [Turn(number=1, task="a", answer="x"),
-                                      Turn(number=2, task="b", answer="y")])  # fmt: skip
+    conversation = Conversation(
+        "c", [Turn(number=1, task="a", answer="x"), Turn(number=2, task="b", answer="y")]
+    )
     dropped = conversation.drop_last()
     assert dropped is not None and dropped.task == "b" and conversation.next_turn == 2
 
@@ -205,8 +210,10 @@ def test_continue_uses_the_stored_turns(on_double: OllamaDouble) -> None:
 
     code, out, _ = invoke("history", "show", first["conversation_id"], "--json")
     shown = json.loads(out)
-    assert [t["task"] for t in shown["turns"]] == ["List the three primary colours",
-                                                   "name two more"]  # fmt: skip
+    assert [t["task"] for t in shown["turns"]] == [
+        "List the three primary colours",
+        "name two more",
+    ]
     code, out, _ = invoke("history", "show", first["conversation_id"][:6])
     assert code == 0 and "Turn 2" in out and "green and purple" in out
 
@@ -214,8 +221,9 @@ def test_continue_uses_the_stored_turns(on_double: OllamaDouble) -> None:
     code, out, _ = invoke("--direct", "--json", "something else")
     assert json.loads(out)["conversation_id"] != first["conversation_id"]
     on_double.enqueue("back again", model="qwen2.5:14b")
-    code, out, _ = invoke("--conversation", first["conversation_id"][:8], "--direct", "--json",
-                          "and one more")  # fmt: skip
+    code, out, _ = invoke(
+        "--conversation", first["conversation_id"][:8], "--direct", "--json", "and one more"
+    )
     assert code == 0 and json.loads(out)["turn"] == 3
 
 
@@ -240,9 +248,11 @@ def test_continue_after_a_kill_mid_turn_resumes_from_the_stored_turns(
     on_double.enqueue("word " * 300, model="qwen2.5:14b")
     child = subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), "-c", "--direct", "--quiet", "KILLED-TURN"],
-        env=dict(os.environ), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        env=dict(os.environ),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-    )  # fmt: skip
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(on_double.events("generate")) < 2:
         time.sleep(0.05)
@@ -309,8 +319,12 @@ def test_a_two_turn_repl_session_on_the_embedded_model(smollm2: Path, tmp_path: 
     script = "List three primary colours\nnow name two more\n/history\n"
     done = subprocess.run(
         [sys.executable, str(ROOT / "main.py"), "--interactive", "--json", "--config", str(config)],
-        input=script, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     first, second = (json.loads(line) for line in done.stdout.splitlines())
     assert second["conversation_id"] == first["conversation_id"]
@@ -318,9 +332,19 @@ def test_a_two_turn_repl_session_on_the_embedded_model(smollm2: Path, tmp_path: 
     assert second["metrics"]["loads"] == 0  # room for the conversation from the first load
     assert f"Conversation {first['conversation_id']}" in done.stderr  # the /history table
     shown = subprocess.run(
-        [sys.executable, str(ROOT / "main.py"), "history", "show", first["conversation_id"],
-         "--json"], capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "main.py"),
+            "history",
+            "show",
+            first["conversation_id"],
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     turns = json.loads(shown.stdout)["turns"]
     assert [t["task"] for t in turns] == ["List three primary colours", "now name two more"]
 

@@ -44,8 +44,16 @@ def test_every_checker_accepts_a_correct_answer() -> None:
         assert verdict.passed, (task.id, verdict.detail)
 
 
-RESULTS = {"percent": "397.8", "days-between": "46", "squares": "2870", "compound": "1159.27",
-           "weekday": "Tuesday", "hex": "0xBEEF", "primes": "168", "mean": "18"}  # fmt: skip
+RESULTS = {
+    "percent": "397.8",
+    "days-between": "46",
+    "squares": "2870",
+    "compound": "1159.27",
+    "weekday": "Tuesday",
+    "hex": "0xBEEF",
+    "primes": "168",
+    "mean": "18",
+}
 
 
 def test_the_result_questions_checkers_accept_the_result_and_not_a_program() -> None:
@@ -77,15 +85,20 @@ def test_checkers_reject_wrong_answers(task_id: str, answer: str) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("name: s\ntasks:\n  - {id: a, task: t, check: {regex: x}}\n"
-         "  - {id: a, task: u, check: {regex: y}}\n", "duplicate task id 'a'"),
-        ("name: s\ntasks:\n  - {id: a, task: t, check: {regex: x, command: y}}\n",
-         "exactly one of asserts, text, command, regex"),
+        (
+            "name: s\ntasks:\n  - {id: a, task: t, check: {regex: x}}\n"
+            "  - {id: a, task: u, check: {regex: y}}\n",
+            "duplicate task id 'a'",
+        ),
+        (
+            "name: s\ntasks:\n  - {id: a, task: t, check: {regex: x, command: y}}\n",
+            "exactly one of asserts, text, command, regex",
+        ),
         ("name: s\ntasks:\n  - {id: a, task: t, check: {regex: '('}}\n", "regex does not compile"),
         ("name: s\ntasks:\n  - {id: a, task: t}\n", "tasks.0.check"),
         ("tasks: [", "YAML syntax error"),
     ],
-)  # fmt: skip
+)
 def test_bad_suites_say_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "suite.yaml"
     path.write_text(text)
@@ -145,28 +158,33 @@ def responder(messages: list[Any], schema: Any) -> str:
     """A team that writes a wrong double() first and fixes it when shown the failed example."""
     last = messages[-1]["content"]
     if schema is not None:  # the Critic's edge cases or review
-        return json.dumps({"calls": []}) if "calls" in json.dumps(schema) else (
-            json.dumps({"issues": [], "score": 9, "verdict": "approve"})
-        )  # fmt: skip
+        return (
+            json.dumps({"calls": []})
+            if "calls" in json.dumps(schema)
+            else (json.dumps({"issues": [], "score": 9, "verdict": "approve"}))
+        )
     if "FAIL: double(2) should return 4: returned 6" in last:
         return GOOD
     return BAD if "double" in messages[-1]["content"] else "Blue."
 
 
 def eval_session(tmp_path: Path, backend: ScriptedBackend) -> Session:
-    settings = Settings.model_validate({"backend": "embedded", "history": {"enabled": False},
-                                        "evidence": {"exec": True}})  # fmt: skip
+    settings = Settings.model_validate(
+        {"backend": "embedded", "history": {"enabled": False}, "evidence": {"exec": True}}
+    )
     manager = MemoryManager(lambda name: backend, budget_bytes=10**9)
     return Session(settings, manager, backend="embedded")
 
 
-def run_suite(tmp_path: Path, backend: ScriptedBackend, stop_after: int | None = None,
-              resume: bool = False):  # type: ignore[no-untyped-def]  # fmt: skip
+def run_suite(
+    tmp_path: Path, backend: ScriptedBackend, stop_after: int | None = None, resume: bool = False
+):  # type: ignore[no-untyped-def]
     suite_path = tmp_path / "two.yaml"
     suite_path.write_text(TWO_TASKS)
     with eval_session(tmp_path, backend) as session:
-        evaluation = session.eval_run(load_suite(suite_path), ["direct", "answer"],
-                                      tmp_path / "out")  # fmt: skip
+        evaluation = session.eval_run(
+            load_suite(suite_path), ["direct", "answer"], tmp_path / "out"
+        )
         evaluation.runner.store = HistoryStore.open(tmp_path / "journal.db")
         evaluation.runner.begin(resume=resume)
         if stop_after is not None:
@@ -205,17 +223,29 @@ def test_a_stopped_eval_resumes_without_redoing_finished_runs(tmp_path: Path) ->
     # only what was left: double()'s fix and edge cases (its first answer is kept), and colour
     assert len(second.chats) == 3
     assert json.loads((tmp_path / "out" / "checks" / "double.direct.json").read_text()) == {
-        "kind": "user", "name": "checker", "passed": False,
+        "kind": "user",
+        "name": "checker",
+        "passed": False,
         "detail": "assertion failed: assert double(3) == 6",
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.model
 def test_eval_on_the_real_model(smollm2: Path, tmp_path: Path) -> None:
     suite = tmp_path / "suite.yaml"
     suite.write_text(TWO_TASKS)
-    code, out, err = invoke("eval", str(suite), "--modes", "direct,answer", "--json",
-                            "--exec", "--backend", "embedded", "--max-rounds", "2")  # fmt: skip
+    code, out, err = invoke(
+        "eval",
+        str(suite),
+        "--modes",
+        "direct,answer",
+        "--json",
+        "--exec",
+        "--backend",
+        "embedded",
+        "--max-rounds",
+        "2",
+    )
     assert code == 0, err
     report = json.loads(out)
     assert [s["mode"] for s in report["summaries"]] == ["direct", "answer"]

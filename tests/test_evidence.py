@@ -17,8 +17,13 @@ def python(code: str) -> str:
     return f"Here:\n```python\n{code}\n```\n"
 
 
-def collect(task: str, answer: str, probes: list[str] | None = None, ask: Ask | None = None,
-            **options: object):  # type: ignore[no-untyped-def]  # fmt: skip
+def collect(
+    task: str,
+    answer: str,
+    probes: list[str] | None = None,
+    ask: Ask | None = None,
+    **options: object,
+):  # type: ignore[no-untyped-def]
     return EvidenceCollector(RUNS, **options).collect(task, answer, probes or [], ask)  # type: ignore[arg-type]
 
 

@@ -47,9 +47,17 @@ scalars = st.one_of(
     st.text(max_size=30),
 )
 TEMPLATE_BITS = [
-    "{{ outputs.a }}", "{{ ''.__class__.__mro__ }}", "{% for x in range(10**9) %}x{% endfor %}",
-    "{{", "}}", "{%", "{# x", "{{ outputs['b'] }}", "{{ 9**9**9 }}", "{{ lipsum(10**6) }}",
-]  # fmt: skip
+    "{{ outputs.a }}",
+    "{{ ''.__class__.__mro__ }}",
+    "{% for x in range(10**9) %}x{% endfor %}",
+    "{{",
+    "}}",
+    "{%",
+    "{# x",
+    "{{ outputs['b'] }}",
+    "{{ 9**9**9 }}",
+    "{{ lipsum(10**6) }}",
+]
 texts = st.one_of(
     st.text(max_size=40),
     st.lists(st.sampled_from(TEMPLATE_BITS) | st.text(max_size=8), max_size=4).map("".join),
@@ -60,8 +68,9 @@ ROLE_KEYS = ["planner", "critic", "executor", "review", "direct", "max_rounds", 
 
 def loose(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     """The expected shape most of the time, anything some of the time."""
-    nested = st.recursive(scalars, lambda inner: st.lists(inner) | st.dictionaries(texts, inner),
-                          max_leaves=8)  # fmt: skip
+    nested = st.recursive(
+        scalars, lambda inner: st.lists(inner) | st.dictionaries(texts, inner), max_leaves=8
+    )
     return st.one_of(strategy, strategy, strategy, nested)
 
 
@@ -165,11 +174,43 @@ def toml_value() -> st.SearchStrategy[str]:
     )
 
 
-SECTIONS = ["", "planner", "critic", "executor", "memory", "ollama", "thermal", "evidence",
-            "files", "limits", "history", "nope", "planner.model"]  # fmt: skip
-KEYS = ["model", "max_rounds", "review", "direct", "backend", "budget_gb", "policy", "num_ctx",
-        "temperature", "max_tokens", "exec", "timeout_s", "allow_paths", "workflow_kb", "depth",
-        "enabled", "path", "host", "x y", "\"quoted\""]  # fmt: skip
+SECTIONS = [
+    "",
+    "planner",
+    "critic",
+    "executor",
+    "memory",
+    "ollama",
+    "thermal",
+    "evidence",
+    "files",
+    "limits",
+    "history",
+    "nope",
+    "planner.model",
+]
+KEYS = [
+    "model",
+    "max_rounds",
+    "review",
+    "direct",
+    "backend",
+    "budget_gb",
+    "policy",
+    "num_ctx",
+    "temperature",
+    "max_tokens",
+    "exec",
+    "timeout_s",
+    "allow_paths",
+    "workflow_kb",
+    "depth",
+    "enabled",
+    "path",
+    "host",
+    "x y",
+    '"quoted"',
+]
 
 
 @st.composite
@@ -208,9 +249,14 @@ def test_the_parser_loads_or_gives_a_clear_error_within_bounded_memory(
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run(
         [sys.executable, "-m", "tests.test_fuzz", name],
-        cwd=root, env={"TMPDIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
-        preexec_fn=cap_memory, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        cwd=root,
+        env={"TMPDIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        preexec_fn=cap_memory,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     assert "Traceback" not in done.stderr
 

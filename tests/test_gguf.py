@@ -41,7 +41,7 @@ def test_reads_scalars_strings_and_short_arrays_and_skips_long_ones(tmp_path: Pa
                 ("general.big", 10, struct.pack("<Q", 2**40)),
             ]
         )
-    )  # fmt: skip
+    )
     meta = read_metadata(path)
     assert meta["general.architecture"] == "llama"
     assert meta["llama.block_count"] == 30

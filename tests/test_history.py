@@ -283,10 +283,21 @@ def test_a_run_killed_with_sigkill_shows_as_interrupted_with_its_phases(
     on_double.enqueue("word " * 300, model="qwen2.5:14b")
     env = {**os.environ}
     child = subprocess.Popen(
-        [sys.executable, str(ROOT / "main.py"), "--max-rounds", "2", "--review", "plan", "--quiet",
-         "a slow task"],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "main.py"),
+            "--max-rounds",
+            "2",
+            "--review",
+            "plan",
+            "--quiet",
+            "a slow task",
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     database = isolated_home / "history.db"
     deadline = time.monotonic() + 60
     phases = 0
@@ -322,8 +333,13 @@ def test_every_answer_version_and_its_evidence_is_kept(store: HistoryStore) -> N
     config = Settings.model_validate({"review": "answer", "max_rounds": 1})
     manager = MemoryManager(lambda name: backend, budget_bytes=10**9)
     sandbox = Sandbox(Limits(seconds=10), isolation="none", allow_unisolated=True)
-    pipeline = Pipeline(config, manager, PromptLibrary(), resolve_roles(config, "embedded"),
-                        evidence=EvidenceCollector(sandbox))  # fmt: skip
+    pipeline = Pipeline(
+        config,
+        manager,
+        PromptLibrary(),
+        resolve_roles(config, "embedded"),
+        evidence=EvidenceCollector(sandbox),
+    )
     recorder = HistoryRecorder(store, source="oneshot", config={})
     result = None
     for event in pipeline.run(TASK):
@@ -365,9 +381,14 @@ def test_a_damaged_history_costs_no_answer(on_double: OllamaDouble, isolated_hom
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the file itself
     damage(database)
 
-    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--direct", "still answered"],
-                          capture_output=True, text=True, timeout=120, check=False,
-                          stdin=subprocess.DEVNULL)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--direct", "still answered"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0 and done.stdout.strip() == "An answer from qwen2.5:14b."
     err = done.stderr
     assert err.count("Warning: not recorded in the history") == 1
@@ -399,11 +420,26 @@ def test_a_read_only_history_costs_no_answer(on_double: OllamaDouble, isolated_h
     """Root ignores permission bits, so the history directory is made a read-only mount."""
     assert invoke("--direct", "before")[0] == 0  # a database exists, then becomes read-only
     done = subprocess.run(
-        ["unshare", "-m", "sh", "-c", READ_ONLY_RUN, "sh", str(isolated_home),
-         sys.executable, str(ROOT / "main.py"), "--direct", "a task"],
-        capture_output=True, text=True, env=os.environ, timeout=120, check=False,
+        [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            READ_ONLY_RUN,
+            "sh",
+            str(isolated_home),
+            sys.executable,
+            str(ROOT / "main.py"),
+            "--direct",
+            "a task",
+        ],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        timeout=120,
+        check=False,
         stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "An answer from qwen2.5:14b."
     assert "not recorded in the history" in done.stderr and "Traceback" not in done.stderr

@@ -56,8 +56,15 @@ def test_pull_by_quantization_registers_a_model_that_runs(
     code, out, _ = invoke("models", "list", "--backend", "embedded", "--json")
     assert "smollm2-135m" in {row["name"] for row in json.loads(out)}
 
-    code, out, err = invoke("--direct", "--json", "--executor", "embedded:smollm2-135m",
-                            "--backend", "embedded", "Name a colour")  # fmt: skip
+    code, out, err = invoke(
+        "--direct",
+        "--json",
+        "--executor",
+        "embedded:smollm2-135m",
+        "--backend",
+        "embedded",
+        "Name a colour",
+    )
     assert code == 0, err
     result = json.loads(out)
     assert result["models"]["executor"] == "embedded:smollm2-135m" and result["output"].strip()
@@ -120,9 +127,16 @@ def test_offline_is_one_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_quantization_picks_the_file_and_lists_the_choices() -> None:
-    files = [HubFile("o/r", name, 1, None, None) for name in (
-        "m-Q4_K_M.gguf", "m-Q8_0.gguf", "m-Q6_K-00001-of-00002.gguf",
-        "m-Q6_K-00002-of-00002.gguf", "README.md")]  # fmt: skip
+    files = [
+        HubFile("o/r", name, 1, None, None)
+        for name in (
+            "m-Q4_K_M.gguf",
+            "m-Q8_0.gguf",
+            "m-Q6_K-00001-of-00002.gguf",
+            "m-Q6_K-00002-of-00002.gguf",
+            "README.md",
+        )
+    ]
     assert choose(HubRef.parse("hf:o/r:q4_k_m"), files).filename == "m-Q4_K_M.gguf"
     with pytest.raises(Exception, match="split in parts"):
         choose(HubRef.parse("hf:o/r:Q6_K"), files)
@@ -152,11 +166,13 @@ def test_the_demo_model_hint_shows_once_per_run(smollm2: Path, tmp_path: Path) -
     assert "ai-stack models pull hf:" in err and "tiny demo model" not in out
     code, out, err = invoke("--direct", "-q", "--json", "--backend", "embedded", "Name a colour")
     assert code == 0 and "tiny demo model" not in err + out
-    code, _, err = invoke("--direct", "--interactive", "--backend", "embedded",
-                          input="Name a colour\nName a planet\n")  # fmt: skip
+    code, _, err = invoke(
+        "--direct", "--interactive", "--backend", "embedded", input="Name a colour\nName a planet\n"
+    )
     assert code == 0 and err.count("tiny demo model") == 1
-    code, _, err = invoke("--direct", "--executor", "embedded:smollm2", "--backend", "embedded",
-                          "Name a colour")  # fmt: skip
+    code, _, err = invoke(
+        "--direct", "--executor", "embedded:smollm2", "--backend", "embedded", "Name a colour"
+    )
     assert code == 0 and "tiny demo model" not in err  # chosen, not defaulted
     code, out, _ = invoke("doctor", "--json")
     (check,) = [c for c in json.loads(out) if c["check"] == "embedded models"]

@@ -34,10 +34,12 @@ time.sleep(120)
 """
 
 
-def lease(directory: Path, policy: str = "one-at-a-time", timeout_s: float = 0.6,
-          budget: int = 10**10) -> ResidencyLease:  # fmt: skip
-    return ResidencyLease(directory, "ollama http://x", policy=policy, budget=budget,
-                          timeout_s=timeout_s)  # fmt: skip
+def lease(
+    directory: Path, policy: str = "one-at-a-time", timeout_s: float = 0.6, budget: int = 10**10
+) -> ResidencyLease:
+    return ResidencyLease(
+        directory, "ollama http://x", policy=policy, budget=budget, timeout_s=timeout_s
+    )
 
 
 def hold(directory: Path, model: str) -> subprocess.Popen[str]:
@@ -101,9 +103,14 @@ def two_task_batch(directory: Path) -> Path:
 
 def run_cli(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT, env=dict(os.environ),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [sys.executable, str(ROOT / "main.py"), *args],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def started_together(tmp_path: Path, first: str, second: str) -> list[subprocess.Popen[str]]:

@@ -22,8 +22,16 @@ from tests.ollama_double import OllamaDouble
 from tests.test_lease import finished, started_together
 
 ROOT = Path(__file__).resolve().parent.parent
-TOOLS = {"run_task", "plan", "batch_run", "batch_status", "list_models", "system_profile",
-         "history_list", "history_show"}  # fmt: skip
+TOOLS = {
+    "run_task",
+    "plan",
+    "batch_run",
+    "batch_status",
+    "list_models",
+    "system_profile",
+    "history_list",
+    "history_show",
+}
 
 
 def serve(tmp_path: Path, **settings: Any) -> Service:
@@ -32,8 +40,12 @@ def serve(tmp_path: Path, **settings: Any) -> Service:
 
 def stdio_server(directory: Path) -> StdioServerParameters:
     """`ai-stack mcp` as a client starts it: a subprocess on stdio, in ``directory``."""
-    return StdioServerParameters(command=sys.executable, args=[str(ROOT / "main.py"), "mcp"],
-                                 env=dict(os.environ), cwd=str(directory))  # fmt: skip
+    return StdioServerParameters(
+        command=sys.executable,
+        args=[str(ROOT / "main.py"), "mcp"],
+        env=dict(os.environ),
+        cwd=str(directory),
+    )
 
 
 def with_client(service: Service, body: Callable[[Client], Awaitable[None]]) -> None:
@@ -129,8 +141,11 @@ def test_batch_run_of_inline_tasks(on_double: OllamaDouble, tmp_path: Path) -> N
     on_double.enqueue("one", "two", model="qwen2.5:14b")
 
     async def body(client: Client) -> None:
-        job = structured(await client.call_tool(
-            "batch_run", {"tasks": ["first task", "second task"], "direct": True}))  # fmt: skip
+        job = structured(
+            await client.call_tool(
+                "batch_run", {"tasks": ["first task", "second task"], "direct": True}
+            )
+        )
         assert job["status"] == "ok" and job["summary"]["loads"] == 1
         assert [t["status"] for t in job["summary"]["tasks"]] == ["ok", "ok"]
         again = structured(await client.call_tool("batch_status", {"job_id": job["job_id"]}))
@@ -152,8 +167,9 @@ def test_a_cancelled_call_stops_and_unloads(on_double: OllamaDouble, tmp_path: P
         async with anyio.create_task_group() as group:
 
             async def call() -> None:
-                await client.call_tool("run_task", {"task": "slow", "direct": True},
-                                       progress_callback=on_progress)  # fmt: skip
+                await client.call_tool(
+                    "run_task", {"task": "slow", "direct": True}, progress_callback=on_progress
+                )
 
             group.start_soon(call)
             with anyio.fail_after(30):
@@ -186,8 +202,9 @@ def test_over_stdio_with_the_sdk_client(on_double: OllamaDouble, tmp_path: Path)
             assert profile["budget_bytes"] > 0
             planned = structured(await client.call_tool("plan", {"task": "count lines"}))
             assert planned["stop_reason"] == "approved"
-            job = structured(await client.call_tool(
-                "batch_run", {"tasks": ["one", "two"], "direct": True}))  # fmt: skip
+            job = structured(
+                await client.call_tool("batch_run", {"tasks": ["one", "two"], "direct": True})
+            )
             assert job["status"] == "ok"
             status = structured(await client.call_tool("batch_status", {"job_id": job["job_id"]}))
             assert status["summary"]["tasks"][1]["status"] == "ok"
@@ -215,9 +232,12 @@ def test_an_mcp_client_and_cli_processes_take_turns(
         nonlocal loads_by_mcp
         async with Client(stdio_server(tmp_path)) as client:
             for _ in range(2):
-                result = structured(await client.call_tool(
-                    "run_task", {"task": "via mcp", "direct": True,
-                                 "executor": "ollama:qwen2.5:14b"}))  # fmt: skip
+                result = structured(
+                    await client.call_tool(
+                        "run_task",
+                        {"task": "via mcp", "direct": True, "executor": "ollama:qwen2.5:14b"},
+                    )
+                )
                 loads_by_mcp += result["metrics"]["loads"]
 
     anyio.run(main)

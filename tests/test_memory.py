@@ -132,8 +132,9 @@ def test_apple_silicon_has_two_limits_what_fits_and_what_runs_on_the_gpu(
     assert manager.residency_budget == manager.gpu_limit_bytes < manager.budget
     wired = MemoryManager(lambda name: scripted, machine=Machine.apple(16, wired_limit_mb=12288))
     assert wired.gpu_limit_bytes == 12 * GIB
-    linux = MemoryManager(lambda name: scripted, machine=Machine("Linux", "x86_64", 24 * GIB,
-                                                                 20 * GIB))  # fmt: skip
+    linux = MemoryManager(
+        lambda name: scripted, machine=Machine("Linux", "x86_64", 24 * GIB, 20 * GIB)
+    )
     assert linux.gpu_limit_bytes is None and linux.budget == 19 * GIB == linux.residency_budget
 
 

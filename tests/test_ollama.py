@@ -154,8 +154,10 @@ def test_changed_load_options_give_an_explicit_reload_not_a_silent_one(
     backend.load("mistral:7b", LoadOptions(num_ctx=4096))
     assert double.reloads == 0
     assert [e["event"] for e in double.log if e["event"] in ("load", "unload")] == [
-        "load", "unload", "load",
-    ]  # fmt: skip
+        "load",
+        "unload",
+        "load",
+    ]
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -245,8 +247,12 @@ def test_three_models_two_rounds_one_at_a_time(double: OllamaDouble) -> None:
     assert result.stop_reason == "max_rounds" and result.rounds == 2
     assert_one_at_a_time(double)
     assert [e["model"] for e in double.events("load")] == [
-        "mistral:7b", "qwen2.5:7b", "mistral:7b", "qwen2.5:7b", "qwen2.5:14b",
-    ]  # fmt: skip
+        "mistral:7b",
+        "qwen2.5:7b",
+        "mistral:7b",
+        "qwen2.5:7b",
+        "qwen2.5:14b",
+    ]
     metrics = result.metrics
     assert metrics.loads == 5 and metrics.unloads == 4 and metrics.load_s > 0
     assert metrics.policy == "one-at-a-time"
@@ -333,8 +339,10 @@ def test_default_roles_follow_the_original_ai_stack_then_what_is_installed(
 ) -> None:
     installed = backend.list_models()
     assert default_roles(installed, lambda m: True) == {
-        "planner": "mistral:7b", "critic": "qwen2.5:7b", "executor": "qwen2.5:14b",
-    }  # fmt: skip
+        "planner": "mistral:7b",
+        "critic": "qwen2.5:7b",
+        "executor": "qwen2.5:14b",
+    }
     double.models = {
         m.name: m
         for m in (
@@ -457,9 +465,12 @@ def test_ctrl_c_during_a_load_unloads_the_model_before_exiting(on_double: Ollama
     # inherits that, so Python would never turn the signal into KeyboardInterrupt.
     child = subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), "--direct", "--quiet", "a task"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
+    )
     deadline = time.monotonic() + 60
     while not on_double.events("load") and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -535,18 +546,21 @@ def test_over_the_gpu_share_it_runs_with_one_warning_and_json_says_so(
     """A pinned 12k context takes the 14B to about 12 GiB: inside the 12.8 GiB budget, over the
     GPU's 10.7: some layers go to the CPU. It runs, warned once although two tasks load it."""
     config = tmp_path / "big.toml"
-    config.write_text("review = 'plan'\nmax_rounds = 1\n[executor]\nnum_ctx = 12288\n"
-                      "fixed_ctx = true\n")  # fmt: skip
-    code, out, err = invoke("--config", str(config), "--interactive", "--json",
-                            input="first task\nsecond task\n")  # fmt: skip
+    config.write_text(
+        "review = 'plan'\nmax_rounds = 1\n[executor]\nnum_ctx = 12288\nfixed_ctx = true\n"
+    )
+    code, out, err = invoke(
+        "--config", str(config), "--interactive", "--json", input="first task\nsecond task\n"
+    )
     assert code == 0, err
     assert len([e for e in mac16.events("load") if e["model"] == "qwen2.5:14b"]) == 2
     assert err.count("more than the GPU's share of memory (10.7 GiB)") == 1
     assert "layers will run on the CPU" in err
     assert_one_at_a_time(mac16)
     for line in out.splitlines():
-        (record,) = [m for m in json.loads(line)["metrics"]["memory"]
-                     if m["model"] == "ollama:qwen2.5:14b"]  # fmt: skip
+        (record,) = [
+            m for m in json.loads(line)["metrics"]["memory"] if m["model"] == "ollama:qwen2.5:14b"
+        ]
         assert record["num_ctx"] == 12288 and 0 < record["cpu_layers"] < 48
         assert record["gpu_bytes"] == mac16.vram_bytes < record["resident_bytes"]
 

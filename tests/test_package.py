@@ -34,8 +34,12 @@ def test_import_works_without_the_embedded_extra(tmp_path: Path) -> None:
     env = {**os.environ, "AI_STACK_HOME": str(tmp_path / "home")}
     done = subprocess.run(
         [sys.executable, "-c", WITHOUT_LLAMA, str(model)],
-        capture_output=True, text=True, env=env, cwd=ROOT, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "unavailable: Install the embedded extra" in done.stdout
 

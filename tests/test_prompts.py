@@ -25,8 +25,9 @@ EVIDENCE = Evidence(
         Check(kind="probe", name="f(0)", passed=None, detail="got 0"),
     ]
 )
-ANSWER_CRITIQUE = Critique(round=1, issues=["f(0) is wrong"], score=3, verdict="revise",
-                           subject="answer")  # fmt: skip
+ANSWER_CRITIQUE = Critique(
+    round=1, issues=["f(0) is wrong"], score=3, verdict="revise", subject="answer"
+)
 SHARED = {"conversation": None, "files": []}
 VARIABLES = {
     "planner": SHARED,
@@ -133,10 +134,22 @@ def test_installed_wheel_contains_and_finds_the_prompts(tmp_path: Path) -> None:
     if importlib.util.find_spec("hatchling") is None:
         pytest.skip("hatchling is not installed (it comes with the dev extra)")
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path / "dist"), str(ROOT)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert built.returncode == 0, built.stderr
     wheel = next((tmp_path / "dist").glob("ai_stack-*.whl"))
     site = tmp_path / "site"
@@ -153,9 +166,13 @@ def test_installed_wheel_contains_and_finds_the_prompts(tmp_path: Path) -> None:
         " files=[])[-1]['content'].count('Role: Planner'))"
     )
     out = subprocess.run(
-        [sys.executable, "-s", "-c", probe], cwd=tmp_path, capture_output=True, text=True,
-        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, check=False,
-    )  # fmt: skip
+        [sys.executable, "-s", "-c", probe],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     found = Path(out.stdout.splitlines()[0])
     assert found.is_relative_to(site)
@@ -186,11 +203,13 @@ def test_the_conversation_and_files_come_first_in_every_role_prompt() -> None:
 
 def test_the_summary_prompt_folds_in_the_summary_so_far() -> None:
     library = PromptLibrary()
-    first = library.render("summarise", subject="file", title="app.log", summary=None,
-                           pieces=["PIECE"])[-1]["content"]  # fmt: skip
+    first = library.render(
+        "summarise", subject="file", title="app.log", summary=None, pieces=["PIECE"]
+    )[-1]["content"]
     assert "The file app.log:" in first and "PIECE" in first and "so far" not in first
-    later = library.render("summarise", subject="turns", title="turns 1-2", summary="EARLIER",
-                           pieces=["P1", "P2"])[-1]["content"]  # fmt: skip
+    later = library.render(
+        "summarise", subject="turns", title="turns 1-2", summary="EARLIER", pieces=["P1", "P2"]
+    )[-1]["content"]
     assert later.index("EARLIER") < later.index("P1") < later.index("P2")
     assert "combines the summary so far" in later
 

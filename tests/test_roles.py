@@ -62,8 +62,9 @@ def test_invalid_replies_are_reasked_then_fail_with_what_was_wrong(
 
 def test_a_reask_shows_the_model_its_reply_and_the_error(scripted: ScriptedBackend) -> None:
     scripted.enqueue("nope", plan("a"))
-    events, result = run(runner(scripted).structured(call(), [{"role": "user", "content": "x"}],
-                                                     Plan))  # fmt: skip
+    events, result = run(
+        runner(scripted).structured(call(), [{"role": "user", "content": "x"}], Plan)
+    )
     assert [step.title for step in result.steps] == ["a"]
     assert [(e.attempt, "not valid JSON" in e.error) for e in events if isinstance(e, Reasked)] == [
         (2, True)
@@ -78,8 +79,14 @@ class CutOnce(ScriptedBackend):
 
     cuts: int = 1
 
-    def chat(self, model: str, messages: list[Message], *, options: ChatOptions,
-             schema: dict[str, Any] | None = None) -> ChatStream:  # fmt: skip
+    def chat(
+        self,
+        model: str,
+        messages: list[Message],
+        *,
+        options: ChatOptions,
+        schema: dict[str, Any] | None = None,
+    ) -> ChatStream:
         stream = super().chat(model, messages, options=options, schema=schema)
         if self.cuts:
             self.cuts -= 1
@@ -113,8 +120,14 @@ def test_a_prompt_longer_than_the_planned_context_loads_a_larger_one(
     """A run plans each model's context; a call that turns out longer gets a larger context (up
     to ``max_ctx``) rather than a prompt the server would silently cut from the front."""
     scripted.enqueue("fine", "fine")
-    planned = RoleCall("executor", "fix", ModelSpec("embedded", "a"), LoadOptions(num_ctx=2048),
-                       ChatOptions(max_tokens=512), max_ctx=8192)  # fmt: skip
+    planned = RoleCall(
+        "executor",
+        "fix",
+        ModelSpec("embedded", "a"),
+        LoadOptions(num_ctx=2048),
+        ChatOptions(max_tokens=512),
+        max_ctx=8192,
+    )
     roles = runner(scripted)
     short: list[Message] = [{"role": "user", "content": "short"}]
     events, _ = run(roles.text(planned, short))
@@ -124,8 +137,14 @@ def test_a_prompt_longer_than_the_planned_context_loads_a_larger_one(
     assert scripted.loaded["a"].num_ctx == 6144
     (awaiting,) = [e for e in events if type(e).__name__ == "AwaitingModel"]
     assert awaiting.num_ctx == 6144  # type: ignore[attr-defined]
-    capped = RoleCall("executor", "fix", ModelSpec("embedded", "b"), LoadOptions(num_ctx=2048),
-                      ChatOptions(max_tokens=512), max_ctx=4096)  # fmt: skip
+    capped = RoleCall(
+        "executor",
+        "fix",
+        ModelSpec("embedded", "b"),
+        LoadOptions(num_ctx=2048),
+        ChatOptions(max_tokens=512),
+        max_ctx=4096,
+    )
     scripted.enqueue("fine")
     run(roles.text(capped, long))
     assert scripted.loaded["b"].num_ctx == 4096, "never past the role's num_ctx"

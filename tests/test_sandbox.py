@@ -39,8 +39,9 @@ def sandbox() -> Sandbox:
 
 def python(sandbox: Sandbox, code: str, seconds: float = 5) -> Outcome:
     limits = Limits(seconds=seconds, memory_mb=256, output_kb=16)
-    return sandbox.run([python_executable(), "-E", "-s", "main.py"], {"main.py": code},
-                       limits=limits)  # fmt: skip
+    return sandbox.run(
+        [python_executable(), "-E", "-s", "main.py"], {"main.py": code}, limits=limits
+    )
 
 
 def test_a_normal_program_runs_and_its_output_comes_back(sandbox: Sandbox) -> None:
@@ -147,8 +148,14 @@ print(outcome.stdout)
 def test_no_stdin() -> None:
     """Even when ai-stack itself reads a pipe (``cat secrets | ai-stack ...``), the code it runs
     reads nothing."""
-    done = subprocess.run([sys.executable, "-c", RUN_WITH_STDIN], input="piped secret",
-                          capture_output=True, text=True, cwd=ROOT, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_WITH_STDIN],
+        input="piped secret",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
     assert "piped secret" not in done.stdout and "''" in done.stdout
 
 

@@ -59,10 +59,16 @@ def tool_outputs(outputs: dict[str, str]):  # type: ignore[no-untyped-def]
 
 
 def test_macos_thermal_pressure_levels() -> None:
-    for name, level in [("notifyutil-nominal.txt", "nominal"), ("notifyutil-heavy.txt", "heavy"),
-                        ("notifyutil-sleeping.txt", "critical")]:  # fmt: skip
-        tools = Tools(run=tool_outputs({"notifyutil": recorded(name)}), system="Darwin",
-                      temperatures=lambda: {})  # fmt: skip
+    for name, level in [
+        ("notifyutil-nominal.txt", "nominal"),
+        ("notifyutil-heavy.txt", "heavy"),
+        ("notifyutil-sleeping.txt", "critical"),
+    ]:
+        tools = Tools(
+            run=tool_outputs({"notifyutil": recorded(name)}),
+            system="Darwin",
+            temperatures=lambda: {},
+        )
         snapshot = take_snapshot(tools)
         assert (snapshot.thermal.level, snapshot.thermal.source) == (
             level,
@@ -72,15 +78,21 @@ def test_macos_thermal_pressure_levels() -> None:
 
 def test_apple_silicon_pmset_note_means_no_data_not_throttling() -> None:
     assert parse_pmset_therm(recorded("pmset-therm-apple-silicon.txt")) is None
-    tools = Tools(run=tool_outputs({"pmset": recorded("pmset-therm-apple-silicon.txt")}),
-                  system="Darwin", temperatures=lambda: {})  # fmt: skip
+    tools = Tools(
+        run=tool_outputs({"pmset": recorded("pmset-therm-apple-silicon.txt")}),
+        system="Darwin",
+        temperatures=lambda: {},
+    )
     assert take_snapshot(tools).thermal.level == "unknown"
 
 
 def test_intel_mac_speed_limit() -> None:
     assert parse_pmset_therm(recorded("pmset-therm-intel-throttled.txt")) == 66
-    tools = Tools(run=tool_outputs({"pmset": recorded("pmset-therm-intel-throttled.txt")}),
-                  system="Darwin", temperatures=lambda: {})  # fmt: skip
+    tools = Tools(
+        run=tool_outputs({"pmset": recorded("pmset-therm-intel-throttled.txt")}),
+        system="Darwin",
+        temperatures=lambda: {},
+    )
     snapshot = take_snapshot(tools)
     assert snapshot.thermal.level == "heavy"
     assert snapshot.as_dict()["thermal"]["readings"]["pmset"]["cpu_speed_limit"] == 66
@@ -89,8 +101,11 @@ def test_intel_mac_speed_limit() -> None:
 def test_nvidia_thermal_slowdown_is_heavy() -> None:
     gpus = parse_nvidia_smi(recorded("nvidia-smi.csv"))
     assert [(g["index"], g["thermal_slowdown"]) for g in gpus] == [(0, True), (1, False)]
-    tools = Tools(run=tool_outputs({"nvidia-smi": recorded("nvidia-smi.csv")}), system="Linux",
-                  temperatures=lambda: {})  # fmt: skip
+    tools = Tools(
+        run=tool_outputs({"nvidia-smi": recorded("nvidia-smi.csv")}),
+        system="Linux",
+        temperatures=lambda: {},
+    )
     snapshot = take_snapshot(tools)
     assert snapshot.thermal.level == "heavy" and snapshot.thermal.source == "nvidia-gpu0"
 
@@ -119,14 +134,17 @@ def fake_root(tmp_path: Path, files: dict[str, str]) -> Path:
 
 
 def test_linux_memory_psi_and_cgroup_limit(tmp_path: Path) -> None:
-    root = fake_root(tmp_path, {
-        "/proc/pressure/memory": recorded("psi-memory-critical.txt"),
-        "/proc/self/cgroup": "0::/user.slice/ai\n",
-        "/sys/fs/cgroup/user.slice/ai/memory.max": str(2 * GIB),
-        "/sys/fs/cgroup/user.slice/ai/memory.current": str(GIB + GIB // 2),
-        "/sys/devices/system/cpu/cpufreq/policy0/scaling_cur_freq": "1200000",
-        "/sys/devices/system/cpu/cpufreq/policy0/cpuinfo_max_freq": "3000000",
-    })  # fmt: skip
+    root = fake_root(
+        tmp_path,
+        {
+            "/proc/pressure/memory": recorded("psi-memory-critical.txt"),
+            "/proc/self/cgroup": "0::/user.slice/ai\n",
+            "/sys/fs/cgroup/user.slice/ai/memory.max": str(2 * GIB),
+            "/sys/fs/cgroup/user.slice/ai/memory.current": str(GIB + GIB // 2),
+            "/sys/devices/system/cpu/cpufreq/policy0/scaling_cur_freq": "1200000",
+            "/sys/devices/system/cpu/cpufreq/policy0/cpuinfo_max_freq": "3000000",
+        },
+    )
     tools = Tools(run=lambda args: None, root=root, system="Linux", temperatures=lambda: {})
     memory = memory_state(tools)
     assert memory.pressure == "critical"
@@ -138,12 +156,15 @@ def test_linux_memory_psi_and_cgroup_limit(tmp_path: Path) -> None:
 
 
 def test_linux_idle_psi_and_no_cgroup_limit(tmp_path: Path) -> None:
-    root = fake_root(tmp_path, {
-        "/proc/pressure/memory": recorded("psi-memory-idle.txt"),
-        "/proc/self/cgroup": "0::/\n",
-        "/sys/fs/cgroup/memory.max": "max\n",
-        "/sys/fs/cgroup/memory.current": "123\n",
-    })  # fmt: skip
+    root = fake_root(
+        tmp_path,
+        {
+            "/proc/pressure/memory": recorded("psi-memory-idle.txt"),
+            "/proc/self/cgroup": "0::/\n",
+            "/sys/fs/cgroup/memory.max": "max\n",
+            "/sys/fs/cgroup/memory.current": "123\n",
+        },
+    )
     memory = memory_state(Tools(run=lambda args: None, root=root, system="Linux"))
     assert memory.pressure in ("normal", "warn")  # psutil's share of free RAM decides the rest
     assert "cgroup" not in memory.readings
@@ -292,8 +313,9 @@ def test_a_decode_speed_drop_is_reported_as_likely_throttling() -> None:
     guard = guard_for("nominal")
 
     def metrics(speed: float, tokens: int = 100) -> PhaseMetrics:
-        return PhaseMetrics(role="executor", phase="execute", model="m", output_tokens=tokens,
-                            tokens_per_s=speed)  # fmt: skip
+        return PhaseMetrics(
+            role="executor", phase="execute", model="m", output_tokens=tokens, tokens_per_s=speed
+        )
 
     assert list(guard.after_call(metrics(40))) == []
     assert list(guard.after_call(metrics(10, tokens=5))) == []  # too short to judge
@@ -328,8 +350,9 @@ def test_a_run_records_the_level_of_each_phase_and_the_decisions(scripted: Scrip
     guard = guard_for("nominal", "moderate", "heavy", "nominal", clock=clock)
     config = Settings.model_validate({"review": "plan"})
     manager = manager_for(scripted)
-    pipeline = Pipeline(config, manager, PromptLibrary(), resolve_roles(config, "embedded"),
-                        guard=guard)  # fmt: skip
+    pipeline = Pipeline(
+        config, manager, PromptLibrary(), resolve_roles(config, "embedded"), guard=guard
+    )
     events = list(pipeline.run("task"))
     result = next(e.result for e in events if isinstance(e, RunFinished))
     assert [p.thermal for p in result.metrics.phases] == ["nominal", "moderate", "heavy"]

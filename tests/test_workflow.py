@@ -148,8 +148,12 @@ def test_allowed_paths_and_named_secrets(tmp_path: Path) -> None:
         load_workflow(path, {})
     with pytest.raises(WorkflowError, match=r"\.env hold secrets"):
         load_workflow(path, {}, {"files": {"allow_paths": [str(shared)]}})
-    allowed = {"files": {"allow_paths": [str(shared)],
-                         "allow_sensitive": [str(tmp_path / "flows" / ".env")]}}  # fmt: skip
+    allowed = {
+        "files": {
+            "allow_paths": [str(shared)],
+            "allow_sensitive": [str(tmp_path / "flows" / ".env")],
+        }
+    }
     (task,) = load_workflow(path, {}, allowed).tasks
     assert "shared notes" in (task.context or "") and "MODE=dev" in (task.context or "")
 

@@ -101,8 +101,9 @@ def require_available(backend: Backend) -> Backend:
         raise BackendUnavailableError(
             "ollama", f"Ollama is not reachable: {health.detail}.", hint=START_HINT
         )
-    raise BackendUnavailableError(backend.name, f"The {backend.name} backend is unavailable: "
-                                  f"{health.detail}")  # fmt: skip
+    raise BackendUnavailableError(
+        backend.name, f"The {backend.name} backend is unavailable: {health.detail}"
+    )
 
 
 def choose_backend(

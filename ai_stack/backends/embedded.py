@@ -179,9 +179,10 @@ class EmbeddedBackend:
         target = self.models_dir / f"{name}.gguf"
         if target.exists() or target.is_symlink():
             raise ModelNotFoundError(
-                name, f"A model named {name!r} is already registered ({target}).",
+                name,
+                f"A model named {name!r} is already registered ({target}).",
                 hint=f"Remove it first: ai-stack models rm embedded:{name}",
-            )  # fmt: skip
+            )
         self.models_dir.mkdir(parents=True, exist_ok=True)
         if copy:
             temporary = target.with_name(f".{target.name}.part")
@@ -211,10 +212,11 @@ class EmbeddedBackend:
         target = self.models_dir / f"{name}.gguf"
         if target.exists() or target.is_symlink():
             raise ModelNotFoundError(
-                name, f"A model named {name!r} is already registered ({target}).",
+                name,
+                f"A model named {name!r} is already registered ({target}).",
                 hint=f"Use it as embedded:{name}, pull under another --name, or remove it first: "
                 f"ai-stack models rm embedded:{name}",
-            )  # fmt: skip
+            )
         progress = hub.fetch(source, file)
         while True:
             try:
@@ -239,9 +241,10 @@ class EmbeddedBackend:
         target = self.models_dir / f"{name}.gguf"
         if not (target.exists() or target.is_symlink()):
             raise ModelNotFoundError(
-                name, f"No registered embedded model named {name!r}.",
+                name,
+                f"No registered embedded model named {name!r}.",
                 hint=f"Registered models live in {self.models_dir}.",
-            )  # fmt: skip
+            )
         self.unload(name)
         target.unlink()
         return target
@@ -431,7 +434,21 @@ def _fill_from_gguf(info: ModelInfo, path: Path) -> None:
 
 # llama.cpp's LLAMA_FTYPE numbers for the common quantizations.
 _FILE_TYPES: dict[int, str] = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
-    11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
-    17: "Q5_K_M", 18: "Q6_K", 32: "BF16",
-}  # fmt: skip
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    11: "Q3_K_S",
+    12: "Q3_K_M",
+    13: "Q3_K_L",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    32: "BF16",
+}

@@ -15,9 +15,18 @@ from ai_stack.errors import GGUFError
 
 MAGIC = b"GGUF"
 _SCALARS = {  # value type -> struct format (little-endian)
-    0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q",
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
     12: "<d",
-}  # fmt: skip
+}
 _STRING, _ARRAY = 8, 9
 _KEEP_ARRAYS_UP_TO = 1024  # longer arrays (token lists) are skipped, read back as None
 

@@ -95,9 +95,11 @@ def choose(ref: HubRef, files: list[HubFile]) -> HubFile:
         for file in ggufs:
             if file.filename == ref.filename:
                 return file
-        raise ModelNotFoundError(f"{PREFIX}{ref.repo}/{ref.filename}",
-                                 f"{ref.repo} has no file {ref.filename}.",
-                                 hint=f"Its GGUF files: {available}.")  # fmt: skip
+        raise ModelNotFoundError(
+            f"{PREFIX}{ref.repo}/{ref.filename}",
+            f"{ref.repo} has no file {ref.filename}.",
+            hint=f"Its GGUF files: {available}.",
+        )
     whole = [f for f in ggufs if not re.search(r"-\d{5}-of-\d{5}\.gguf$", f.filename)]
     if ref.quant is None:
         if len(whole) == 1:
@@ -117,11 +119,13 @@ def choose(ref: HubRef, files: list[HubFile]) -> HubFile:
         )
     raise ModelNotFoundError(
         f"{PREFIX}{ref.repo}:{ref.quant}",
-        f"{ref.repo} has no {ref.quant} file." if not matches else
-        f"{ref.repo} has several {ref.quant} files: {', '.join(f.filename for f in matches)}.",
-        hint=f"Its GGUF files: {available}." if not matches else
-        f"Name one: hf:{ref.repo}/{matches[0].filename}",
-    )  # fmt: skip
+        f"{ref.repo} has no {ref.quant} file."
+        if not matches
+        else f"{ref.repo} has several {ref.quant} files: {', '.join(f.filename for f in matches)}.",
+        hint=f"Its GGUF files: {available}."
+        if not matches
+        else f"Name one: hf:{ref.repo}/{matches[0].filename}",
+    )
 
 
 def _quant_of(filename: str) -> str | None:
@@ -226,8 +230,9 @@ class _HubErrors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 tb: object) -> None:  # fmt: skip
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: object
+    ) -> None:
         if error is None or not isinstance(error, Exception):
             return
         from huggingface_hub.errors import (
@@ -272,9 +277,10 @@ class _HubErrors:
         if isinstance(error, HfHubHTTPError):
             status = error.response.status_code if error.response is not None else "?"
             raise BackendError(
-                "embedded", f"The Hub answered {status} for {what}.",
+                "embedded",
+                f"The Hub answered {status} for {what}.",
                 hint="Try again later; a cut download resumes.",
-            ) from None  # fmt: skip
+            ) from None
 
 
 def _is_connection(error: BaseException) -> bool:

@@ -80,10 +80,17 @@ class EvalDisplay:
 
 def show_report(out: Console, report: EvalReport) -> None:
     table = Table(
-        "mode", "passed", "rate [95% CI]", "time", "x direct", "tokens out", "calls", "loads",
+        "mode",
+        "passed",
+        "rate [95% CI]",
+        "time",
+        "x direct",
+        "tokens out",
+        "calls",
+        "loads",
         title=f"{report.suite}: {len(report.outcomes) // max(len(report.modes), 1)} tasks",
         title_justify="left",
-    )  # fmt: skip
+    )
     for s in report.summaries:
         relative = f"{s.relative_time:.2f}" if s.relative_time is not None else ""
         table.add_row(

@@ -343,9 +343,13 @@ def probe(
     ):
         _, spec = session.target(name, backend)
         report = run_probe(
-            session.manager, spec, settings, session.prompts(settings.prompts_dir), trials,
+            session.manager,
+            spec,
+            settings,
+            session.prompts(settings.prompts_dir),
+            trials,
             lambda role, trial: console.print(f"[dim]{role} trial {trial}/{trials}…[/]"),
-        )  # fmt: skip
+        )
         if as_json:
             click.echo(json.dumps(report))
             return

@@ -119,8 +119,14 @@ class Repl:
             files, self.pending = self.pending, []
         self.last_files = list(files)
         try:
-            result = execute(self.pipeline, task, display, self.recorder,
-                             conversation=self.conversation, files=files)  # fmt: skip
+            result = execute(
+                self.pipeline,
+                task,
+                display,
+                self.recorder,
+                conversation=self.conversation,
+                files=files,
+            )
         except AiStackError as exc:
             self.failures += 1
             print_error(self.console, exc)
@@ -171,8 +177,9 @@ class Repl:
         for turn in conversation.turns:
             lines = turn.answer.splitlines()
             first = next((s for s in lines if s.strip() and not s.startswith("```")), "")
-            table.add_row(str(turn.number), escape(turn.task[:60]), escape(first[:60]),
-                          turn.run_id or "")  # fmt: skip
+            table.add_row(
+                str(turn.number), escape(turn.task[:60]), escape(first[:60]), turn.run_id or ""
+            )
         self.console.print(table)
         if conversation.summary is not None:
             self.console.print(

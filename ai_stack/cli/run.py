@@ -136,13 +136,21 @@ def run_command(
             recorder = open_recorder(session, pipeline, source, history_warning(console))
             try:
                 if interactive:
-
-                    repl = Repl(pipeline, console, as_json=as_json, quiet=quiet, recorder=recorder,
-                                conversation=talk, files=attached, policy=policy)  # fmt: skip
+                    repl = Repl(
+                        pipeline,
+                        console,
+                        as_json=as_json,
+                        quiet=quiet,
+                        recorder=recorder,
+                        conversation=talk,
+                        files=attached,
+                        policy=policy,
+                    )
                     sys.exit(repl.loop())
                 display = Display(console, None if as_json else sys.stdout, quiet=quiet)
-                result = execute(pipeline, text, display, recorder, conversation=talk,
-                                 files=attached)  # fmt: skip
+                result = execute(
+                    pipeline, text, display, recorder, conversation=talk, files=attached
+                )
             finally:
                 if recorder is not None:
                     recorder.store.close()

@@ -151,8 +151,9 @@ class Service:
         cancelled: threading.Event,
     ) -> RunResult:
         policy = settings.file_policy(self.root)
-        attached = attach(policy, [Path(f) if Path(f).is_absolute() else self.root / f
-                                   for f in files])  # fmt: skip
+        attached = attach(
+            policy, [Path(f) if Path(f).is_absolute() else self.root / f for f in files]
+        )
         session = self.session
         pipeline = session.pipeline(settings)
         pipeline.preflight()
@@ -166,9 +167,13 @@ class Service:
 
     @serialised
     def plan(
-        self, settings: Settings, task: str, context: str | None, progress: ReportProgress,
+        self,
+        settings: Settings,
+        task: str,
+        context: str | None,
+        progress: ReportProgress,
         cancelled: threading.Event,
-    ) -> PlanOutcome:  # fmt: skip
+    ) -> PlanOutcome:
         pipeline = self.session.pipeline(settings)
         pipeline.preflight()
         recorder = open_recorder(self.session, pipeline, "mcp", lambda error: None)
@@ -185,9 +190,14 @@ class Service:
         finally:
             if recorder is not None:
                 recorder.store.close()
-        return PlanOutcome(task=task.strip(), plan=outcome.subject, plans=outcome.versions,
-                           critiques=outcome.critiques, rounds=outcome.rounds,
-                           stop_reason=outcome.stop_reason)  # fmt: skip
+        return PlanOutcome(
+            task=task.strip(),
+            plan=outcome.subject,
+            plans=outcome.versions,
+            critiques=outcome.critiques,
+            rounds=outcome.rounds,
+            stop_reason=outcome.stop_reason,
+        )
 
     @serialised
     def batch(
@@ -217,8 +227,11 @@ class Service:
         runner.should_stop = cancelled.is_set
         summary = runner.run()
         job.summary = summary.as_dict()
-        job.status = "ok" if summary.status == "ok" else (
-            "interrupted" if summary.status == "interrupted" else "failed")  # fmt: skip
+        job.status = (
+            "ok"
+            if summary.status == "ok"
+            else ("interrupted" if summary.status == "interrupted" else "failed")
+        )
         return job
 
     def list_models(self) -> ModelList:
@@ -285,11 +298,15 @@ def yield_from(
             return stop.value
 
 
-def build_server(service: Service) -> MCPServer:
-    """The MCP server and its tools, over ``service``."""
-    server = MCPServer("ai-stack", instructions=INSTRUCTIONS, version=__version__)
+class ToolCalls:
+    """One method per MCP tool, over a :class:`Service`; :func:`build_server` registers each."""
 
-    async def in_worker(ctx: Context, work: Callable[[ReportProgress, threading.Event], T]) -> T:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def _in_worker(
+        self, ctx: Context, work: Callable[[ReportProgress, threading.Event], T]
+    ) -> T:
         """Run ``work`` in a thread; its progress becomes MCP progress notifications, and a
         cancelled call tells it to stop (it unloads and returns on its own)."""
         cancelled = threading.Event()
@@ -312,8 +329,8 @@ def build_server(service: Service) -> MCPServer:
             hint = f" {error.hint}" if error.hint else ""
             raise ToolError(f"{error.message}{hint}") from None
 
-    @server.tool()
     async def run_task(
+        self,
         task: str,
         ctx: Context,
         context: str | None = None,
@@ -328,18 +345,24 @@ def build_server(service: Service) -> MCPServer:
         """Run a task through the local team and return the result (the `ai-stack --json`
         object: `output` is the answer; `answers` holds every version with the checks run on
         it). `files`: paths (relative to the server's directory) given as context. `review`:
-        what the Critic reviews (answer: the default, checked by running its code; plan; both;
-        none); `direct`: one call, no review. Model specs such as `ollama:qwen2.5:14b`."""
-        settings = service.settings_for(
-            review=review, direct=direct or None, max_rounds=max_rounds,
-            planner={"model": planner}, critic={"model": critic}, executor={"model": executor},
-        )  # fmt: skip
-        return await in_worker(
-            ctx, lambda p, c: service.run_task(settings, task, context, files or [], p, c)
+        how the team works (answer: the default, checked by running its code; team: the
+        Planner first says what the task asks for, its stated requirements are checked too, and
+        it rethinks when fixes stall; plan; both; none); `direct`: one call, no review. Model
+        specs such as `ollama:qwen2.5:14b`."""
+        settings = self.service.settings_for(
+            review=review,
+            direct=direct or None,
+            max_rounds=max_rounds,
+            planner={"model": planner},
+            critic={"model": critic},
+            executor={"model": executor},
+        )
+        return await self._in_worker(
+            ctx, lambda p, c: self.service.run_task(settings, task, context, files or [], p, c)
         )
 
-    @server.tool()
     async def plan(
+        self,
         task: str,
         ctx: Context,
         context: str | None = None,
@@ -349,14 +372,18 @@ def build_server(service: Service) -> MCPServer:
     ) -> PlanOutcome:
         """A plan for a task: the Planner drafts it, the Critic reviews it and the Planner
         revises it (no answer is written)."""
-        settings = service.settings_for(
-            review="plan", max_rounds=max_rounds, planner={"model": planner},
+        settings = self.service.settings_for(
+            review="plan",
+            max_rounds=max_rounds,
+            planner={"model": planner},
             critic={"model": critic},
-        )  # fmt: skip
-        return await in_worker(ctx, lambda p, c: service.plan(settings, task, context, p, c))
+        )
+        return await self._in_worker(
+            ctx, lambda p, c: self.service.plan(settings, task, context, p, c)
+        )
 
-    @server.tool()
     async def batch_run(
+        self,
         ctx: Context,
         workflow: str | None = None,
         tasks: list[str] | None = None,
@@ -370,9 +397,9 @@ def build_server(service: Service) -> MCPServer:
         job_id = uuid.uuid4().hex[:12]
         job_dir = user_dir() / "mcp-jobs" / job_id
         if workflow:
-            path = Path(workflow) if Path(workflow).is_absolute() else service.root / workflow
+            path = Path(workflow) if Path(workflow).is_absolute() else self.service.root / workflow
             try:  # a workflow file is read like any file a client names
-                service.settings.file_policy(service.root).check(path)
+                self.service.settings.file_policy(self.service.root).check(path)
             except AiStackError as error:
                 raise ToolError(error.message) from None
         elif tasks:
@@ -380,17 +407,23 @@ def build_server(service: Service) -> MCPServer:
             job_dir.mkdir(parents=True, exist_ok=True)
             import yaml
 
-            path.write_text(yaml.safe_dump({"name": f"mcp-{job_id}", "tasks": [
-                {"id": f"t{i}", "task": text} for i, text in enumerate(tasks, 1)]}))  # fmt: skip
+            path.write_text(
+                yaml.safe_dump(
+                    {
+                        "name": f"mcp-{job_id}",
+                        "tasks": [{"id": f"t{i}", "task": text} for i, text in enumerate(tasks, 1)],
+                    }
+                )
+            )
         else:
             raise ToolError("Give a workflow file or a list of tasks.")
         job = BatchJob(job_id=job_id, status="running", out_dir=str(job_dir / "results"))
-        service.jobs[job_id] = job
+        self.service.jobs[job_id] = job
         overrides = {"review": review, "direct": True if direct else None}
 
         def work(progress: ReportProgress, cancelled: threading.Event) -> BatchJob:
             try:
-                return service.batch(job, path, overrides, progress, cancelled)
+                return self.service.batch(job, path, overrides, progress, cancelled)
             except AiStackError as error:
                 job.status, job.error = "failed", error.message
                 raise
@@ -399,7 +432,7 @@ def build_server(service: Service) -> MCPServer:
                 raise
 
         if wait:
-            return await in_worker(ctx, work)
+            return await self._in_worker(ctx, work)
 
         def background() -> None:
             with contextlib.suppress(AiStackError, KeyboardInterrupt):
@@ -408,39 +441,50 @@ def build_server(service: Service) -> MCPServer:
         threading.Thread(target=background, name=f"batch-{job_id}", daemon=True).start()
         return job
 
-    @server.tool()
-    async def batch_status(job_id: str) -> BatchJob:
+    async def batch_status(self, job_id: str) -> BatchJob:
         """The status of a batch started with `batch_run` (and its summary once it ended)."""
-        job = service.jobs.get(job_id)
+        job = self.service.jobs.get(job_id)
         if job is None:
             raise ToolError(f"No batch job {job_id!r} in this server.")
         return job
 
-    @server.tool()
-    async def list_models(ctx: Context) -> ModelList:
+    async def list_models(self, ctx: Context) -> ModelList:
         """The models installed on each backend this machine has (Ollama, embedded GGUF)."""
-        return await in_worker(ctx, lambda p, c: service.list_models())
+        return await self._in_worker(ctx, lambda p, c: self.service.list_models())
 
-    @server.tool()
-    async def system_profile(ctx: Context) -> dict[str, Any]:
+    async def system_profile(self, ctx: Context) -> dict[str, Any]:
         """This machine: memory, GPU, backends, the memory budget, recommended models."""
-        return await in_worker(ctx, lambda p, c: service.system_profile())
+        return await self._in_worker(ctx, lambda p, c: self.service.system_profile())
 
-    @server.tool()
-    async def history_list(limit: Annotated[int, Field(ge=1, le=500)] = 20) -> RunList:
+    async def history_list(self, limit: Annotated[int, Field(ge=1, le=500)] = 20) -> RunList:
         """Recent runs, newest first (every source: the CLI, batches, this server)."""
-        with _open(service) as store:
+        with _open(self.service) as store:
             return RunList(runs=store.list_runs(limit))
 
-    @server.tool()
-    async def history_show(run_id: str) -> StoredRun:
+    async def history_show(self, run_id: str) -> StoredRun:
         """One whole run from the history: plans, critiques, answers, checks, metrics."""
-        with _open(service) as store:
+        with _open(self.service) as store:
             try:
                 return store.run(store.resolve(run_id))
             except AiStackError as error:
                 raise ToolError(error.message) from None
 
+
+def build_server(service: Service) -> MCPServer:
+    """The MCP server and its tools, over ``service``."""
+    server = MCPServer("ai-stack", instructions=INSTRUCTIONS, version=__version__)
+    calls = ToolCalls(service)
+    for tool in (
+        calls.run_task,
+        calls.plan,
+        calls.batch_run,
+        calls.batch_status,
+        calls.list_models,
+        calls.system_profile,
+        calls.history_list,
+        calls.history_show,
+    ):
+        server.tool()(tool)
     return server
 
 

@@ -134,8 +134,12 @@ def history_check(settings: Settings) -> tuple[str, str, str, str | None]:
     path = settings.resolved_history_path()
     problem = check(path) if path.exists() else None
     if problem is not None:
-        return ("history", "fail", f"{path} is damaged ({problem})",
-                "ai-stack history repair (keeps the damaged file beside the new one)")  # fmt: skip
+        return (
+            "history",
+            "fail",
+            f"{path} is damaged ({problem})",
+            "ai-stack history repair (keeps the damaged file beside the new one)",
+        )
     try:
         with HistoryStore.open(path) as store:
             store.db.execute("BEGIN IMMEDIATE")
@@ -183,9 +187,11 @@ def run_checks(settings: Settings) -> list[dict[str, Any]]:
             if installed in ([], ["smollm2"]) and not ollama.available:
                 executor = settings.executor
                 best = recommend(
-                    session.manager, [], backends=("embedded",),
+                    session.manager,
+                    [],
+                    backends=("embedded",),
                     num_ctx=typical_context(executor.num_ctx, executor.fixed_ctx),
-                )["executor"]  # fmt: skip
+                )["executor"]
                 add(
                     "embedded models",
                     "warn",
@@ -211,9 +217,13 @@ def run_checks(settings: Settings) -> list[dict[str, Any]]:
                 )
                 gpu = manager.gpu_limit_bytes
                 if gpu is not None and footprint.total > gpu:
-                    add(f"{role} model", "warn", f"{detail}; over the GPU's {gib(gpu)}",
+                    add(
+                        f"{role} model",
+                        "warn",
+                        f"{detail}; over the GPU's {gib(gpu)}",
                         "It runs partly on the CPU, slower: lower num_ctx, or quantize the KV "
-                        "cache (OLLAMA_KV_CACHE_TYPE=q8_0).")  # fmt: skip
+                        "cache (OLLAMA_KV_CACHE_TYPE=q8_0).",
+                    )
                 else:
                     add(f"{role} model", "ok", detail)
         except AiStackError as exc:

@@ -182,8 +182,9 @@ class EvalRun:
 
     def _outcome(self, task: TaskRun, mode: Mode) -> TaskOutcome:
         task_id = task.planned.id.rsplit(".", 1)[0]
-        outcome = TaskOutcome(task=task_id, mode=mode, run_id=task.run_id, status=task.status,
-                              detail=task.error or "")  # fmt: skip
+        outcome = TaskOutcome(
+            task=task_id, mode=mode, run_id=task.run_id, status=task.status, detail=task.error or ""
+        )
         if task.result is None:
             return outcome
         result = RunResult.model_validate(task.result)

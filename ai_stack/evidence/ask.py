@@ -157,8 +157,12 @@ def result_agrees(printed: str, answer: str) -> Check:
     else:
         agrees = normal(printed) in normal(answer)
     if agrees:
-        return Check(kind="result", name="agrees with a program computing the result", passed=True,
-                     detail=f"the program printed: {printed}"[:DETAIL_CHARS])  # fmt: skip
+        return Check(
+            kind="result",
+            name="agrees with a program computing the result",
+            passed=True,
+            detail=f"the program printed: {printed}"[:DETAIL_CHARS],
+        )
     return Check(
         kind="result",
         name="a program computing the result disagrees with the answer",

@@ -8,8 +8,21 @@ import json
 
 from ai_stack.history.store import HistoryStore
 
-CSV_COLUMNS = ["id", "created_at", "finished_at", "status", "source", "task", "stop_reason",
-               "rounds", "loads", "unloads", "load_s", "wall_s", "output"]  # fmt: skip
+CSV_COLUMNS = [
+    "id",
+    "created_at",
+    "finished_at",
+    "status",
+    "source",
+    "task",
+    "stop_reason",
+    "rounds",
+    "loads",
+    "unloads",
+    "load_s",
+    "wall_s",
+    "output",
+]
 
 
 def export(store: HistoryStore, fmt: str) -> str:

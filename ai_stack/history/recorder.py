@@ -68,9 +68,17 @@ class HistoryRecorder:
                 else None
             )
             files = [attachment.model_dump(mode="json") for attachment in event.files]
-            self.store.start_run(event.run_id, event.task, event.context, config, self.source,
-                                 batch=self.batch, mode=event.mode, conversation=conversation,
-                                 files=files)  # fmt: skip
+            self.store.start_run(
+                event.run_id,
+                event.task,
+                event.context,
+                config,
+                self.source,
+                batch=self.batch,
+                mode=event.mode,
+                conversation=conversation,
+                files=files,
+            )
         elif self.run_id is None:
             return
         elif isinstance(event, PlanReady):

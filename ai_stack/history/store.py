@@ -110,8 +110,10 @@ def history_error(path: Path, error: BaseException) -> HistoryError:
             f"The history database {path} stayed locked ({text}).",
             hint="Another ai-stack process is writing to it; try again when it has finished.",
         )
-    return HistoryError(f"The history database {path} failed: {text}.",
-                        hint="Run `ai-stack doctor`, or use --no-history.")  # fmt: skip
+    return HistoryError(
+        f"The history database {path} failed: {text}.",
+        hint="Run `ai-stack doctor`, or use --no-history.",
+    )
 
 
 def guarded(method: Callable[..., T]) -> Callable[..., T]:
@@ -239,10 +241,23 @@ class HistoryStore:
                 " ON CONFLICT (id) DO UPDATE SET status = 'running',"
                 " finished_at = NULL, error = NULL, pid = excluded.pid,"
                 " pid_started = excluded.pid_started",
-                (run_id, self._now(), source, redact(task), redact(context), json.dumps(config),
-                 pid, _process_started(pid), batch_id, batch_task, mode, conversation_id, turn,
-                 stored),
-            )  # fmt: skip
+                (
+                    run_id,
+                    self._now(),
+                    source,
+                    redact(task),
+                    redact(context),
+                    json.dumps(config),
+                    pid,
+                    _process_started(pid),
+                    batch_id,
+                    batch_task,
+                    mode,
+                    conversation_id,
+                    turn,
+                    stored,
+                ),
+            )
 
     @guarded
     def add_summary(self, run_id: str, summary: dict[str, Any]) -> None:
@@ -253,10 +268,18 @@ class HistoryStore:
             ).fetchone()
             db.execute(
                 "INSERT INTO summaries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, seq, summary["subject"], redact(summary["name"]), summary["covered"],
-                 redact(summary["text"]), summary["tokens_before"], summary["tokens_after"],
-                 self._now()),
-            )  # fmt: skip
+                (
+                    run_id,
+                    seq,
+                    summary["subject"],
+                    redact(summary["name"]),
+                    summary["covered"],
+                    redact(summary["text"]),
+                    summary["tokens_before"],
+                    summary["tokens_after"],
+                    self._now(),
+                ),
+            )
 
     @guarded
     def add_plan(self, run_id: str, version: int, plan: dict[str, Any]) -> None:
@@ -289,16 +312,26 @@ class HistoryStore:
             with self._write() as db:
                 db.execute(
                     "INSERT OR REPLACE INTO answer_critiques VALUES (?, ?, ?, ?)",
-                    (run_id, critique["round"],
-                     json.dumps(redact_all(critique), ensure_ascii=False), self._now()),
-                )  # fmt: skip
+                    (
+                        run_id,
+                        critique["round"],
+                        json.dumps(redact_all(critique), ensure_ascii=False),
+                        self._now(),
+                    ),
+                )
             return
         with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO critiques VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, critique["round"], critique["verdict"], critique["score"],
-                 json.dumps(redact_all(critique["issues"]), ensure_ascii=False), self._now()),
-            )  # fmt: skip
+                (
+                    run_id,
+                    critique["round"],
+                    critique["verdict"],
+                    critique["score"],
+                    json.dumps(redact_all(critique["issues"]), ensure_ascii=False),
+                    self._now(),
+                ),
+            )
 
     @guarded
     def add_phase(self, run_id: str, metrics: dict[str, Any], *, thermal: str | None) -> None:
@@ -309,11 +342,25 @@ class HistoryStore:
             ).fetchone()
             db.execute(
                 "INSERT INTO phases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, seq, metrics["role"], metrics["phase"], metrics["model"],
-                 metrics["round"], metrics["attempt"], metrics["load_s"], metrics["ttft_s"],
-                 metrics["prompt_tokens"], metrics["output_tokens"], metrics["tokens_per_s"],
-                 metrics["wall_s"], thermal, available, self._now()),
-            )  # fmt: skip
+                (
+                    run_id,
+                    seq,
+                    metrics["role"],
+                    metrics["phase"],
+                    metrics["model"],
+                    metrics["round"],
+                    metrics["attempt"],
+                    metrics["load_s"],
+                    metrics["ttft_s"],
+                    metrics["prompt_tokens"],
+                    metrics["output_tokens"],
+                    metrics["tokens_per_s"],
+                    metrics["wall_s"],
+                    thermal,
+                    available,
+                    self._now(),
+                ),
+            )
 
     @guarded
     def finish_run(self, run_id: str, result: dict[str, Any]) -> None:
@@ -324,10 +371,20 @@ class HistoryStore:
                 "UPDATE runs SET status = 'ok', finished_at = ?, stop_reason = ?, rounds = ?,"
                 " output = ?, loads = ?, unloads = ?, load_s = ?, wall_s = ?, metrics = ?,"
                 " result = ? WHERE id = ?",
-                (self._now(), result["stop_reason"], result["rounds"], redact(result["output"]),
-                 metrics["loads"], metrics["unloads"], metrics["load_s"], metrics["wall_s"],
-                 json.dumps(metrics), json.dumps(redact_all(result), ensure_ascii=False), run_id),
-            )  # fmt: skip
+                (
+                    self._now(),
+                    result["stop_reason"],
+                    result["rounds"],
+                    redact(result["output"]),
+                    metrics["loads"],
+                    metrics["unloads"],
+                    metrics["load_s"],
+                    metrics["wall_s"],
+                    json.dumps(metrics),
+                    json.dumps(redact_all(result), ensure_ascii=False),
+                    run_id,
+                ),
+            )
 
     @guarded
     def end_run(
@@ -533,19 +590,27 @@ class HistoryStore:
                 )
             ]
             critiques = [
-                {"issues": json.loads(r["issues"]), "score": r["score"],
-                 "verdict": r["verdict"], "round": r["round"]}
+                {
+                    "issues": json.loads(r["issues"]),
+                    "score": r["score"],
+                    "verdict": r["verdict"],
+                    "round": r["round"],
+                }
                 for r in self.db.execute(
                     "SELECT * FROM critiques WHERE run_id = ? ORDER BY round", (run_id,)
                 )
-            ]  # fmt: skip
+            ]
             answers = [
-                {"version": r["version"], "text": r["text"], "phase": r["phase"],
-                 "evidence": json.loads(r["evidence"]) if r["evidence"] else None}
+                {
+                    "version": r["version"],
+                    "text": r["text"],
+                    "phase": r["phase"],
+                    "evidence": json.loads(r["evidence"]) if r["evidence"] else None,
+                }
                 for r in self.db.execute(
                     "SELECT * FROM answers WHERE run_id = ? ORDER BY version", (run_id,)
                 )
-            ]  # fmt: skip
+            ]
             answer_critiques = [
                 json.loads(r["critique"])
                 for r in self.db.execute(

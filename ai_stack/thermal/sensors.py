@@ -151,21 +151,28 @@ def parse_nvidia_smi(text: str) -> list[dict[str, Any]]:
         if len(cells) < 7:
             continue
         try:
-            gpus.append({
-                "index": int(cells[0]),
-                "temperature_c": float(cells[1]),
-                "utilization_pct": float(cells[2]),
-                "memory_used_mib": float(cells[3]),
-                "memory_total_mib": float(cells[4]),
-                "thermal_slowdown": "Active" in (cells[5], cells[6]),
-            })  # fmt: skip
+            gpus.append(
+                {
+                    "index": int(cells[0]),
+                    "temperature_c": float(cells[1]),
+                    "utilization_pct": float(cells[2]),
+                    "memory_used_mib": float(cells[3]),
+                    "memory_total_mib": float(cells[4]),
+                    "thermal_slowdown": "Active" in (cells[5], cells[6]),
+                }
+            )
         except ValueError:
             continue
     return gpus
 
 
-def temperature_level(current: float, high: float | None, critical: float | None,
-                      fallback_heavy: float, fallback_critical: float) -> Level:  # fmt: skip
+def temperature_level(
+    current: float,
+    high: float | None,
+    critical: float | None,
+    fallback_heavy: float,
+    fallback_critical: float,
+) -> Level:
     """Against the sensor's own limits when it has plausible ones, else the configured ones.
 
     >>> temperature_level(95, 100, 105, 90, 100), temperature_level(60, None, None, 90, 100)
@@ -212,9 +219,13 @@ def thermal_readings(tools: Tools) -> list[Reading]:
     readings += _cpufreq(tools)
     text = tools.run(NVIDIA_QUERY)
     for gpu in parse_nvidia_smi(text) if text else []:
-        gpu_level: Level = "heavy" if gpu["thermal_slowdown"] else temperature_level(
-            gpu["temperature_c"], None, None, tools.temp_heavy_c, tools.temp_critical_c
-        )  # fmt: skip
+        gpu_level: Level = (
+            "heavy"
+            if gpu["thermal_slowdown"]
+            else temperature_level(
+                gpu["temperature_c"], None, None, tools.temp_heavy_c, tools.temp_critical_c
+            )
+        )
         readings.append(Reading(f"nvidia-gpu{gpu['index']}", gpu_level, gpu))
     return readings
 
@@ -243,10 +254,14 @@ def _hwmon(tools: Tools) -> list[Reading]:
         if chip.startswith("nvme"):  # drives report bogus limits and say nothing of the CPU
             continue
         for entry in entries:
-            level = temperature_level(entry.current, entry.high, entry.critical,
-                                      tools.temp_heavy_c, tools.temp_critical_c)  # fmt: skip
-            values = {"current_c": entry.current, "high_c": entry.high,
-                      "critical_c": entry.critical}  # fmt: skip
+            level = temperature_level(
+                entry.current, entry.high, entry.critical, tools.temp_heavy_c, tools.temp_critical_c
+            )
+            values = {
+                "current_c": entry.current,
+                "high_c": entry.high,
+                "critical_c": entry.critical,
+            }
             readings.append(Reading(f"hwmon:{chip}:{entry.label or 'temp'}", level, values))
     return readings
 
@@ -266,8 +281,9 @@ def _cpufreq(tools: Tools) -> list[Reading]:
             ratios.append(current / maximum)
     if not ratios:
         return []
-    return [Reading("cpufreq", "unknown", {"min_ratio": round(min(ratios), 3),
-                                           "policies": len(ratios)})]  # fmt: skip
+    return [
+        Reading("cpufreq", "unknown", {"min_ratio": round(min(ratios), 3), "policies": len(ratios)})
+    ]
 
 
 # -- memory ---------------------------------------------------------------------------------
