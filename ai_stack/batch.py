@@ -325,13 +325,13 @@ class BatchRunner:
             specs = self.specs[task.id]
             tokens = estimate_tokens(f"{task.task}\n\n{task.context or ''}")
             probes = task.settings.evidence.probes
-            checks = self.evidence.most_checks(task.task, probes) if self.evidence else 3 + probes
+            most = self.evidence.most_checks(task.task, probes) if self.evidence else 3 + probes
             chosen = choose_contexts(
                 task.settings,
                 specs,
                 self.load_options,
                 dict.fromkeys(specs.values(), tokens),
-                checks,
+                most,
             )
             for spec, choice in chosen.items():
                 contexts[spec] = max(contexts.get(spec, 0), choice.num_ctx)

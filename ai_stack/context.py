@@ -124,9 +124,9 @@ class Need:
         return self.prompt + self.reply
 
 
-def role_needs(settings: Settings, task_tokens: int, checks: int) -> dict[Role, Need]:
+def role_needs(settings: Settings, task_tokens: int, most_checks: int) -> dict[Role, Need]:
     """The longest call of each role the settings' mode calls, for a task (and its context) of
-    ``task_tokens``, whose answers get at most ``checks`` checks.
+    ``task_tokens``, whose answers get at most ``most_checks`` checks.
 
     Follow-ups continue a conversation, so a call's prompt holds what came before it: a fix
     holds the Executor's prompt, its answer, the evidence and the Critic's issues, and a
@@ -134,7 +134,7 @@ def role_needs(settings: Settings, task_tokens: int, checks: int) -> dict[Role, 
     after an invalid reply are rare and not planned for: a call that outgrows its model's
     context loads a larger one (``RoleRunner``), up to ``num_ctx``.
 
-    >>> needs = role_needs(Settings(), task_tokens=100, checks=5)
+    >>> needs = role_needs(Settings(), task_tokens=100, most_checks=5)
     >>> sorted(needs), needs["executor"].call, needs["executor"].total
     (['critic', 'executor'], 'a fix of the answer', 3592)
     >>> role_needs(Settings(direct=True), 100, 5)["executor"].total
@@ -144,7 +144,7 @@ def role_needs(settings: Settings, task_tokens: int, checks: int) -> dict[Role, 
     reply = {role: settings.role(role).max_tokens for role in ROLES}
     base = PROMPT_OVERHEAD + task_tokens
     plan = reply["planner"] if mode.plan else 0
-    evidence = checks * CHECK_TOKENS
+    evidence = most_checks * CHECK_TOKENS
     reviews = settings.max_rounds > 0
 
     calls: dict[Role, list[tuple[str, int]]] = {role: [] for role in ROLES}
@@ -219,7 +219,7 @@ def choose_contexts(
     specs: Mapping[Role, ModelSpec],
     caps: Mapping[ModelSpec, LoadOptions],
     task_tokens: Mapping[ModelSpec, int],
-    checks: int,
+    most_checks: int,
 ) -> dict[ModelSpec, ContextChoice]:
     """The context each model the run calls is loaded with: the largest need among the roles
     it serves, rounded up, within its cap (``caps``: the load options with the largest context
@@ -227,7 +227,7 @@ def choose_contexts(
     called = MODES[settings.mode].roles
     choices = {}
     for spec in dict.fromkeys(specs[role] for role in called):
-        needs = role_needs(settings, task_tokens[spec], checks)
+        needs = role_needs(settings, task_tokens[spec], most_checks)
         roles = tuple(role for role in called if specs[role] == spec and role in needs)
         if not roles:  # e.g. the Critic with no review rounds
             continue

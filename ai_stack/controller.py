@@ -1,4 +1,6 @@
-"""Planner → Critic loop → Executor, as a generator of typed events.
+"""The team at work on one task, as a generator of typed events: the calls each mode makes
+(:mod:`ai_stack.modes`) — the Planner's reading of the task or its plan, the Critic's reviews, the
+Executor's answer, its checks and fixes, the repair when fixes stall.
 
 The controller knows roles, prompts and the review loop; it reaches models only through
 :class:`~ai_stack.roles.RoleRunner` (and so through the memory manager). It never prints, never
@@ -219,8 +221,8 @@ class Pipeline:
         the model's tokenizer where available); ``extra``: the files and earlier turns;
         ``room``: tokens more, for turns to come."""
         counted = {spec: n + room for spec, n in self._counted(task, context, extra).items()}
-        checks = self.evidence.most_checks(task, self.settings.evidence.probes)
-        return choose_contexts(self.settings, self.specs, self.load_options, counted, checks)
+        most = self.evidence.most_checks(task, self.settings.evidence.probes)
+        return choose_contexts(self.settings, self.specs, self.load_options, counted, most)
 
     def _counted(self, task: str, context: str | None, extra: str = "") -> dict[ModelSpec, int]:
         text = "\n\n".join(part for part in (extra, task, context) if part)
@@ -230,10 +232,10 @@ class Pipeline:
         """Tokens every role's context has left, at its largest (``num_ctx``), after the
         longest call the task makes: the room for files and earlier turns."""
         counted = self._counted(task, context)
-        checks = self.evidence.most_checks(task, self.settings.evidence.probes)
+        most = self.evidence.most_checks(task, self.settings.evidence.probes)
         spare = []
         for spec in set(self.specs.values()):
-            needs = role_needs(self.settings, counted[spec], checks)
+            needs = role_needs(self.settings, counted[spec], most)
             spare += [
                 self.load_options[spec].num_ctx - need.total
                 for role, need in needs.items()
