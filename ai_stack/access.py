@@ -16,6 +16,8 @@ docs/files.md lists the rules; keep the two in step.
 from __future__ import annotations
 
 import fnmatch
+import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,7 +156,20 @@ class FilePolicy:
         return real
 
     def read(self, path: Path) -> str:
-        """The text of ``path``, checked and within the limits."""
+        """The text of ``path``, checked and within the limits. Only a regular file is read: a
+        pipe or a device named as a file (``-f /dev/stdin``, ``-f /dev/zero``) would block or
+        never end."""
+        try:
+            mode = os.stat(path.expanduser()).st_mode
+        except OSError:
+            mode = None  # missing or unreadable: said below, after the policy's own checks
+        if mode is not None and not stat.S_ISREG(mode):
+            what = "a directory" if stat.S_ISDIR(mode) else "a pipe or a device"
+            raise FileAccessError(
+                str(path),
+                f"{path} is {what}, not a regular file.",
+                hint="Pipe what it holds into ai-stack instead: cat FILE | ai-stack TASK",
+            )
         real = self.check(path)
         try:
             size = real.stat().st_size

@@ -73,7 +73,7 @@ class MemorySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    budget_gb: float | None = Field(default=None, gt=0, le=4096)
+    budget_gb: float | None = Field(default=None, gt=0, le=4096, allow_inf_nan=False)
     policy: Literal["one-at-a-time", "fit"] = "one-at-a-time"
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "f16"
     # How long to wait for another ai-stack process to finish with the model memory

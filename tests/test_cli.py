@@ -290,3 +290,25 @@ def test_help_and_version_load_none_of_the_runtime(argv: list[str]) -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert "LOADED []" in done.stdout, done.stdout
+
+
+def test_a_task_that_is_not_utf8_is_refused_in_one_line() -> None:
+    code, _, err = invoke("--direct", "caf\udce9")  # what a non-UTF-8 byte becomes in argv
+    assert code == 2 and "The task is not valid UTF-8 text." in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_pipe_or_a_device_named_as_a_file_is_refused_not_read(tmp_path: Path, kind: str) -> None:
+    """A FIFO would block forever and /dev/zero never ends: neither is read as a file."""
+    path = tmp_path / "pipe" if kind == "fifo" else Path("/dev/zero")
+    if kind == "fifo":
+        os.mkfifo(path)
+    code, _, err = invoke("-f", str(path), "--direct", "what is this?")
+    assert code == 2 and "is a pipe or a device, not a regular file" in err
+
+
+def test_numbers_out_of_range_are_usage_errors() -> None:
+    code, _, err = invoke("history", "list", "--limit", "99999999999999999999")
+    assert code == 2 and "not in the range" in err
+    code, _, err = invoke("--memory-budget", "nan", "--direct", "hi")
+    assert code == 2 and "memory.budget_gb: Input should be a finite number" in err

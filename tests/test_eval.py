@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ai_stack.config import Settings
+from ai_stack.config import LimitsSettings, Settings
 from ai_stack.errors import WorkflowError
 from ai_stack.evals import check_answer, load_suite
 from ai_stack.evals.runner import wilson
@@ -95,6 +95,14 @@ def test_checkers_reject_wrong_answers(task_id: str, answer: str) -> None:
             "exactly one of asserts, text, command, regex",
         ),
         ("name: s\ntasks:\n  - {id: a, task: t, check: {regex: '('}}\n", "regex does not compile"),
+        (
+            "name: s\ntasks:\n  - {id: a, task: t, check: {asserts: 'assert f(1) =='}}\n",
+            "task 'a': its checker does not compile: invalid syntax",
+        ),
+        (
+            "name: s\ntasks:\n  - {id: b, task: t, check: {text: 'assert (answer'}}\n",
+            "task 'b': its checker does not compile",
+        ),
         ("name: s\ntasks:\n  - {id: a, task: t}\n", "tasks.0.check"),
         ("tasks: [", "YAML syntax error"),
     ],
@@ -266,3 +274,15 @@ def test_eval_refuses_to_run_code_without_a_sandbox_or_opt_in(
     assert code == 2 and "no isolating sandbox" in err and "--exec" in err
     code, _, err = invoke("eval", str(suite), "--modes", "direct,sideways")
     assert code == 2 and "Unknown mode 'sideways'" in err
+
+
+def test_a_suite_over_the_task_limit_is_refused_quickly(tmp_path: Path) -> None:
+    """Validation is linear: 20,000 tasks are refused by the limit, 1,000 load."""
+    path = tmp_path / "big.jsonl"
+    line = '{"task_id": "t%d", "prompt": "def f():\\n", "test": "pass", "entry_point": "f"}\n'
+    path.write_text("".join(line % i for i in range(20_000)))
+    limits = LimitsSettings(workflow_kb=100_000)
+    with pytest.raises(WorkflowError, match="20,000 tasks, over the limit of 1,000"):
+        load_suite(path, limits)
+    path.write_text("".join(line % i for i in range(1_000)))
+    assert len(load_suite(path, limits).tasks) == 1_000

@@ -61,7 +61,7 @@ def history() -> None:
 
 
 @history.command("list")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1, max=1_000_000), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="A JSON list on stdout.")
 @config_options
 def list_runs(limit: int, as_json: bool, config_file: Path | None, debug: bool) -> None:

@@ -20,6 +20,7 @@ from ai_stack.cli.common import (
     error_console,
     history_warning,
     read_stdin,
+    readable,
     reported_errors,
     run_options,
 )
@@ -104,6 +105,12 @@ def run_command(
         if no_history:
             settings.history.enabled = False
         text = " ".join(task).strip()
+        if readable(text)[1]:  # bytes that were not UTF-8, kept as lone surrogates
+            raise UsageError(
+                "The task is not valid UTF-8 text.",
+                hint="Check the terminal's encoding, or give the task from a UTF-8 file: "
+                "ai-stack - < task.txt",
+            )
         if continue_ and conversation:
             raise UsageError("Give either --continue or --conversation ID, not both.")
         policy = settings.file_policy()

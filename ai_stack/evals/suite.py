@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -130,10 +131,26 @@ def load_suite(path: Path, limits: LimitsSettings | None = None) -> Suite:
                 f"{path}: {where}: {first['msg']}", hint="See docs/eval.md for the suite format."
             ) from None
         name, tasks = parsed.name, parsed.tasks
-    ids = [task.id for task in tasks]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if len(tasks) > limits.tasks:
+        raise WorkflowError(
+            f"{path} has {len(tasks):,} tasks, over the limit of {limits.tasks:,}.",
+            hint="Split the suite, or raise limits.tasks in the config.",
+        )
+    duplicates = sorted(i for i, n in Counter(task.id for task in tasks).items() if n > 1)
     if duplicates:
         raise WorkflowError(f"{path}: duplicate task id {duplicates[0]!r}")
+    for task in tasks:  # a checker that cannot run would fail every answer after the whole run
+        code = task.check.asserts or task.check.text
+        if code is None:
+            continue
+        try:
+            compile(f"{task.check.setup}\n{code}" if task.check.setup else code, task.id, "exec")
+        except SyntaxError as exc:
+            raise WorkflowError(
+                f"{path}: task {task.id!r}: its checker does not compile: {exc.msg} "
+                f"(line {exc.lineno} of the checker)",
+                hint="Fix the checker's Python; no model has run yet.",
+            ) from None
     return Suite(path.resolve(), name, tasks, hashlib.sha256(raw).hexdigest())
 
 
