@@ -24,7 +24,8 @@ RULES: list[Rule] = [
     (
         "private key blocks",
         re.compile(
-            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
+            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?"
+            r"(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
             re.S,
         ),
         REDACTED,
@@ -66,12 +67,53 @@ RULES: list[Rule] = [
     ),
     ("bearer tokens", re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/\-]{12,}=*"), rf"\1 {REDACTED}"),
     (
+        "basic authorization headers",
+        re.compile(r"(?i)\b(authorization:\s*basic\s+)[A-Za-z0-9+/]{8,}=*"),
+        rf"\1{REDACTED}",
+    ),
+    (
+        "Slack webhook URLs",
+        re.compile(r"(https://hooks\.slack\.com/(?:services|workflows)/)[A-Za-z0-9/_\-]+"),
+        rf"\1{REDACTED}",
+    ),
+    (
+        "Azure storage and service bus keys",
+        re.compile(r"(?i)\b((?:Account|SharedAccess)Key\s*=\s*)[^;\s\"']+"),
+        rf"\1{REDACTED}",
+    ),
+    (
         "quoted password/secret/token keys (JSON, YAML, dicts)",
         re.compile(
             r"(?i)([\"'])(\w*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key"
-            r"|private[_-]?key|credentials?)\w*)\1(\s*[:=]\s*)([\"'])(?:(?!\4).)*\4"
+            r"|private[_-]?key|credentials?|passphrase)\w*)\1(\s*[:=]\s*)([\"'])"
+            r"(?:\\.|(?!\4).)*\4"
         ),
         rf"\1\2\1\3\4{REDACTED}\4",
+    ),
+    (
+        "password options (--password x, --password=x, --passwd, --token, --api-key)",
+        re.compile(
+            r"(?i)(--(?:password|passwd|pass|passphrase|token|secret|api[-_]key|access[-_]key)"
+            r"(?:=|\s+))(?!-)(\"[^\"]*\"|'[^']*'|[^\s\"']+)"
+        ),
+        rf"\1{REDACTED}",
+    ),
+    (
+        "credentials of common commands (curl -u, sshpass -p, docker login -p, redis-cli -a)",
+        re.compile(
+            r"\b((?:curl\b[^\n]*?\s(?:-u|--user)\s*[^\s:]+:(?!//)"
+            r"|sshpass\b[^\n]*?\s-p\s*"
+            r"|docker\s+login\b[^\n]*?\s-p\s*"
+            r"|redis-cli\b[^\n]*?\s-a\s+))[^\s'\"]+"
+        ),
+        rf"\1{REDACTED}",
+    ),
+    (
+        "netrc passwords (machine HOST login USER password SECRET)",
+        re.compile(
+            r"(?im)((?:\bmachine\s+\S+(?:\s+login\s+\S+)?\s+|^\s*)password\s+)(?!is\b|was\b)\S+"
+        ),
+        rf"\1{REDACTED}",
     ),
     (
         "command-line passwords (mysql -pSECRET)",
@@ -81,16 +123,17 @@ RULES: list[Rule] = [
     (
         "passwords in prose (my password is ...)",
         re.compile(
-            r"(?i)\b((?:password|passphrase|passwd|pin code|secret)\s+(?:is|was|=)\s+)"
-            r"([\"']?)(?=[^\s\"']*[0-9@#$%^&*_!\-])[^\s\"',;]+\2"
+            r"(?i)\b((?:password|passphrase|passwd|pin code|secret)(?:\s+for\s+[^\n.]{1,40}?)?"
+            r"\s+(?:is|was|=)\s+)([\"']?)(?=[^\s\"']*[0-9@#$%^&*_!\-])[^\s\"',;]+\2"
         ),
         rf"\1{REDACTED}",
     ),
     (
         "password/secret/token/api key assignments",
         re.compile(
-            r"(?i)\b([A-Za-z_]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key)"
-            r"[A-Za-z_]*)(\s*[:=]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;]+)"
+            r"(?i)\b([A-Za-z_]*(?:password|passwd|pwd|passphrase|secret|token|api[_-]?key"
+            r"|access[_-]?key)[A-Za-z_]*|(?:[A-Za-z0-9]+_)+pass)(\s*[:=]\s*)"
+            r"(\"[^\"]*\"|'[^']*'|[^\s,;]+)"
         ),
         rf"\1\2{REDACTED}",
     ),

@@ -70,3 +70,57 @@ def test_redaction_removes_credentials(text: str, secret: str) -> None:
 )
 def test_redaction_leaves_ordinary_text_alone(text: str) -> None:
     assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        ("DB_PASS=hunter2x", "DB_PASS=[redacted]"),
+        ("mysql --password hunter2x", "mysql --password [redacted]"),
+        ("app --password=s3cret", "app --password=[redacted]"),
+        (
+            "machine example.com login bob password s3cretpw",
+            "machine example.com login bob password [redacted]",
+        ),
+        ("passphrase = 'long words here'", "passphrase = [redacted]"),
+        ("curl -u alice:s3cret https://x", "curl -u alice:[redacted] https://x"),
+        ("sshpass -p s3cret ssh host", "sshpass -p [redacted] ssh host"),
+        ("docker login -u bob -p s3cret", "docker login -u bob -p [redacted]"),
+        ("redis-cli -a s3cret ping", "redis-cli -a [redacted] ping"),
+        ("Authorization: Basic YWxpY2U6czNjcmV0", "Authorization: Basic [redacted]"),
+        (
+            "-----BEGIN PGP PRIVATE KEY BLOCK-----\nabc\n-----END PGP PRIVATE KEY BLOCK-----",
+            "[redacted]",
+        ),
+        (
+            "AccountName=x;AccountKey=abc123def456==;EndpointSuffix=core",
+            "AccountName=x;AccountKey=[redacted];EndpointSuffix=core",
+        ),
+        (
+            "https://hooks.slack.com/services/T000/B000/XXXXXXXX",
+            "https://hooks.slack.com/services/[redacted]",
+        ),
+        ("the password for the wifi is sunsh1ne", "the password for the wifi is [redacted]"),
+        ('{"password": "ab\\"cd-rest"}', '{"password": "[redacted]"}'),
+    ],
+)
+def test_the_second_sweeps_shapes_are_redacted(text: str, redacted: str) -> None:
+    assert redact(text) == redacted
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Boarding pass: 12A",
+        "the password reset link",
+        "Use a pass-by-reference",
+        "You shall not pass",
+        "curl -u https://example.com",
+        "compass=north",
+        "The password is required.",
+        "ssh -p 2222 host",
+        "docker login registry.example.com",
+    ],
+)
+def test_ordinary_text_near_those_shapes_is_left_alone(text: str) -> None:
+    assert redact(text) == text
