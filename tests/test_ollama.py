@@ -454,8 +454,12 @@ def test_models_pull_without_a_server() -> None:
     assert code == 1 and "Ollama is not reachable" in err
 
 
-def test_ctrl_c_during_a_load_unloads_the_model_before_exiting(on_double: OllamaDouble) -> None:
-    """Otherwise the server finishes the load and keeps a 9 GB model for ten minutes."""
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_ctrl_c_during_a_load_unloads_the_model_before_exiting(
+    on_double: OllamaDouble, name: str
+) -> None:
+    """Otherwise the server finishes the load and keeps a 9 GB model for ten minutes. SIGTERM
+    (`timeout`, an MCP client stopping the server) and SIGHUP (a closed terminal) alike."""
     import signal
     import subprocess
     import time
@@ -475,7 +479,7 @@ def test_ctrl_c_during_a_load_unloads_the_model_before_exiting(on_double: Ollama
     while not on_double.events("load") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert on_double.events("load"), "the load never started"
-    child.send_signal(signal.SIGINT)
+    child.send_signal(getattr(signal, name))
     _, err = child.communicate(timeout=60)
     assert child.returncode == 130 and "Interrupted" in err and "Traceback" not in err, (
         child.returncode,

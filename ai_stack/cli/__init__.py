@@ -9,6 +9,7 @@ Each subcommand's module is imported only when that command runs, so ``ai-stack 
 
 from __future__ import annotations
 
+import signal
 from importlib import import_module
 from typing import Any
 
@@ -106,8 +107,17 @@ def cli() -> None:
     """
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. SIGTERM and SIGHUP (a closed terminal, ``timeout``, an MCP
+    client stopping the server) stop the run as Ctrl-C does: what was loaded is unloaded, the
+    history says interrupted, and the exit is 130."""
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _interrupted)
     cli(prog_name="ai-stack")
 
 
