@@ -444,3 +444,34 @@ def test_a_read_only_history_costs_no_answer(on_double: OllamaDouble, isolated_h
     assert done.stdout.strip() == "An answer from qwen2.5:14b."
     assert "not recorded in the history" in done.stderr and "Traceback" not in done.stderr
     assert "cannot be written" in done.stderr
+
+
+def test_export_writes_through_a_device_a_fifo_or_a_link_never_replacing_it(
+    store: HistoryStore, tmp_path: Path
+) -> None:
+    """A rename over the target put a regular file where /dev/null or a FIFO was (as root it
+    broke /dev/full); a link would have been replaced by a file."""
+    import os
+    import stat
+    import threading
+
+    target = tmp_path / "real.jsonl"
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    code, _, err = invoke("history", "export", "--out", str(link))
+    assert code == 0, err
+    assert link.is_symlink() and target.is_file()
+    null = tmp_path / "null"  # a node of the null device of our own: a regression replaces it,
+    os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # never the machine's /dev/null
+    code, _, err = invoke("history", "export", "--out", str(null))
+    assert code == 0 and null.is_char_device(), err
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    code, _, err = invoke("history", "export", "--out", str(fifo))
+    reader.join(timeout=30)
+    assert code == 0 and fifo.is_fifo() and received, err
+    code, _, err = invoke("history", "export", "--out", str(tmp_path))
+    assert code == 2 and "is a directory" in err and "Traceback" not in err

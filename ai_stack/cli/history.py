@@ -14,7 +14,7 @@ from rich.table import Table
 
 from ai_stack.cli.common import command, config_options, confirm_or_stop
 from ai_stack.config import Settings
-from ai_stack.errors import UsageError
+from ai_stack.errors import FileAccessError, UsageError
 from ai_stack.files import write_atomically
 from ai_stack.history import HistoryStore, StoredRun
 from ai_stack.history import export as export_history
@@ -218,7 +218,10 @@ def export(fmt: str, out: Path | None, config_file: Path | None, debug: bool) ->
         if out is None:
             click.echo(text, nl=False)
         else:
-            write_atomically(out, text)
+            try:
+                write_atomically(out, text)
+            except OSError as exc:
+                raise FileAccessError(str(out), f"Cannot write {out}: {exc.strerror}") from None
             console.print(f"Wrote {out}")
 
 
