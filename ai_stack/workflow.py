@@ -204,6 +204,14 @@ def load_workflow(
 
     order = _dependency_order(planned, where, ids)
     output_dir = (path.parent / parsed.output_dir) if parsed.output_dir else None
+    if output_dir is not None and not output_dir.resolve().is_relative_to(path.parent.resolve()):
+        # reads are confined to the workflow's directory; so are its writes
+        raise where.error(
+            ("output_dir",),
+            f"{parsed.output_dir!r} is outside the workflow's directory.",
+            "A workflow file may come from someone else: its outputs stay beside it. To write "
+            "elsewhere, say so yourself: ai-stack batch FILE --out DIR",
+        )
     return Workflow(
         path=path.resolve(),
         name=parsed.name,

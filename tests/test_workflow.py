@@ -211,3 +211,16 @@ def test_template_escapes_are_found_at_validation(tmp_path: Path, template: str)
     with pytest.raises(WorkflowError, match="unsafe") as info:
         load_workflow(path, {})
     assert f"{path}:6" in info.value.message
+
+
+@pytest.mark.parametrize("where", ["/tmp/elsewhere", "../outside"])
+def test_a_workflows_outputs_stay_under_its_directory(tmp_path: Path, where: str) -> None:
+    """Its reads are confined there; a file from someone else must not write (and overwrite a
+    summary.json) anywhere else. --out on the command line is the user's own choice."""
+    flow = tmp_path / "flows" / "w.yaml"
+    flow.parent.mkdir()
+    flow.write_text(f"name: w\noutput_dir: {where}\ntasks:\n  - {{id: a, task: t}}\n")
+    with pytest.raises(WorkflowError, match="is outside the workflow's directory"):
+        load_workflow(flow, {})
+    flow.write_text("name: w\noutput_dir: results/here\ntasks:\n  - {id: a, task: t}\n")
+    assert load_workflow(flow, {}).output_dir == (flow.parent / "results/here").resolve()
