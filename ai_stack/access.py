@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ai_stack.errors import FileAccessError
+from ai_stack.files import read_regular
 
 KIB = 1024
 
@@ -189,7 +190,9 @@ class FilePolicy:
                     f"over the {_kib(self.max_total_bytes)} limit in total.",
                     hint="Raise files.max_total_kb in the config, or attach fewer files.",
                 )
-            data = real.read_bytes()
+            data = read_regular(real, self.max_file_bytes)
+            if data is None:  # it grew past the limit since its size was read
+                raise FileAccessError(str(path), f"{path} is over the limit for one file.")
         except FileNotFoundError:
             raise FileAccessError(str(path), f"File not found: {path}") from None
         except PermissionError:

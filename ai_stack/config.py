@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ai_stack.access import FilePolicy
 from ai_stack.errors import ConfigError
+from ai_stack.files import NotARegularFile, read_regular
 from ai_stack.types import ROLES, Mode, Review, Role
 
 if sys.version_info >= (3, 11):
@@ -239,17 +240,26 @@ def find_config_file(explicit: Path | None = None) -> Path | None:
     return None
 
 
+CONFIG_LIMIT = 1024 * 1024  # a config file is a few KiB; past this it is something else
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """Parse a TOML config file, turning every failure into one ConfigError."""
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        data = read_regular(path, CONFIG_LIMIT)
+        if data is None:
+            raise ConfigError(f"Config file {path} is over {CONFIG_LIMIT // 1024:,} KiB.")
+        return tomllib.loads(data.decode("utf-8"))
+    except NotARegularFile as exc:
+        raise ConfigError(f"Config path {path} {exc.strerror}.") from None
     except FileNotFoundError:
         raise ConfigError(f"Config file not found: {path}") from None
     except IsADirectoryError:
         raise ConfigError(f"Config path is a directory, not a file: {path}") from None
     except PermissionError:
         raise ConfigError(f"Config file is not readable (permission denied): {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"Cannot read config file {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"Config file is not UTF-8 text: {path}") from None
     except tomllib.TOMLDecodeError as exc:

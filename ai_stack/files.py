@@ -7,6 +7,44 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
+
+CHUNK = 64 * 1024
+
+
+def read_limited(handle: BinaryIO, limit: int) -> bytes | None:
+    """At most ``limit`` bytes of ``handle``, read in chunks; None when it holds more. Never
+    trusts a size the file system reports: a device or a pipe reports 0 and may never end.
+
+    >>> import io
+    >>> read_limited(io.BytesIO(b"abc"), 3), read_limited(io.BytesIO(b"abcd"), 3)
+    (b'abc', None)
+    """
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = handle.read(min(CHUNK, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return None if size > limit else b"".join(chunks)
+
+
+def read_regular(path: Path, limit: int) -> bytes | None:
+    """The bytes of ``path``, at most ``limit`` (None when it holds more). Only a regular
+    file is read: a directory, a pipe or a device raises :class:`NotARegularFile` before any
+    read (a FIFO would block, ``/dev/zero`` never ends)."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO: no wait
+    with os.fdopen(descriptor, "rb", buffering=0) as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a pipe or a device"
+            raise NotARegularFile(errno.EINVAL, f"is {kind}, not a regular file", str(path))
+        return read_limited(handle, limit)
+
+
+class NotARegularFile(OSError):
+    """A path where a regular file is expected names a directory, a pipe or a device."""
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -37,6 +37,7 @@ from ai_stack.errors import UsageError
 from ai_stack.evals import EvalRun, Suite
 from ai_stack.evals.runner import eval_workflow
 from ai_stack.evidence import EvidenceCollector
+from ai_stack.files import NotARegularFile, read_regular
 from ai_stack.footprint import estimate_footprint
 from ai_stack.lease import ResidencyLease
 from ai_stack.machine import Machine
@@ -94,10 +95,19 @@ def build_manager(
     return manager, guard
 
 
+CHECK_LIMIT = 1024 * 1024  # a check file is code; past this it is something else
+
+
 def read_check(path: Path) -> str:
-    """A ``--check`` file's text (the user named it; it is run, not shown to a model)."""
+    """A ``--check`` file's text (the user named it; it is run, not shown to a model): a
+    regular file, read up to a bound."""
     try:
-        return path.expanduser().read_text(encoding="utf-8")
+        data = read_regular(path.expanduser(), CHECK_LIMIT)
+        if data is None:
+            raise UsageError(f"The check file {path} is over {CHECK_LIMIT // 1024:,} KiB.")
+        return data.decode("utf-8")
+    except NotARegularFile as exc:
+        raise UsageError(f"The check file {path} {exc.strerror}.") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"Cannot read the check file {path}: {exc}") from None
 

@@ -27,6 +27,7 @@ from ai_stack.access import FilePolicy
 from ai_stack.config import LimitsSettings, Settings, layer
 from ai_stack.context import fit_for
 from ai_stack.errors import FileAccessError, InputLimitError, WorkflowError
+from ai_stack.files import NotARegularFile, read_regular
 
 # Run options a single task may override; the rest (backend, memory, history, ...) apply to the
 # whole batch and belong in ``defaults``.
@@ -96,24 +97,27 @@ def render(text: str | None, outputs: Mapping[str, str]) -> str | None:
 
 
 def read_bounded(path: Path, limits: LimitsSettings, what: str = "Workflow file") -> bytes:
-    """A workflow or suite file's bytes, refused before reading when over the size limit."""
+    """A workflow or suite file's bytes, read in chunks up to the size limit: refused when it
+    holds more, or when it is not a regular file (a pipe would block, a device never end)."""
+    limit = limits.workflow_kb * 1024
     try:
-        size = path.stat().st_size
-        if size > limits.workflow_kb * 1024:
-            raise InputLimitError(
-                f"{path} is {size / 1024:,.0f} KiB, over the {limits.workflow_kb:,} KiB limit for "
-                f"{what.lower()}s.",
-                hint="If it is meant to be that big, raise limits.workflow_kb in the config.",
-            )
-        return path.read_bytes()
+        data = read_regular(path, limit)
     except FileNotFoundError:
         raise WorkflowError(f"{what} not found: {path}") from None
+    except NotARegularFile as exc:
+        raise WorkflowError(f"{path} {exc.strerror}, not a {what.lower()}") from None
     except IsADirectoryError:
         raise WorkflowError(f"{path} is a directory, not a {what.lower()}") from None
     except PermissionError:
         raise WorkflowError(f"{what} is not readable: {path}") from None
     except OSError as exc:
         raise WorkflowError(f"Cannot read {path}: {exc.strerror}") from None
+    if data is None:
+        raise InputLimitError(
+            f"{path} is over the {limits.workflow_kb:,} KiB limit for {what.lower()}s.",
+            hint="If it is meant to be that big, raise limits.workflow_kb in the config.",
+        )
+    return data
 
 
 def load_workflow(

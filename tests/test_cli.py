@@ -312,3 +312,47 @@ def test_numbers_out_of_range_are_usage_errors() -> None:
     assert code == 2 and "not in the range" in err
     code, _, err = invoke("--memory-budget", "nan", "--direct", "hi")
     assert code == 2 and "memory.budget_gb: Input should be a finite number" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["batch", "{fifo}", "--dry-run"], "is a pipe or a device, not a regular file"),
+        (["batch", "/dev/zero", "--dry-run"], "is a pipe or a device, not a regular file"),
+        (["--config", "/dev/zero", "--direct", "hi"], "is a pipe or a device, not a regular file"),
+        (["--config", "{fifo}", "--direct", "hi"], "is a pipe or a device, not a regular file"),
+        (["--check", "{fifo}", "--direct", "hi"], "is a pipe or a device, not a regular file"),
+    ],
+)
+def test_a_file_argument_that_is_a_pipe_or_device_is_refused_unread(
+    tmp_path: Path, argv: list[str], message: str
+) -> None:
+    """/dev/zero grew the process to 10 GB in 20 s; a FIFO with no writer hung it."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    args = [arg.replace("{fifo}", str(fifo)) for arg in argv]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_piped_input_is_read_only_up_to_its_limit() -> None:
+    big = b"x" * (3 * 1024 * 1024)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--direct", "what is this?"],
+        input=big,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert b"over the 512 KiB limit for one file" in done.stderr
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "-"], input=big, capture_output=True, timeout=60
+    )
+    assert done.returncode == 2 and b"The task read from stdin is over" in done.stderr

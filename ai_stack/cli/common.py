@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from ai_stack.config import Settings, load_settings
-from ai_stack.errors import AiStackError, HistoryError
+from ai_stack.errors import AiStackError, HistoryError, UsageError
+from ai_stack.files import read_limited
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
@@ -60,13 +61,24 @@ def readable(text: str) -> tuple[str, bool]:
     return clean, clean != text
 
 
+TASK_LIMIT = 1024 * 1024  # a task read from stdin: past this it fits no model's context
+
+
 def read_stdin(console: Console) -> str:
-    """All of stdin as text; bytes that are not UTF-8 are replaced, and the user is told."""
+    """Stdin as text, up to TASK_LIMIT bytes; bytes that are not UTF-8 are replaced, and the
+    user is told."""
     buffer = getattr(sys.stdin, "buffer", None)
     if buffer is None:
-        text, changed = readable(sys.stdin.read())
+        text, changed = readable(sys.stdin.read(TASK_LIMIT + 1))
+        raw: bytes | None = text.encode("utf-8")
     else:
-        raw = buffer.read()
+        raw = read_limited(buffer, TASK_LIMIT)
+    if raw is None or len(raw) > TASK_LIMIT:
+        raise UsageError(
+            f"The task read from stdin is over {TASK_LIMIT // 1024:,} KiB.",
+            hint="Give a shorter task; attach long material with -f FILE as context.",
+        )
+    if buffer is not None:
         try:
             text, changed = raw.decode("utf-8"), False
         except UnicodeDecodeError:

@@ -26,7 +26,8 @@ from ai_stack.cli.common import (
 )
 from ai_stack.cli.repl import Repl
 from ai_stack.display import Display
-from ai_stack.errors import UsageError
+from ai_stack.errors import FileAccessError, UsageError
+from ai_stack.files import read_limited
 from ai_stack.modes import MODES
 from ai_stack.runtime import attach, execute, find_conversation, open_recorder
 from ai_stack.sandbox import SandboxReport
@@ -56,7 +57,17 @@ def piped_input(policy: FilePolicy) -> Attachment | None:
     if mode is not None and not (stat.S_ISFIFO(mode) or stat.S_ISREG(mode)):
         return None
     buffer = getattr(stream, "buffer", None)
-    data = buffer.read() if buffer is not None else stream.read().encode("utf-8")
+    if buffer is not None:
+        data = read_limited(buffer, policy.max_file_bytes)
+    else:
+        data = stream.read(policy.max_file_bytes + 1).encode("utf-8")
+    if data is None or len(data) > policy.max_file_bytes:
+        raise FileAccessError(
+            "stdin",
+            f"What was piped in is over the {policy.max_file_bytes // 1024:,} KiB limit for one "
+            "file.",
+            hint="Raise files.max_file_kb in the config, or pipe a smaller excerpt.",
+        )
     if not data.strip():
         return None
     return Attachment(path="stdin", text=policy.admit("stdin", data))
