@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from ai_stack.access import FilePolicy
 from ai_stack.errors import ConfigError
@@ -197,6 +197,13 @@ class Settings(BaseModel):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
 
+    _source: Path | None = PrivateAttr(default=None)  # the config file these came from
+
+    @property
+    def source(self) -> Path | None:
+        """The config file read for these settings (None: defaults and flags only)."""
+        return self._source
+
     @field_validator("planner", "critic", "executor", mode="before")
     @classmethod
     def _role_from_spec(cls, value: Any) -> Any:
@@ -288,12 +295,59 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+# What a project's ./ai-stack.toml, read only because it is in the working directory, may not set:
+# what widens file access, changes where prompts go, turns on unsandboxed execution or stops the
+# record. A cloned repository must not send your keys to someone else's server. The user's own
+# config (the user directory's, or any file named with --config) may set them.
+PROJECT_REFUSED: tuple[tuple[str, ...], ...] = (
+    ("files", "allow_sensitive"),
+    ("files", "allow_paths"),
+    ("files", "max_file_kb"),
+    ("files", "max_total_kb"),
+    ("ollama", "host"),
+    ("evidence", "exec"),
+    ("evidence", "checks"),
+    ("evidence", "check_cmds"),
+    ("history", "enabled"),
+    ("history", "path"),
+    ("prompts_dir",),
+    ("models_dir",),
+)
+
+
+def refuse_widening(path: Path, data: Mapping[str, Any]) -> None:
+    """Refuse a project config that sets any of :data:`PROJECT_REFUSED` (as git refuses a
+    repository it does not trust, until the user says otherwise).
+
+    >>> refuse_widening(Path("ai-stack.toml"), {"max_rounds": 1, "executor": {"model": "x"}})
+    >>> refuse_widening(Path("ai-stack.toml"), {"ollama": {"host": "http://evil:80"}})
+    Traceback (most recent call last):
+    ...
+    ai_stack.errors.ConfigError: ai-stack.toml sets ollama.host, which only your own config may set.
+    """
+    found = []
+    for keys in PROJECT_REFUSED:
+        node: Any = data
+        for key in keys:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if node is not None:
+            found.append(".".join(keys))
+    if found:
+        raise ConfigError(
+            f"{path} sets {', '.join(found)}, which only your own config may set.",
+            hint=f"It was read because it is in this directory. If you trust it, use it as your "
+            f"own: --config {path}; otherwise remove those keys (docs/configuration.md).",
+        )
+
+
 def raw_settings(
     config_file: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> tuple[dict[str, Any], Path | None]:
     """The settings data of the config file and environment, not yet validated."""
     path = find_config_file(config_file)
     data: dict[str, Any] = read_config_file(path) if path else {}
+    if path is not None and config_file is None and path.name == LOCAL_CONFIG_NAME:
+        refuse_widening(path, data)
     environ = os.environ if environ is None else environ
     for variable, keys in ENV_OVERRIDES.items():
         if environ.get(variable):
@@ -318,7 +372,7 @@ def load_settings(
     data, path = raw_settings(config_file, environ)
     data = layer(data, overrides or {})
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         where = f"config file {path}" if path else "options"
         problems = "; ".join(
@@ -328,6 +382,8 @@ def load_settings(
         raise ConfigError(
             f"Invalid {where}: {problems}", hint="See docs/configuration.md for the keys."
         ) from None
+    settings._source = path
+    return settings
 
 
 def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ variable is an error, not an empty string).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,24 @@ def default_prompts_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "prompts"
 
 
+class _ConfinedLoader(jinja2.FileSystemLoader):
+    """Templates from the search path only: one that resolves outside its directory (a
+    symbolic link to ``~/.ssh/id_ed25519``, included by another template) is refused, so a
+    prompt directory from someone else cannot put a file into every prompt."""
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        real = Path(filename).resolve()
+        roots = [Path(directory).resolve() for directory in self.searchpath]
+        if not any(real.is_relative_to(root) for root in roots):
+            raise SecurityError(
+                f"template {template!r} resolves to {real}, outside the prompt directories"
+            )
+        return source, filename, uptodate
+
+
 class PromptLibrary:
     """Renders role templates into chat messages."""
 
@@ -58,7 +77,7 @@ class PromptLibrary:
             search_path.insert(0, str(user_dir))
         self.search_path = [Path(p) for p in search_path]
         self._env = SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(search_path),
+            loader=_ConfinedLoader(search_path),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,

@@ -239,3 +239,17 @@ def test_the_fix_asks_for_what_the_failures_and_the_kind_of_task_call_for(
     )
     assert asks in fix["content"]
     assert ("in your code" in fix["content"]) == (ask == "code")
+
+
+def test_a_template_that_links_outside_the_prompt_directory_is_refused(tmp_path: Path) -> None:
+    """`ln -s ~/.ssh/id_ed25519 p/key.j2` and an include would put the key in every prompt."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("PRIVATE-KEY-TEXT")
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    (prompts / "key.j2").symlink_to(secret)
+    (prompts / "planner.j2").write_text(
+        "{% block system %}s{% endblock %}{% block user %}{% include 'key.j2' %}{% endblock %}"
+    )
+    with pytest.raises(ConfigError, match="outside the prompt directories"):
+        PromptLibrary(prompts).render("planner", task="t", context=None)

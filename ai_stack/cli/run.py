@@ -144,6 +144,8 @@ def run_command(
         with Session.open(settings) as session:
             if not quiet:
                 console.print(f"[dim]Backend: {escape(session.backend_note)}[/]")
+                if settings.source is not None:
+                    console.print(f"[dim]Config: {escape(str(settings.source))}[/]")
                 say_how_code_runs(console, session)
                 hint = session.demo_hint()
                 if hint:
