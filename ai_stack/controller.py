@@ -49,6 +49,7 @@ from ai_stack.types import (
     AnswerReady,
     AnswerVersion,
     Attachment,
+    Check,
     Contract,
     ContractReady,
     Critique,
@@ -357,7 +358,11 @@ class Pipeline:
             answers = yield from tally.relay(
                 self._review_answer(base("executor"), executor, first, done, ask)
             )
-        if calls.repair and best_answer(answers.versions).evidence is not None:
+        printed = printed_result(answers.versions, ask)
+        if printed is not None:
+            answers.versions.append(printed)
+            yield AnswerReady(printed)
+        elif calls.repair and best_answer(answers.versions).evidence is not None:
             answers.versions += yield from tally.relay(self._repair(base, executor, answers, ask))
         chosen = best_answer(answers.versions)
         result = RunResult(
@@ -831,6 +836,43 @@ def best_answer(versions: list[AnswerVersion]) -> AnswerVersion:
     fewest = min(_failures(version) for version in versions)
     equals = [version for version in versions if _failures(version) == fewest]
     return equals[-1] if fewest == (0, 0) else equals[0]
+
+
+def printed_result(versions: list[AnswerVersion], ask: Ask) -> AnswerVersion | None:
+    """When a value was asked for and the review could not get it without a program: what the
+    latest version that is a program (failing nothing but for being one) printed in the
+    sandbox, as a version of its own. The program did the arithmetic (PAL), and its one line
+    of output is the result. None when no version is such a program, or one passes already."""
+    if ask.kind != "result" or any(v.evidence and not v.evidence.failures for v in versions):
+        return None
+    for version in reversed(versions):
+        evidence = version.evidence
+        if evidence is None or any(check.kind != "result" for check in evidence.failures):
+            continue
+        printed = [
+            check.detail.removeprefix("printed: ")
+            for check in evidence.checks
+            if check.kind == "script" and check.passed and check.detail.startswith("printed: ")
+        ]
+        if len(printed) == 1 and "\n" not in printed[0] and printed[0].strip():
+            break
+    else:
+        return None
+    text = printed[0].strip()
+    checks = [
+        Check(
+            kind="result",
+            name="the printed output of the answer's program",
+            passed=True,
+            detail=f"printed: {text}",
+        )
+    ]
+    return AnswerVersion(
+        version=versions[-1].version + 1,
+        text=text,
+        evidence=Evidence(checks=checks),
+        phase="computed",
+    )
 
 
 def _no_better(versions: list[AnswerVersion]) -> bool:

@@ -269,6 +269,7 @@ class Display:
                     "execute": "Answer",
                     "fix": f"Fixed answer (v{version})",
                     "attempt": f"Fresh answer (v{version})",
+                    "computed": f"The result the program printed (v{version})",
                 }[event.answer.phase]
                 self.console.print(f"[dim]{what} written ({tokens} tokens).[/]")
             case EvidenceReady():

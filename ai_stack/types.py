@@ -222,12 +222,13 @@ class Evidence(BaseModel):
 
 class AnswerVersion(BaseModel):
     """One version of the Executor's answer, with the evidence gathered on it. ``phase``: the
-    call that wrote it (the first answer, a fix, or an attempt of the repair)."""
+    call that wrote it (the first answer, a fix, or an attempt of the repair), or ``computed``:
+    the one line a program answering a question for a value printed, given as that value."""
 
     version: int
     text: str
     evidence: Evidence | None = None
-    phase: Literal["execute", "fix", "attempt"] = "execute"
+    phase: Literal["execute", "fix", "attempt", "computed"] = "execute"
 
 
 class PhaseMetrics(BaseModel):

@@ -437,3 +437,15 @@ def test_a_result_that_agrees_with_its_program_needs_no_fix(scripted: ScriptedBa
     result, _ = run(pipeline(scripted, review="team"), question)
     assert phases(result) == ["planner:contract", "executor:execute", "executor:compute"]
     assert result.output == "36" and result.answers[0].evidence.failures == []  # type: ignore[union-attr]
+
+
+def test_a_value_still_answered_with_a_program_is_given_as_what_it_printed(
+    scripted: ScriptedBackend,
+) -> None:
+    """The fix answered with a program again: its one line of output is the value asked for."""
+    question = "Convert 72 degrees Fahrenheit to Celsius, one decimal. Reply with the number only."
+    computing = "```python\nprint(round((72 - 32) * 5 / 9, 1))\n```"
+    scripted.enqueue(kind("value"), "21.7", computing, "The bug was...\n" + computing)
+    result, _ = run(pipeline(scripted, review="team", max_rounds=1), question)
+    assert [a.phase for a in result.answers] == ["execute", "fix", "computed"]
+    assert result.output == "22.2" and result.chosen_answer == 3
