@@ -475,3 +475,17 @@ def test_export_writes_through_a_device_a_fifo_or_a_link_never_replacing_it(
     assert code == 0 and fifo.is_fifo() and received, err
     code, _, err = invoke("history", "export", "--out", str(tmp_path))
     assert code == 2 and "is a directory" in err and "Traceback" not in err
+
+
+def test_history_list_shows_each_run_on_one_line_at_80_columns(store: HistoryStore) -> None:
+    long = "Write a Python function that parses durations such as 1h30m into seconds, " * 3
+    models = {"models": {"planner": "ollama:qwen2.5:14b", "executor": "ollama:qwen2.5:14b"}}
+    store.start_run("r1", long + "\nand more on a second line", None, models, "oneshot")
+    store.start_run("r2", "short task", None, models, "oneshot")
+    code, out, _ = invoke("history", "list")
+    assert code == 0
+    rows = [line for line in out.splitlines() if line.startswith(("│ r1", "│ r2"))]
+    assert len(rows) == 2, out  # neither task wraps onto further lines
+    assert all(len(line) <= 80 for line in out.splitlines()), out
+    (first,) = [row for row in rows if row.startswith("│ r1")]
+    assert "Write a Python" in first and "…" in first

@@ -49,10 +49,11 @@ def parse_age(text: str) -> timedelta:
     return timedelta(seconds=value * seconds)
 
 
-def _when(iso: str | None) -> str:
+def _when(iso: str | None, short: bool = False) -> str:
     if not iso:
         return ""
-    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+    shape = "%m-%d %H:%M" if short else "%Y-%m-%d %H:%M"
+    return datetime.fromisoformat(iso).astimezone().strftime(shape)
 
 
 @click.group()
@@ -72,21 +73,27 @@ def list_runs(limit: int, as_json: bool, config_file: Path | None, debug: bool) 
         if as_json:
             click.echo(json.dumps([r.model_dump(mode="json") for r in runs], ensure_ascii=False))
             return
-        table = Table("id", "when", "status", "task", "models", "wall")
+        # One line per run at any width: the id (a prefix is enough for `history show`), the
+        # time and the status keep their size; the task, and the models where there is room,
+        # take the rest, cut with an ellipsis.
+        console = Console()
+        wide = console.width >= 110
+        table = Table(expand=True)
+        for name, width in (("id", 8), ("when", 11), ("status", 11)):
+            table.add_column(name, no_wrap=True, min_width=width, max_width=width)
+        table.add_column("task", no_wrap=True, overflow="ellipsis", ratio=3)
+        if wide:
+            table.add_column("models", no_wrap=True, overflow="ellipsis", ratio=1)
+        table.add_column("wall", no_wrap=True, justify="right", min_width=7)
         for run in runs:
             models = ", ".join(dict.fromkeys(run.models.values()))
-            task = run.task if len(run.task) <= 60 else run.task[:57] + "..."
+            task = " ".join(run.task.split())
             style = STATUS_STYLE.get(run.status, "")
             wall = f"{run.wall_s:.1f} s" if run.wall_s is not None else ""
-            table.add_row(
-                run.id,
-                _when(run.created_at),
-                f"[{style}]{run.status}[/]",
-                escape(task),
-                escape(models),
-                wall,
-            )
-        Console().print(table)
+            cells = [run.id[:8], _when(run.created_at, short=True), f"[{style}]{run.status}[/]"]
+            cells += [escape(task), *([escape(models)] if wide else []), wall]
+            table.add_row(*cells)
+        console.print(table)
 
 
 @history.command("show")

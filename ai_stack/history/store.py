@@ -24,7 +24,7 @@ import psutil
 from pydantic import BaseModel, Field
 
 from ai_stack.errors import HistoryError, UsageError
-from ai_stack.history.schema import MIGRATIONS
+from ai_stack.history import schema
 from ai_stack.redaction import redact, redact_all
 from ai_stack.types import PhaseMetrics, Plan, Role, RunMetrics, RunResult, StopReason, Turn
 
@@ -193,7 +193,7 @@ class HistoryStore:
             version = row[0] if row else 0
             if row is None:
                 db.execute("INSERT INTO schema_version VALUES (0)")
-            migrations = MIGRATIONS
+            migrations = schema.MIGRATIONS
             if version > len(migrations):
                 raise HistoryError(
                     f"The history database {self.path} has schema version {version}, newer than "
