@@ -8,6 +8,7 @@ memory on Apple Silicon, and a safe way to run the platform's tools. Everything 
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import subprocess
@@ -102,6 +103,8 @@ class Machine:
     total_bytes: int
     available_bytes: int
     gpu_share_bytes: int | None = None
+    cores: int = 0  # logical cores this process may use (0: unknown)
+    discrete_gpu: bool = False  # an NVIDIA GPU (nvidia-smi) that models may run on
 
     @property
     def apple_silicon(self) -> bool:
@@ -131,7 +134,16 @@ class Machine:
         if tools.system == "Darwin" and arch == "arm64":
             wired = tools.sysctl("iogpu.wired_limit_mb")
             share = apple_gpu_share(total, int(wired) if wired and wired.isdigit() else None)
-        return cls(tools.system, arch, total, available, share)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+        return cls(
+            tools.system,
+            arch,
+            total,
+            available,
+            share,
+            cores=cores or os.cpu_count() or 0,
+            discrete_gpu=shutil.which("nvidia-smi") is not None,
+        )
 
 
-__all__ = ["GIB", "MIB", "Machine", "Tools", "apple_gpu_share", "cgroup_limit", "run_command"]
+__all__ = ["Machine", "Tools", "apple_gpu_share", "cgroup_limit", "run_command"]

@@ -18,6 +18,7 @@ from ai_stack.backends import ModelSpec
 from ai_stack.backends.base import ModelInfo
 from ai_stack.errors import ModelNotFoundError
 from ai_stack.footprint import estimate_footprint
+from ai_stack.machine import Machine
 from ai_stack.memory import MemoryManager
 from ai_stack.types import ROLES, Role
 from ai_stack.units import GIB
@@ -125,6 +126,35 @@ def catalogue() -> list[CatalogueEntry]:
 # -- parsers for platform tools (tested on recorded outputs) ------------------------------
 
 
+MIN_DECODE = 5.0  # tokens/s: slower, a role's answer of a few hundred tokens takes minutes
+APPLE_BANDWIDTH = 100e9  # bytes/s: the base M-series chips (68-120 GB/s); Pro and Max more
+CPU_BANDWIDTH_PER_CORE = 6e9  # bytes/s a core's share of DRAM reaches when decoding
+CPU_BANDWIDTH_MAX = 60e9
+
+
+def decode_rate(machine: Machine, weights: int) -> float | None:
+    """About how many tokens per second a model of ``weights`` bytes decodes at: decoding reads
+    every weight once per token, so memory bandwidth / weights. None where the bandwidth is not
+    known (a discrete GPU: its memory, not the machine's, decides).
+
+    Calibrated here: Qwen2.5-Coder-1.5B Q4_K_M (1.12 GB) decodes at about 11 tok/s on 2 cores.
+
+    >>> from ai_stack.units import GIB
+    >>> two_cores = Machine("Linux", "x86_64", 24 * GIB, 20 * GIB, cores=2)
+    >>> round(decode_rate(two_cores, 1_120_000_000), 1), round(decode_rate(two_cores, 9 * 10**9), 1)
+    (10.7, 1.3)
+    >>> round(decode_rate(Machine.apple(16), 9 * 10**9), 1)
+    11.1
+    """
+    if machine.apple_silicon:
+        bandwidth = APPLE_BANDWIDTH
+    elif machine.discrete_gpu:
+        return None
+    else:
+        bandwidth = min(max(machine.cores, 1) * CPU_BANDWIDTH_PER_CORE, CPU_BANDWIDTH_MAX)
+    return bandwidth / max(weights, 1)
+
+
 def _tier(candidate: Candidate) -> int:
     """Installed real models first, then catalogue models to pull, then toy models (the
     packaged 135M one proves the pipeline, it is no recommendation unless nothing else fits)."""
@@ -140,6 +170,7 @@ class Candidate:
     billions: float
     installed: bool
     roles: tuple[Role, ...]
+    weights: int = 0
 
 
 def recommend(
@@ -167,6 +198,7 @@ def recommend(
             parameter_billions(described.parameters) or described.size_bytes / GIB * 1.7,
             True,
             known_roles.get(spec, ROLES),
+            described.size_bytes,
         )
     for entry in catalogue():
         spec = entry.spec
@@ -174,7 +206,12 @@ def recommend(
             continue
         total = estimate_footprint(entry.info(), num_ctx, kv_cache_type=manager.kv_cache_type).total
         candidates[spec] = Candidate(
-            spec, total, parameter_billions(entry.parameters) or 0, False, entry.roles
+            spec,
+            total,
+            parameter_billions(entry.parameters) or 0,
+            False,
+            entry.roles,
+            entry.info().size_bytes,
         )
     result: dict[Role, dict[str, Any]] = {}
     for role in ROLES:
@@ -188,7 +225,13 @@ def recommend(
         if not fitting:
             result[role] = {"model": None, "reason": "nothing in the catalogue fits the budget"}
             continue
-        best = max(fitting, key=lambda c: (_tier(c), c.billions))
+        machine = manager.machine
+        fast = [
+            c
+            for c in fitting
+            if machine is None or (decode_rate(machine, c.weights) or MIN_DECODE) >= MIN_DECODE
+        ]  # what fits memory but decodes at a token or two a second is no recommendation
+        best = max(fast or fitting, key=lambda c: (_tier(c), c.billions))
         known = entries.get(best.spec)
         result[role] = {
             "model": str(best.spec),

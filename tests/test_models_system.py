@@ -10,6 +10,7 @@ import pytest
 
 from ai_stack.backends.base import LoadOptions
 from ai_stack.backends.ollama import OllamaBackend
+from ai_stack.machine import Machine
 from ai_stack.profile import parse_cpuinfo, parse_nvidia_inventory
 from ai_stack.recommend import catalogue
 from ai_stack.units import GIB
@@ -208,8 +209,10 @@ def test_system_without_ollama(smollm2: Path) -> None:
 
 
 def test_system_recommendations_fit_the_budget_and_prefer_installed(
-    on_double: OllamaDouble, tmp_path: Path
+    on_double: OllamaDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    gpu_box = Machine("Linux", "x86_64", 64 * GIB, 60 * GIB, cores=16, discrete_gpu=True)
+    monkeypatch.setattr(Machine, "detect", classmethod(lambda cls, tools=None: gpu_box))
     code, out, _ = invoke(
         "system", "--json", "--config", config(tmp_path, "[memory]\nbudget_gb = 64\n")
     )
@@ -247,3 +250,20 @@ def test_doctor_on_this_machine_and_with_a_missing_model(
     assert executor["status"] == "fail" and "ai-stack models pull gone:70b" in executor["fix"]
     code, out, _ = invoke("doctor")
     assert code == 0 and "history" in out
+
+
+def test_a_cpu_only_machine_is_not_recommended_a_model_it_decodes_at_a_token_a_second(
+    on_double: OllamaDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2 cores and no GPU: a 14B model fits 24 GB but decodes at about 1.3 tok/s there."""
+    two_cores = Machine("Linux", "x86_64", 24 * GIB, 20 * GIB, cores=2)
+    monkeypatch.setattr(Machine, "detect", classmethod(lambda cls, tools=None: two_cores))
+    code, out, _ = invoke(
+        "system", "--json", "--config", config(tmp_path, "[memory]\nbudget_gb = 20\n")
+    )
+    picks = json.loads(out)["recommendations"]
+    assert code == 0 and picks["executor"]["model"] not in (
+        "ollama:qwen2.5:14b",
+        "ollama:qwen2.5:7b",
+    )
+    assert picks["executor"]["model"] is not None
