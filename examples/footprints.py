@@ -69,7 +69,7 @@ print("! = over what fits in memory: refused before anything loads")
 print(
     f"\nA default run of a short task ({estimate_tokens(TASK) + PROMPT_OVERHEAD} tokens of prompt):"
 )
-needs = role_needs(Settings(), estimate_tokens(TASK), checks=6)
+needs = role_needs(Settings(), estimate_tokens(TASK), most_checks=6)
 for role, name in ROLES.items():
     model, need = info(name, *MODELS[name]), needs[role]
     num_ctx = round_context(need.total, Settings().role(role).num_ctx)
