@@ -38,7 +38,7 @@ from ai_stack.conversation import (
     turn_text,
 )
 from ai_stack.errors import InputLimitError, InvalidOutputError, UsageError
-from ai_stack.evidence import Ask, EvidenceCollector, dropped_code, result_agrees
+from ai_stack.evidence import Ask, EvidenceCollector, dropped_code, printed_by, result_agrees
 from ai_stack.memory import MemoryManager, load_options_for
 from ai_stack.modes import MODES, ROLES_CALLED
 from ai_stack.prompts import PromptLibrary
@@ -849,11 +849,7 @@ def printed_result(versions: list[AnswerVersion], ask: Ask) -> AnswerVersion | N
         evidence = version.evidence
         if evidence is None or any(check.kind != "result" for check in evidence.failures):
             continue
-        printed = [
-            check.detail.removeprefix("printed: ")
-            for check in evidence.checks
-            if check.kind == "script" and check.passed and check.detail.startswith("printed: ")
-        ]
+        printed = printed_by(evidence.checks)
         if len(printed) == 1 and "\n" not in printed[0] and printed[0].strip():
             break
     else:

@@ -117,6 +117,19 @@ def requirement_checks(ask: Ask, answer: str) -> list[Check]:
     return [c for r in ask.checked if (c := check_requirement(r, answer)) is not None]
 
 
+def printed_by(checks: Sequence[Check]) -> list[str]:
+    """What the answer's own program printed when it ran in the sandbox (its script checks).
+
+    >>> printed_by([Check(kind="script", name="s", passed=True, detail="printed: 22.2")])
+    ['22.2']
+    """
+    return [
+        c.detail.removeprefix("printed: ")
+        for c in checks
+        if c.kind == "script" and c.passed and c.detail.startswith("printed: ")
+    ]
+
+
 def result_form(ask: Ask, checks: Sequence[Check]) -> list[Check]:
     """A failed check when the task asks for a result and the answer is a program that prints
     it: the user asked for the number, not for code that computes it. Program-aided answers are
@@ -124,11 +137,7 @@ def result_form(ask: Ask, checks: Sequence[Check]) -> list[Check]:
     the sandbox, is the result the answer should give."""
     if ask.kind != "result":
         return []
-    printed = [
-        c.detail.removeprefix("printed: ")
-        for c in checks
-        if c.kind == "script" and c.passed and c.detail.startswith("printed: ")
-    ]
+    printed = printed_by(checks)
     if not printed:
         return []
     return [

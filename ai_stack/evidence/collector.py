@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ai_stack.evidence.ask import Ask, form_checks, requirement_checks, result_form
+from ai_stack.evidence.ask import Ask, form_checks, printed_by, requirement_checks, result_form
 from ai_stack.evidence.examples import called_name, examples, is_call, onto, splat
 from ai_stack.evidence.execution import run_python
 from ai_stack.evidence.markdown import (
@@ -108,11 +108,7 @@ class EvidenceCollector:
             return []
         script: list[dict[str, object]] = [{"kind": "script", "name": "computing the result"}]
         checks = run_python(self.sandbox, source, script, self.limits)
-        printed = [
-            c.detail.removeprefix("printed: ")
-            for c in checks
-            if c.kind == "script" and c.passed and c.detail.startswith("printed: ")
-        ]
+        printed = printed_by(checks)
         return printed[:1] if printed and "\n" not in printed[0] else []
 
     def target(self, task: str, source: str) -> str | None:
