@@ -7,19 +7,25 @@ allows, it is also isolated:
 
 - **Linux, bubblewrap** (``bwrap``): new user, PID, network, IPC and UTS namespaces and all
   capabilities dropped. Only the system directories (``/usr``, ``/bin``, ``/lib*``, a few files of
-  ``/etc``) and the Python installation are visible, read-only; ``/tmp`` is a private, empty
-  tmpfs; the run's directory is the one writable place. No network at all (not even loopback to
-  the host). The home directory, ``/etc/shadow`` and everything else are simply not there.
+  ``/etc``) and the Python installation are visible, read-only; ``/tmp`` and the run's directory
+  are private tmpfs mounts of a bounded size (the run's files are copied in), the only writable
+  places. No network at all (not even loopback to the host). The home directory,
+  ``/etc/shadow`` and everything else are simply not there. The number of processes is bounded
+  inside the sandbox's user namespace; when ai-stack runs as root, bubblewrap runs as an
+  unprivileged user (root is exempt from process limits, and the code is then not root outside
+  the namespace either).
 - **macOS, sandbox-exec**: a deny-by-default profile that allows reading the system and the
   Python installation, writing only in the run's directory, and no network.
 
 Without either, code runs only if the user opted in (``--exec`` / ``evidence.exec``): then it
-still gets the directory, the limits and the scrubbed environment, but can reach the network and
-write wherever the user can. docs/sandbox.md says exactly what holds where.
+still gets the directory, the limits and the scrubbed environment, but can reach the network,
+read what the user can (ai-stack's own environment too, through ``/proc``) and write wherever the
+user can. Its process group is killed when the run ends (as root, every process it started). docs/sandbox.md says exactly what holds where.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import resource
@@ -35,6 +41,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Literal
+
+from ai_stack.cgroup import PidsCgroup
 
 Isolation = Literal["bubblewrap", "sandbox-exec", "none"]
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -58,6 +66,8 @@ class Limits:
     memory_mb: int = 512
     output_kb: int = 64
     file_mb: int = 16
+    disk_mb: int = 64  # all it may write to each of its tmpfs mounts (bubblewrap only)
+    processes: int = 64  # processes and threads at once (bubblewrap only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,15 +94,34 @@ class Outcome:
         return f"exit code {self.returncode}"
 
 
+# Run first inside the sandbox: sets the process limit from within its user namespace, where the
+# count is of the sandbox's own processes (set outside, it would count every process the user
+# has), then becomes the command. Root is exempt from it: there a pids cgroup bounds the run.
+LIMIT_PROCESSES = (
+    "import os, resource, sys; n = int(sys.argv[1]); "
+    "resource.setrlimit(resource.RLIMIT_NPROC, (n, n)); os.execvp(sys.argv[2], sys.argv[2:])"
+)
+
+
+def bubblewrap_command(
+    workdir: Path, limits: Limits, argv: list[str], files: Mapping[str, int] | None = None
+) -> list[str]:
+    """The command line that runs ``argv`` under bubblewrap in ``workdir``; ``files`` maps each
+    file of the run to an open descriptor of it."""
+    binary = shutil.which("bwrap") or "bwrap"
+    limit = [python_executable(), "-E", "-s", "-c", LIMIT_PROCESSES, str(limits.processes)]
+    return [binary, *_bwrap_args(workdir, limits, files or {}), "--", *limit, *argv]
+
+
 @cache
 def _bubblewrap_works() -> bool:
-    """bwrap on PATH and allowed to make its namespaces here (containers may forbid it)."""
-    binary = shutil.which("bwrap")
-    if binary is None:
+    """bwrap on PATH, new enough (0.5, for ``--size``) and allowed to make its namespaces here
+    (containers may forbid it), tried by running the sandbox's Python in it."""
+    if shutil.which("bwrap") is None:
         return False
     try:
         done = subprocess.run(
-            [binary, *_bwrap_args(Path("/")), "true"],
+            bubblewrap_command(Path("/"), Limits(), ["true"]),
             capture_output=True,
             timeout=10,
             check=False,
@@ -121,7 +150,9 @@ def _python_dirs() -> list[Path]:
     return sorted(d for d in dirs if d != Path("/"))
 
 
-def _bwrap_args(workdir: Path) -> list[str]:
+def _bwrap_args(workdir: Path, limits: Limits, files: Mapping[str, int]) -> list[str]:
+    """bubblewrap's arguments: ``files`` maps each file of the run (relative to ``workdir``) to
+    an open descriptor of it, copied into the run's tmpfs."""
     args = [
         "--unshare-all",
         "--unshare-user",
@@ -145,9 +176,19 @@ def _bwrap_args(workdir: Path) -> list[str]:
             args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
     for path in _python_dirs():
         args += ["--ro-bind", str(path), str(path)]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    size = str(limits.disk_mb * 1024**2)
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/tmp"]
     if workdir != Path("/"):
-        args += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir)]
+        args += ["--size", size, "--tmpfs", str(workdir)]
+        made = {workdir}
+        for name, fd in files.items():
+            target = workdir / name
+            for parent in reversed(target.parents):
+                if parent.is_relative_to(workdir) and parent not in made:
+                    args += ["--dir", str(parent)]
+                    made.add(parent)
+            args += ["--file", str(fd), str(target)]
+        args += ["--chdir", str(workdir)]
     return args  # the environment: bwrap passes on the scrubbed one it was started with
 
 
@@ -226,27 +267,48 @@ class Sandbox:
                 target = workdir / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(text, encoding="utf-8")
-            return self._run(list(argv), workdir, limits or self.limits)
+            with contextlib.ExitStack() as stack:
+                descriptors = {
+                    name: stack.enter_context((workdir / name).open("rb")).fileno()
+                    for name in files or {}
+                }
+                return self._run(list(argv), workdir, limits or self.limits, descriptors)
 
-    def _command(self, argv: list[str], workdir: Path) -> list[str]:
+    def _run(
+        self, argv: list[str], workdir: Path, limits: Limits, files: Mapping[str, int]
+    ) -> Outcome:
         if self.isolation == "bubblewrap":
-            bwrap = shutil.which("bwrap") or "bwrap"
-            return [bwrap, *_bwrap_args(workdir), "--", *argv]
-        if self.isolation == "sandbox-exec":
-            return ["sandbox-exec", "-p", _macos_profile(workdir), *argv]
-        return argv
+            command = bubblewrap_command(workdir, limits, argv, files)
+        elif self.isolation == "sandbox-exec":
+            command = ["sandbox-exec", "-p", _macos_profile(workdir), *argv]
+        else:
+            command = argv
+        cgroup = PidsCgroup.make(limits.processes) if self.isolation != "sandbox-exec" else None
+        try:
+            return self._watch(command, workdir, limits, files, cgroup)
+        finally:
+            if cgroup is not None:
+                cgroup.remove()  # kills what outlived the run, even outside its process group
 
-    def _run(self, argv: list[str], workdir: Path, limits: Limits) -> Outcome:
+    def _watch(
+        self,
+        command: list[str],
+        workdir: Path,
+        limits: Limits,
+        files: Mapping[str, int],
+        cgroup: PidsCgroup | None,
+    ) -> Outcome:
         started = time.monotonic()
         process = subprocess.Popen(
-            self._command(argv, workdir),
+            command,
             cwd=workdir,
             env=_environment(workdir),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            pass_fds=tuple(files.values()) if self.isolation == "bubblewrap" else (),
             start_new_session=True,  # its own process group, killed as a whole
-            preexec_fn=_limiter(limits),
+            preexec_fn=_limiter(limits, cgroup),
         )
         out, timed_out, truncated = _collect(
             process, started + limits.seconds, limits.output_kb * 1024
@@ -254,6 +316,7 @@ class Sandbox:
         if timed_out or truncated:
             _kill(process)
         returncode = process.wait()
+        _kill(process)  # what it left running in its process group (unisolated: nothing else does)
         return Outcome(
             returncode=None if timed_out or truncated else returncode,
             stdout=out["stdout"].decode("utf-8", "replace"),
@@ -264,7 +327,7 @@ class Sandbox:
         )
 
 
-def _limiter(limits: Limits) -> Callable[[], None]:
+def _limiter(limits: Limits, cgroup: PidsCgroup | None) -> Callable[[], None]:
     """Resource limits set in the child before it starts (inherited by everything it runs)."""
     memory = limits.memory_mb * 1024**2
     cpu = int(limits.seconds) + 1
@@ -275,6 +338,8 @@ def _limiter(limits: Limits) -> Callable[[], None]:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
         resource.setrlimit(resource.RLIMIT_FSIZE, (files, files))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if cgroup is not None:
+            cgroup.join()
 
     return apply
 
@@ -317,10 +382,12 @@ def _collect(
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
+    """Kill the run's whole process group (its own session: nothing of ai-stack's is in it)."""
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        process.kill()
+        if process.returncode is None:
+            process.kill()
 
 
 @dataclass
@@ -337,8 +404,8 @@ class SandboxReport:
             return cls(sandbox.isolation, True)
         if sandbox.allow_unisolated:
             note = (
-                "Running answer code WITHOUT isolation (--exec): it can use the network and "
-                "write where you can."
+                "Running answer code WITHOUT isolation (--exec): it can use the network, read "
+                "your files and ai-stack's own environment (/proc), and write where you can."
             )
             return cls("none", True, [note])
         note = (

@@ -172,3 +172,82 @@ def test_without_isolation_nothing_runs_unless_the_user_opted_in(tmp_path: Path)
     # the limits hold without isolation too
     slow = opted_in.run([python_executable(), "-c", "while True: pass"], limits=Limits(seconds=1))
     assert slow.timed_out
+
+
+@pytest.mark.parametrize("where", ["/tmp", "."], ids=["tmp", "its-directory"])
+def test_what_it_writes_in_all_is_bounded(sandbox: Sandbox, where: str) -> None:
+    """Files in a tmpfs are memory the address-space limit does not count: each writable mount
+    has a size, whatever the size of each file."""
+    code = (
+        "import os\n"
+        "block = b'x' * 1024 * 1024\n"
+        "try:\n"
+        "    for n in range(64):\n"
+        f"        with open(os.path.join({where!r}, f'part{{n}}'), 'wb') as part:\n"
+        "            part.write(block * 4)\n"
+        "    print('wrote all')\n"
+        "except OSError as exc:\n"
+        "    print('stopped', exc.errno, n)\n"
+    )
+    limits = Limits(seconds=10, memory_mb=256, output_kb=16, disk_mb=32)
+    outcome = sandbox.run(
+        [python_executable(), "-E", "-s", "main.py"], {"main.py": code}, limits=limits
+    )
+    assert outcome.ok and "wrote all" not in outcome.stdout
+    assert outcome.stdout.startswith("stopped 28")  # ENOSPC, within the first 32 MiB
+
+
+FORKS = """
+import os, time
+started = 0
+try:
+    for _ in range(200):
+        if os.fork() == 0:
+            time.sleep(2)
+            os._exit(0)
+        started += 1
+except OSError as exc:
+    print("refused", exc.errno)
+print("started", started)
+"""
+
+
+def test_the_number_of_processes_is_bounded(sandbox: Sandbox) -> None:
+    limits = Limits(seconds=10, memory_mb=256, output_kb=16, processes=32)
+    outcome = sandbox.run(
+        [python_executable(), "-E", "-s", "main.py"], {"main.py": FORKS}, limits=limits
+    )
+    assert "refused 11" in outcome.stdout  # EAGAIN
+    started = int(outcome.stdout.split("started")[1])
+    assert started < 32
+
+
+LEAVES_A_PROCESS = """
+import subprocess, sys
+child = subprocess.Popen(
+    [sys.executable, "-c", "import time; time.sleep(60)"],
+    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+)
+print(child.pid)
+"""
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_without_isolation_nothing_it_started_outlives_the_run() -> None:
+    opted_in = Sandbox(Limits(seconds=5), isolation="none", allow_unisolated=True)
+    outcome = opted_in.run(
+        [python_executable(), "-E", "-s", "main.py"], {"main.py": LEAVES_A_PROCESS}
+    )
+    pid = int(outcome.stdout)
+    for _ in range(100):  # SIGKILL is delivered, not awaited
+        if not running(pid):
+            break
+        threading.Event().wait(0.05)
+    assert not running(pid)
