@@ -400,3 +400,39 @@ def test_a_phase_group_loads_its_model_once_with_the_largest_context_it_needs(
     assert code == 0, err
     (load,) = on_double.events("load")  # the short task ran first, on the long one's context
     assert load["options"]["num_ctx"] == 6144 and on_double.reloads == 0
+
+
+LONG_TASKS = """
+name: long
+tasks:
+  - {id: one, task: "Write a long story about a dragon, in many chapters."}
+  - {id: two, task: "Write a long story about a knight, in many chapters."}
+"""
+
+
+@pytest.mark.model
+def test_a_second_ctrl_c_stops_an_embedded_batch_at_once(smollm2: Path, tmp_path: Path) -> None:
+    """The first Ctrl-C waits for the model call in flight; a second one cuts it: llama.cpp's
+    calls back into Python (its log) must not swallow the interrupt."""
+    path = write(tmp_path, LONG_TASKS)
+    child = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), "batch", str(path), "--backend", "embedded"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # as at a terminal: a test run started in the background may ignore SIGINT
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert child.stderr is not None
+    for line in child.stderr:  # the first call is under way once the model is loaded
+        if line.startswith("Loaded "):
+            break
+    child.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    assert "Traceback" not in err and "Resume with" in err
+    summary = json.loads((tmp_path / "flow-results" / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert {task["status"] for task in summary["tasks"]} == {"interrupted"}  # the call was cut
