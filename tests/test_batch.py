@@ -411,7 +411,9 @@ tasks:
 
 
 @pytest.mark.model
-def test_a_second_ctrl_c_stops_an_embedded_batch_at_once(smollm2: Path, tmp_path: Path) -> None:
+def test_a_second_ctrl_c_stops_an_embedded_batch_at_once(
+    smollm2: Path, tmp_path: Path, isolated_home: Path
+) -> None:
     """The first Ctrl-C waits for the model call in flight; a second one cuts it: llama.cpp's
     calls back into Python (its log) must not swallow the interrupt."""
     path = write(tmp_path, LONG_TASKS)
@@ -435,4 +437,5 @@ def test_a_second_ctrl_c_stops_an_embedded_batch_at_once(smollm2: Path, tmp_path
     assert "Traceback" not in err and "Resume with" in err
     summary = json.loads((tmp_path / "flow-results" / "summary.json").read_text())
     assert summary["status"] == "interrupted"
-    assert {task["status"] for task in summary["tasks"]} == {"interrupted"}  # the call was cut
+    assert {task["status"] for task in summary["tasks"]} == {"interrupted"}
+    assert phase_keys(isolated_home / "history.db") == [], "the call in flight was cut"
