@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2.sandbox import SecurityError
 
+from ai_stack import templating
 from ai_stack.backends.base import Message
 from ai_stack.errors import ConfigError
+from ai_stack.templating import BoundedEnvironment
 
 ROLE_PROMPTS = ("planner", "critic", "revise", "executor", "contract", "rethink")
 FOLLOW_UPS = ("probe", "compute", "review", "fix", "repeat")
@@ -76,7 +78,7 @@ class PromptLibrary:
                 raise ConfigError(f"prompts_dir {user_dir} is not a directory")
             search_path.insert(0, str(user_dir))
         self.search_path = [Path(p) for p in search_path]
-        self._env = SandboxedEnvironment(
+        self._env = BoundedEnvironment(
             loader=_ConfinedLoader(search_path),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
@@ -109,7 +111,7 @@ class PromptLibrary:
                         f"Prompt template {self.source_of(name)} has no {{% block {block} %}}"
                     )
                 context = template.new_context({**SHARED_DEFAULTS, **variables})
-                text = "".join(template.blocks[block](context)).strip()
+                text = templating.join(template.blocks[block](context)).strip()
                 if text or block == "user":  # an empty system message is no system message
                     messages.append({"role": block, "content": text})
             return messages

@@ -20,7 +20,8 @@ allows, it is also isolated:
 Without either, code runs only if the user opted in (``--exec`` / ``evidence.exec``): then it
 still gets the directory, the limits and the scrubbed environment, but can reach the network,
 read what the user can (ai-stack's own environment too, through ``/proc``) and write wherever the
-user can. Its process group is killed when the run ends (as root, every process it started). docs/sandbox.md says exactly what holds where.
+user can. Its process group is killed when the run ends (as root, every process it started).
+docs/sandbox.md says exactly what holds where.
 """
 
 from __future__ import annotations

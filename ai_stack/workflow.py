@@ -20,14 +20,16 @@ from typing import Annotated, Any
 import jinja2
 import yaml
 from jinja2 import nodes
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2.sandbox import SecurityError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from ai_stack import templating
 from ai_stack.access import FilePolicy
 from ai_stack.config import LimitsSettings, Settings, layer
 from ai_stack.context import fit_for
 from ai_stack.errors import FileAccessError, InputLimitError, WorkflowError
 from ai_stack.files import NotARegularFile, read_regular
+from ai_stack.templating import BoundedEnvironment
 
 # Run options a single task may override; the rest (backend, memory, history, ...) apply to the
 # whole batch and belong in ``defaults``.
@@ -43,7 +45,9 @@ TASK_OPTIONS = (
     "prompts_dir",
 )
 TASK_KEYS = ("id", "task", "context", "context_files", "depends_on", *TASK_OPTIONS)
-_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+# No loader: a task's template stands alone ({% include %} and the like are refused up front).
+_ENV = BoundedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+_OTHER_TEMPLATES = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
 
 
 class WorkflowTask(BaseModel):
@@ -91,7 +95,7 @@ def render(text: str | None, outputs: Mapping[str, str]) -> str | None:
     if text is None or "{" not in text:
         return text
     try:
-        return _ENV.from_string(text).render(outputs=dict(outputs))
+        return templating.join(_ENV.from_string(text).generate(outputs=dict(outputs)))
     except jinja2.TemplateError as exc:  # SecurityError included: a workflow may be hostile
         raise WorkflowError(f"cannot render the task's template: {exc}") from None
 
@@ -261,6 +265,13 @@ def _check_template(
         tree = _ENV.parse(text)
     except jinja2.TemplateSyntaxError as exc:
         raise where.error(location, f"template error: {exc.message}", None) from None
+    for other in tree.find_all(_OTHER_TEMPLATES):
+        keyword = type(other).__name__.lower().replace("fromimport", "from")
+        raise where.error(
+            location,
+            f"a task's template cannot use {{% {keyword} %}}: it stands alone",
+            "only {{ outputs.<task id> }} is available",
+        )
     for name in tree.find_all(nodes.Name):
         if name.name != "outputs" and name.ctx == "load":
             raise where.error(
@@ -282,7 +293,9 @@ def _check_template(
             f"add {missing[0]!r} to its depends_on",
         )
     try:  # what the sandbox refuses shows now, not after models were loaded for other tasks
-        _ENV.from_string(text).render(outputs=dict.fromkeys(task.depends_on, "answer"))
+        templating.join(
+            _ENV.from_string(text).generate(outputs=dict.fromkeys(task.depends_on, "answer"))
+        )
     except SecurityError as exc:
         raise where.error(location, f"the template does something unsafe: {exc}", None) from None
     except jinja2.TemplateError as exc:

@@ -129,6 +129,26 @@ def test_templates_are_sandboxed(tmp_path: Path) -> None:
         PromptLibrary(tmp_path).render("planner", task="x", context=None)
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("{% for i in range(10**9) %}x{% endfor %}", "Range too big"),
+        ("{{ 'a' * 10**9 }}", "would make 1,000,000,000 items"),
+        ("{{ [0] * 10**9 }}", "would make 1,000,000,000 items"),
+        ("{{ 7 ** 100000000 }}", "-bit number"),
+        ("{% for i in range(99999) %}{{ 'x' * 99 }}{% endfor %}", "renders more than"),
+    ],
+    ids=["range", "string", "list", "power", "output"],
+)
+def test_what_a_template_may_build_is_bounded(tmp_path: Path, body: str, message: str) -> None:
+    """Each of these took gigabytes or hung (exit 70 at best): now one clear error."""
+    (tmp_path / "planner.j2").write_text(
+        "{% block system %}s{% endblock %}{% block user %}" + body + "{% endblock %}"
+    )
+    with pytest.raises(ConfigError, match=message):
+        PromptLibrary(tmp_path).render("planner", task="x", context=None)
+
+
 def test_installed_wheel_contains_and_finds_the_prompts(tmp_path: Path) -> None:
     """Build the wheel, unpack it away from the checkout, ask the package where its prompts are."""
     if importlib.util.find_spec("hatchling") is None:

@@ -213,6 +213,29 @@ def test_template_escapes_are_found_at_validation(tmp_path: Path, template: str)
     assert f"{path}:6" in info.value.message
 
 
+@pytest.mark.parametrize(
+    ("template", "keyword"),
+    [
+        ("{% include '/etc/passwd' %}", "include"),
+        ("{% import 'x' as y %}", "import"),
+        ("{% from 'x' import y %}", "from"),
+        ("{% extends 'x' %}", "extends"),
+    ],
+)
+def test_a_tasks_template_stands_alone(tmp_path: Path, template: str, keyword: str) -> None:
+    """Another template, or a file named as one, is not a task's to pull in (it was exit 70)."""
+    path = write(tmp_path, f'name: x\ntasks:\n  - id: a\n    task: "{template} hi"\n')
+    with pytest.raises(WorkflowError, match=f"cannot use {{% {keyword} %}}"):
+        load_workflow(path, {})
+
+
+def test_a_tasks_template_cannot_build_a_huge_text(tmp_path: Path) -> None:
+    text = "name: x\ntasks:\n  - {id: a, task: first}\n"
+    text += '  - id: b\n    depends_on: [a]\n    task: "{{ outputs.a * 10**9 }}"\n'
+    with pytest.raises(WorkflowError, match="would make"):
+        load_workflow(write(tmp_path, text), {})
+
+
 @pytest.mark.parametrize("where", ["/tmp/elsewhere", "../outside"])
 def test_a_workflows_outputs_stay_under_its_directory(tmp_path: Path, where: str) -> None:
     """Its reads are confined there; a file from someone else must not write (and overwrite a
