@@ -40,8 +40,7 @@ def _check_repetition(sequence: Any, times: Any) -> None:
         size = len(sequence) * times
         if size > MAX_RENDER_CHARS:
             raise SecurityError(
-                f"'*' would make {size:,} items; a template may build at most "
-                f"{MAX_RENDER_CHARS:,}"
+                f"'*' would make {size:,} items; a template may build at most {MAX_RENDER_CHARS:,}"
             )
 
 

@@ -31,7 +31,7 @@ PHASE_KEYS = {
 
 
 def assert_clean_error(code: int, stderr: str, expected: str) -> None:
-    assert code != 0
+    assert code not in (0, 70)  # 70: an internal error
     assert expected in stderr
     assert "Traceback" not in stderr
 
@@ -61,6 +61,16 @@ def test_unknown_backend_prefix_in_config_is_refused(tmp_path: Path) -> None:
     config.write_text('backend = "lmstudio"\n')
     code, _, err = invoke("--config", str(config), "task")
     assert_clean_error(code, err, "backend")
+
+
+@pytest.mark.parametrize("host", ["file:///x", "ftp://h", "http://h:port"])
+def test_an_ollama_host_that_is_no_http_url_is_refused(tmp_path: Path, host: str) -> None:
+    """It was exit 70 (a KeyError on the scheme)."""
+    config = tmp_path / "c.toml"
+    config.write_text(f'[ollama]\nhost = "{host}"\n')
+    for args in (("--backend", "ollama", "task"), ("models", "list")):
+        code, _, err = invoke(*args, "--config", str(config))
+        assert_clean_error(code, err, "is not an http:// or https:// URL")
 
 
 def test_missing_gguf_path_is_refused_before_any_work(tmp_path: Path) -> None:

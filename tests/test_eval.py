@@ -138,6 +138,27 @@ def test_humaneval_lines_become_tasks_with_their_tests(tmp_path: Path) -> None:
         load_suite(tmp_path / "bad.jsonl")
 
 
+@pytest.mark.parametrize(
+    ("line", "where"),
+    [
+        ('{"prompt": ["x"], "test": "t", "entry_point": "f"}', "prompt"),
+        ('{"prompt": "p", "test": null, "entry_point": "f"}', "test"),
+        ('{"prompt": "p", "test": "t", "entry_point": 3}', "entry_point"),
+        ('{"prompt": "p", "test": "t", "entry_point": "f(); import os"}', "entry_point"),
+        ("[1, 2]", "the line"),
+        ("{not json", "the line"),
+    ],
+)
+def test_a_humaneval_line_of_the_wrong_shape_says_which_field(
+    tmp_path: Path, line: str, where: str
+) -> None:
+    """Wrong field types were exit 70 (an AttributeError deep in the loader)."""
+    path = tmp_path / "bad.jsonl"
+    path.write_text(line + "\n")
+    with pytest.raises(WorkflowError, match=rf"bad\.jsonl:1: not a HumanEval-style line \({where}"):
+        load_suite(path)
+
+
 def test_wilson_intervals() -> None:
     assert wilson(0, 0) == (0.0, 0.0)
     low, high = wilson(12, 12)

@@ -123,6 +123,24 @@ def test_models_rm_unloads_first_then_deletes(on_double: OllamaDouble) -> None:
     assert code == 1 and "not installed" in err
 
 
+@pytest.mark.model
+def test_models_add_refuses_a_file_cut_short_and_an_overlong_name(
+    smollm2: Path, tmp_path: Path, isolated_home: Path
+) -> None:
+    """A download cut short passed (and failed at the first load); a 300-character name was
+    exit 70 (the file system refused the link)."""
+    whole = smollm2.read_bytes()
+    for keep in (len(whole) // 3, len(whole) - 100):  # the header intact, the tensors not
+        short = tmp_path / "short.gguf"
+        short.write_bytes(whole[:keep])
+        code, _, err = invoke("models", "add", str(short))
+        assert code == 1 and "is cut short" in err and f"{keep:,} bytes" in err, err
+    code, _, err = invoke("models", "add", str(smollm2), "--name", "n" * 300)
+    assert code == 1 and "cannot be a model name" in err and "at most 100" in err, err
+    code, _, err = invoke("models", "add", str(smollm2), "--name", "n" * 100)
+    assert code == 0, err
+
+
 def test_models_add_show_and_rm_embedded(
     smollm2: Path, tmp_path: Path, isolated_home: Path
 ) -> None:

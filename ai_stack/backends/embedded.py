@@ -31,7 +31,7 @@ from ai_stack.backends.base import (
     PullProgress,
     ResidentModel,
 )
-from ai_stack.backends.gguf import read_metadata
+from ai_stack.backends.gguf import expected_size, read_metadata
 from ai_stack.errors import (
     BackendError,
     BackendUnavailableError,
@@ -169,12 +169,23 @@ class EmbeddedBackend:
         source = check_gguf(path.expanduser().resolve(), str(path))
         try:
             read_metadata(source)
+            expected = expected_size(source)
         except GGUFError as exc:
             raise ModelNotFoundError(str(path), str(exc)) from None
-        name = name or source.stem
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]*", name) or name in PACKAGED_MODELS:
+        if source.stat().st_size < expected:
             raise ModelNotFoundError(
-                name, f"{name!r} cannot be used as a model name", hint="Use letters, digits, . _ -"
+                str(path),
+                f"{path} is cut short: {source.stat().st_size:,} bytes of the "
+                f"{expected:,} its tensors need",
+                hint="An interrupted download? Fetch the file again.",
+            )
+        name = name or source.stem
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}", name) or name in PACKAGED_MODELS:
+            shown = name if len(name) <= 40 else f"{name[:40]}…"
+            raise ModelNotFoundError(
+                shown,
+                f"{shown!r} cannot be a model name",
+                hint="Use letters, digits, . _ - (at most 100 characters)",
             )
         target = self.models_dir / f"{name}.gguf"
         if target.exists() or target.is_symlink():

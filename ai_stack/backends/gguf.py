@@ -29,6 +29,38 @@ _SCALARS = {  # value type -> struct format (little-endian)
 }
 _STRING, _ARRAY = 8, 9
 _KEEP_ARRAYS_UP_TO = 1024  # longer arrays (token lists) are skipped, read back as None
+# ggml tensor type -> (elements per block, bytes per block), for the size of the last tensor
+_BLOCKS = {
+    0: (1, 4),
+    1: (1, 2),
+    2: (32, 18),
+    3: (32, 20),
+    6: (32, 22),
+    7: (32, 24),
+    8: (32, 34),
+    9: (32, 36),
+    10: (256, 84),
+    11: (256, 110),
+    12: (256, 144),
+    13: (256, 176),
+    14: (256, 210),
+    15: (256, 292),
+    16: (256, 66),
+    17: (256, 74),
+    18: (256, 98),
+    19: (256, 50),
+    20: (32, 18),
+    21: (256, 110),
+    22: (256, 82),
+    23: (256, 136),
+    24: (1, 1),
+    25: (1, 2),
+    26: (1, 4),
+    27: (1, 8),
+    28: (1, 8),
+    29: (256, 56),
+    30: (1, 2),
+}
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
@@ -49,6 +81,36 @@ def read_metadata(path: Path) -> dict[str, Any]:
         except (struct.error, UnicodeDecodeError) as exc:
             raise GGUFError(f"{path} has a damaged GGUF header ({exc})") from None
         return metadata
+
+
+def expected_size(path: Path) -> int:
+    """How many bytes the file must have for every tensor its header lists: where the data
+    starts plus the last tensor's offset and size (its offset only, for a type not known
+    here). A download cut short is smaller."""
+    with path.open("rb") as handle:
+        try:
+            handle.seek(8)  # magic, version (read_metadata has checked both)
+            tensors = _read(handle, "<Q")
+            alignment = 32
+            for _ in range(_read(handle, "<Q")):
+                key = _read_string(handle)
+                value = _read_value(handle, _read(handle, "<I"))
+                if key == "general.alignment" and isinstance(value, int) and value > 0:
+                    alignment = value
+            end = 0
+            for _ in range(tensors):
+                _read_string(handle)
+                shape = [_read(handle, "<Q") for _ in range(_read(handle, "<I"))]
+                kind, offset = _read(handle, "<I"), _read(handle, "<Q")
+                elements, size = _BLOCKS.get(kind, (1, 0))
+                count = 1
+                for dimension in shape:
+                    count *= dimension
+                end = max(end, offset + count // elements * size)
+        except (struct.error, UnicodeDecodeError) as exc:
+            raise GGUFError(f"{path} has a damaged GGUF header ({exc})") from None
+        start = -(-handle.tell() // alignment) * alignment
+        return start + end
 
 
 def _read(handle: BinaryIO, fmt: str) -> Any:

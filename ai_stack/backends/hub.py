@@ -23,6 +23,8 @@ from typing import Any
 from ai_stack.errors import BackendError, BackendUnavailableError, ModelNotFoundError, UsageError
 
 PREFIX = "hf:"
+# The Hub's rule for OWNER and REPO: letters, digits, - _ . (not first or last: - .)
+REPO_PART = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?")
 HF_DEFAULT = "https://huggingface.co"
 Report = Callable[[int, int | None], None]  # bytes done, total
 
@@ -42,11 +44,14 @@ class HubRef:
         HubRef(repo='bartowski/Qwen2.5-Coder-7B-Instruct-GGUF', quant='Q4_K_M', filename=None)
         >>> HubRef.parse("hf:Qwen/Qwen2-GGUF/qwen2-q8_0.gguf").filename
         'qwen2-q8_0.gguf'
+        >>> HubRef.parse("hf:a b/c")
+        Traceback (most recent call last):
+        ai_stack.errors.UsageError: 'hf:a b/c' is not a Hugging Face model reference.
         """
         body = text.removeprefix(PREFIX).strip()
         body, _, quant = body.partition(":")
         parts = body.split("/")
-        if len(parts) < 2 or not all(parts[:2]):
+        if len(parts) < 2 or not all(map(REPO_PART.fullmatch, parts[:2])) or len(body) > 200:
             raise UsageError(
                 f"{text!r} is not a Hugging Face model reference.",
                 hint="Use hf:OWNER/REPO, hf:OWNER/REPO:QUANT (e.g. :Q4_K_M) or "

@@ -37,6 +37,7 @@ from ai_stack.backends.base import (
 from ai_stack.errors import (
     BackendError,
     BackendUnavailableError,
+    ConfigError,
     ModelNotFoundError,
     TransientBackendError,
 )
@@ -62,18 +63,32 @@ def resolve_host(value: str | None) -> str:
     'https://ollama.example.com:443'
     >>> resolve_host("http://[::1]:11500/")
     'http://[::1]:11500'
+    >>> resolve_host("file:///x")
+    Traceback (most recent call last):
+    ai_stack.errors.ConfigError: The Ollama host 'file:///x' is not an http:// or https:// URL
     """
     value = (value or "").strip()
     if not value:
         return DEFAULT_HOST
     scheme, rest = ("http", value) if "://" not in value else value.split("://", 1)
-    parts = urlsplit(f"{scheme}://{rest}")
-    default_port = {"http": 80, "https": 443}[scheme] if "://" in value else 11434
+    ports = {"http": 80, "https": 443}
+    try:
+        if scheme.lower() not in ports:
+            raise ValueError(scheme)
+        parts = urlsplit(f"{scheme}://{rest}")
+        port = parts.port
+    except ValueError:
+        raise ConfigError(
+            f"The Ollama host {value!r} is not an http:// or https:// URL",
+            hint="Set ollama.host or OLLAMA_HOST to e.g. http://127.0.0.1:11434",
+        ) from None
+    scheme = scheme.lower()
+    default_port = ports[scheme] if "://" in value else 11434
     host = parts.hostname or "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
     path = parts.path.rstrip("/")
-    return f"{scheme}://{host}:{parts.port or default_port}{path}"
+    return f"{scheme}://{host}:{port or default_port}{path}"
 
 
 class OllamaBackend:

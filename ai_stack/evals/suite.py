@@ -30,7 +30,6 @@ standard sets run unchanged.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -154,20 +153,30 @@ def load_suite(path: Path, limits: LimitsSettings | None = None) -> Suite:
     return Suite(path.resolve(), name, tasks, hashlib.sha256(raw).hexdigest())
 
 
+class _HumanEvalLine(BaseModel):
+    task_id: str | int | None = None
+    prompt: str
+    test: str
+    entry_point: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
 def _humaneval(path: Path, text: str) -> list[SuiteTask]:
     tasks = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
-            prompt, test, entry = item["prompt"], item["test"], item["entry_point"]
-            task_id = re.sub(r"[^A-Za-z0-9_.-]", "-", str(item.get("task_id", number)))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            item = _HumanEvalLine.model_validate_json(line)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(map(str, problem["loc"])) or "the line"
             raise WorkflowError(
-                f"{path}:{number}: not a HumanEval-style line ({exc})",
-                hint="Each line needs prompt, test and entry_point.",
+                f"{path}:{number}: not a HumanEval-style line ({where}: {problem['msg']})",
+                hint="Each line is a JSON object with prompt and test (text) and entry_point "
+                "(a function name).",
             ) from None
+        prompt, test, entry = item.prompt, item.test, item.entry_point
+        task_id = re.sub(r"[^A-Za-z0-9_.-]", "-", str(item.task_id or number))
         imports = "\n".join(
             line for line in prompt.splitlines() if re.match(r"(import|from)\s", line)
         )
