@@ -290,6 +290,7 @@ class Pipeline:
             conversation_id=conversation.id if conversation else None,
             turn=turn,
             files=tuple(files),
+            replaces=conversation.replacing if conversation else None,
         )
         if fitted.note:
             yield Notice("context", fitted.note)

@@ -35,6 +35,7 @@ class Conversation:
     turns: list[Turn] = field(default_factory=list)
     summary: Summary | None = None
     ongoing: bool = False  # more turns will follow in this process (the REPL)
+    replacing: str | None = None  # the run of the turn dropped to be run again
 
     @property
     def growing(self) -> bool:
@@ -70,12 +71,14 @@ class Conversation:
             )
             if self.summary is not None and self.summary.covered >= len(self.turns):
                 self.summary = None  # it covered a turn that was re-run
+            self.replacing = None
 
     def drop_last(self) -> Turn | None:
         """Remove and return the last turn (to run it again)."""
         if not self.turns:
             return None
         turn = self.turns.pop()
+        self.replacing = turn.run_id
         if self.summary is not None and self.summary.covered > len(self.turns):
             self.summary = None
         return turn

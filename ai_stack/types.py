@@ -354,6 +354,7 @@ class RunStarted:
     conversation_id: str | None = None
     turn: int | None = None
     files: tuple[Attachment, ...] = ()
+    replaces: str | None = None  # the run of the turn this one runs again (/retry)
 
 
 @dataclass(frozen=True, slots=True)

@@ -235,6 +235,25 @@ def test_interactive_with_piped_input(smollm2: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.model
+def test_a_retried_turn_replaces_it_in_the_history(smollm2: Path, tmp_path: Path) -> None:
+    config = fast_config(tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--interactive", "--json", "--config", str(config)],
+        input="Name a colour\n/retry\n",
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    first, again = (json.loads(line) for line in done.stdout.splitlines())
+    assert first["turn"] == again["turn"] == 1
+    code, out, err = invoke("history", "show", first["conversation_id"], "--json")
+    assert code == 0, err
+    assert [t["run_id"] for t in json.loads(out)["turns"]] == [again["id"]]
+
+
+@pytest.mark.model
 def test_interactive_quit_stops_before_later_lines(smollm2: Path, tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "main.py"), "--interactive", "--json"],

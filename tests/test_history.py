@@ -489,3 +489,46 @@ def test_history_list_shows_each_run_on_one_line_at_80_columns(store: HistorySto
     assert all(len(line) <= 80 for line in out.splitlines()), out
     (first,) = [row for row in rows if row.startswith("│ r1")]
     assert "Write a Python" in first and "…" in first
+
+
+def finish(store: HistoryStore, run_id: str, output: str) -> None:
+    metrics = {"loads": 0, "unloads": 0, "load_s": 0.0, "wall_s": 0.0}
+    result = {"metrics": metrics, "stop_reason": None, "rounds": 0, "output": output}
+    store.finish_run(run_id, result)
+
+
+def test_two_follow_ups_run_at_once_are_two_turns(store: HistoryStore) -> None:
+    """Both read the conversation before either finished, so both ask for turn 2: one used to
+    hide the other, as if it had been run again. Only a /retry replaces a turn."""
+    store.start_run("first", "hello", None, {}, "cli", conversation=("conv", 1))
+    finish(store, "first", "hi")
+    for run_id in ("left", "right"):  # started together
+        store.start_run(run_id, f"{run_id}?", None, {}, "cli", conversation=("conv", 2))
+    for run_id in ("right", "left"):
+        finish(store, run_id, f"{run_id}!")
+    turns = store.conversation_turns("conv")
+    assert [(t.number, t.run_id) for t in turns] == [(1, "first"), (2, "left"), (3, "right")]
+    code, out, err = invoke("history", "show", "conv", "--json")
+    assert code == 0, err
+    assert [t["task"] for t in json.loads(out)["turns"]] == ["hello", "left?", "right?"]
+
+    store.start_run("again", "right?", None, {}, "cli", conversation=("conv", 3), replaces="right")
+    finish(store, "again", "right, again!")
+    turns = store.conversation_turns("conv")
+    assert [t.run_id for t in turns] == ["first", "left", "again"]
+
+
+def test_turns_run_again_before_the_replaces_link_still_read_as_one(isolated_home: Path) -> None:
+    """A history written before migration 7: the later finished run of a turn replaced it."""
+    path = isolated_home / "history.db"
+    with HistoryStore.open(path) as store:
+        store.start_run("one", "q", None, {}, "cli", conversation=("c", 1))
+        finish(store, "one", "a")
+        store.start_run("two", "q", None, {}, "cli", conversation=("c", 1))
+        finish(store, "two", "b")
+        store.db.execute("UPDATE runs SET replaces = NULL")
+        store.db.execute("UPDATE schema_version SET version = 6")
+        store.db.execute("ALTER TABLE runs DROP COLUMN replaces")
+        store.db.commit()
+    with HistoryStore.open(path) as upgraded:
+        assert [t.run_id for t in upgraded.conversation_turns("c")] == ["two"]

@@ -78,6 +78,7 @@ class HistoryRecorder:
                 mode=event.mode,
                 conversation=conversation,
                 files=files,
+                replaces=event.replaces,
             )
         elif self.run_id is None:
             return

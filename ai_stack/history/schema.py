@@ -180,6 +180,27 @@ def _migration_6(db: sqlite3.Connection) -> None:
     _run_script(db, "ALTER TABLE answers ADD COLUMN phase TEXT NOT NULL DEFAULT 'execute'")
 
 
+def _migration_7(db: sqlite3.Connection) -> None:
+    """A re-run of a turn (``/retry``) names the run it replaces, so that two follow-ups of one
+    conversation run at once are two turns, not one hiding the other. Re-runs recorded before
+    are linked as they were read: the later of two finished runs of one turn replaces the
+    earlier."""
+    _run_script(
+        db,
+        """
+        ALTER TABLE runs ADD COLUMN replaces TEXT;
+        UPDATE runs SET replaces = (
+            SELECT earlier.id FROM runs AS earlier
+            WHERE earlier.conversation_id = runs.conversation_id
+              AND earlier.turn = runs.turn AND earlier.status = 'ok'
+              AND (earlier.created_at, earlier.rowid) < (runs.created_at, runs.rowid)
+            ORDER BY earlier.created_at DESC, earlier.rowid DESC LIMIT 1
+        )
+        WHERE conversation_id IS NOT NULL AND status = 'ok'
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_1,
     _migration_2,
@@ -187,4 +208,5 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_4,
     _migration_5,
     _migration_6,
+    _migration_7,
 ]

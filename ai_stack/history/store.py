@@ -226,9 +226,11 @@ class HistoryStore:
         mode: str | None = None,
         conversation: tuple[str, int] | None = None,
         files: list[dict[str, Any]] | None = None,
+        replaces: str | None = None,
     ) -> None:
         """Record a run as running; starting an existing id again resumes it (same record).
-        ``conversation``: its id and this run's turn; ``files``: those given as context."""
+        ``conversation``: its id and this run's turn; ``files``: those given as context;
+        ``replaces``: the run of the turn it runs again (``/retry``)."""
         pid = os.getpid()
         batch_id, batch_task = batch or (None, None)
         conversation_id, turn = conversation or (None, None)
@@ -236,8 +238,8 @@ class HistoryStore:
         with self._write() as db:
             db.execute(
                 "INSERT INTO runs (id, created_at, status, source, task, context, config, pid,"
-                " pid_started, batch_id, batch_task, mode, conversation_id, turn, files)"
-                " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " pid_started, batch_id, batch_task, mode, conversation_id, turn, files,"
+                " replaces) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET status = 'running',"
                 " finished_at = NULL, error = NULL, pid = excluded.pid,"
                 " pid_started = excluded.pid_started",
@@ -256,6 +258,7 @@ class HistoryStore:
                     conversation_id,
                     turn,
                     stored,
+                    replaces,
                 ),
             )
 
@@ -500,24 +503,26 @@ class HistoryStore:
 
     @guarded
     def conversation_turns(self, conversation_id: str) -> list[Turn]:
-        """The finished turns, oldest first; of a turn run more than once (``/retry``), the
-        latest. Runs that failed or were interrupted are not turns."""
+        """The finished turns, oldest first, numbered from 1; a turn run again (``/retry``) is
+        its latest run. Runs that failed or were interrupted are not turns; two follow-ups run
+        at once are two turns."""
         rows = self.db.execute(
-            "SELECT id, turn, task, output, files FROM runs WHERE conversation_id = ?"
-            " AND status = 'ok' ORDER BY turn, created_at",
+            "SELECT id, task, output, files, replaces FROM runs WHERE conversation_id = ?"
+            " AND status = 'ok' ORDER BY turn, created_at, rowid",
             (conversation_id,),
         ).fetchall()
-        turns: dict[int, Turn] = {}
-        for row in rows:
-            files = [f["path"] for f in json.loads(row["files"])] if row["files"] else []
-            turns[row["turn"]] = Turn(
-                number=row["turn"],
+        replaced = {row["replaces"] for row in rows}
+        kept = [row for row in rows if row["id"] not in replaced]
+        return [
+            Turn(
+                number=number,
                 task=row["task"],
                 answer=row["output"] or "",
-                files=files,
+                files=[f["path"] for f in json.loads(row["files"])] if row["files"] else [],
                 run_id=row["id"],
             )
-        return list(turns.values())
+            for number, row in enumerate(kept, 1)
+        ]
 
     @guarded
     def conversation_summary(self, conversation_id: str) -> tuple[int, str] | None:
