@@ -10,10 +10,19 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ai_stack.access import FilePolicy
 from ai_stack.errors import ConfigError
@@ -27,7 +36,18 @@ else:  # pragma: no cover
 
 CONFIG_NAME = "config.toml"
 LOCAL_CONFIG_NAME = "ai-stack.toml"
-BackendName = Literal["auto", "ollama", "embedded"]
+BUILT_IN_BACKENDS = ("ollama", "embedded", "openai")
+# The kinds of OpenAI-compatible server, each with its own model lifecycle (backends/lifecycles.py)
+ServerKind = Literal[
+    "llama-server-router",
+    "llama-server",
+    "llama-swap",
+    "lmstudio",
+    "vllm-sleep",
+    "vllm",
+    "llama-cpp-python",
+    "generic",
+]
 
 # Environment variables that override single settings (CLI flags still win).
 ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
@@ -79,6 +99,30 @@ class MemorySettings(BaseModel):
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "f16"
     # How long to wait for another ai-stack process to finish with the model memory
     wait_timeout_s: float = Field(default=1800.0, gt=0, le=86_400)
+
+
+class EndpointSettings(BaseModel):
+    """An OpenAI-compatible server, named so that specs stay short: with
+    ``[endpoints.lmstudio]``, ``lmstudio:qwen2.5-7b-instruct`` is a model there."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]  # e.g. .../v1
+    api_key_env: str | None = None  # the environment variable holding its key, if it wants one
+    kind: ServerKind | Literal["auto"] = "auto"  # auto: told from what the server answers
+    request_timeout_s: float = Field(default=600.0, gt=0)
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+    @classmethod
+    def from_environment(cls) -> EndpointSettings | None:
+        """``openai:`` without a config: ``$OPENAI_BASE_URL`` (and ``$OPENAI_API_KEY``), as the
+        official client reads them."""
+        url = os.environ.get("OPENAI_BASE_URL", "").strip()
+        if not url:
+            return None
+        return cls(base_url=url, api_key_env="OPENAI_API_KEY")
 
 
 class OllamaSettings(BaseModel):
@@ -174,7 +218,7 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    backend: BackendName = "auto"
+    backend: str = "auto"  # auto, ollama, embedded, openai or an endpoint's name
     review: Review = "answer"
     direct: bool = False
     raw: bool = False  # the task as the only message, no template (an eval baseline)
@@ -196,6 +240,9 @@ class Settings(BaseModel):
     files: FilesSettings = Field(default_factory=FilesSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
+    endpoints: dict[
+        Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")], EndpointSettings
+    ] = Field(default_factory=dict)
 
     _source: Path | None = PrivateAttr(default=None)  # the config file these came from
 
@@ -209,6 +256,29 @@ class Settings(BaseModel):
     def _role_from_spec(cls, value: Any) -> Any:
         """Allow ``planner = "embedded:smollm2"`` as shorthand for ``[planner] model = ...``."""
         return {"model": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _known_backend(self) -> Settings:
+        taken = sorted(set(self.endpoints) & {"ollama", "embedded", "auto", "hf"})
+        if taken:
+            raise ValueError(f"endpoints.{taken[0]}: that name is a backend's own")
+        if self.backend not in ("auto", *self.backend_names):
+            raise ValueError(
+                f"backend {self.backend!r} is not auto, {', '.join(self.backend_names)}"
+            )
+        return self
+
+    @property
+    def backend_names(self) -> tuple[str, ...]:
+        """The prefixes a model spec may have: the built-in backends and the endpoints."""
+        return (*BUILT_IN_BACKENDS, *(n for n in self.endpoints if n not in BUILT_IN_BACKENDS))
+
+    def endpoint(self, name: str) -> EndpointSettings | None:
+        """The OpenAI-compatible server called ``name`` (``openai``: the configured one, else
+        the environment's)."""
+        if name in self.endpoints:
+            return self.endpoints[name]
+        return EndpointSettings.from_environment() if name == "openai" else None
 
     def role(self, role: Role) -> RoleSettings:
         settings: RoleSettings = getattr(self, role)
@@ -305,6 +375,7 @@ PROJECT_REFUSED: tuple[tuple[str, ...], ...] = (
     ("files", "max_file_kb"),
     ("files", "max_total_kb"),
     ("ollama", "host"),
+    ("endpoints",),
     ("evidence", "exec"),
     ("evidence", "checks"),
     ("evidence", "check_cmds"),

@@ -148,6 +148,12 @@ class _Resident:
         return max(self.footprint, self.measured or 0)
 
 
+def controls_residency(backend: Backend) -> bool:
+    """Whether loading and unloading on ``backend`` does what it says (an OpenAI-compatible
+    server without a lifecycle API decides for itself what it keeps in memory)."""
+    return bool(getattr(backend, "controls_residency", True))
+
+
 def in_process(spec: ModelSpec) -> bool:
     """Whether ``spec`` lives in this process's memory (the embedded backend) rather than in a
     server's, where other processes may use it too."""
@@ -177,6 +183,7 @@ class MemoryManager:
     _loading: ModelSpec | None = None
     _reserved: dict[str, int] = field(default_factory=dict)  # model -> context for its next load
     _warned: set[ModelSpec] = field(default_factory=set)  # partial offload, said once
+    _said: set[str] = field(default_factory=set)  # backends that do not control residency
     tokens: TokenRates = field(default_factory=TokenRates)
     # The machine-wide residency lease of a backend, given its name, the backend, the policy
     # and the residency budget (None: this process is alone; tests)
@@ -290,7 +297,7 @@ class MemoryManager:
             return current, False
         size = current.size if current is not None else self.footprint(spec, options).total
         shared = yield from lease.claim(str(spec), size)
-        gone = current is not None and not in_process(spec)
+        gone = current is not None and not in_process(spec) and controls_residency(backend)
         if gone and self._measured(backend, spec) is None:
             del self._resident[spec]  # another ai-stack process needed the room
             current = None
@@ -352,6 +359,9 @@ class MemoryManager:
         offload = self._offload(spec, options, footprint)
         if offload is not None:
             yield offload
+        if not controls_residency(backend) and spec.backend_name not in self._said:
+            self._said.add(spec.backend_name)
+            yield Notice("residency", getattr(backend, "residency_note", f"{spec.backend}"))
         yield ModelLoading(str(spec), footprint.total)
         started = self.clock()
         self._loading = spec  # until load returns: a Ctrl-C here may leave it loaded on a server
@@ -574,7 +584,8 @@ class MemoryManager:
         if shared:  # the server holds it once for both: unloading it would cut the other off
             yield Notice("shared", f"{spec} is left loaded: another ai-stack process is using it")
             return
-        yield ModelUnloaded(str(spec), reason, cause)
+        if controls_residency(backend):  # else nothing was unloaded, and nothing is claimed
+            yield ModelUnloaded(str(spec), reason, cause)
 
     def _alternatives(self, spec: ModelSpec, options: LoadOptions) -> str:
         fitting: list[tuple[int, str]] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import platform
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import psutil
@@ -85,15 +86,33 @@ def gpu_profile(tools: Tools, total_memory: int) -> dict[str, Any]:
     return {"kind": "none"}
 
 
+def server_profile(server: Backend) -> dict[str, Any]:
+    """An OpenAI-compatible server as ``system`` shows it: where, whether it answers, and
+    whether ai-stack can load and unload its models."""
+    health = server.health()
+    return {
+        "available": health.available,
+        "host": getattr(server, "host", None),
+        "detail": getattr(server, "residency_note", health.detail)
+        if health.available
+        else health.detail,
+        "controls_residency": getattr(server, "controls_residency", None)
+        if health.available
+        else None,
+    }
+
+
 def profile(
     manager: MemoryManager,
     *,
     ollama: Backend,
     embedded: Backend,
+    servers: Mapping[str, Backend] | None = None,
     num_ctx: int = 4096,
     tools: Tools | None = None,
 ) -> dict[str, Any]:
-    """Everything ``ai-stack system --json`` prints."""
+    """Everything ``ai-stack system --json`` prints; ``servers``: the OpenAI-compatible
+    endpoints, by name."""
     tools = tools or Tools()
     memory = memory_state(tools)
     ollama_health, embedded_health = ollama.health(), embedded.health()
@@ -123,6 +142,7 @@ def profile(
                 "detail": ollama_health.detail,
             },
             "embedded": {"available": embedded_health.available, "detail": embedded_health.detail},
+            **{name: server_profile(server) for name, server in (servers or {}).items()},
         },
         "budget_bytes": manager.budget,
         "gpu_limit_bytes": manager.gpu_limit_bytes,

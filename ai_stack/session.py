@@ -60,7 +60,7 @@ def resolve_roles(
     specs: dict[Role, ModelSpec] = {}
     for role in ROLES:
         text = settings.role(role).model or (defaults or {}).get(role) or EMBEDDED_DEFAULT
-        specs[role] = ModelSpec.parse(text).with_backend(backend)
+        specs[role] = ModelSpec.parse(text, settings.backend_names).with_backend(backend)
     return specs
 
 
@@ -158,14 +158,25 @@ class Session:
     # -- backends ----------------------------------------------------------------------------
 
     def choose_backend(self) -> str:
-        """The backend for specs without a prefix (``auto``: a reachable Ollama, else embedded)."""
+        """The backend for specs without a prefix (``auto``: a reachable Ollama, else the first
+        OpenAI-compatible server that answers, else embedded)."""
         if self.backend is None:
             self.backend, self.backend_note = choose_backend(
                 self.settings.backend,
                 self.manager.backend,
                 autostart=self.settings.ollama.autostart,
+                servers=self.servers,
             )
         return self.backend
+
+    @property
+    def servers(self) -> list[str]:
+        """The OpenAI-compatible servers known here: the configured endpoints, and
+        ``openai`` when ``$OPENAI_BASE_URL`` names one."""
+        names = list(self.settings.endpoints)
+        if "openai" not in names and self.settings.endpoint("openai") is not None:
+            names.append("openai")
+        return names
 
     def available(self, name: str, *, required: bool) -> Backend | None:
         """The backend ``name`` if it answers; else None, or an error saying how to fix it."""
@@ -174,13 +185,32 @@ class Session:
             return require_available(backend)
         return backend if backend.health().available else None
 
+    def model_rows(self, backend: str = "auto") -> tuple[list[dict[str, Any]], list[str]]:
+        """The models of every backend ``backend`` names (``auto``: all that answer), as
+        listings show them, and a note for each that does not answer."""
+        rows: list[dict[str, Any]] = []
+        notes: list[str] = []
+        for name in ("ollama", *self.servers, "embedded"):
+            if backend not in ("auto", name):
+                continue
+            found = self.available(name, required=backend == name)
+            if found is None:
+                where = getattr(self.manager.backend(name), "host", "")
+                label = "Ollama" if name == "ollama" else name
+                notes.append(f"{label} is not reachable{f' at {where}' if where else ''}")
+                continue
+            infos = found.list_models()
+            # Ollama's listing leaves out what only /api/show says (family, context, ...)
+            rows += [(found.describe(i.name) if name == "ollama" else i).row() for i in infos]
+        return rows, notes
+
     def target(self, name: str, backend: str = "auto") -> tuple[Backend, ModelSpec]:
         """The backend a model name refers to: its prefix, else ``backend``, else the one
         ``auto`` finds (a reachable Ollama, else embedded). The backend must be usable."""
-        spec = ModelSpec.parse(name)
+        spec = ModelSpec.parse(name, self.settings.backend_names)
         chosen = spec.backend or (None if backend == "auto" else backend)
         if chosen is None:
-            chosen = "ollama" if self.available("ollama", required=False) else "embedded"
+            chosen, _ = choose_backend("auto", self.manager.backend, servers=self.servers)
         found = self.available(chosen, required=True)
         assert found is not None
         return found, spec.with_backend(chosen)

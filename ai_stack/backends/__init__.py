@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from ai_stack.backends.base import (
@@ -18,10 +18,10 @@ from ai_stack.backends.base import (
     PullProgress,
     ResidentModel,
 )
-from ai_stack.config import Settings, user_dir
+from ai_stack.config import BUILT_IN_BACKENDS, Settings, user_dir
 from ai_stack.errors import BackendUnavailableError, ModelSpecError
 
-BACKENDS = ("ollama", "embedded")
+BACKENDS = BUILT_IN_BACKENDS
 EMBEDDED_DEFAULT = "smollm2"
 
 
@@ -35,20 +35,24 @@ class ModelSpec:
     ModelSpec(backend=None, name='qwen2.5:14b')
     >>> str(ModelSpec.parse("embedded:/models/x.gguf"))
     'embedded:/models/x.gguf'
+    >>> ModelSpec.parse("lmstudio:qwen2.5-7b-instruct", known=("lmstudio",))  # an endpoint
+    ModelSpec(backend='lmstudio', name='qwen2.5-7b-instruct')
     """
 
     backend: str | None
     name: str
 
     @classmethod
-    def parse(cls, text: str) -> ModelSpec:
+    def parse(cls, text: str, known: Collection[str] = BACKENDS) -> ModelSpec:
+        """``known``: the prefixes that name a backend (the settings' ``backend_names``, with
+        the endpoints configured)."""
         text = text.strip()
         if not text:
             raise ModelSpecError(
                 "Empty model spec", hint="Use [backend:]name, e.g. embedded:smollm2"
             )
         prefix, sep, rest = text.partition(":")
-        if sep and prefix in BACKENDS:
+        if sep and prefix in known:
             if not rest.strip():
                 raise ModelSpecError(f"Model spec {text!r} names a backend but no model")
             return cls(prefix, rest.strip())
@@ -87,7 +91,26 @@ def create_backend(name: str, settings: Settings) -> Backend:
             request_timeout_s=settings.ollama.request_timeout_s,
             log_dir=user_dir() / "logs",
         )
-    raise ModelSpecError(f"Unknown backend {name!r}", hint=f"Known backends: {', '.join(BACKENDS)}")
+    endpoint = settings.endpoint(name)
+    if endpoint is not None:
+        from ai_stack.backends.openai_server import OpenAIBackend
+
+        return OpenAIBackend(
+            name,
+            endpoint.base_url,
+            endpoint.api_key(),
+            kind=None if endpoint.kind == "auto" else endpoint.kind,
+            request_timeout_s=endpoint.request_timeout_s,
+        )
+    if name == "openai":
+        raise BackendUnavailableError(
+            "openai",
+            "openai: names a model on an OpenAI-compatible server, and none is set.",
+            hint="Set OPENAI_BASE_URL (e.g. http://127.0.0.1:1234/v1 for LM Studio), or name "
+            "the server in the config: [endpoints.NAME] base_url = ...",
+        )
+    known = ", ".join(settings.backend_names)
+    raise ModelSpecError(f"Unknown backend {name!r}", hint=f"Known backends: {known}")
 
 
 def require_available(backend: Backend) -> Backend:
@@ -107,20 +130,29 @@ def require_available(backend: Backend) -> Backend:
 
 
 def choose_backend(
-    requested: str, get_backend: Callable[[str], Backend], *, autostart: bool = False
+    requested: str,
+    get_backend: Callable[[str], Backend],
+    *,
+    autostart: bool = False,
+    servers: Sequence[str] = (),
 ) -> tuple[str, str]:
     """The backend for specs without a prefix, and a sentence saying why.
 
     ``auto`` prefers a reachable Ollama server (started first when ``autostart`` is set and an
-    ``ollama`` binary is on PATH), else the embedded backend. An explicit ``ollama`` that cannot
-    be reached is an error now rather than at the first model call.
+    ``ollama`` binary is on PATH), then the first of ``servers`` (OpenAI-compatible endpoints)
+    that answers, else the embedded backend. An explicit backend that cannot be reached is an
+    error now rather than at the first model call.
     """
     if requested == "embedded":
         return "embedded", "embedded (as configured)"
     if requested not in ("auto", "ollama"):
-        raise ModelSpecError(
-            f"Unknown backend {requested!r}", hint=f"Use auto or one of: {', '.join(BACKENDS)}"
-        )
+        if requested not in (*servers, "openai"):
+            raise ModelSpecError(
+                f"Unknown backend {requested!r}",
+                hint=f"Use auto or one of: {', '.join((*BACKENDS, *servers))}",
+            )
+        server = require_available(get_backend(requested))
+        return requested, server.health().detail
     ollama = get_backend("ollama")
     health = ollama.health()
     started = False
@@ -132,6 +164,10 @@ def choose_backend(
         return "ollama", f"{health.detail}{note}"
     if requested == "ollama":
         require_available(ollama)
+    for name in servers:
+        found = get_backend(name).health()
+        if found.available:
+            return name, f"{found.detail} ({health.detail})"
     return "embedded", f"embedded ({health.detail})"
 
 

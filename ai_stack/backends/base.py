@@ -157,6 +157,15 @@ class ChatStream:
         return self.result
 
 
+def exponential_backoff(attempt: int) -> float:
+    """Seconds to wait after failed attempt ``attempt``: 0.5, 1, 2, 4, then 8 at most.
+
+    >>> [exponential_backoff(n) for n in (1, 2, 3, 6)]
+    [0.5, 1.0, 2.0, 8.0]
+    """
+    return float(min(0.5 * 2 ** (attempt - 1), 8.0))
+
+
 @runtime_checkable
 class Backend(Protocol):
     """What the memory manager and controller need from a model runtime."""

@@ -33,6 +33,7 @@ from ai_stack.backends.base import (
     ModelInfo,
     PullProgress,
     ResidentModel,
+    exponential_backoff,
 )
 from ai_stack.errors import (
     BackendError,
@@ -115,7 +116,7 @@ class OllamaBackend:
         self.unload_timeout_s = unload_timeout_s
         self.poll_interval_s = poll_interval_s
         self.attempts = attempts
-        self.backoff = backoff or _exponential_backoff
+        self.backoff = backoff or exponential_backoff
         self.sleep = sleep
         self.log_dir = log_dir
         self._timeout = httpx.Timeout(request_timeout_s, connect=connect_timeout_s)
@@ -441,15 +442,6 @@ class OllamaBackend:
                 self.name, f"Ollama failed mid-answer: {message}", partial=partial
             )
         return BackendError(self.name, f"Ollama error ({exc.status_code}): {message}")
-
-
-def _exponential_backoff(attempt: int) -> float:
-    """Seconds to wait after failed attempt ``attempt``: 0.5, 1, 2, 4, then 8 at most.
-
-    >>> [_exponential_backoff(n) for n in (1, 2, 3, 6)]
-    [0.5, 1.0, 2.0, 8.0]
-    """
-    return float(min(0.5 * 2 ** (attempt - 1), 8.0))
 
 
 def _load_time_options(options: LoadOptions) -> dict[str, Any]:

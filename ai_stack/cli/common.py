@@ -208,8 +208,9 @@ def run_options(command: F) -> F:
         click.option("--executor", metavar="SPEC", help="Executor model, [backend:]name."),
         click.option(
             "--backend",
-            type=click.Choice(["auto", "ollama", "embedded"]),
-            help="Backend for specs without a prefix (default auto).",
+            metavar="NAME",
+            help="Backend for specs without a prefix: auto (the default), ollama, embedded, "
+            "openai, or an endpoint of the config.",
         ),
         click.option(
             "--review",

@@ -33,7 +33,13 @@ from ai_stack.probe import run_probe
 from ai_stack.session import Session
 from ai_stack.units import gib
 
-BACKEND_CHOICE = click.Choice(["auto", "ollama", "embedded"])
+BACKEND_OPTION = click.option(
+    "--backend",
+    default="auto",
+    show_default=True,
+    metavar="NAME",
+    help="auto, ollama, embedded, openai, or an endpoint of the config.",
+)
 
 
 @click.group()
@@ -42,24 +48,19 @@ def models() -> None:
 
 
 @models.command("list")
-@click.option("--backend", type=BACKEND_CHOICE, default="auto", show_default=True)
+@BACKEND_OPTION
 @click.option("--json", "as_json", is_flag=True, help="A JSON list on stdout.")
 @config_options
 def list_models(backend: str, as_json: bool, config_file: Path | None, debug: bool) -> None:
-    """Installed models of every available backend."""
+    """Installed models of every available backend (an OpenAI-compatible server's: those it
+    serves)."""
     with (
         command(config_file, debug) as (console, settings),
         Session.open(settings, choose=False) as session,
     ):
-        rows: list[dict[str, Any]] = []
-        if backend in ("auto", "ollama"):
-            ollama = session.available("ollama", required=backend == "ollama")
-            if ollama is not None:
-                rows += [ollama.describe(info.name).row() for info in ollama.list_models()]
-            else:
-                console.print("[dim]Ollama is not reachable; listing embedded models only.[/]")
-        if backend in ("auto", "embedded"):
-            rows += [info.row() for info in session.manager.backend("embedded").list_models()]
+        rows, notes = session.model_rows(backend)
+        for note in notes:
+            console.print(f"[dim]{escape(note)}; its models are not listed.[/]")
         if as_json:
             click.echo(json.dumps(rows))
             return
@@ -89,7 +90,12 @@ def ps(as_json: bool, config_file: Path | None, debug: bool) -> None:
         ollama = session.available("ollama", required=False)
         rows: list[dict[str, Any]] = []
         now = datetime.now(timezone.utc)
-        for model in ollama.resident() if ollama else []:
+        servers = [(n, session.available(n, required=False)) for n in session.servers]
+        resident = [*(ollama.resident() if ollama else [])]
+        for _, server in servers:
+            if server is not None and getattr(server, "controls_residency", True):
+                resident += server.resident()
+        for model in resident:
             seconds = (model.expires_at - now).total_seconds() if model.expires_at else None
             pinned = seconds is None or seconds > 10**8
             rows.append(
@@ -106,6 +112,11 @@ def ps(as_json: bool, config_file: Path | None, debug: bool) -> None:
             return
         if ollama is None:
             console.print("[dim]Ollama is not reachable.[/]")
+        for name, server in servers:
+            if server is None:
+                console.print(f"[dim]{escape(name)} is not reachable.[/]")
+            elif not getattr(server, "controls_residency", True):
+                console.print(f"[dim]{escape(getattr(server, 'residency_note', name))}.[/]")
         console.print("[dim]Embedded models are loaded only inside a running ai-stack.[/]")
         table = Table("name", "backend", "memory", "context", "unloads in")
         for row in rows:
@@ -145,7 +156,7 @@ def pull(
             else:
                 console.print(f"[green]Pulled {escape(name)} as {model}.[/]")
             return
-        spec = ModelSpec.parse(name)
+        spec = ModelSpec.parse(name, settings.backend_names)
         store, spec = session.target(name, spec.backend or "ollama")
         assert isinstance(store, ModelStore), f"the {spec.backend} backend cannot pull"
         status = _pull_with_progress(console, store.pull(spec.name))
@@ -207,7 +218,7 @@ def add(
 @models.command("rm")
 @click.argument("name")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--backend", type=BACKEND_CHOICE, default="auto", show_default=True)
+@BACKEND_OPTION
 @config_options
 def rm(name: str, yes: bool, backend: str, config_file: Path | None, debug: bool) -> None:
     """Delete a model (unloading it first)."""
@@ -231,7 +242,7 @@ def rm(name: str, yes: bool, backend: str, config_file: Path | None, debug: bool
     type=click.IntRange(min=256),
     help="Context to estimate for (default: a typical run's, 4096, within the executor's num_ctx).",
 )
-@click.option("--backend", type=BACKEND_CHOICE, default="auto", show_default=True)
+@BACKEND_OPTION
 @click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
 @config_options
 def show(
@@ -310,27 +321,31 @@ def stop(name: str | None, stop_all: bool, config_file: Path | None, debug: bool
     ):
         if bool(name) == stop_all:
             raise UsageError("Give a model name or --all.")
-        if name and ModelSpec.parse(name).backend == "embedded":
+        if name and ModelSpec.parse(name, settings.backend_names).backend == "embedded":
             console.print(
                 "Embedded models are loaded only inside a running ai-stack; nothing to stop."
             )
             return
-        ollama = session.available("ollama", required=True)
-        assert ollama is not None
-        loaded = [m.name for m in ollama.resident()]
-        names = loaded if stop_all else [ModelSpec.parse(name or "").name]
+        spec = ModelSpec.parse(name or "", settings.backend_names) if name else None
+        server = spec.backend if spec is not None and spec.backend else "ollama"
+        found = session.available(server, required=True)
+        assert found is not None
+        if not getattr(found, "controls_residency", True):
+            raise UsageError(f"{getattr(found, 'residency_note', server)}; nothing to stop.")
+        loaded = [m.name for m in found.resident()]
+        names = loaded if stop_all else [spec.name if spec else ""]
         for model in names:
             if model not in loaded:
                 console.print(f"{model} is not loaded.")
                 continue
-            ollama.unload(model)
+            found.unload(model)
             console.print(f"Unloaded {model}.")
 
 
 @models.command("probe")
 @click.argument("name")
 @click.option("--trials", type=click.IntRange(1, 50), default=3, show_default=True)
-@click.option("--backend", type=BACKEND_CHOICE, default="auto", show_default=True)
+@BACKEND_OPTION
 @click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
 @config_options
 def probe(

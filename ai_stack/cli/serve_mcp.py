@@ -235,12 +235,7 @@ class Service:
         return job
 
     def list_models(self) -> ModelList:
-        rows: list[dict[str, Any]] = []
-        ollama = self.session.available("ollama", required=False)
-        if ollama is not None:
-            rows += [ollama.describe(info.name).row() for info in ollama.list_models()]
-        embedded = self.session.manager.backend("embedded")
-        rows += [info.row() for info in embedded.list_models()]
+        rows, _ = self.session.model_rows()
         return ModelList(models=rows)
 
     def system_profile(self) -> dict[str, Any]:
@@ -250,6 +245,7 @@ class Service:
             manager,
             ollama=manager.backend("ollama"),
             embedded=manager.backend("embedded"),
+            servers={name: manager.backend(name) for name in self.session.servers},
             num_ctx=typical_context(executor.num_ctx, executor.fixed_ctx),
         )
 

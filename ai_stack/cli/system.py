@@ -42,6 +42,7 @@ def system(as_json: bool, config_file: Path | None, debug: bool) -> None:
                 manager,
                 ollama=manager.backend("ollama"),
                 embedded=manager.backend("embedded"),
+                servers={name: manager.backend(name) for name in session.servers},
                 num_ctx=typical_context(settings.executor.num_ctx, settings.executor.fixed_ctx),
             )
         if as_json:
@@ -100,6 +101,12 @@ def _render_profile(out: Console, data: dict[str, Any]) -> None:
     for command_line, licence in commands.items():  # whole, so they can be copied
         note = f"   [dim]# licence: {escape(licence)}[/]" if licence else ""
         out.print(escape(command_line) + note, soft_wrap=True)
+
+
+LIFECYCLE_FIX = (
+    "Use llama-server's router, llama-swap, LM Studio or vLLM's sleep mode for ai-stack to "
+    "control what is loaded"
+)
 
 
 @click.command("doctor")
@@ -168,6 +175,16 @@ def run_checks(settings: Settings) -> list[dict[str, Any]]:
                 "Start it with `ollama serve` to use Ollama models; the embedded backend works "
                 "without it.",
             )
+        for name in session.servers:
+            server = session.manager.backend(name)
+            health = server.health()
+            if not health.available:
+                where = getattr(server, "host", "")
+                add(name, "fail", health.detail, f"Start the server at {where}, or fix base_url")
+                continue
+            note = getattr(server, "residency_note", health.detail)
+            controls = getattr(server, "controls_residency", True)
+            add(name, "ok" if controls else "warn", note, None if controls else LIFECYCLE_FIX)
         if importlib.util.find_spec("llama_cpp") is None:
             add(
                 "llama-cpp-python",

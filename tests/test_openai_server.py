@@ -1,0 +1,249 @@
+"""The ``openai`` backend: OpenAI-compatible servers, against test doubles of the five that
+cannot run here (tests/openai_doubles.py) and llama-cpp-python's real server.
+
+The memory manager stays in charge where a server has a lifecycle API: one model at a time
+holds on a llama-server router and LM Studio, which would both keep several; where a server has
+none, ai-stack says so once and claims no unload it did not make."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ai_stack.backends import ChatOptions, LoadOptions
+from ai_stack.backends.openai_server import OpenAIBackend
+from ai_stack.errors import ModelNotFoundError, TransientBackendError
+from tests.conftest import invoke, plan, verdict
+from tests.openai_doubles import KINDS, ServerDouble
+
+DETECTED = {
+    "llama-server-router": "llama-server-router",
+    "llama-server": "llama-server",
+    "llama-swap": "llama-swap",
+    "lmstudio": "lmstudio",
+    "vllm-sleep": "vllm-sleep",
+    "mlx-lm": "generic",
+}
+WITH_LIFECYCLE = ("llama-server-router", "llama-swap", "lmstudio")
+
+
+@pytest.fixture(params=KINDS)
+def server(request: pytest.FixtureRequest) -> Iterator[ServerDouble]:
+    with ServerDouble(request.param).start() as running:
+        yield running
+
+
+def backend(double: ServerDouble) -> OpenAIBackend:
+    return OpenAIBackend("box", double.url, poll_s=0.01)
+
+
+def config(tmp_path: Path, double: ServerDouble, **endpoint: str) -> Path:
+    path = tmp_path / "box.toml"
+    lines = ["max_rounds = 1", "[endpoints.box]", f'base_url = "{double.url}"']
+    lines += [f'{key} = "{value}"' for key, value in endpoint.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_the_kind_of_server_is_told_from_what_it_answers(server: ServerDouble) -> None:
+    found = backend(server)
+    assert found.kind == DETECTED[server.kind]
+    assert found.controls_residency == (server.kind in (*WITH_LIFECYCLE, "vllm-sleep"))
+    assert found.health().available
+
+
+@pytest.mark.parametrize("kind", WITH_LIFECYCLE)
+def test_one_model_at_a_time_on_a_server_that_can_unload(
+    kind: str, tmp_path: Path, isolated_home: Path
+) -> None:
+    """Planner and Critic on one model, Executor on another: the first is unloaded, verified,
+    before the second loads — on servers that would otherwise keep both."""
+    with ServerDouble(kind).start() as double:
+        path = config(tmp_path, double)
+        code, out, err = invoke(
+            "--config", str(path), "--json", "--review", "plan",
+            "--planner", "box:small-a", "--critic", "box:small-a", "--executor", "box:small-b",
+            "Name a colour.",
+        )  # fmt: skip
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["output"]
+        assert double.peak() <= 1, double.log
+        loaded = [e["model"] for e in double.events("load")]
+        assert loaded[:2] == ["small-a", "small-b"]
+        assert result["metrics"]["loads"] == 2 and result["metrics"]["unloads"] == 1
+        assert double.resident() == set()  # unloaded at the end, as on Ollama
+
+
+def test_vllm_sleeps_when_its_model_is_not_needed(tmp_path: Path, isolated_home: Path) -> None:
+    with ServerDouble("vllm-sleep").start() as double:
+        code, _, err = invoke(
+            "--config", str(config(tmp_path, double)), "--json", "--direct",
+            "--executor", "box:small-a", "Name a colour.",
+        )  # fmt: skip
+        assert code == 0, err
+        assert double.sleeping, "unloading the model put the engine to sleep"
+        assert [e["event"] for e in double.log if e["event"] in ("load", "unload")] == [
+            "load",
+            "unload",
+        ]
+        sent = double.events("generate")[0]["body"]
+        assert "repetition_penalty" in sent and "repeat_penalty" not in sent  # vLLM's name
+
+
+def test_a_server_without_a_lifecycle_is_said_so_and_no_unload_is_claimed(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    with ServerDouble("mlx-lm").start() as double:
+        double.enqueue(plan("pick"), verdict("approve", 9), model="small-a")  # no schema there
+        code, out, err = invoke(
+            "--config", str(config(tmp_path, double)), "--json", "--review", "plan",
+            "--planner", "box:small-a", "--critic", "box:small-a", "--executor", "box:small-b",
+            "Name a colour.",
+        )  # fmt: skip
+        assert code == 0, err
+        assert err.count("has no API to unload a model") == 1
+        metrics = json.loads(out)["metrics"]
+        assert metrics["unloads"] == 0
+        # the "load" is a one-token request, so mlx-lm swaps the model in then
+        assert [e["model"] for e in double.events("load")] == ["small-b"]  # small-a at start
+
+
+def test_structured_replies_use_the_form_the_server_takes(isolated_home: Path) -> None:
+    """LM Studio refuses ``json_object``; the OpenAI ``json_schema`` form is what it takes."""
+    schema = {"type": "object", "properties": {"colour": {"type": "string"}}}
+    with ServerDouble("lmstudio").start() as double:
+        client = backend(double)
+        reply = client.chat(
+            "small-a", [{"role": "user", "content": "x"}], options=ChatOptions(), schema=schema
+        )
+        assert json.loads(reply.collect().text) == {"colour": "a concrete step"}
+        form = double.events("generate")[0]["body"]["response_format"]
+        assert form["type"] == "json_schema" and form["json_schema"]["name"]
+
+
+def test_usage_and_timings_are_taken_from_the_stream(server: ServerDouble) -> None:
+    client = backend(server)
+    name = next(iter(server.models))
+    result = client.chat(name, [{"role": "user", "content": "x"}], options=ChatOptions()).collect()
+    assert result.text == "The answer." and result.finish_reason == "stop"
+    assert (result.prompt_tokens, result.output_tokens) == (12, 3)
+
+
+def test_a_stream_cut_short_is_an_error_to_retry(isolated_home: Path) -> None:
+    """llama-cpp-python ends a stream that a newer request interrupts with [DONE] and no
+    finish: that is not a whole answer."""
+    with ServerDouble("llama-server").start() as double:
+        double.cut_next_stream = True
+        stream = backend(double).chat(
+            "small-a", [{"role": "user", "content": "x"}], options=ChatOptions()
+        )
+        with pytest.raises(TransientBackendError, match="ended before it was complete"):
+            stream.collect()
+
+
+def test_a_model_the_server_does_not_have_is_refused_with_those_it_has(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    with ServerDouble("lmstudio").start() as double:
+        with pytest.raises(ModelNotFoundError, match="has no model 'nope'") as info:
+            backend(double).describe("nope")
+        assert "small-a" in (info.value.hint or "")
+        code, _, err = invoke(
+            "--config", str(config(tmp_path, double)), "--executor", "box:nope", "--direct", "x"
+        )
+        assert code not in (0, 70) and "has no model 'nope'" in err and "Traceback" not in err
+
+
+def test_the_key_comes_from_the_variable_the_endpoint_names(
+    tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ServerDouble("llama-server-router", api_key="s3cret").start() as double:
+        path = config(tmp_path, double, api_key_env="BOX_KEY")
+        code, _, err = invoke("--config", str(path), "--executor", "box:small-a", "--direct", "x")
+        assert code not in (0, 70) and "refused the API key" in err
+        monkeypatch.setenv("BOX_KEY", "s3cret")
+        code, _, err = invoke("--config", str(path), "--executor", "box:small-a", "--direct", "x")
+        assert code == 0, err
+
+
+def test_openai_prefix_uses_the_environment_as_the_official_client_does(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = invoke("--executor", "openai:m", "--direct", "x")
+    assert code not in (0, 70) and "OPENAI_BASE_URL" in err
+    with ServerDouble("lmstudio").start() as double:
+        monkeypatch.setenv("OPENAI_BASE_URL", double.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "anything")
+        code, out, err = invoke("--executor", "openai:small-a", "--direct", "--json", "x")
+        assert code == 0, err
+        assert json.loads(out)["output"] == "The answer."
+
+
+def test_an_unreachable_server_is_one_clear_error(tmp_path: Path, isolated_home: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[endpoints.box]\nbase_url = "http://127.0.0.1:9/v1"\n')
+    code, _, err = invoke("--config", str(path), "--executor", "box:m", "--direct", "x")
+    assert code not in (0, 70) and "Traceback" not in err
+    assert "127.0.0.1:9" in err
+
+
+def test_lifecycle_unloads_are_verified(isolated_home: Path) -> None:
+    """The router's unload answers before the child has stopped: the backend returns only
+    once the model has left ``/models``."""
+    with ServerDouble("llama-server-router", load_delay_s=0.2).start() as double:
+        client = backend(double)
+        client.load("small-a", LoadOptions())
+        assert double.resident() == {"small-a"}
+        client.unload("small-a")
+        assert double.resident() == set()
+        assert client.resident() == []
+
+
+def test_a_project_config_may_not_add_an_endpoint(tmp_path: Path, isolated_home: Path) -> None:
+    """An endpoint is where prompts go: a cloned repository's ai-stack.toml cannot set one."""
+    (Path.cwd() / "ai-stack.toml").write_text('[endpoints.box]\nbase_url = "http://evil:80/v1"\n')
+    code, _, err = invoke("--executor", "box:m", "--direct", "x")
+    assert code not in (0, 70) and "endpoints" in err
+
+
+def test_models_list_ps_stop_system_and_doctor_cover_the_servers(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    with (
+        ServerDouble("lmstudio").start() as studio,
+        ServerDouble("mlx-lm").start() as mlx,
+    ):
+        path = tmp_path / "two.toml"
+        path.write_text(
+            f'[endpoints.studio]\nbase_url = "{studio.url}"\n'
+            f'[endpoints.mlx]\nbase_url = "{mlx.url}"\n'
+        )
+        code, out, err = invoke("models", "list", "--json", "--config", str(path))
+        assert code == 0, err
+        rows = {(row["backend"], row["name"]): row for row in json.loads(out)}
+        assert {("studio", "small-a"), ("mlx", "small-b"), ("embedded", "smollm2")} <= set(rows)
+        assert rows[("studio", "small-a")]["size_bytes"] == 300 * 1024**2  # LM Studio says
+
+        backend(studio).load("small-a", LoadOptions())
+        code, out, err = invoke("models", "ps", "--json", "--config", str(path))
+        assert code == 0, err
+        assert [(r["backend"], r["name"]) for r in json.loads(out)] == [("studio", "small-a")]
+        code, out, err = invoke("models", "ps", "--config", str(path))
+        assert "has no API to unload a model" in err  # mlx-lm: it cannot be known
+        code, out, err = invoke("models", "stop", "studio:small-a", "--config", str(path))
+        assert code == 0 and "Unloaded small-a" in out + err and studio.resident() == set()
+        code, _, err = invoke("models", "stop", "mlx:small-a", "--config", str(path))
+        assert code not in (0, 70) and "nothing to stop" in err
+
+        code, out, err = invoke("system", "--json", "--config", str(path))
+        assert code == 0, err
+        backends = json.loads(out)["backends"]
+        assert backends["studio"]["controls_residency"] is True
+        assert backends["mlx"]["controls_residency"] is False
+        code, out, err = invoke("doctor", "--json", "--config", str(path))
+        checks = {c["check"]: c for c in json.loads(out)}
+        assert checks["studio"]["status"] == "ok" and checks["mlx"]["status"] == "warn"
