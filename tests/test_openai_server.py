@@ -7,16 +7,23 @@ none, ai-stack says so once and claims no unload it did not make."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ai_stack.backends import ChatOptions, LoadOptions
+from ai_stack.backends.embedded import packaged_model_path
 from ai_stack.backends.openai_server import OpenAIBackend
 from ai_stack.errors import ModelNotFoundError, TransientBackendError
-from tests.conftest import invoke, plan, verdict
+from tests.conftest import REQUIRE_MODEL, invoke, plan, verdict
 from tests.openai_doubles import KINDS, ServerDouble
 
 DETECTED = {
@@ -247,3 +254,86 @@ def test_models_list_ps_stop_system_and_doctor_cover_the_servers(
         code, out, err = invoke("doctor", "--json", "--config", str(path))
         checks = {c["check"]: c for c in json.loads(out)}
         assert checks["studio"]["status"] == "ok" and checks["mlx"]["status"] == "warn"
+
+
+# -- llama-cpp-python's own server: a real one ------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``python -m llama_cpp.server`` on SmolLM2, two aliases of it (so a swap is real)."""
+    model = packaged_model_path("smollm2")
+    if importlib.util.find_spec("llama_cpp.server") is None or model is None:
+        message = "llama-cpp-python's server extra or the SmolLM2 model is not installed"
+        if REQUIRE_MODEL:
+            pytest.fail(message)
+        pytest.skip(message)
+    port = _free_port()
+    entry = {"model": str(model), "n_ctx": 2048, "n_threads": 2, "verbose": False}
+    settings = {
+        "host": "127.0.0.1",
+        "port": port,
+        "models": [{**entry, "model_alias": "smol"}, {**entry, "model_alias": "smol-b"}],
+    }
+    path = tmp_path_factory.mktemp("server") / "server.json"
+    path.write_text(json.dumps(settings))
+    log = (path.parent / "server.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--config_file", str(path)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 300  # it loads the first model before it listens
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail(f"llama_cpp.server did not start: {(path.parent / 'server.log').read_text()}")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+@pytest.mark.model
+def test_a_real_llama_cpp_python_server(
+    real_server: str, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", real_server)
+    client = OpenAIBackend("openai", real_server)
+    assert client.kind == "llama-cpp-python" and not client.controls_residency
+    assert {m.name for m in client.list_models()} == {"smol", "smol-b"}
+    code, out, err = invoke("--executor", "openai:smol", "--direct", "--json", "Say hello.")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["output"].strip()
+    phase = result["metrics"]["phases"][-1]
+    assert phase["output_tokens"] > 0  # counted from the chunks: its streams carry no usage
+    assert "has no API to unload a model" in err
+
+
+@pytest.mark.model
+def test_structured_output_finds_the_form_a_real_server_takes(real_server: str) -> None:
+    """Told nothing of the server, the client sends OpenAI's json_schema form first;
+    llama-cpp-python refuses it (500), takes json_object with the schema, and that is kept."""
+    client = OpenAIBackend("local", real_server, kind="generic")
+    schema = {
+        "type": "object",
+        "properties": {"colour": {"type": "string", "enum": ["red", "green"]}},
+        "required": ["colour"],
+    }
+    messages = [{"role": "user", "content": "Pick a colour. Answer in JSON."}]
+    reply = client.chat("smol", messages, options=ChatOptions(max_tokens=30), schema=schema)
+    assert json.loads(reply.collect().text)["colour"] in ("red", "green")
+    assert client._formats["smol"] == "json_object"
