@@ -1,6 +1,6 @@
 """Test doubles of the OpenAI-compatible servers that cannot run here — llama-server (router
 and one model), llama-swap, LM Studio, vLLM (sleep mode) and mlx-lm — written from
-../shared/reference/openai-servers.md, each faithful where the client depends on it:
+../shared/reference/openai-backends.md, each faithful where the client depends on it:
 
 - the common chat API: SSE streams (``data: {...}``, comment lines, ``[DONE]``), the usage chunk
   where the server sends one (llama.cpp, vLLM, mlx-lm — with ``object: chat.completion`` — and

@@ -1,7 +1,7 @@
 """What an OpenAI-compatible server lets a client do about which models it holds in memory.
 
 The chat API is common to them all; the model lifecycle is not (../shared/reference/
-openai-servers.md). Each kind of server gets a :class:`Lifecycle` — which models are resident,
+openai-backends.md). Each kind of server gets a :class:`Lifecycle` — which models are resident,
 how to load one, how to unload one and know it is gone:
 
 - **llama-server in router mode**: ``GET /models`` (``status.value``), ``POST /models/load``,

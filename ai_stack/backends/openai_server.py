@@ -9,7 +9,7 @@ server takes — the OpenAI ``json_schema`` form, else ``json_object`` with a sc
 neither, the reply is validated and re-asked as for any model. What is resident, and how to
 load and unload, is the server kind's :mod:`~ai_stack.backends.lifecycles`.
 
-Facts and shapes: ../shared/reference/openai-servers.md.
+Facts and shapes: ../shared/reference/openai-backends.md.
 """
 
 from __future__ import annotations
