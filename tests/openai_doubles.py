@@ -20,6 +20,7 @@ Every change of what is resident is logged with the resident set, so tests asser
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -57,10 +58,13 @@ class ServerDouble:
     log: list[dict[str, Any]] = field(default_factory=list)
     replies: dict[str, deque[str]] = field(default_factory=dict)
     cut_next_stream: bool = False  # end the next stream with [DONE] and no finish chunk
+    break_streams: int = 0  # drop the connection mid-answer in this many next streams
+    fail_loads: set[str] = field(default_factory=set)  # models whose load fails
     # state
     running: dict[str, str] = field(default_factory=dict)  # model -> loading/loaded/stopping
     instances: dict[str, list[str]] = field(default_factory=dict)  # LM Studio
     sleeping: bool = False
+    failed: set[str] = field(default_factory=set)
     lock: threading.RLock = field(default_factory=threading.RLock)
     last_used: dict[str, float] = field(default_factory=dict)
 
@@ -121,9 +125,15 @@ class ServerDouble:
 
         def done() -> None:
             with self.lock:
-                if self.running.get(name) == "loading":
-                    self.running[name] = "loaded"
-                    self._record("loaded", model=name)
+                if self.running.get(name) != "loading":
+                    return
+                if name in self.fail_loads:  # the child exited: unloaded, failed
+                    del self.running[name]
+                    self.failed.add(name)
+                    self._record("load failed", model=name)
+                    return
+                self.running[name] = "loaded"
+                self._record("loaded", model=name)
 
         if wait:
             time.sleep(self.load_delay_s)
@@ -350,6 +360,7 @@ def _routes(double: ServerDouble, method: str, path: str, query: dict[str, list[
                         "status": {
                             "value": double.running.get(m.name, "unloaded"),
                             "args": ["llama-server", "-c", "4096"],
+                            **({"failed": True, "exit_code": 1} if m.name in double.failed else {}),
                         },
                         "meta": {"size": m.size, "n_ctx_train": m.context},
                     }
@@ -422,6 +433,8 @@ def _routes(double: ServerDouble, method: str, path: str, query: dict[str, list[
             name = body.get("model")
             if name not in double.models:
                 raise _error(double, 404, f"model {name} not found")
+            if name in double.fail_loads:
+                raise _error(double, 500, "Failed to load model: not enough memory")
             with double.lock:
                 ids = double.instances.setdefault(name, [])
                 instance = name if not ids else f"{name}:{len(ids) + 1}"
@@ -480,9 +493,16 @@ def _handler_for(double: ServerDouble) -> type[BaseHTTPRequestHandler]:
             self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(b": ping - keepalive\n\n")  # a comment line, to be skipped
-            for chunk in chunks:
+            broken = double.break_streams > 0
+            if broken:
+                double.break_streams -= 1
+            for n, chunk in enumerate(chunks):
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 self.wfile.flush()
+                if broken and n == 1:  # the server went away mid-answer
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
             self.wfile.write(b"data: [DONE]\n\n")
             self.close_connection = True
 

@@ -23,7 +23,7 @@ from ai_stack.backends import ChatOptions, LoadOptions
 from ai_stack.backends.embedded import packaged_model_path
 from ai_stack.backends.openai_server import OpenAIBackend
 from ai_stack.errors import ModelNotFoundError, TransientBackendError
-from tests.conftest import REQUIRE_MODEL, invoke, plan, verdict
+from tests.conftest import REQUIRE_MODEL, ROOT, invoke, plan, verdict
 from tests.openai_doubles import KINDS, ServerDouble
 
 DETECTED = {
@@ -35,6 +35,9 @@ DETECTED = {
     "mlx-lm": "generic",
 }
 WITH_LIFECYCLE = ("llama-server-router", "llama-swap", "lmstudio")
+# Planner and Critic on one model, the Executor on another: a swap in every run
+ROLES = {"--planner": "box:small-a", "--critic": "box:small-a", "--executor": "box:small-b"}
+TWO_MODELS = ("--review", "plan", *(part for pair in ROLES.items() for part in pair))
 
 
 @pytest.fixture(params=KINDS)
@@ -70,11 +73,7 @@ def test_one_model_at_a_time_on_a_server_that_can_unload(
     before the second loads — on servers that would otherwise keep both."""
     with ServerDouble(kind).start() as double:
         path = config(tmp_path, double)
-        code, out, err = invoke(
-            "--config", str(path), "--json", "--review", "plan",
-            "--planner", "box:small-a", "--critic", "box:small-a", "--executor", "box:small-b",
-            "Name a colour.",
-        )  # fmt: skip
+        code, out, err = invoke("--config", str(path), "--json", *TWO_MODELS, "Name a colour.")
         assert code == 0, err
         result = json.loads(out)
         assert result["output"]
@@ -87,10 +86,8 @@ def test_one_model_at_a_time_on_a_server_that_can_unload(
 
 def test_vllm_sleeps_when_its_model_is_not_needed(tmp_path: Path, isolated_home: Path) -> None:
     with ServerDouble("vllm-sleep").start() as double:
-        code, _, err = invoke(
-            "--config", str(config(tmp_path, double)), "--json", "--direct",
-            "--executor", "box:small-a", "Name a colour.",
-        )  # fmt: skip
+        path = config(tmp_path, double)
+        code, _, err = invoke("--config", str(path), "--direct", "--executor", "box:small-a", "x")
         assert code == 0, err
         assert double.sleeping, "unloading the model put the engine to sleep"
         assert [e["event"] for e in double.log if e["event"] in ("load", "unload")] == [
@@ -106,11 +103,8 @@ def test_a_server_without_a_lifecycle_is_said_so_and_no_unload_is_claimed(
 ) -> None:
     with ServerDouble("mlx-lm").start() as double:
         double.enqueue(plan("pick"), verdict("approve", 9), model="small-a")  # no schema there
-        code, out, err = invoke(
-            "--config", str(config(tmp_path, double)), "--json", "--review", "plan",
-            "--planner", "box:small-a", "--critic", "box:small-a", "--executor", "box:small-b",
-            "Name a colour.",
-        )  # fmt: skip
+        path = config(tmp_path, double)
+        code, out, err = invoke("--config", str(path), "--json", *TWO_MODELS, "Name a colour.")
         assert code == 0, err
         assert err.count("has no API to unload a model") == 1
         metrics = json.loads(out)["metrics"]
@@ -337,3 +331,119 @@ def test_structured_output_finds_the_form_a_real_server_takes(real_server: str) 
     reply = client.chat("smol", messages, options=ChatOptions(max_tokens=30), schema=schema)
     assert json.loads(reply.collect().text)["colour"] in ("red", "green")
     assert client._formats["smol"] == "json_object"
+
+
+# -- faults --------------------------------------------------------------------------------------
+
+
+def test_a_server_that_goes_away_mid_answer_is_asked_again(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    with ServerDouble("llama-server-router").start() as double:
+        double.break_streams = 1
+        path = config(tmp_path, double)
+        code, out, err = invoke(
+            "--config", str(path), "--direct", "--json", "--executor", "box:small-a", "x"
+        )
+        assert code == 0, err
+        assert json.loads(out)["output"] == "The answer."
+        assert len(double.events("generate")) == 2  # the broken answer was not used
+        double.break_streams = 50
+        code, _, err = invoke("--config", str(path), "--direct", "--executor", "box:small-a", "x")
+        assert code not in (0, 70) and "Traceback" not in err
+        assert "ended before it was complete" in err or "broke" in err
+
+
+@pytest.mark.parametrize("kind", ["llama-server-router", "lmstudio"])
+def test_a_model_that_fails_to_load_is_one_clear_error(
+    kind: str, tmp_path: Path, isolated_home: Path
+) -> None:
+    with ServerDouble(kind, fail_loads={"small-b"}).start() as double:
+        path = config(tmp_path, double)
+        code, _, err = invoke("--config", str(path), "--direct", "--executor", "box:small-b", "x")
+        assert code not in (0, 70) and "Traceback" not in err
+        assert "small-b" in err and ("failed to load" in err or "could not load" in err)
+
+
+def test_one_at_a_time_holds_for_a_batch(tmp_path: Path, isolated_home: Path) -> None:
+    with ServerDouble("llama-server-router").start() as double:
+        flow = tmp_path / "flow.yaml"
+        flow.write_text(
+            "name: two\ndefaults:\n  direct: true\ntasks:\n"
+            "  - {id: a, task: first, executor: box:small-a}\n"
+            "  - {id: b, task: second, executor: box:small-b}\n"
+            "  - {id: c, task: third, executor: box:small-a}\n"
+        )
+        code, out, err = invoke(
+            "batch", str(flow), "--json", "--config", str(config(tmp_path, double))
+        )
+        assert code == 0, err
+        summary = json.loads(out)
+        assert summary["status"] == "ok"
+        assert double.peak() <= 1, double.log
+        assert summary["loads"] == 2  # small-a's tasks together, then small-b's
+
+
+def test_one_at_a_time_holds_for_two_processes_at_once(tmp_path: Path, isolated_home: Path) -> None:
+    """Two ai-stack processes, each on its own model of one server: the lease makes one wait
+    for the other, so the server never holds both, and neither unloads the other's model."""
+    with ServerDouble("lmstudio").start() as double:
+        path = config(tmp_path, double)
+
+        def start(model: str) -> subprocess.Popen[str]:
+            argv = [sys.executable, str(ROOT / "main.py"), "--config", str(path), "--direct"]
+            argv += ["--json", "--executor", f"box:{model}", f"Say {model}."]
+            return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        children = [start(model) for model in ("small-a", "small-b")]
+        for child in children:
+            out, err = child.communicate(timeout=120)
+            assert child.returncode == 0, err
+            assert json.loads(out)["output"] == "The answer."
+        assert double.peak() <= 1, double.log
+        generated = double.events("generate")
+        assert len(generated) == 2
+        for event in generated:  # each answered by a resident model: its own, alone
+            assert event["resident"] == [event["model"]]
+
+
+@pytest.mark.model
+def test_the_repl_a_batch_and_eval_run_through_a_real_server(
+    real_server: str, tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", real_server)
+    main = [sys.executable, str(ROOT / "main.py")]
+    repl = subprocess.run(
+        [*main, "--interactive", "--json", "--direct", "--executor", "openai:smol"],
+        input="Say hello.\nSay goodbye.\n",
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert repl.returncode == 0, repl.stderr
+    turns = [json.loads(line) for line in repl.stdout.splitlines()]
+    assert [t["turn"] for t in turns] == [1, 2] and all(t["output"].strip() for t in turns)
+
+    flow = tmp_path / "flow.yaml"  # two names of the server: it swaps between them
+    flow.write_text(
+        "name: two\ndefaults:\n  direct: true\n  executor: {max_tokens: 20}\ntasks:\n"
+        "  - {id: a, task: Say yes., executor: openai:smol}\n"
+        "  - {id: b, task: Say no., executor: openai:smol-b}\n"
+    )
+    code, out, err = invoke("batch", str(flow), "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["status"] == "ok" and summary["loads"] == 2
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "name: tiny\ntasks:\n  - id: any\n    task: Say yes.\n"
+        "    check: {text: 'assert answer.strip()'}\n"
+    )
+    code, out, err = invoke(
+        "eval", str(suite), "--modes", "direct", "--json", "--executor", "openai:smol"
+    )
+    assert code == 0, err
+    (summary,) = json.loads(out)["summaries"]
+    assert summary["mode"] == "direct" and summary["passed"] == 1
