@@ -122,7 +122,13 @@ class EndpointSettings(BaseModel):
         url = os.environ.get("OPENAI_BASE_URL", "").strip()
         if not url:
             return None
-        return cls(base_url=url, api_key_env="OPENAI_API_KEY")
+        try:
+            return cls(base_url=url, api_key_env="OPENAI_API_KEY")
+        except ValidationError:
+            raise ConfigError(
+                f"OPENAI_BASE_URL={url!r} is not an http:// or https:// URL",
+                hint="e.g. http://127.0.0.1:1234/v1",
+            ) from None
 
 
 class OllamaSettings(BaseModel):

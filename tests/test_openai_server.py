@@ -176,6 +176,9 @@ def test_openai_prefix_uses_the_environment_as_the_official_client_does(
 ) -> None:
     code, _, err = invoke("--executor", "openai:m", "--direct", "x")
     assert code not in (0, 70) and "OPENAI_BASE_URL" in err
+    monkeypatch.setenv("OPENAI_BASE_URL", "file:///x")
+    code, _, err = invoke("--executor", "openai:m", "--direct", "x")
+    assert code == 2 and "is not an http:// or https:// URL" in err
     with ServerDouble("lmstudio").start() as double:
         monkeypatch.setenv("OPENAI_BASE_URL", double.url)
         monkeypatch.setenv("OPENAI_API_KEY", "anything")
