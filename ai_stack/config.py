@@ -166,6 +166,10 @@ class EvidenceSettings(BaseModel):
     # the others sampled at attempt_temperature, never seeing the failed answer.
     attempts: int = Field(default=2, ge=0, le=8)
     attempt_temperature: float = Field(default=0.8, ge=0.0, le=2.0)
+    # After the first answer, the review and the repair may cost at most this many times the
+    # first answer's own call (in decode-token equivalents; 0: no bound): work proportionate to
+    # the task, and a task the model keeps failing costs a bounded multiple of one call
+    budget: float = Field(default=1.0, ge=0.0, le=50.0)
     timeout_s: float = Field(default=15.0, gt=0, le=600)
     memory_mb: int = Field(default=512, ge=64, le=65536)
     output_kb: int = Field(default=64, ge=1, le=65536)

@@ -132,8 +132,10 @@ def review_loop(
     same: Callable[[S, S], bool] = operator.eq,
     stalled: Callable[[list[S]], bool] = lambda versions: False,
     subject: Literal["plan", "answer"] = "plan",
+    spent: Callable[[], bool] = lambda: False,
 ) -> Generator[Event, None, ReviewOutcome[S]]:
-    """Review → revise until approved, good enough, unchanged, or out of rounds.
+    """Review → revise until approved, good enough, unchanged, out of rounds, or ``spent``
+    (the run's budget for the review).
 
     Generic over what is reviewed: the plan, or the Executor's answer. The last critique is
     never followed by a revision that nobody would review.
@@ -148,6 +150,8 @@ def review_loop(
         )
         if reason is None and stalled(outcome.versions):
             reason = "no_progress"
+        if reason is None and spent():
+            reason = "budget"
         if reason is not None:
             outcome.stop_reason = reason
             break
@@ -354,17 +358,21 @@ class Pipeline:
             )
             first = AnswerVersion(version=1, text=text)
         yield AnswerReady(first)
+        allowance = Budget(self.settings.evidence.budget, tally.phases)
+        allowance.open()
         answers = ReviewOutcome(subject=first, versions=[first], stop_reason="approved")
         if calls.answer_review:
             answers = yield from tally.relay(
-                self._review_answer(base("executor"), executor, first, done, ask)
+                self._review_answer(base("executor"), executor, first, done, ask, allowance)
             )
         printed = printed_result(answers.versions, ask)
         if printed is not None:
             answers.versions.append(printed)
             yield AnswerReady(printed)
         elif calls.repair and best_answer(answers.versions).evidence is not None:
-            answers.versions += yield from tally.relay(self._repair(base, executor, answers, ask))
+            answers.versions += yield from tally.relay(
+                self._repair(base, executor, answers, ask, allowance)
+            )
         chosen = best_answer(answers.versions)
         result = RunResult(
             id=done.run_id,
@@ -595,6 +603,7 @@ class Pipeline:
         first: AnswerVersion,
         done: Resume,
         ask: Ask,
+        budget: Budget,
     ) -> Generator[Event, None, ReviewOutcome[AnswerVersion]]:
         """The answer review: check the answer, let the Critic judge it with the evidence, and
         have the Executor fix it, within the same bounded loop as the plan review.
@@ -605,6 +614,8 @@ class Pipeline:
         (what a call returned, with no expected value to compare). Failed checks decide a round
         on their own (the Executor fixes the answer from them), as do passing checks with
         nothing left to judge; the last round only re-checks, since no fix would follow it.
+        Once the run's ``budget`` is spent, the checks still run but no model is called: the
+        loop stops (``budget``) with the best version so far.
         """
         max_rounds = self.settings.max_rounds + 1  # up to max_rounds fixes, then a re-check
         probes = self.settings.evidence.probes if ask.kind in ("code", "unknown") else 0
@@ -617,7 +628,7 @@ class Pipeline:
             conversation = [*executor, {"role": "assistant", "content": answer.text}]
             evidence = self.evidence.collect(base["task"], answer.text, ask=ask)
             evidence.checks += dropped_code(ask, first.text, answer.text)
-            final = round_ >= max_rounds
+            final = round_ >= max_rounds or budget.spent()
             if self.evidence.computable(ask, answer.text) and round_ == 1 and not final:
                 program = yield from self._soft(
                     self.runner.text(
@@ -706,6 +717,7 @@ class Pipeline:
                 same=lambda a, b: _same_text(a.text, b.text),
                 stalled=_no_better,
                 subject="answer",
+                spent=budget.spent,
             )
         )
 
@@ -715,17 +727,20 @@ class Pipeline:
         executor: list[Message],
         answers: ReviewOutcome[AnswerVersion],
         ask: Ask,
+        budget: Budget,
     ) -> Generator[Event, None, list[AnswerVersion]]:
         """When the fixes stall, try what does not anchor on the failed answer: the Planner,
         shown it and its failures, says what went wrong and proposes another approach, which
         the Executor follows afresh (planning after trial); then fresh samples of the first
         answer, which never see the failed one. Each attempt is checked like any version; the
-        first that passes every check ends the repair. A fix conditioned on a wrong answer
-        tends to repeat it (measured: docs/eval.md)."""
+        first that passes every check ends the repair, as does the run's ``budget``. A fix
+        conditioned on a wrong answer tends to repeat it (measured: docs/eval.md)."""
         best = best_answer(answers.versions)
         attempts = self.settings.evidence.attempts
         failures = best.evidence.failures if best.evidence else []
         if not attempts or not failures or all(c.kind == "result" for c in failures):
+            return []
+        if budget.spent():
             return []
         assert best.evidence is not None
         first = answers.versions[0].evidence
@@ -747,6 +762,8 @@ class Pipeline:
         made: list[AnswerVersion] = []
         version = answers.versions[-1].version
         for attempt in range(1, attempts + 1):
+            if budget.spent():
+                break
             call = self._call("executor", "attempt", attempt)
             if attempt == 1 and rethink is not None:
                 messages = self.prompts.render(
@@ -892,6 +909,47 @@ def evidence_critique(evidence: Evidence, round_: int) -> Critique:
         score=score,
         verdict=verdict,
     )
+
+
+PROMPT_SPEEDUP = 8  # a prompt token costs about an eighth of a generated one (llama.cpp, CPU)
+LEAST_BUDGET = 256.0  # a one-line first answer still leaves room for a fix
+
+
+def cost(phases: Sequence[PhaseMetrics]) -> float:
+    """What calls cost, in generated-token equivalents: a proxy for their time that does not
+    depend on how busy the machine is.
+
+    >>> cost([PhaseMetrics(role="executor", phase="execute", model="m", prompt_tokens=800,
+    ...                    output_tokens=50)])
+    150.0
+    """
+    return sum(p.output_tokens + p.prompt_tokens / PROMPT_SPEEDUP for p in phases)
+
+
+@dataclass
+class Budget:
+    """How much the answer review and repair may cost after the first answer: ``factor``
+    times the first answer's own call (``evidence.budget``; 0: no bound). Measured in tokens
+    from the run's own phases, so a run's work is proportionate to its task, and a task the
+    model keeps failing costs a bounded multiple of one call."""
+
+    factor: float
+    phases: list[PhaseMetrics]
+    start: int = 0  # phases from here on count against the budget
+    allowed: float = 0.0
+
+    def open(self) -> None:
+        """The first answer was just given: the budget is a multiple of its call."""
+        first = [p for p in self.phases if p.phase == "execute"][-1:]
+        allowed = self.factor * max(cost(first), LEAST_BUDGET) if first else 0.0
+        self.start, self.allowed = len(self.phases), allowed
+
+    def spent(self) -> bool:
+        return (
+            self.factor > 0
+            and self.allowed > 0
+            and (cost(self.phases[self.start :]) >= self.allowed)
+        )
 
 
 @dataclass

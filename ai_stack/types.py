@@ -40,7 +40,7 @@ Mode = Literal["raw", "direct", "none", "plan", "answer", "both", "team"]
 ``direct``: one Executor call. Otherwise the value of ``--review``; :mod:`ai_stack.modes` says
 which calls each makes."""
 Review = Literal["none", "plan", "answer", "both", "team"]
-StopReason = Literal["approved", "score", "unchanged", "no_progress", "max_rounds"]
+StopReason = Literal["approved", "score", "unchanged", "no_progress", "max_rounds", "budget"]
 UnloadCause = Literal["policy", "options", "foreign", "thermal", "shutdown"]
 """Why a model was unloaded: the residency policy made room, its load-time options changed,
 another client had loaded it, the thermal policy shed it, or the program is ending."""

@@ -177,7 +177,8 @@ def test_when_fixes_stall_the_planner_rethinks_and_fresh_answers_are_tried(
     the Executor again: the Planner's new approach, then a fresh sample, each checked."""
     rethink = json.dumps({"cause": "the last run is never added", "approach": ["add the last run"]})
     scripted.enqueue(kind("code"), BUGGY, BUGGY, BUGGY, rethink, BUGGY, FIXED)
-    settings = {"review": "team", "max_rounds": 1, "evidence": {"probes": 0, "attempts": 3}}
+    evidence = {"probes": 0, "attempts": 3, "budget": 0}  # the repair itself, unbounded
+    settings = {"review": "team", "max_rounds": 1, "evidence": evidence}
     result, _ = run(pipeline(scripted, **settings))
 
     assert phases(result) == [
@@ -198,6 +199,22 @@ def test_when_fixes_stall_the_planner_rethinks_and_fresh_answers_are_tried(
     assert fresh == scripted.chats[1].messages  # the first answer's own prompt, sampled anew
     assert scripted.chats[6].options.temperature == 0.8
     assert scripted.chats[6].options.seed != scripted.chats[1].options.seed
+
+
+@pytest.mark.parametrize(("budget", "calls"), [(0.5, 4), (1.0, 5), (0, 7)])
+def test_the_review_and_repair_cost_a_bounded_multiple_of_the_first_answer(
+    scripted: ScriptedBackend, budget: float, calls: int
+) -> None:
+    """A task the model keeps failing: with ``evidence.budget``, no call starts once the calls
+    after the first answer have cost that many times its own (in tokens, so the bound does not
+    depend on how busy the machine is); the best version so far is the answer."""
+    rethink = json.dumps({"cause": "the last run is never added", "approach": ["add the last run"]})
+    scripted.enqueue(kind("code"), BUGGY, BUGGY + " ", BUGGY + "  ", rethink, BUGGY, BUGGY)
+    evidence = {"probes": 0, "attempts": 2, "budget": budget}
+    result, _ = run(pipeline(scripted, review="team", max_rounds=2, evidence=evidence))
+    assert len(result.metrics.phases) == calls, phases(result)
+    assert ("planner:rethink" in phases(result)) == (budget != 0.5)
+    assert result.output.strip() == BUGGY.strip()
 
 
 def test_passing_checks_go_to_the_critic_with_its_edge_cases_run(

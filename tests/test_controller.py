@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Generator
 
 import pytest
 
 from ai_stack.backends import ModelSpec
 from ai_stack.config import Settings
-from ai_stack.controller import Pipeline
+from ai_stack.controller import Pipeline, review_loop
 from ai_stack.errors import InvalidOutputError, UsageError
 from ai_stack.memory import MemoryManager
 from ai_stack.prompts import PromptLibrary
 from ai_stack.session import resolve_roles
 from ai_stack.types import (
+    Critique,
     CritiqueReady,
+    Event,
     LoopStopped,
     ModelLoaded,
     ModelUnloaded,
@@ -248,3 +251,23 @@ def test_explicit_backend_prefix_wins_over_the_backend_option() -> None:
     assert specs["planner"] == ModelSpec("ollama", "qwen2.5:7b")
     assert specs["critic"] == ModelSpec("embedded", "tiny")
     assert specs["executor"] == ModelSpec("embedded", "smollm2")
+
+
+def test_a_spent_budget_stops_the_review_before_a_revision() -> None:
+    def review(subject: str, round_: int) -> Generator[Event, None, Critique]:
+        return Critique(round=round_, issues=["wrong"], score=2, verdict="revise")
+        yield
+
+    def revise(subject: str, critique: Critique, round_: int) -> Generator[Event, None, str]:
+        raise AssertionError("no revision once the budget is spent")
+        yield
+
+    loop = review_loop(
+        "draft", review=review, revise=revise, max_rounds=3, approve_score=8, spent=lambda: True
+    )
+    try:
+        while True:
+            next(loop)
+    except StopIteration as done:
+        outcome = done.value
+    assert outcome.stop_reason == "budget" and outcome.versions == ["draft"]
