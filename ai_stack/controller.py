@@ -912,7 +912,7 @@ def evidence_critique(evidence: Evidence, round_: int) -> Critique:
 
 
 PROMPT_SPEEDUP = 8  # a prompt token costs about an eighth of a generated one (llama.cpp, CPU)
-LEAST_BUDGET = 256.0  # a one-line first answer still leaves room for a fix
+LEAST_BUDGET = 128.0  # a one-line first answer still leaves room for a fix
 
 
 def cost(phases: Sequence[PhaseMetrics]) -> float:

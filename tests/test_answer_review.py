@@ -201,7 +201,7 @@ def test_when_fixes_stall_the_planner_rethinks_and_fresh_answers_are_tried(
     assert scripted.chats[6].options.seed != scripted.chats[1].options.seed
 
 
-@pytest.mark.parametrize(("budget", "calls"), [(0.5, 4), (1.0, 5), (0, 7)])
+@pytest.mark.parametrize(("budget", "calls"), [(1.0, 4), (2.0, 5), (0, 7)])
 def test_the_review_and_repair_cost_a_bounded_multiple_of_the_first_answer(
     scripted: ScriptedBackend, budget: float, calls: int
 ) -> None:
@@ -213,7 +213,7 @@ def test_the_review_and_repair_cost_a_bounded_multiple_of_the_first_answer(
     evidence = {"probes": 0, "attempts": 2, "budget": budget}
     result, _ = run(pipeline(scripted, review="team", max_rounds=2, evidence=evidence))
     assert len(result.metrics.phases) == calls, phases(result)
-    assert ("planner:rethink" in phases(result)) == (budget != 0.5)
+    assert ("planner:rethink" in phases(result)) == (budget != 1.0)
     assert result.output.strip() == BUGGY.strip()
 
 
