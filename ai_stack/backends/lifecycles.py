@@ -46,6 +46,9 @@ DESCRIPTIONS: dict[ServerKind, str] = {
 }
 
 
+PROBE_TIMEOUT_S = 5.0  # a server that accepts a connection and never answers is not waited for
+
+
 def _json(response: httpx.Response) -> Any:
     """The body of a 200 reply as JSON, or None (LM Studio answers an unknown path with 200 and
     an ``error``, others with 404 or text)."""
@@ -64,7 +67,7 @@ def detect(http: httpx.Client) -> ServerKind:
 
     def get(path: str) -> Any:
         try:
-            return _json(http.get(path))
+            return _json(http.get(path, timeout=PROBE_TIMEOUT_S))
         except httpx.HTTPError:
             return None
 
