@@ -232,6 +232,11 @@ def test_models_list_ps_stop_system_and_doctor_cover_the_servers(
         assert {("studio", "small-a"), ("mlx", "small-b"), ("embedded", "smollm2")} <= set(rows)
         assert rows[("studio", "small-a")]["size_bytes"] == 300 * 1024**2  # LM Studio says
 
+        code, out, err = invoke("models", "show", "studio:small-a", "--json", "--config", str(path))
+        assert code == 0, err
+        shown = json.loads(out)
+        assert shown["model"] == "studio:small-a" and shown["footprint"]["weights_bytes"] > 0
+
         backend(studio).load("small-a", LoadOptions())
         code, out, err = invoke("models", "ps", "--json", "--config", str(path))
         assert code == 0, err
