@@ -73,11 +73,13 @@ def build_manager(
     guard = make_guard(settings.thermal) if settings.thermal.enabled else None
 
     def lease_for(name: str, backend: Backend, policy: str, budget: int) -> ResidencyLease:
-        """One lease per endpoint: an Ollama host's, or this machine's for in-process models."""
+        """One lease per server — by its URL, so every name for it (Ollama's own API, its
+        OpenAI-compatible one, two endpoints) shares it — or this machine's for in-process
+        models."""
         host = getattr(backend, "host", None)
         return ResidencyLease(
             user_dir() / "leases",
-            f"{name} {host}" if host else name,
+            f"server {host.rstrip('/').removesuffix('/v1')}" if host else name,
             policy=policy,
             budget=budget,
             timeout_s=settings.memory.wait_timeout_s,

@@ -22,7 +22,9 @@ import pytest
 from ai_stack.backends import ChatOptions, LoadOptions
 from ai_stack.backends.embedded import packaged_model_path
 from ai_stack.backends.openai_server import OpenAIBackend
+from ai_stack.config import Settings
 from ai_stack.errors import ModelNotFoundError, TransientBackendError
+from ai_stack.session import build_manager
 from tests.conftest import REQUIRE_MODEL, ROOT, invoke, plan, verdict
 from tests.openai_doubles import KINDS, ServerDouble
 
@@ -455,3 +457,19 @@ def test_the_repl_a_batch_and_eval_run_through_a_real_server(
     assert code == 0, err
     (summary,) = json.loads(out)["summaries"]
     assert summary["mode"] == "direct" and summary["passed"] == 1
+
+
+def test_every_name_for_one_server_shares_its_lease(isolated_home: Path) -> None:
+    """Two endpoints for one URL, or Ollama's OpenAI-compatible API beside its own, are one
+    server's memory: one machine-wide lease, so neither loads beside the other."""
+    url = "http://127.0.0.1:11434"
+    settings = Settings.model_validate(
+        {
+            "ollama": {"host": url},
+            "endpoints": {"a": {"base_url": f"{url}/v1"}, "b": {"base_url": f"{url}/v1/"}},
+        }
+    )
+    manager, _ = build_manager(settings)
+    leases = {name: manager.lease(name) for name in ("a", "b", "ollama")}
+    assert len({lease.endpoint for lease in leases.values() if lease}) == 1
+    assert manager.lease("embedded").endpoint == "embedded"  # type: ignore[union-attr]
