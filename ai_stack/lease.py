@@ -2,12 +2,12 @@
 
 Each process has its own memory manager, so without coordination two processes against one
 Ollama server load two models side by side, or each unloads the other's model mid-use. The
-lease is a small JSON file per backend endpoint (per Ollama host; per machine for the embedded
-backend) under the user directory, read and written only under an OS file lock (``filelock``):
-who uses which model, with its estimated bytes. A process claims a model before it loads or
-uses it; under ``one-at-a-time`` a claim is granted only while every other process's claim is
-for the same model, under ``fit`` while all the claimed models fit the budget together. Else
-the process waits — saying for whom — up to a bound.
+lease is a small JSON file per server (by its URL, whatever names it has; per machine for the
+embedded backend) under the user directory, read and written only under an OS file lock
+(``filelock``): who uses which model, with its estimated bytes. A process claims a model
+before it loads or uses it; under ``one-at-a-time`` a claim is granted only while every other
+process's claim is for the same model, under ``fit`` while all the claimed models fit the
+budget together. Else the process waits — saying for whom — up to a bound.
 
 How long a claim lasts follows what "resident" means for the backend. An Ollama model is the
 server's: a claim covers one call (it is released when the call ends), and between calls the
