@@ -733,7 +733,9 @@ class Pipeline:
         shown it and its failures, says what went wrong and proposes another approach, which
         the Executor follows afresh (planning after trial); then fresh samples of the first
         answer, which never see the failed one. Each attempt is checked like any version; the
-        first that passes every check ends the repair, as does the run's ``budget``. A fix
+        first that passes every check ends the repair, as does the run's ``budget`` (the rethink
+        is made only with room left for it and the answer after it; else the room left goes to
+        a fresh sample). A fix
         conditioned on a wrong answer tends to repeat it (measured: docs/eval.md)."""
         best = best_answer(answers.versions)
         attempts = self.settings.evidence.attempts
@@ -746,19 +748,21 @@ class Pipeline:
         first = answers.versions[0].evidence
         probes = [c.name for c in first.checks if c.kind == "probe"] if first else []
         requirements = [r.quote for r in ask.requirements]
-        rethink = yield from self._soft(
-            self.runner.structured(
-                self._call("planner", "rethink"),
-                self.prompts.render(
-                    "rethink",
-                    **base("planner"),
-                    answer=best.text,
-                    evidence=best.evidence,
-                    ask=ask.kind,
-                ),
-                Rethink,
+        rethink: Rethink | None = None
+        if budget.room_for(2):  # the rethink is worth a call only with room for the answer after
+            rethink = yield from self._soft(
+                self.runner.structured(
+                    self._call("planner", "rethink"),
+                    self.prompts.render(
+                        "rethink",
+                        **base("planner"),
+                        answer=best.text,
+                        evidence=best.evidence,
+                        ask=ask.kind,
+                    ),
+                    Rethink,
+                )
             )
-        )
         made: list[AnswerVersion] = []
         version = answers.versions[-1].version
         for attempt in range(1, attempts + 1):
@@ -937,19 +941,25 @@ class Budget:
     phases: list[PhaseMetrics]
     start: int = 0  # phases from here on count against the budget
     allowed: float = 0.0
+    unit: float = 0.0  # what the first answer's call cost: about what a fresh answer costs
 
     def open(self) -> None:
         """The first answer was just given: the budget is a multiple of its call."""
         first = [p for p in self.phases if p.phase == "execute"][-1:]
-        allowed = self.factor * max(cost(first), LEAST_BUDGET) if first else 0.0
-        self.start, self.allowed = len(self.phases), allowed
+        self.unit = max(cost(first), LEAST_BUDGET) if first else 0.0
+        self.start, self.allowed = len(self.phases), self.factor * self.unit
+
+    @property
+    def bounded(self) -> bool:
+        return self.factor > 0 and self.allowed > 0
 
     def spent(self) -> bool:
-        return (
-            self.factor > 0
-            and self.allowed > 0
-            and (cost(self.phases[self.start :]) >= self.allowed)
-        )
+        return self.bounded and cost(self.phases[self.start :]) >= self.allowed
+
+    def room_for(self, calls: float) -> bool:
+        """Whether about ``calls`` more calls the size of the first answer's fit."""
+        left = self.allowed - cost(self.phases[self.start :])
+        return not self.bounded or left >= calls * self.unit
 
 
 @dataclass
