@@ -194,7 +194,7 @@ def test_an_unreachable_server_is_one_clear_error(tmp_path: Path, isolated_home:
     path.write_text('[endpoints.box]\nbase_url = "http://127.0.0.1:9/v1"\n')
     code, _, err = invoke("--config", str(path), "--executor", "box:m", "--direct", "x")
     assert code not in (0, 70) and "Traceback" not in err
-    assert "127.0.0.1:9" in err
+    assert "127.0.0.1:9" in err and "Start the server" in err
 
 
 def test_lifecycle_unloads_are_verified(isolated_home: Path) -> None:
