@@ -426,13 +426,20 @@ def test_a_second_ctrl_c_stops_an_embedded_batch_at_once(
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert child.stderr is not None
-    for line in child.stderr:  # the first call is under way once the model is loaded
-        if line.startswith("Loaded "):
-            break
+    seen: list[str] = []
+
+    def read_until(text: str) -> None:
+        for line in child.stderr:  # type: ignore[union-attr]
+            seen.append(line)
+            if text in line:
+                return
+
+    read_until("Loaded ")  # the first call is under way once the model is loaded
     child.send_signal(signal.SIGINT)
-    time.sleep(0.2)
+    read_until("Ctrl-C again to stop at once")  # the first press was taken: the second now
     child.send_signal(signal.SIGINT)
-    _, err = child.communicate(timeout=120)
+    _, rest = child.communicate(timeout=120)
+    err = "".join(seen) + rest
     assert child.returncode == 130, err
     assert "Traceback" not in err and "Resume with" in err
     summary = json.loads((tmp_path / "flow-results" / "summary.json").read_text())
