@@ -7,9 +7,16 @@ manager decides *when* to load and unload; the controller only ever calls ``chat
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+
+from ai_stack.errors import TransientBackendError
+
+T = TypeVar("T")
 
 Message = dict[str, str]
 """A chat message: ``{"role": "system" | "user" | "assistant", "content": ...}``."""
@@ -164,6 +171,29 @@ def exponential_backoff(attempt: int) -> float:
     [0.5, 1.0, 2.0, 8.0]
     """
     return float(min(0.5 * 2 ** (attempt - 1), 8.0))
+
+
+def with_retries(
+    call: Callable[[], T],
+    errors: Callable[[], AbstractContextManager[None]],
+    *,
+    attempts: int,
+    backoff: Callable[[int], float],
+    sleep: Callable[[float], None],
+) -> T:
+    """Run ``call`` with a backend's failures mapped by ``errors``, retrying the transient ones
+    (:class:`TransientBackendError`) with ``backoff`` up to ``attempts`` times."""
+    retrying = Retrying(
+        stop=stop_after_attempt(attempts),
+        wait=lambda state: backoff(state.attempt_number),
+        sleep=sleep,
+        retry=retry_if_exception_type(TransientBackendError),
+        reraise=True,
+    )
+    for attempt in retrying:
+        with attempt, errors():
+            return call()
+    raise AssertionError("unreachable")
 
 
 @runtime_checkable

@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import openai
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from ai_stack.backends.base import (
     BackendHealth,
@@ -34,6 +33,7 @@ from ai_stack.backends.base import (
     ModelInfo,
     ResidentModel,
     exponential_backoff,
+    with_retries,
 )
 from ai_stack.backends.lifecycles import DESCRIPTIONS, Lifecycle, detect, lifecycle_for
 from ai_stack.config import ServerKind
@@ -332,17 +332,13 @@ class OpenAIBackend:
 
     def _retrying(self, call: Callable[[], T], *, model: str | None = None) -> T:
         """Run ``call`` with the server's failures mapped, retrying the transient ones."""
-        retrying = Retrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=lambda state: self.backoff(state.attempt_number),
+        return with_retries(
+            call,
+            lambda: self._errors(model),
+            attempts=self.attempts,
+            backoff=self.backoff,
             sleep=self.sleep,
-            retry=retry_if_exception_type(TransientBackendError),
-            reraise=True,
         )
-        for attempt in retrying:
-            with attempt, self._errors(model):
-                return call()
-        raise AssertionError("unreachable")
 
     @contextmanager
     def _errors(
