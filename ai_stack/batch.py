@@ -40,9 +40,11 @@ from ai_stack.memory import MemoryManager, evictions
 from ai_stack.modes import MODES
 from ai_stack.prompts import PromptLibrary
 from ai_stack.redaction import redact, redact_all
+from ai_stack.roles import RoleRunner
 from ai_stack.thermal.policy import ThermalGuard
 from ai_stack.types import (
     AwaitingModel,
+    CallHandedOff,
     Event,
     Phase,
     PhaseMetrics,
@@ -111,6 +113,8 @@ class Prediction:
     loads: int
     naive_loads: int
     exact: bool  # False when reviews may end early, making loads an upper bound
+    node_loads: dict[str, int] = field(default_factory=dict)  # on a cluster: loads per node
+    homes: dict[str, str] = field(default_factory=dict)  # on a cluster: each model's node
 
 
 def task_steps(specs: dict[Role, ModelSpec], settings: Settings) -> list[tuple[Phase, int, str]]:
@@ -132,13 +136,22 @@ def predict(
     policy: str,
     budget: int,
     sizes: dict[str, int],
+    homes: dict[str, str] | None = None,
+    nodes: dict[str, tuple[str, int]] | None = None,
 ) -> Prediction:
     """Simulate the scheduler under the memory manager's own residency rule (:func:`evictions`),
-    with ``sizes`` the estimated footprint of each model."""
+    with ``sizes`` the estimated footprint of each model. On a cluster, ``homes`` names each
+    model's node and ``nodes`` each node's policy and budget: each node keeps its own resident
+    set."""
     steps = {t.id: task_steps(specs[t.id], t.settings) for t in workflow.tasks}
     order = {t.id: i for i, t in enumerate(workflow.tasks)}
     done: set[str] = set()
-    residency = _Residency(policy, budget, sizes)
+    here = _Residency(policy, budget, sizes)
+    residencies = {n: _Residency(p, b, sizes) for n, (p, b) in (nodes or {}).items()}
+
+    def residency(model: str) -> _Residency:
+        return residencies[homes[model]] if homes is not None else here
+
     groups: list[tuple[str, str, list[str]]] = []
     while len(done) < len(steps):
         ready = [
@@ -148,8 +161,9 @@ def predict(
             Waiting(t.id, order[t.id], phase_rank(*steps[t.id][0][:2]), steps[t.id][0][2])
             for t in ready
         ]
-        model = choose_model(parked, set(residency.resident))
-        residency.use(model)
+        resident = {m for r in (here, *residencies.values()) for m in r.resident}
+        model = choose_model(parked, resident)
+        residency(model).use(model)
         for waiting in sorted(parked, key=lambda w: w.order):
             while (
                 waiting.model == model
@@ -169,7 +183,9 @@ def predict(
         for _, _, model in task_steps(specs[planned.id], planned.settings):
             naive.use(model)
     exact = all(MODES[t.settings.mode].exact(t.settings.max_rounds) for t in workflow.tasks)
-    return Prediction(groups, residency.loads, naive.loads, exact)
+    loads = here.loads + sum(r.loads for r in residencies.values())
+    node_loads = {n: r.loads for n, r in residencies.items()}
+    return Prediction(groups, loads, naive.loads, exact, node_loads, dict(homes or {}))
 
 
 def _label(phase: Phase, round_: int) -> str:
@@ -223,6 +239,7 @@ class TaskRun:
     events: Iterator[Event] | None = None
     recorder: HistoryRecorder | None = None
     waiting: AwaitingModel | None = None
+    handoff: CallHandedOff | None = None  # a call being made elsewhere (a cluster's runner)
 
 
 @dataclass
@@ -243,16 +260,24 @@ class BatchSummary:
     naive_loads: int
     resumed: bool
 
+    nodes: list[dict[str, Any]] | None = None  # on a cluster: each node's loads and calls
+
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "nodes" or v is not None}
 
 
 class BatchRunner:
     """Runs a validated workflow through one memory manager, phase-major, journaled.
 
+    Its scheduling loop makes every call here; :class:`ai_stack.cluster.ClusterBatchRunner`
+    replaces the loop to make them on a cluster's nodes and keeps the rest (the journal, the
+    files, resume).
+
     Built by :meth:`ai_stack.session.Session.batch_runner`, which resolves each task's models,
     the shared load options, the prompt libraries and the configuration the history keeps.
     """
+
+    runner_type: type[RoleRunner] = RoleRunner  # what makes each task's model calls
 
     def __init__(
         self,
@@ -286,6 +311,7 @@ class BatchRunner:
         self.out_dir = out_dir
         self.on_event = on_event
         self.should_stop = should_stop
+        self.on_note: Callable[[str], None] = lambda text: None  # a line for the user
         self.runs = [TaskRun(t, i) for i, t in enumerate(workflow.tasks)]
         self.outputs: dict[str, str] = {}
         self.tally = Tally()
@@ -347,7 +373,13 @@ class BatchRunner:
             policy=self.manager.policy,
             budget=self.manager.residency_budget,
             sizes=sizes,
+            **self._where(),
         )
+
+    def _where(self) -> dict[str, Any]:
+        """Where the models live, for :func:`predict`: here, one resident set (a cluster's
+        runner names each model's node)."""
+        return {}
 
     def begin(self, *, resume: bool) -> None:
         """Open (or reopen, with ``resume``) this batch in the journal."""
@@ -481,9 +513,14 @@ class BatchRunner:
             predicted_loads=prediction.loads,
             naive_loads=prediction.naive_loads,
             resumed=self.resumed,
+            nodes=self._nodes(),
         )
         self._write_summary(summary)
         return summary
+
+    def _nodes(self) -> list[dict[str, Any]] | None:
+        """What each node did, for the summary (a cluster's runner; here there are none)."""
+        return None
 
     def _start_ready(self) -> None:
         """Start tasks whose dependencies are done; skip those whose dependencies failed."""
@@ -518,6 +555,7 @@ class BatchRunner:
             self.load_options,
             guard=self.guard,
             evidence=self.evidence,
+            runner_type=self.runner_type,
         )
         run.recorder = HistoryRecorder(
             self.store,
@@ -537,11 +575,14 @@ class BatchRunner:
         A task fails on an :class:`AiStackError` (the others go on); anything else is a bug and
         stops the batch."""
         assert run.events is not None and run.recorder is not None
-        run.waiting = None
+        run.waiting = run.handoff = None
         try:
             for event in run.events:
                 if isinstance(event, AwaitingModel):
                     run.waiting = event
+                    return
+                if isinstance(event, CallHandedOff):
+                    run.handoff = event
                     return
                 if isinstance(event, RunStarted):
                     run.run_id = event.run_id

@@ -219,6 +219,28 @@ class HistorySettings(BaseModel):
     path: Path | None = None  # default: history.db in the user directory
 
 
+class ClusterSlotSettings(BaseModel):
+    """One cluster worker's own settings (docs/cluster.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # the worker's environment on its node: e.g. OLLAMA_HOST for the server it should use
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class ClusterSettings(BaseModel):
+    """Batches on a Ray cluster (``ai-stack batch --cluster``; docs/cluster.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start_timeout_s: float = Field(default=120.0, gt=0, le=3600)  # a slower worker is left out
+    release_timeout_s: float = Field(default=60.0, gt=0, le=3600)  # unloading at the end
+    slots: dict[str, ClusterSlotSettings] = Field(default_factory=dict)  # by worker name
+
+    def slot(self, name: str) -> ClusterSlotSettings:
+        return self.slots.get(name) or ClusterSlotSettings()
+
+
 def _role(**defaults: Any) -> Any:
     return Field(default_factory=lambda: RoleSettings(**defaults))
 
@@ -250,6 +272,7 @@ class Settings(BaseModel):
     files: FilesSettings = Field(default_factory=FilesSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     endpoints: dict[
         Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")], EndpointSettings
     ] = Field(default_factory=dict)
@@ -386,6 +409,7 @@ PROJECT_REFUSED: tuple[tuple[str, ...], ...] = (
     ("files", "max_total_kb"),
     ("ollama", "host"),
     ("endpoints",),
+    ("cluster",),  # a worker's environment on every node
     ("evidence", "exec"),
     ("evidence", "checks"),
     ("evidence", "check_cmds"),
@@ -481,6 +505,7 @@ def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
 
 __all__ = [
     "ROLES",
+    "ClusterSettings",
     "ConversationSettings",
     "EvidenceSettings",
     "HistorySettings",

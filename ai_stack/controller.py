@@ -197,6 +197,7 @@ class Pipeline:
         load_options: dict[ModelSpec, LoadOptions] | None = None,
         guard: ThermalGuard | None = None,
         evidence: EvidenceCollector | None = None,
+        runner_type: type[RoleRunner] = RoleRunner,
     ) -> None:
         self.settings = settings
         self.manager = manager
@@ -209,7 +210,8 @@ class Pipeline:
         )
         self.guard = guard
         self.evidence = evidence or EvidenceCollector(Sandbox(allow_unisolated=False))
-        self.runner = RoleRunner(manager, max_reasks=settings.max_reasks, guard=guard)
+        # where the calls are made: here, or (a cluster's runner) handed off to a node
+        self.runner = runner_type(manager, max_reasks=settings.max_reasks, guard=guard)
         self.contexts: dict[ModelSpec, ContextChoice] = {}  # the current run's
 
     def preflight(self) -> None:

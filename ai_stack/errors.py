@@ -122,6 +122,21 @@ class LeaseTimeoutError(AiStackError):
         self.model = model
 
 
+class ClusterError(AiStackError):
+    """A Ray cluster cannot be reached or used for a batch (no node can serve a model, the
+    ``cluster`` extra is missing); the message names the nodes concerned."""
+
+
+class NodeError(AiStackError):
+    """A cluster node failed a model call (its backend, its memory); ``refused`` when its memory
+    manager would not load the model, so another node may."""
+
+    def __init__(self, node: str, message: str, *, hint: str | None = None, refused: bool = False):
+        super().__init__(f"{node}: {message}", hint=hint)
+        self.node = node
+        self.refused = refused
+
+
 class WorkflowError(AiStackError):
     """A workflow (or eval suite) file is malformed; the message says where and what to fix."""
 

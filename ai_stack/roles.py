@@ -97,6 +97,24 @@ class RoleCall:
     max_ctx: int | None = None  # a prompt longer than load.num_ctx holds may load up to this
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    """One model call as made: the role call, the load options chosen for its prompt, its
+    messages, the reply schema (None: free text) and which attempt it is."""
+
+    call: RoleCall
+    load: LoadOptions
+    messages: list[Message]
+    schema: dict[str, Any] | None
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServedReply:
+    text: str
+    finish_reason: str
+
+
 class _Invalid(Exception):
     def __init__(self, reason: str, raw: str, kind: InvalidOutputKind) -> None:
         super().__init__(reason)
@@ -193,16 +211,24 @@ class RoleRunner:
     ) -> Generator[Event, None, tuple[str, str]]:
         load = self._load_for(call, messages)
         yield AwaitingModel(call.role, call.phase, call.round, str(call.spec), load.num_ctx)
+        reply = yield from self.serve(Served(call, load, messages, schema, attempt))
+        return reply.text, reply.finish_reason
+
+    def serve(self, request: Served) -> Generator[Event, None, ServedReply]:
+        """Make one model call where its model lives: the thermal guard, the memory manager's
+        residency, the stream, the metrics. Here it is this process; a cluster's runner
+        overrides this to make the call on a node (:mod:`ai_stack.cluster`)."""
+        call, load, messages = request.call, request.load, request.messages
         level = "unknown"
         if self.guard is not None:
             level = yield from self.guard.before_call(self.manager)
         started = time.perf_counter()
-        yield PhaseStarted(call.role, call.phase, str(call.spec), call.round, attempt)
+        yield PhaseStarted(call.role, call.phase, str(call.spec), call.round, request.attempt)
         lease = yield from self.manager.acquire(call.spec, load)
         try:
             for retry in range(self.stream_retries + 1):
                 stream = lease.backend.chat(
-                    call.spec.name, messages, options=call.chat, schema=schema
+                    call.spec.name, messages, options=call.chat, schema=request.schema
                 )
                 try:
                     for piece in stream:
@@ -227,7 +253,7 @@ class RoleRunner:
             phase=call.phase,
             model=str(call.spec),
             round=call.round,
-            attempt=attempt,
+            attempt=request.attempt,
             load_s=round(lease.load_s + result.load_s, 4),
             ttft_s=round(result.ttft_s, 4),
             prompt_tokens=result.prompt_tokens,
@@ -239,7 +265,7 @@ class RoleRunner:
         yield PhaseFinished(metrics)
         if self.guard is not None:
             yield from self.guard.after_call(metrics)
-        return result.text, result.finish_reason
+        return ServedReply(result.text, result.finish_reason)
 
     def _load_for(self, call: RoleCall, messages: list[Message]) -> LoadOptions:
         """The call's load options, with a larger context (up to ``max_ctx``) if its prompt and
@@ -265,4 +291,4 @@ def _reask(previous: str, reason: str, *, structured: bool) -> list[Message]:
     ]
 
 
-__all__ = ["RoleCall", "RoleRunner", "generation_schema"]
+__all__ = ["RoleCall", "RoleRunner", "Served", "ServedReply", "generation_schema"]

@@ -13,7 +13,7 @@ loaded and stops a server it started.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -363,10 +363,17 @@ class Session:
         collector = self.evidence()
         return EvalRun(suite, modes, runner, collector.sandbox, collector.limits)
 
-    def batch_runner(self, workflow: Workflow, out_dir: Path, source: str = "batch") -> BatchRunner:
-        """A runner for a validated workflow, every task wired like a one-shot run."""
+    def batch_runner(
+        self,
+        workflow: Workflow,
+        out_dir: Path,
+        source: str = "batch",
+        runner: Callable[..., BatchRunner] = BatchRunner,
+    ) -> BatchRunner:
+        """A runner for a validated workflow, every task wired like a one-shot run (``runner``:
+        another kind, e.g. a cluster's)."""
         specs = {task.id: self.role_specs(task.settings) for task in workflow.tasks}
-        return BatchRunner(
+        return runner(
             workflow,
             self.manager,
             specs=specs,

@@ -8,7 +8,7 @@ model run away (hundreds of tokens of "000..." and JSON that never closes).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -389,6 +389,16 @@ class AwaitingModel:
     num_ctx: int = 0  # the context the call needs the model loaded with
 
 
+@dataclass(slots=True)
+class CallHandedOff:
+    """A role call handed to another process to make (a cluster node, :mod:`ai_stack.cluster`):
+    the scheduler that receives this parks the run, has the call made, and sets ``reply`` before
+    resuming it. Only a scheduler that hands calls off ever sees one."""
+
+    request: Any
+    reply: Any = None
+
+
 @dataclass(frozen=True, slots=True)
 class ModelLoading:
     model: str
@@ -542,6 +552,7 @@ class RunFinished:
 Event = (
     RunStarted
     | AwaitingModel
+    | CallHandedOff
     | PhaseStarted
     | ModelLoading
     | ModelLoaded
@@ -571,6 +582,7 @@ __all__ = [
     "AnswerVersion",
     "Attachment",
     "AwaitingModel",
+    "CallHandedOff",
     "CallRetried",
     "Check",
     "Contract",

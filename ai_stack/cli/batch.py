@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 from typing import Any, get_args
@@ -16,7 +18,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from ai_stack.batch import BatchEvent, BatchSummary, Prediction, TaskFailed
+from ai_stack.batch import BatchEvent, BatchRunner, BatchSummary, Prediction, TaskFailed
 from ai_stack.cli.common import (
     EXIT_INTERRUPTED,
     RunOptions,
@@ -124,11 +126,19 @@ def _replace_last(cell: str, mark: str, round_: int) -> str:
 
 
 def show_prediction(console: Console, prediction: Prediction, policy: str) -> None:
-    table = Table("#", "phase", "model", "tasks")
+    homes = prediction.homes
+    table = Table("#", "phase", "model", *(("node",) if homes else ()), "tasks")
     for number, (label, model, tasks) in enumerate(prediction.groups, 1):
-        table.add_row(str(number), label, escape(model), ", ".join(tasks))
+        where = (escape(homes[model]),) if homes else ()
+        table.add_row(str(number), label, escape(model), *where, ", ".join(tasks))
     console.print(table)
     bound = "" if prediction.exact else "at most "
+    if homes:
+        nodes = Table("node", "models", "predicted loads")
+        for node, loads in prediction.node_loads.items():
+            models = [escape(m) for m, home in homes.items() if home == node]
+            nodes.add_row(escape(node), ", ".join(models) or "(spare)", f"{bound}{loads}")
+        console.print(nodes)
     console.print(
         f"Model loads ({policy}): {bound}{prediction.loads} phase-major, against "
         f"{bound}{prediction.naive_loads} in the naive task-by-task order."
@@ -188,6 +198,12 @@ class StopFlag:
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Output directory.")
 @click.option("--resume", is_flag=True, help="Continue the last run of this workflow.")
 @click.option("--dry-run", is_flag=True, help="Validate and print the schedule; load nothing.")
+@click.option(
+    "--cluster",
+    metavar="ADDRESS",
+    help="Run on a Ray cluster (its address, or auto), each node keeping its own models "
+    "resident (docs/cluster.md; needs the cluster extra).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (or schedule) as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output on stderr.")
 @run_options
@@ -196,6 +212,7 @@ def batch_command(
     out: Path | None,
     resume: bool,
     dry_run: bool,
+    cluster: str | None,
     as_json: bool,
     quiet: bool,
     options: RunOptions,
@@ -211,16 +228,19 @@ def batch_command(
         workflow = load_workflow(workflow_file, base, options.overrides())
         settings = workflow.tasks[0].settings  # batch-wide options are the same in every task
         out_dir = (out or workflow.output_dir).resolve()
-        with Session.open(settings) as session:
+        with ExitStack() as stack:
+            session, runner, left_out = _wire(stack, settings, workflow, out_dir, cluster)
             if not quiet:
                 console.print(f"[dim]Backend: {escape(session.backend_note)}[/]")
-            runner = session.batch_runner(workflow, out_dir)
             runner.preflight()
+            if not quiet:
+                for line in left_out():
+                    console.print(f"[yellow]Left out: {escape(line)}[/]")
             prediction = runner.prediction()
             if dry_run:
                 policy = session.manager.policy
                 if as_json:
-                    click.echo(json.dumps(_schedule_json(workflow, prediction, policy)))
+                    click.echo(json.dumps(_schedule_json(workflow, prediction, policy, left_out())))
                 else:
                     show_prediction(Console(), prediction, policy)
                 return
@@ -229,6 +249,7 @@ def batch_command(
             runner.begin(resume=resume)
             with StopFlag(console) as stop, BatchDisplay(console, workflow, quiet=quiet) as view:
                 runner.on_event, runner.should_stop = view, stop
+                runner.on_note = lambda text: view.print(f"[yellow]{escape(text)}[/]")
                 try:
                     summary = runner.run()
                 except KeyboardInterrupt:  # the second Ctrl-C: the journal is already closed
@@ -245,6 +266,25 @@ def batch_command(
             sys.exit(1)
 
 
+def _wire(
+    stack: ExitStack, settings: Settings, workflow: Workflow, out_dir: Path, address: str | None
+) -> tuple[Session, BatchRunner, Callable[[], list[str]]]:
+    """The session and runner, here or on the cluster at ``address`` (closed by ``stack``,
+    which then has each node unload what it loaded), and the nodes left out."""
+    if address is None:
+        session = stack.enter_context(Session.open(settings))
+        return session, session.batch_runner(workflow, out_dir), list
+    from ai_stack.cluster import Cluster, ClusterBatchRunner
+
+    joined = Cluster.connect(address, settings.cluster)
+    stack.callback(joined.close, settings.cluster.release_timeout_s)
+    session = stack.enter_context(joined.session(settings))
+    runner = session.batch_runner(
+        workflow, out_dir, runner=functools.partial(ClusterBatchRunner, cluster=joined)
+    )
+    return session, runner, lambda: list(joined.left_out)
+
+
 def open_journal(
     settings: Settings, out_dir: Path, warn: Callable[[HistoryError], None]
 ) -> HistoryStore:
@@ -258,15 +298,28 @@ def open_journal(
     return HistoryStore.open(out_dir / "journal.db")
 
 
-def _schedule_json(workflow: Workflow, prediction: Prediction, policy: str) -> dict[str, Any]:
-    return {
+def _schedule_json(
+    workflow: Workflow, prediction: Prediction, policy: str, left_out: list[str]
+) -> dict[str, Any]:
+    schedule: dict[str, Any] = {
         "name": workflow.name,
         "policy": policy,
         "groups": [
             {"phase": label, "model": model, "tasks": tasks}
+            | ({"node": prediction.homes[model]} if prediction.homes else {})
             for label, model, tasks in prediction.groups
         ],
         "predicted_loads": prediction.loads,
         "naive_loads": prediction.naive_loads,
         "exact": prediction.exact,
     }
+    if prediction.homes:
+        schedule["nodes"] = {
+            node: {
+                "models": [m for m, home in prediction.homes.items() if home == node],
+                "predicted_loads": loads,
+            }
+            for node, loads in prediction.node_loads.items()
+        }
+        schedule["left_out"] = left_out
+    return schedule
