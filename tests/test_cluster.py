@@ -23,7 +23,11 @@ from typing import Any
 
 import pytest
 
+from ai_stack.backends import ModelSpec
+from ai_stack.backends.base import ChatOptions, LoadOptions
 from ai_stack.cluster.placement import NodeOffer, Placement
+from ai_stack.cluster.worker import NodeWorker
+from ai_stack.roles import RoleCall, Served
 from tests.conftest import ROOT, invoke
 from tests.ollama_double import GIB, OllamaDouble
 from tests.test_batch import FOUR_TASKS, THREE, phase_keys, wait_for_phases
@@ -134,6 +138,45 @@ def test_a_hot_node_keeps_its_model_when_no_other_node_has_it() -> None:
     assert placement.move("p", away_from="a") == "b"
 
 
+# -- a node's worker, in this process -----------------------------------------------------------
+
+
+def request_for(model: str) -> Served:
+    spec = ModelSpec.parse(model)
+    call = RoleCall("executor", "execute", spec, LoadOptions(num_ctx=2048), ChatOptions())
+    return Served(call, call.load, [{"role": "user", "content": "hello"}], None, 1)
+
+
+def test_a_hot_node_defers_when_another_could_serve_and_waits_when_none(
+    on_double: OllamaDouble, isolated_home: Path
+) -> None:
+    from tests.test_thermal import guard_for
+
+    node_worker = NodeWorker("hot")
+    hot = guard_for("heavy", "heavy", "nominal", max_pause_s=1)
+    node_worker.session.guard = node_worker.runner.guard = hot
+    reply = node_worker.serve(request_for(EXECUTOR), may_defer=True)
+    assert reply.deferred == "thermal level heavy" and reply.reply is None
+    assert on_double.loads == 0, "a deferred call loads nothing"
+    reply = node_worker.serve(request_for(EXECUTOR), may_defer=False)
+    assert reply.reply is not None and reply.error is None
+    kinds = [type(event).__name__ for event in reply.events]
+    assert "ThermalPause" in kinds and "ModelLoaded" in kinds and "Token" not in kinds
+    assert [type(e).__name__ for e in node_worker.release()] == ["ModelUnloaded"]
+
+
+def test_a_node_over_its_budget_refuses_and_says_why(
+    on_double: OllamaDouble, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AI_STACK_MEMORY_BUDGET_GB", "6")
+    node_worker = NodeWorker("small")
+    offer = node_worker.offer({ModelSpec.parse(m): LoadOptions(2048) for m in (PLANNER, EXECUTOR)})
+    assert list(offer.serves) == [PLANNER] and "more than the memory budget" in offer.lacks[EXECUTOR]
+    reply = node_worker.serve(request_for(EXECUTOR))
+    assert reply.refused and "memory budget" in (reply.error or "") and on_double.loads == 0
+    assert node_worker.describe(ModelSpec.parse("ollama:absent:1b"))[0] is None
+
+
 # -- runs ----------------------------------------------------------------------------------------
 
 
@@ -176,6 +219,9 @@ def test_a_node_that_lacks_the_models_is_left_out_by_name(
     machines: Machines, tmp_path: Path
 ) -> None:
     machines.doubles["c"].models.clear()
+    # a's plans are slow, so executions wait on a while plans still do: a keeps its resident
+    # model for those, and swaps once
+    machines.doubles["a"].seconds_per_token = 0.02
     path = write(tmp_path, FOUR_TASKS)
     code, out, err = invoke(
         "batch", str(path), "--cluster", "auto", "--json", "--config", str(machines.config)
