@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ai_stack.files import write_atomically
+from benchmarks.cluster import cluster
 from benchmarks.common import ROOT, Context, console, machine, save, workdir
 from benchmarks.memory import memory
 from benchmarks.overhead import latency, overhead
@@ -28,6 +29,7 @@ BENCHMARKS: dict[str, Callable[[Context], tuple[dict[str, Any], str]]] = {
     "latency": latency,
     "memory": memory,
     "startup": startup,
+    "cluster": cluster,
 }
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 

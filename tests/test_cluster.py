@@ -171,7 +171,8 @@ def test_a_node_over_its_budget_refuses_and_says_why(
     monkeypatch.setenv("AI_STACK_MEMORY_BUDGET_GB", "6")
     node_worker = NodeWorker("small")
     offer = node_worker.offer({ModelSpec.parse(m): LoadOptions(2048) for m in (PLANNER, EXECUTOR)})
-    assert list(offer.serves) == [PLANNER] and "more than the memory budget" in offer.lacks[EXECUTOR]
+    assert list(offer.serves) == [PLANNER]
+    assert "more than the memory budget" in offer.lacks[EXECUTOR]
     reply = node_worker.serve(request_for(EXECUTOR))
     assert reply.refused and "memory budget" in (reply.error or "") and on_double.loads == 0
     assert node_worker.describe(ModelSpec.parse("ollama:absent:1b"))[0] is None
@@ -338,7 +339,7 @@ def test_ctrl_c_stops_the_nodes_and_unloads_what_they_loaded(
     driver = start_driver(path, local_ray, machines.config)
     assert wait_for_phases(isolated_home / "history.db", 2, timeout=180) >= 2
     driver.send_signal(signal.SIGINT)
-    out, err = driver.communicate(timeout=120)
+    _, err = driver.communicate(timeout=120)
     assert driver.returncode == 130, err
     assert "--resume" in err and "Traceback" not in err
     wait_until(
