@@ -116,6 +116,7 @@ def _cluster(work: Path) -> Iterator[Any]:
     doubles = {slot: _double() for slot in SLOTS}
     servers = [double.start() for double in doubles.values()]
     ray.init(
+        address="local",  # a new cluster, never one `ray start` runs on this machine
         num_cpus=2,
         resources={f"ai-stack:{slot}": 1 for slot in SLOTS},
         namespace="ai-stack",

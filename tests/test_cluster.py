@@ -54,6 +54,7 @@ tasks:
 def local_ray() -> Iterator[str]:
     """A local Ray cluster with three worker slots; its address, for drivers in subprocesses."""
     ray.init(
+        address="local",  # a new cluster, never one `ray start` runs on this machine
         num_cpus=2,
         resources={f"ai-stack:{slot}": 1 for slot in SLOTS},
         namespace="ai-stack",

@@ -1,9 +1,9 @@
 """Where a cluster batch's models live.
 
 Each model gets a home: a node that has it and can fit it. Models are placed in the order the
-batch first needs them, each on the node with the fewest models so far (then one where it fits
-beside them, then the first listed), so with as many nodes as models every node keeps one model
-resident and tasks stream through it.
+batch first needs them, each on the node with the fewest models so far (then one that already
+has it loaded, then one where it fits beside them, then the first listed), so with as many nodes
+as models every node keeps one model resident and tasks stream through it.
 A home is moved only when its node is lost, refuses the model (memory), or is paused by heat
 while another node could serve it.
 """
@@ -25,6 +25,7 @@ class NodeOffer:
     policy: str
     serves: dict[str, int]
     lacks: dict[str, str] = field(default_factory=dict)
+    holds: set[str] = field(default_factory=set)  # of those, the models already loaded there
 
 
 @dataclass
@@ -46,6 +47,9 @@ class Placement:
         >>> small = NodeOffer("s", 8, "one-at-a-time", {"p": 5, "c": 5})
         >>> Placement.plan(["e", "p"], [small, offers[0]]).homes
         {'e': 'a', 'p': 's'}
+        >>> warm = NodeOffer("w", 16, "one-at-a-time", {"p": 5, "c": 5, "e": 9}, holds={"e"})
+        >>> Placement.plan(["p", "c", "e"], [*offers, warm]).homes  # e is loaded on w already
+        {'p': 'a', 'c': 'b', 'e': 'w'}
         """
         placement = cls({offer.name: offer for offer in offers})
         for model in models:
@@ -96,11 +100,11 @@ class Placement:
             return None
         order = list(self.offers)
 
-        def rank(name: str) -> tuple[int, bool, int]:
+        def rank(name: str) -> tuple[int, bool, bool, int]:
             offer = self.offers[name]
             used = sum(offer.serves.get(m, 0) for m in self.on(name))
             crowded = used + offer.serves[model] > offer.budget  # would evict another model
-            return (len(self.on(name)), crowded, order.index(name))
+            return (len(self.on(name)), model not in offer.holds, crowded, order.index(name))
 
         return min(choices, key=rank)
 

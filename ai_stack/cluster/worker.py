@@ -80,15 +80,24 @@ class NodeWorker:
     def offer(self, loads: dict[ModelSpec, LoadOptions]) -> NodeOffer:
         """Which of ``loads`` this node can serve, each with its footprint, and why not the
         others (not installed, backend down, over the budget)."""
+        manager = self.session.manager
         serves: dict[str, int] = {}
         lacks: dict[str, str] = {}
         for spec, options in loads.items():
             try:
-                serves[str(spec)] = self.session.manager.check_fits(spec, options).total
+                serves[str(spec)] = manager.check_fits(spec, options).total
             except AiStackError as exc:
                 lacks[str(spec)] = exc.message
-        manager = self.session.manager
-        return NodeOffer(self.name, manager.residency_budget, manager.policy, serves, lacks)
+        holds = set()
+        for backend in {ModelSpec.parse(text).backend_name for text in serves}:
+            try:
+                resident = manager.backend(backend).resident()
+            except AiStackError:
+                continue
+            holds |= {f"{backend}:{model.name}" for model in resident}
+        return NodeOffer(
+            self.name, manager.residency_budget, manager.policy, serves, lacks, holds & set(serves)
+        )
 
     def describe(self, spec: ModelSpec) -> tuple[ModelInfo | None, str | None]:
         """The model's description, or why this node has none."""
