@@ -44,7 +44,7 @@ CHAIN = (
 tasks:
   - {id: a, task: first}
   - {id: b, task: "second, after {{ outputs.a }}", depends_on: [a]}
-  - {id: c, task: third}
+  - {id: c, task: "third: log in with password: hunter2"}
   - {id: d, task: "fourth, after {{ outputs.b }}", depends_on: [b]}
 """
 )
@@ -211,6 +211,10 @@ def test_each_model_loads_once_on_its_own_node(machines: Machines, tmp_path: Pat
     second = json.loads((results / "b.json").read_text())
     assert second["task"] == f"second, after {first}", "outputs flow into dependent tasks"
     assert json.loads((results / "summary.json").read_text()) == summary
+    sent = [e["messages"] for d in machines.doubles.values() for e in d.events("generate")]
+    assert "password: [redacted]" in json.dumps(sent) and "hunter2" not in json.dumps(sent), (
+        "credentials are redacted before a call leaves the driver"
+    )
     for double in machines.doubles.values():
         assert not double.runners or all(r.unloading_until for r in double.runners.values()), (
             "each node unloads what it loaded once the batch ends"

@@ -292,7 +292,7 @@ class ClusterBatchRunner(BatchRunner):
         super().__init__(*args, **kwargs)
         self.cluster = cluster
         self.placement: Placement | None = None
-        self._staying: set[str] = set()  # tasks whose next call waits on a hot node
+        self._hot: dict[str, set[str]] = {}  # per task: the nodes too hot for its call
 
     # -- placement ---------------------------------------------------------------------------
 
@@ -371,10 +371,9 @@ class ClusterBatchRunner(BatchRunner):
             run = min(group, key=lambda r: (_rank(r), r.order))
             request = _redacted(_request(run))
             floor = max(_request(r).load.num_ctx for r in group)
-            may_defer = (
-                run.planned.id not in self._staying and len(self.placement.candidates(model)) > 1
-            )
-            self._staying.discard(run.planned.id)
+            # a hot node may send the call on while another node, not hot for it, could take it
+            hot = self._hot.get(run.planned.id, set()) | {node.name}
+            may_defer = bool(set(self.placement.candidates(model)) - hot)
             ref = node.actor.serve.remote(request, floor=floor, may_defer=may_defer)
             node.busy = True
             flights[ref] = (run, node)
@@ -395,13 +394,11 @@ class ClusterBatchRunner(BatchRunner):
                 + (f" elsewhere: {where}" if where else "")
             )
             return
-        node.calls += 1
         node.observe(reply.events)
         if reply.deferred is not None:
+            self._hot.setdefault(run.planned.id, set()).add(node.name)
             home = self.placement.move(model, away_from=node.name)
-            if home == node.name:
-                self._staying.add(run.planned.id)
-            else:
+            if home != node.name:
                 self.on_note(f"Node {node.name}: {reply.deferred}; {model} moves to {home}")
             return
         if reply.refused:
@@ -409,6 +406,8 @@ class ClusterBatchRunner(BatchRunner):
             if home is not None:
                 self.on_note(f"Node {node.name} refused {model} ({reply.error}); moved to {home}")
                 return
+        node.calls += 1
+        self._hot.pop(run.planned.id, None)
         run.handoff.reply = reply
         self._advance(run)
 
