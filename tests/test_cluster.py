@@ -139,6 +139,24 @@ def test_a_hot_node_keeps_its_model_when_no_other_node_has_it() -> None:
     assert placement.move("p", away_from="a") == "b"
 
 
+def test_no_cluster_at_the_address_is_one_clear_message(
+    isolated_home: Path, tmp_path: Path
+) -> None:
+    """At once: Ray itself would retry an address nothing answers at for minutes."""
+    path = write(tmp_path, FOUR_TASKS)
+    command = [
+        sys.executable,
+        str(ROOT / "main.py"),
+        "batch",
+        str(path),
+        "--cluster",
+        "127.0.0.1:9",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Nothing answers at 127.0.0.1:9" in done.stderr, done.stderr
+    assert "ray start --head" in done.stderr and "Traceback" not in done.stderr
+
+
 # -- a node's worker, in this process -----------------------------------------------------------
 
 

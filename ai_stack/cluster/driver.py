@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Generator, Iterator
@@ -90,6 +91,7 @@ class Cluster:
         start a worker on each node; a worker that does not say hello in time is left out."""
         ray = _ray()
         if not ray.is_initialized():
+            _reachable(address)
             try:
                 ray.init(
                     address=address,
@@ -190,6 +192,27 @@ class Cluster:
         for node in self.nodes:
             self.ray.kill(node.actor)
         return events
+
+
+def _reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail at once on an address nothing answers at (Ray itself retries for minutes).
+
+    >>> _reachable("auto")
+    >>> _reachable("127.0.0.1:9")
+    Traceback (most recent call last):
+    ...
+    ai_stack.errors.ClusterError: Nothing answers at 127.0.0.1:9 ...
+    """
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # auto, local: Ray finds the cluster itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ClusterError(
+            f"Nothing answers at {address} ({exc.strerror or exc}): no Ray cluster there.",
+            hint="Start one with `ray start --head`, or check the address (docs/cluster.md).",
+        ) from None
 
 
 def _slots(ray: Any) -> dict[str, dict[str, Any]]:
