@@ -339,7 +339,7 @@ class Pipeline:
 
         calls = MODES[mode]
         contract: Contract | None = None
-        ask = Ask.unread(task)
+        ask = Ask()
         if calls.contract:
             contract, ask = yield from tally.relay(self._contract(base, task))
         plans: ReviewOutcome[Plan] | None = None
@@ -593,7 +593,7 @@ class Pipeline:
                 "the Planner gave no valid answer on what the task asks for: the answer's form "
                 "is not checked",
             )
-            return None, Ask.unread(task)
+            return None, Ask()
         ask = Ask.of(contract, task)
         yield ContractReady(contract, ask.requirements)
         return contract, ask

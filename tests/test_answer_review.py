@@ -170,31 +170,6 @@ def test_a_prose_answer_missing_a_stated_requirement_is_fixed_as_prose(
     assert [r.describe() for r in read.requirements] == ['sentences: exactly 2 ("two sentences")']
 
 
-def test_the_answer_review_checks_a_prose_answer_against_the_stated_requirements(
-    scripted: ScriptedBackend,
-) -> None:
-    """Without the Planner, the task's words still state its requirements: an answer in prose
-    is checked against them and fixed as prose; an answer with a program is not (its checks are
-    its examples)."""
-    task = "Explain in two sentences why the sky is blue."
-    one = "Air scatters blue sunlight more than red."
-    two = "Air scatters blue sunlight more than red. So we see blue from every direction."
-    scripted.enqueue(one, two)
-    result, _ = run(pipeline(scripted, review="answer"), task)
-    assert phases(result) == ["executor:execute", "executor:fix"]
-    (failed,) = result.answers[0].evidence.failures  # type: ignore[union-attr]
-    assert (failed.kind, failed.detail) == ("requirement", "the answer has 1 sentence")
-    fix = scripted.chats[1].messages[-1]["content"]
-    assert "meets every requirement that failed" in fix and "in your code" not in fix
-    assert result.output == two
-
-    code = "```python\nprint('The sky is blue.')\n```"
-    scripted.enqueue(code, verdict("approve", 9))
-    result, _ = run(pipeline(scripted, review="answer", evidence={"probes": 0}), task)
-    assert result.output == code
-    assert all(c.kind != "requirement" for c in result.answers[0].evidence.checks)  # type: ignore[union-attr]
-
-
 def test_when_fixes_stall_the_planner_rethinks_and_fresh_answers_are_tried(
     scripted: ScriptedBackend,
 ) -> None:

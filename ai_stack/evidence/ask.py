@@ -39,21 +39,11 @@ class Ask:
         >>> ask.describe()
         'prose, 1 requirement'
         >>> Ask.of(None, "Explain in two sentences why.").describe()
-        'unknown, 1 requirement'
+        'unknown'
         """
         if contract is None:
-            return cls.unread(task)
+            return cls()
         return cls(kind=_KINDS[contract.answer], requirements=tuple(stated(task)))
-
-    @classmethod
-    def unread(cls, task: str) -> Ask:
-        """No one said what the task asks for: the kind is unknown, the requirements its
-        words state are still there to check on an answer in prose.
-
-        >>> Ask.unread("Write a haiku about autumn, in lowercase.").describe()
-        'unknown, 1 requirement'
-        """
-        return cls(requirements=tuple(stated(task)))
 
     @property
     def checked(self) -> list[Requirement]:
@@ -119,18 +109,10 @@ def dropped_code(ask: Ask, first: str, answer: str) -> list[Check]:
     ]
 
 
-def requirement_checks(ask: Ask, answer: str, blocks: Sequence[CodeBlock]) -> list[Check]:
-    """The task's stated requirements, checked on a prose or result answer — or, where no one
-    said what the task asks for, on an answer the model gave in prose (no program in it). A
-    code answer's requirements are its examples and tests.
-
-    >>> ask = Ask.unread("Explain in two sentences why the sky is blue.")
-    >>> [c.passed for c in requirement_checks(ask, "Air scatters blue light.", [])]
-    [False]
-    >>> requirement_checks(ask, "...", [CodeBlock("python", "print(1)")])
-    []
-    """
-    if ask.kind == "code" or (ask.kind == "unknown" and blocks):
+def requirement_checks(ask: Ask, answer: str) -> list[Check]:
+    """The task's stated requirements, checked on a prose or result answer (a code answer's
+    requirements are its examples and tests)."""
+    if ask.kind not in ("prose", "result"):
         return []
     return [c for r in ask.checked if (c := check_requirement(r, answer)) is not None]
 

@@ -65,7 +65,7 @@ class EvidenceCollector:
         """The checks of one answer; ``probes``: edge-case calls of its Python function;
         ``ask``: what the task asks for (unknown when not given)."""
         started = time.monotonic()
-        evidence = self._collect(task, answer, probes, ask or Ask.unread(task))
+        evidence = self._collect(task, answer, probes, ask or Ask())
         evidence.seconds = round(time.monotonic() - started, 3)
         return evidence
 
@@ -73,7 +73,7 @@ class EvidenceCollector:
         blocks = program_blocks(answer)
         evidence = Evidence(checks=static_checks(blocks))
         evidence.checks += form_checks(ask, answer, blocks)
-        evidence.checks += requirement_checks(ask, answer, blocks)
+        evidence.checks += requirement_checks(ask, answer)
         if not blocks:
             return evidence
         if not self.sandbox.can_run:
