@@ -367,19 +367,21 @@ class BatchRunner:
             ).total
             for spec, options in self.load_options.items()
         }
+        homes, nodes = self._where()
         return predict(
             self.workflow,
             self.specs,
             policy=self.manager.policy,
             budget=self.manager.residency_budget,
             sizes=sizes,
-            **self._where(),
+            homes=homes,
+            nodes=nodes,
         )
 
-    def _where(self) -> dict[str, Any]:
+    def _where(self) -> tuple[dict[str, str] | None, dict[str, tuple[str, int]] | None]:
         """Where the models live, for :func:`predict`: here, one resident set (a cluster's
-        runner names each model's node)."""
-        return {}
+        runner names each model's node, and each node's policy and budget)."""
+        return None, None
 
     def begin(self, *, resume: bool) -> None:
         """Open (or reopen, with ``resume``) this batch in the journal."""

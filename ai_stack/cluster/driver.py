@@ -344,13 +344,11 @@ class ClusterBatchRunner(BatchRunner):
                     f"{offer.name}: " + "; ".join(f"{m}: {why}" for m, why in offer.lacks.items())
                 )
 
-    def _where(self) -> dict[str, Any]:
+    def _where(self) -> tuple[dict[str, str] | None, dict[str, tuple[str, int]] | None]:
         assert self.placement is not None, "preflight() places the models"
         offers = self.placement.offers
-        return {
-            "homes": dict(self.placement.homes),
-            "nodes": {name: (offer.policy, offer.budget) for name, offer in offers.items()},
-        }
+        nodes = {name: (offer.policy, offer.budget) for name, offer in offers.items()}
+        return dict(self.placement.homes), nodes
 
     # -- the schedule ------------------------------------------------------------------------
 
