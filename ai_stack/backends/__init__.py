@@ -124,11 +124,10 @@ def require_available(backend: Backend) -> Backend:
         raise BackendUnavailableError(
             "ollama", f"Ollama is not reachable: {health.detail}.", hint=START_HINT
         )
-    hint = None
-    if hasattr(backend, "residency_note"):  # an OpenAI-compatible server
-        hint = "Start the server, or correct its base_url (for openai: OPENAI_BASE_URL)."
     raise BackendUnavailableError(
-        backend.name, f"The {backend.name} backend is unavailable: {health.detail}", hint=hint
+        backend.name,
+        f"The {backend.name} backend is unavailable: {health.detail}",
+        hint=health.hint,
     )
 
 

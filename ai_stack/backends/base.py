@@ -116,6 +116,7 @@ class BackendHealth:
     available: bool
     detail: str
     version: str | None = None
+    hint: str | None = None  # when unavailable: how to make it usable
 
 
 @dataclass(slots=True)

@@ -53,6 +53,7 @@ except ImportError:  # pragma: no cover
     BROKEN = (httpx.TransportError,)
 # The response_format forms, in the order they are tried: OpenAI's, then llama-cpp-python's
 FORMATS = ("json_schema", "json_object")
+UNREACHABLE_HINT = "Start the server, or correct its base_url (for openai: OPENAI_BASE_URL)."
 FIRST_FORMAT: dict[ServerKind, str | None] = {"llama-cpp-python": "json_object"}
 
 
@@ -168,10 +169,10 @@ class OpenAIBackend:
             response = self.http.get("/v1/models", timeout=2.0)
         except httpx.HTTPError as exc:
             detail = f"no server at {self.host} ({type(exc).__name__})"
-            return BackendHealth(self.name, False, detail)
+            return BackendHealth(self.name, False, detail, hint=UNREACHABLE_HINT)
         if response.status_code != 200:
             detail = f"{self.host} answered {response.status_code} to /v1/models"
-            return BackendHealth(self.name, False, detail)
+            return BackendHealth(self.name, False, detail, hint=UNREACHABLE_HINT)
         return BackendHealth(self.name, True, f"{DESCRIPTIONS[self.kind]} at {self.host}")
 
     def close(self) -> None:
@@ -357,7 +358,7 @@ class OpenAIBackend:
             raise BackendUnavailableError(
                 self.name,
                 f"Cannot reach {where}.",
-                hint="Start the server, or correct its base_url (or OPENAI_BASE_URL).",
+                hint=UNREACHABLE_HINT,
             ) from None
         except openai.AuthenticationError:
             raise BackendError(
