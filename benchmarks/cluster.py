@@ -26,6 +26,7 @@ from ai_stack.units import GIB
 from ai_stack.workflow import load_workflow
 from benchmarks.common import Context, fmt, repeat, show
 from tests.ollama_double import OllamaDouble
+from tests.ray_local import local_ray
 
 LOAD_GIB_PER_S = 2.0
 SECONDS_PER_TOKEN = 0.02
@@ -109,30 +110,19 @@ def _machine() -> Iterator[None]:
 def _cluster(work: Path) -> Iterator[Any]:
     """A local Ray cluster of three slots, each worker on its own double and user dir; a
     connection to it (the workers start once, as a long batch's would)."""
-    import ray
-
     from ai_stack.cluster import Cluster
 
     doubles = {slot: _double() for slot in SLOTS}
     servers = [double.start() for double in doubles.values()]
-    ray.init(
-        address="local",  # a new cluster, never one `ray start` runs on this machine
-        num_cpus=2,
-        resources={f"ai-stack:{slot}": 1 for slot in SLOTS},
-        namespace="ai-stack",
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="warning",
-    )
     env = {
         slot: {"OLLAMA_HOST": d.host, "AI_STACK_HOME": str(work / f"home-{slot}")}
         for slot, d in doubles.items()
     }
     slots = {slot: ClusterSlotSettings(env=env[slot]) for slot in SLOTS}
     try:
-        yield lambda: Cluster.connect("auto", ClusterSettings(slots=slots))
+        with local_ray(SLOTS):
+            yield lambda: Cluster.connect("auto", ClusterSettings(slots=slots))
     finally:
-        ray.shutdown()
         for server in servers:
             server.stop()
 

@@ -30,6 +30,7 @@ from ai_stack.cluster.worker import NodeWorker
 from ai_stack.roles import RoleCall, Served
 from tests.conftest import ROOT, invoke
 from tests.ollama_double import GIB, OllamaDouble
+from tests.ray_local import local_ray as start_local_ray
 from tests.test_batch import FOUR_TASKS, THREE, phase_keys, wait_for_phases
 from tests.test_workflow import write
 
@@ -53,19 +54,8 @@ tasks:
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[str]:
     """A local Ray cluster with three worker slots; its address, for drivers in subprocesses."""
-    ray.init(
-        address="local",  # a new cluster, never one `ray start` runs on this machine
-        num_cpus=2,
-        resources={f"ai-stack:{slot}": 1 for slot in SLOTS},
-        namespace="ai-stack",
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="warning",
-    )
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
+    with start_local_ray(SLOTS) as address:
+        yield address
 
 
 @dataclass
@@ -80,6 +70,16 @@ class Machines:
 
     def generations(self) -> int:
         return sum(len(d.events("generate")) for d in self.doubles.values())
+
+    def slow(self, seconds_per_token: float) -> None:
+        for double in self.doubles.values():
+            double.seconds_per_token = seconds_per_token
+
+    def unloaded(self) -> bool:
+        """Whether every machine has unloaded (or is unloading) what it had loaded."""
+        return all(
+            all(r.unloading_until for r in d.runners.values()) for d in self.doubles.values()
+        )
 
 
 @pytest.fixture
@@ -233,10 +233,7 @@ def test_each_model_loads_once_on_its_own_node(machines: Machines, tmp_path: Pat
     assert "password: [redacted]" in json.dumps(sent) and "hunter2" not in json.dumps(sent), (
         "credentials are redacted before a call leaves the driver"
     )
-    for double in machines.doubles.values():
-        assert not double.runners or all(r.unloading_until for r in double.runners.values()), (
-            "each node unloads what it loaded once the batch ends"
-        )
+    assert machines.unloaded(), "each node unloads what it loaded once the batch ends"
 
 
 def test_a_node_that_lacks_the_models_is_left_out_by_name(
@@ -329,8 +326,7 @@ def test_a_worker_killed_mid_call_is_recovered_with_no_phase_redone(
 def test_resume_after_the_driver_is_killed(
     machines: Machines, local_ray: str, isolated_home: Path, tmp_path: Path
 ) -> None:
-    for double in machines.doubles.values():
-        double.seconds_per_token = 0.05
+    machines.slow(0.05)
     path = write(tmp_path, FOUR_TASKS)
     database = isolated_home / "history.db"
     driver = start_driver(path, local_ray, machines.config)
@@ -356,8 +352,7 @@ def test_resume_after_the_driver_is_killed(
 def test_ctrl_c_stops_the_nodes_and_unloads_what_they_loaded(
     machines: Machines, local_ray: str, isolated_home: Path, tmp_path: Path
 ) -> None:
-    for double in machines.doubles.values():
-        double.seconds_per_token = 0.05
+    machines.slow(0.05)
     path = write(tmp_path, FOUR_TASKS)
     driver = start_driver(path, local_ray, machines.config)
     assert wait_for_phases(isolated_home / "history.db", 2, timeout=180) >= 2
@@ -365,12 +360,5 @@ def test_ctrl_c_stops_the_nodes_and_unloads_what_they_loaded(
     _, err = driver.communicate(timeout=120)
     assert driver.returncode == 130, err
     assert "--resume" in err and "Traceback" not in err
-    wait_until(
-        lambda: all(
-            not d.runners or all(r.unloading_until for r in d.runners.values())
-            for d in machines.doubles.values()
-        ),
-        "every node to unload",
-        timeout=10,
-    )
+    wait_until(machines.unloaded, "every node to unload", timeout=10)
     assert sum(len(d.events("unload")) for d in machines.doubles.values()) >= 1
