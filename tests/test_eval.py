@@ -312,18 +312,22 @@ def test_a_suite_over_the_task_limit_is_refused_quickly(tmp_path: Path) -> None:
 WRONG_PROSE = (
     "Here Is My Answer, Written Without Care\n\nIt talks about many things, such as trees, "
     "cars, clouds and people, in long sentences that go on and on. It never ends the way it "
-    "should. It has no title and no postscript, and it is not JSON."
+    "should. It has no title and no postscript, and it is not JSON. Then it stops."
 )
 
 
-@pytest.mark.parametrize("name", ["prose", "multistep"])
-def test_the_new_suites_checkers_accept_a_right_answer_and_refuse_a_wrong_one(name: str) -> None:
+@pytest.mark.parametrize(
+    "file", ["prose.yaml", "instructions.yaml", "multistep.yaml", "docstrings.jsonl"]
+)
+def test_the_new_suites_checkers_accept_a_right_answer_and_refuse_a_wrong_one(file: str) -> None:
     """Written before any model ran; a checker that passed anything would make the team's
     numbers on them lie, one that refused right answers would hide its gains."""
-    suite = load_suite(SUITE.with_name(f"{name}.yaml"))
+    suite = load_suite(SUITE.with_name(file))
+    name = file.split(".")[0]
     answers = yaml.safe_load((REFERENCE.parent / f"{name}-answers.yaml").read_text())
     assert {task.id for task in suite.tasks} <= set(answers)
-    wrong = WRONG_PROSE if name == "prose" else "```python\ndef unrelated():\n    return 0\n```"
+    prose = name in ("prose", "instructions")
+    wrong = WRONG_PROSE if prose else "```python\ndef unrelated():\n    return 0\n```"
     for task in suite.tasks:
         for key in (task.id, f"{task.id}-fenced"):
             if key in answers:
