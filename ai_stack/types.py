@@ -111,11 +111,16 @@ RequirementKind = Literal[
     "placeholders",
     "postscript",
     "json",
+    "letters",
+    "capital_words",
+    "highlights",
+    "quoted",
     "judgement",
 ]
 """What a requirement asks of an answer: a count (of words, sentences, paragraphs, bullets,
-sections, ``[placeholders]``), a case, a word or phrase to use or avoid, a start or an end, a
-title, a postscript, JSON; ``judgement`` is what no code can check (a tone, a topic)."""
+sections, ``[placeholders]``, ``*highlighted*`` spans, words in capitals, a letter), a case, a
+word or phrase to use or avoid, a start or an end, a title, a postscript, JSON, the whole answer
+in double quotes; ``judgement`` is what no code can check (a tone, a topic)."""
 Relation = Literal["at least", "at most", "exactly", "none"]
 
 

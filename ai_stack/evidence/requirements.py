@@ -73,22 +73,66 @@ _UNITS = {
 }
 _QUOTED = r"[\"'\u201c\u2018]([^\"'\u201d\u2019\n]{1,60})[\"'\u201d\u2019]"
 _TERM = rf"(?:the (?:words?|phrases?|terms?|keywords?|letters?) )?(?:{_QUOTED}|(\w[\w-]*))"
+_NOT = r"(?<!\bno )(?<!\bnot )(?<!\bwithout )(?<!\bnever )"  # "no capital letters": not a case
+_FOLLOWING = r"(?:the|this|these)(?: exact)? (?:words?|phrases?|sentence)"
+# an unquoted phrase, after "this exact phrase", runs to the end of its sentence
+_BARE_PHRASE = r"([^\n\"]{1,60}?[.!?]?)(?=\.?\s+(?:No|Do not|Nothing)\b|\.?\s*$)"
+_RESPONSE = r"(?:answer|reply|response|email|letter|text|note|message|poem|story|essay)"
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("count", re.compile(rf"\b(?:{_RELATION}\s+)?{_NUM}\s+{_UNIT}\b", re.I)),
     ("count-hyphen", re.compile(rf"\b{_NUM}-(sentence|paragraph)\b", re.I)),
-    ("lowercase", re.compile(r"\b(?:all |entirely |only )?(?:in )?lower[- ]?case\b", re.I)),
     (
-        "uppercase",
+        "lowercase",
         re.compile(
-            r"\b(?:all |entirely |only )?(?:in )?(?:upper[- ]?case|capital letters|all caps)\b",
+            rf"{_NOT}\b(?:(?:all|entirely|only)(?: in)?|in(?: all)?) lower[- ]?case(?: letters)?\b"
+            r"|\bno capital letters\b",
             re.I,
         ),
     ),
     (
+        "uppercase",
+        re.compile(
+            rf"{_NOT}(?<!\bwords with )\b(?:(?:all|entirely|only)(?: in)?|in(?: all)?) "
+            r"(?:upper[- ]?case(?: letters)?|capital letters|caps)\b"
+            r"(?!,? (?:should|must|may|will) appear)",
+            re.I,
+        ),
+    ),
+    (
+        "capital_words",
+        re.compile(
+            rf"\bwords (?:with|in) all capital letters (?:should|must|may) appear "
+            rf"(?:{_RELATION} )?{_NUM} times\b",
+            re.I,
+        ),
+    ),
+    (
+        "letters",
+        re.compile(
+            rf"\bthe letter [\"']?([a-z])[\"']? (?:should|must|may) appear (?:{_RELATION} )?"
+            rf"{_NUM} times\b",
+            re.I,
+        ),
+    ),
+    (
+        "highlights",
+        re.compile(rf"\bhighlight (?:{_RELATION} )?{_NUM} (?:sections?|parts?|phrases?)\b", re.I),
+    ),
+    (
         "avoid",
         re.compile(
-            rf"\b(?:do not|don't|never|without|avoid)(?: using| use| mentioning| mention"
-            rf"| including| include| saying| say)?(?: any)? {_TERM}",
+            rf"\b(?:do not|don't|never|without|avoid|refrain from)(?: using| use| the use of"
+            rf"| mentioning| mention| including| include| saying| say)?(?: any)? {_TERM}",
+            re.I,
+        ),
+    ),
+    ("no-commas", re.compile(r"\b(?:with|use|using|contain|containing) no commas\b", re.I)),
+    (
+        "keywords",
+        re.compile(
+            r"\b(do not |don't |never )?(?:include|use|mention)s? (?:the )?key ?words? "
+            r"(\w[\w'-]*(?: \w[\w'-]*)?(?:, \w[\w'-]*(?: \w[\w'-]*)?)*"
+            r"(?:,? and \w[\w'-]*(?: \w[\w'-]*)?)?)(?= in (?:the|your) \w+|[.;]|$)",
             re.I,
         ),
     ),
@@ -103,28 +147,48 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     (
         "starts_with",
         re.compile(
-            rf"\b(?:start|begin)s?(?: (?:your|the) (?:answer|reply|response|email|letter|text))?"
-            rf" with(?: the (?:words?|phrase|sentence))? {_QUOTED}",
+            rf"\b(?:start|begin)s?(?: (?:your|the) {_RESPONSE})? with(?: {_FOLLOWING})?:?"
+            rf" {_QUOTED}",
             re.I,
         ),
     ),
     (
         "ends_with",
         re.compile(
-            rf"\b(?:end|finish)(?:s|ing)?(?: (?:your|the) (?:answer|reply|response|email|letter"
-            rf"|text))? with(?: the (?:words?|phrase|sentence))? {_QUOTED}",
+            rf"\b(?:end|finish)(?:s|ing)?(?: (?:your|the) {_RESPONSE})? with(?: {_FOLLOWING})?:?"
+            rf" {_QUOTED}|\b(?:end|finish)(?:s|ing)?(?: (?:your|the) {_RESPONSE})? with "
+            rf"{_FOLLOWING}:? {_BARE_PHRASE}",
             re.I,
         ),
     ),
-    ("title", re.compile(r"\b(?:include|with|give it|add|has|have) a title\b", re.I)),
+    (
+        "title",
+        re.compile(
+            r"\b(?:include|with|give|add|has|have|contain|put)s?(?: (?:it|them|the \w+|your \w+))?"
+            r" a title\b",
+            re.I,
+        ),
+    ),
     (
         "postscript",
-        re.compile(r"\b(?:add|include|with|end with) a (?:postscript|p\.\s?s\.?)", re.I),
+        re.compile(
+            r"\b(?:add|include|with|end with)(?: a| an)? (?:postscript|p\.\s?s\.?)"
+            r"(?: (?:starting|beginning) with ((?:P\.\s?)+S\.?))?",
+            re.I,
+        ),
     ),
     ("json", re.compile(r"\b(?:in|as) (?:valid )?JSON\b|\bJSON (?:object|format)\b", re.I)),
     (
         "bullets",
         re.compile(r"\b(?:as|in|use|using|with) (?:a )?(?:bulleted|bullet[- ]point) list\b", re.I),
+    ),
+    (
+        "quoted",
+        re.compile(
+            r"\bwrap (?:your |the )?(?:entire |whole )?(?:response|answer|reply|output) "
+            r"(?:with|in) double quot(?:ation marks|es)\b",
+            re.I,
+        ),
     ),
 ]
 
@@ -158,46 +222,108 @@ def stated(task: str) -> list[Requirement]:
     avoid 'light' ("without the word 'light'")
     >>> stated("Write a haiku about autumn."), stated("Port this from Python 2 -> 3.")
     ([], [])
+
+    Negations and look-alikes are not what they resemble:
+
+    >>> [r.check for r in stated("All in lowercase letters. No capital letters are allowed.")]
+    ['lowercase']
+    >>> [r.describe() for r in stated("Words with all capital letters should appear 3 times.")]
+    ['capital words: exactly 3 ("Words with all capital letters should appear 3 times")']
+    >>> [r.check for r in stated("Highlight at least 2 sections with markdown.")]
+    ['highlights']
     """
     found: list[Requirement] = []
     for kind, pattern in _PATTERNS:
         for match in pattern.finditer(task):
-            quote = match.group(0).strip()
-            if kind == "count":
-                unit = _UNITS.get(match.group(3).lower().rstrip("s"))
-                if unit is None:  # lines: no checker of its own
-                    continue
-                relation, count = _relation(match.group(1), _number(match.group(2)))
-                found.append(Requirement(quote=quote, check=unit, relation=relation, count=count))  # type: ignore[arg-type]
-            elif kind == "count-hyphen":
-                unit = _UNITS[match.group(2).lower()]
-                count = _number(match.group(1))
-                found.append(Requirement(quote=quote, check=unit, relation="exactly", count=count))  # type: ignore[arg-type]
-            elif kind == "avoid":
-                quoted, bare = match.group(1), match.group(2)
-                if not quoted and "the " not in quote.lower() and bare.lower() != "commas":
-                    continue  # "without a doubt": only a quoted term or "the word X" is one
-                text = "," if (bare or "").lower() in ("comma", "commas") else quoted or bare
-                found.append(Requirement(quote=quote, check="avoid", text=text[:80]))
-            elif kind == "include":
-                if re.search(r"(not|n't|never|without)\s*$", task[: match.start()], re.I):
-                    continue  # "do not use the word 'x'" is an avoid
-                times = match.group(2)
-                found.append(
-                    Requirement(
-                        quote=quote,
-                        check="include",
-                        relation="at least" if times else "none",
-                        count=_number(times) if times else 0,
-                        text=match.group(1)[:80],
-                    )
-                )
-            elif kind in ("starts_with", "ends_with"):
-                found.append(Requirement(quote=quote, check=kind, text=match.group(1)[:80]))  # type: ignore[arg-type]
-            else:
-                text = "P.S." if kind == "postscript" else ""
-                found.append(Requirement(quote=quote, check=kind, text=text))  # type: ignore[arg-type]
+            found += _read(kind, match, task)
+    found = _marked(found, task)
+    cases = {r.check for r in found} & {"lowercase", "uppercase"}
+    if len(cases) > 1:  # a task cannot want both: neither is checked
+        found = [r for r in found if r.check not in cases]
     return list({(r.check, r.relation, r.count, r.text): r for r in found}.values())
+
+
+def _read(kind: str, match: re.Match[str], task: str) -> list[Requirement]:
+    """The requirements one phrase states (a list of keywords states several)."""
+    quote = match.group(0).strip()
+    if kind == "count":
+        unit = _UNITS.get(match.group(3).lower().rstrip("s"))
+        if unit is None:  # lines: no checker of its own
+            return []
+        before = task[: match.start()]
+        if unit == "sections" and re.search(r"\bhighlight\s+\S*\s*\S*\s*$", before, re.I):
+            return []  # "highlight at least 2 sections": highlights
+        relation, count = _relation(match.group(1), _number(match.group(2)))
+        return [Requirement(quote=quote, check=unit, relation=relation, count=count)]  # type: ignore[arg-type]
+    if kind == "count-hyphen":
+        unit = _UNITS[match.group(2).lower()]
+        count = _number(match.group(1))
+        return [Requirement(quote=quote, check=unit, relation="exactly", count=count)]  # type: ignore[arg-type]
+    if kind in ("capital_words", "highlights"):
+        relation, count = _relation(match.group(1), _number(match.group(2)))
+        return [Requirement(quote=quote, check=kind, relation=relation, count=count)]  # type: ignore[arg-type]
+    if kind == "letters":
+        relation, count = _relation(match.group(2), _number(match.group(3)))
+        letter = match.group(1).lower()
+        return [
+            Requirement(quote=quote, check="letters", relation=relation, count=count, text=letter)  # type: ignore[arg-type]
+        ]
+    if kind == "avoid":
+        quoted, bare = match.group(1), match.group(2)
+        if bare and bare.lower() in ("keyword", "keywords"):
+            return []  # "do not include keywords x, y": a list, read below
+        if not quoted and "the " not in quote.lower() and bare.lower() != "commas":
+            return []  # "without a doubt": only a quoted term or "the word X" is one
+        text = "," if (bare or "").lower() in ("comma", "commas") else quoted or bare
+        return [Requirement(quote=quote, check="avoid", text=text[:80])]
+    if kind == "no-commas":
+        return [Requirement(quote=quote, check="avoid", text=",")]
+    if kind == "keywords":
+        words = re.split(r",\s*(?:and\s+)?|\s+and\s+", match.group(2).strip())
+        check = "avoid" if match.group(1) else "include"
+        return [
+            Requirement(quote=quote, check=check, text=word.strip(" '\"")[:80])  # type: ignore[arg-type]
+            for word in words
+            if word.strip(" '\"")
+        ]
+    if kind == "include":
+        if re.search(r"(not|n't|never|without)\s*$", task[: match.start()], re.I):
+            return []  # "do not use the word 'x'" is an avoid
+        times = match.group(2)
+        return [
+            Requirement(
+                quote=quote,
+                check="include",
+                relation="at least" if times else "none",
+                count=_number(times) if times else 0,
+                text=match.group(1)[:80],
+            )
+        ]
+    if kind in ("starts_with", "ends_with"):
+        text = next(group for group in match.groups() if group)
+        return [Requirement(quote=quote, check=kind, text=text.strip()[:80])]  # type: ignore[arg-type]
+    if kind == "title":
+        angled = bool(re.search(r"<<|angular brackets", task, re.I))
+        return [Requirement(quote=quote, check="title", text="<<>>" if angled else "")]
+    if kind == "postscript":
+        marker = re.sub(r"\s+", "", match.group(1) or "P.S.").upper()
+        return [Requirement(quote=quote, check="postscript", text=marker)]
+    return [Requirement(quote=quote, check=kind, text="")]  # type: ignore[arg-type]
+
+
+def _marked(found: list[Requirement], task: str) -> list[Requirement]:
+    """Sections marked by a word (``Mark the beginning of each section with SECTION X``) and
+    paragraphs split by a divider (``separated with the markdown divider: ***``) carry it."""
+    marker = re.search(r"\beach section with ['\"]?([A-Za-z]+)\b", task)
+    divider = re.search(r"\bparagraphs\b[^.]*(?:separated|divided)[^\n]*\*\*\*", task, re.I)
+    marked = []
+    for requirement in found:
+        if requirement.check == "sections" and marker:
+            requirement = requirement.model_copy(update={"text": marker.group(1)})
+        elif requirement.check == "paragraphs" and divider:
+            requirement = requirement.model_copy(update={"text": "***"})
+        marked.append(requirement)
+    return marked
 
 
 # -- the checkers ------------------------------------------------------------------------------
@@ -326,6 +452,27 @@ def _compare(actual: int, relation: str, count: int) -> bool:
     return actual == count
 
 
+def count_capital_words(text: str) -> int:
+    """Words written all in capitals (two letters or more).
+
+    >>> count_capital_words("GO NOW, it is A fine DAY")
+    3
+    """
+    return sum(1 for word in _WORD.findall(text) if len(word) > 1 and word.isupper())
+
+
+_HIGHLIGHT = re.compile(r"\*\*[^\n*]+\*\*|(?<!\*)\*[^\n*\s][^\n*]*\*(?!\*)")
+
+
+def count_highlights(text: str) -> int:
+    """Spans highlighted with Markdown emphasis (``*this*`` or ``**this**``), not bullets.
+
+    >>> count_highlights("* a bullet\\nSome *key idea* and **another**.")
+    2
+    """
+    return len(_HIGHLIGHT.findall(text))
+
+
 _COUNTERS: dict[str, Callable[[str, Requirement], int]] = {
     "words": lambda text, r: count_words(text),
     "sentences": lambda text, r: count_sentences(text),
@@ -334,8 +481,18 @@ _COUNTERS: dict[str, Callable[[str, Requirement], int]] = {
     "sections": lambda text, r: count_sections(text, r.text),
     "placeholders": lambda text, r: len(_PLACEHOLDER.findall(text)),
     "include": lambda text, r: occurrences(text, r.text),
+    "letters": lambda text, r: text.lower().count(r.text.lower()),
+    "capital_words": lambda text, r: count_capital_words(text),
+    "highlights": lambda text, r: count_highlights(text),
 }
-_NOUNS = {"include": "time", "placeholders": "placeholder", "bullets": "bullet point"}
+_NOUNS = {
+    "include": "time",
+    "placeholders": "placeholder",
+    "bullets": "bullet point",
+    "letters": "time",
+    "capital_words": "word in capitals",
+    "highlights": "highlighted span",
+}
 
 
 def body_of(text: str) -> str:
@@ -362,7 +519,8 @@ def check_requirement(requirement: Requirement, answer: str) -> Check | None:
         actual = _COUNTERS[kind](text, requirement)
         noun = _NOUNS.get(kind, kind.rstrip("s"))
         found = f"{actual} {noun}{'' if actual == 1 else 's'}"
-        detail = f"found {actual} times" if kind == "include" else f"the answer has {found}"
+        counted = kind in ("include", "letters")
+        detail = f"found {actual} times" if counted else f"the answer has {found}"
         passed = _compare(actual, "exactly" if relation == "none" else relation, count)
     elif kind == "avoid":
         actual = occurrences(text, requirement.text)
@@ -388,6 +546,10 @@ def check_requirement(requirement: Requirement, answer: str) -> Check | None:
     elif kind == "json":
         passed = _json(text)
         detail = "" if passed else "the answer is not valid JSON"
+    elif kind == "quoted":
+        stripped = text.strip()
+        passed = len(stripped) > 1 and stripped[0] == stripped[-1] == '"'
+        detail = "" if passed else "the answer is not wrapped in double quotes"
     else:
         return None
     return Check(kind="requirement", name=requirement.describe(), passed=passed, detail=detail)
