@@ -37,7 +37,7 @@ from ai_stack.evidence import EvidenceCollector
 from ai_stack.files import write_atomically
 from ai_stack.history import HistoryRecorder, HistoryStore
 from ai_stack.memory import MemoryManager, evictions
-from ai_stack.modes import MODES
+from ai_stack.modes import MODES, phase_rank
 from ai_stack.prompts import PromptLibrary
 from ai_stack.redaction import redact, redact_all
 from ai_stack.roles import RoleRunner
@@ -54,35 +54,6 @@ from ai_stack.types import (
     RunStarted,
 )
 from ai_stack.workflow import PlannedTask, Workflow, render
-
-EXECUTE_RANK = 10_000
-REPAIR_RANK = 20_000  # after every review round (at most 20)
-
-
-def phase_rank(phase: Phase, round_: int) -> int:
-    """Order of phases in the phase-major schedule: the contract or the plan review, the
-    answer, the answer review, the repair.
-
-    >>> [phase_rank(p, r) for p, r in [("plan", 0), ("critique", 1), ("revise", 1),
-    ...                                 ("critique", 2), ("execute", 0), ("probe", 1),
-    ...                                 ("review", 1), ("fix", 1), ("probe", 2)]]
-    [0, 1, 2, 3, 10000, 10001, 10002, 10003, 10004]
-    >>> [phase_rank(p, r) for p, r in [("contract", 0), ("rethink", 0), ("attempt", 2)]]
-    [0, 20000, 20002]
-    """
-    if phase in ("plan", "contract"):
-        return 0
-    if phase == "rethink":
-        return REPAIR_RANK
-    if phase == "attempt":
-        return REPAIR_RANK + round_
-    if phase == "critique":
-        return 2 * round_ - 1
-    if phase == "revise":
-        return 2 * round_
-    if phase == "execute":
-        return EXECUTE_RANK
-    return EXECUTE_RANK + 3 * round_ + {"probe": -2, "compute": -2, "review": -1, "fix": 0}[phase]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +92,7 @@ def task_steps(specs: dict[Role, ModelSpec], settings: Settings) -> list[tuple[P
     """Every model call of a task whose reviews use all their rounds (an upper bound: approval
     ends a review early, and failed checks skip the Critic's answer-review calls), as the mode
     table says (:mod:`ai_stack.modes`)."""
-    steps = MODES[settings.mode].steps(
-        rounds=settings.max_rounds,
-        probes=bool(settings.evidence.probes),
-        attempts=settings.evidence.attempts,
-    )
+    steps = MODES[settings.mode].steps(settings)
     return [(phase, round_, str(specs[role])) for phase, round_, role in steps]
 
 

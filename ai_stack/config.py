@@ -162,10 +162,14 @@ class EvidenceSettings(BaseModel):
 
     exec: bool = False  # run answer code even where no isolating sandbox exists (opt-in)
     probes: int = Field(default=3, ge=0, le=5)  # edge-case calls the Critic may propose
-    # When fixes stall (team mode): fresh answers tried, the first after the Planner rethinks;
-    # the others sampled at attempt_temperature, never seeing the failed answer.
+    # When the answer fails its checks (team mode): up to this many answers written afresh of
+    # each kind — in the shape a task's stated requirements give, and fresh answers that never
+    # see the failed one, sampled from the second on at attempt_temperature
     attempts: int = Field(default=2, ge=0, le=8)
     attempt_temperature: float = Field(default=0.8, ge=0.0, le=2.0)
+    # before the first fresh answer to code that fails its checks, the Planner says what went
+    # wrong and another approach (planning after trial)
+    rethink: bool = False
     # After the first answer, the review and the repair may cost at most this many times the
     # first answer's own call (in decode-token equivalents; 0: no bound): work proportionate to
     # the task, and a task the model keeps failing costs a bounded multiple of one call

@@ -23,7 +23,7 @@ from ai_stack.backends import ModelSpec
 from ai_stack.backends.base import LoadOptions
 from ai_stack.config import Settings
 from ai_stack.errors import InputLimitError
-from ai_stack.modes import MODES
+from ai_stack.modes import MODES, Part
 from ai_stack.types import ROLES, Role
 
 PROMPT_OVERHEAD = 400  # tokens of role instructions and chat template around the task
@@ -128,11 +128,12 @@ def role_needs(settings: Settings, task_tokens: int, most_checks: int) -> dict[R
     """The longest call of each role the settings' mode calls, for a task (and its context) of
     ``task_tokens``, whose answers get at most ``most_checks`` checks.
 
-    Follow-ups continue a conversation, so a call's prompt holds what came before it: a fix
-    holds the Executor's prompt, its answer, the evidence and the Critic's issues, and a
-    repeated fix the answer again. Each bound takes every reply at its ``max_tokens``. Re-asks
-    after an invalid reply are rare and not planned for: a call that outgrows its model's
-    context loads a larger one (``RoleRunner``), up to ``num_ctx``.
+    Each call's prompt holds what the mode table says it holds (:mod:`ai_stack.modes`): a
+    follow-up continues a conversation, so a fix holds the Executor's prompt, its answer, the
+    evidence and the Critic's issues, and a repeated fix the answer again. Each bound takes
+    every reply at its ``max_tokens``. Re-asks after an invalid reply are rare and not planned
+    for: a call that outgrows its model's context loads a larger one (``RoleRunner``), up to
+    ``num_ctx``.
 
     >>> needs = role_needs(Settings(), task_tokens=100, most_checks=5)
     >>> sorted(needs), needs["executor"].call, needs["executor"].total
@@ -142,39 +143,21 @@ def role_needs(settings: Settings, task_tokens: int, most_checks: int) -> dict[R
     """
     mode = MODES[settings.mode]
     reply = {role: settings.role(role).max_tokens for role in ROLES}
-    base = PROMPT_OVERHEAD + task_tokens
-    plan = reply["planner"] if mode.plan else 0
-    evidence = most_checks * CHECK_TOKENS
-    reviews = settings.max_rounds > 0
-
-    calls: dict[Role, list[tuple[str, int]]] = {role: [] for role in ROLES}
-    if mode.contract:
-        calls["planner"].append(("the requirements of the task", base))
-    if mode.plan:
-        calls["planner"].append(("the plan", base))
-    if mode.plan_review and reviews:
-        critique = base + plan + FOLLOW_UP
-        calls["critic"].append(("a critique of the plan", critique))
-        revision = base + plan + reply["critic"] + FOLLOW_UP
-        calls["planner"].append(("a revision of the plan", revision))
-    answered = base + plan + reply["executor"]
-    calls["executor"].append(("the answer", base + plan))
-    if mode.answer_review and reviews:
-        # the probe's calls (a Critic reply), then the review with the evidence
-        review = answered + FOLLOW_UP + reply["critic"] + FOLLOW_UP + evidence
-        calls["critic"].append(("the review of the answer", review))
-        # the evidence and issues, then the same answer again and a plea to change it
-        fix = answered + FOLLOW_UP + evidence + reply["critic"] + reply["executor"] + FOLLOW_UP
-        calls["executor"].append(("a fix of the answer", fix))
-    if mode.repair and settings.evidence.attempts:
-        # the failing answer and its evidence, then a new approach to answer from
-        calls["planner"].append(("a rethink of the answer", answered + evidence + FOLLOW_UP))
-        calls["executor"].append(("a fresh answer", base + reply["planner"] + FOLLOW_UP))
-    needs = {}
-    for role, options in calls.items():
-        if options and role in mode.roles:
-            call, prompt = max(options, key=lambda option: option[1])
-            needs[role] = Need(role, call, prompt, reply[role])
+    tokens: dict[Part, int] = {
+        "task": PROMPT_OVERHEAD + task_tokens,
+        "plan": reply["planner"],
+        "answer": reply["executor"],
+        "evidence": most_checks * CHECK_TOKENS,
+        "critique": reply["critic"],
+        "approach": reply["planner"],
+        "follow-up": FOLLOW_UP,
+        "again": reply["executor"],
+    }
+    needs: dict[Role, Need] = {}
+    for call in mode.active(settings):
+        prompt = sum(tokens[part] for part in call.holds)
+        if call.role not in needs or prompt > needs[call.role].prompt:
+            needs[call.role] = Need(call.role, call.does, prompt, reply[call.role])
     return needs
 
 

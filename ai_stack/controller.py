@@ -14,6 +14,7 @@ import functools
 import operator
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, TypeVar
@@ -38,20 +39,29 @@ from ai_stack.conversation import (
     turn_text,
 )
 from ai_stack.errors import InputLimitError, InvalidOutputError, UsageError
-from ai_stack.evidence import Ask, EvidenceCollector, dropped_code, printed_by, result_agrees
+from ai_stack.evidence import (
+    EvidenceCollector,
+    dropped_code,
+    planned,
+    printed_by,
+    program_blocks,
+    result_agrees,
+)
+from ai_stack.evidence import read as read_ask
 from ai_stack.memory import MemoryManager, load_options_for
 from ai_stack.modes import MODES, ROLES_CALLED
 from ai_stack.prompts import PromptLibrary
 from ai_stack.roles import RoleCall, RoleRunner
 from ai_stack.sandbox import Sandbox
+from ai_stack.shape import mend, shape_for
 from ai_stack.thermal.policy import ThermalGuard
 from ai_stack.types import (
     AnswerReady,
     AnswerVersion,
+    Ask,
+    AskDecided,
     Attachment,
-    Check,
     Contract,
-    ContractReady,
     Critique,
     CritiqueReady,
     Event,
@@ -338,13 +348,9 @@ class Pipeline:
             }
 
         calls = MODES[mode]
-        contract: Contract | None = None
-        ask = Ask()
-        if calls.contract:
-            contract, ask = yield from tally.relay(self._contract(base, task))
         plans: ReviewOutcome[Plan] | None = None
-        if calls.plan:
-            plans = yield from tally.relay(self._plan(base, done, review=calls.plan_review))
+        if calls.makes("plan"):
+            plans = yield from tally.relay(self._plan(base, done, review=calls.makes("critique")))
         plan = plans.subject if plans else None
         if calls.raw:
             executor: list[Message] = [
@@ -362,18 +368,18 @@ class Pipeline:
         yield AnswerReady(first)
         allowance = Budget(self.settings.evidence.budget, tally.phases)
         allowance.open()
+        contract: Contract | None = None
+        ask = Ask()
+        if calls.makes("contract"):
+            contract, ask = yield from tally.relay(self._decide(base, task, first))
         answers = ReviewOutcome(subject=first, versions=[first], stop_reason="approved")
-        if calls.answer_review:
+        if calls.repairs:
             answers = yield from tally.relay(
-                self._review_answer(base("executor"), executor, first, done, ask, allowance)
+                self._team_review(base, executor, first, done, ask, allowance)
             )
-        printed = printed_result(answers.versions, ask)
-        if printed is not None:
-            answers.versions.append(printed)
-            yield AnswerReady(printed)
-        elif calls.repair and best_answer(answers.versions).evidence is not None:
-            answers.versions += yield from tally.relay(
-                self._repair(base, executor, answers, ask, allowance)
+        elif calls.reviews_answer:
+            answers = yield from tally.relay(
+                self._review_answer(base("executor"), executor, first, done, allowance)
             )
         chosen = best_answer(answers.versions)
         result = RunResult(
@@ -387,11 +393,14 @@ class Pipeline:
             critiques=plans.critiques if plans else [],
             rounds=plans.rounds if plans else 0,
             contract=contract,
-            stop_reason=plans.stop_reason if calls.plan_review and plans else None,
+            ask=ask if calls.makes("contract") else None,
+            stop_reason=plans.stop_reason if calls.makes("critique") and plans else None,
             answers=answers.versions,
             answer_critiques=answers.critiques,
             answer_rounds=answers.rounds,
-            answer_stop_reason=answers.stop_reason if calls.answer_review else None,
+            answer_stop_reason=answers.stop_reason
+            if calls.makes("fix") or calls.makes("attempt")
+            else None,
             chosen_answer=chosen.version,
             output=chosen.text,
             metrics=RunMetrics(
@@ -574,28 +583,31 @@ class Pipeline:
             )
         )
 
-    def _contract(
-        self, base: Callable[[Role], dict[str, Any]], task: str
+    def _decide(
+        self, base: Callable[[Role], dict[str, Any]], task: str, first: AnswerVersion
     ) -> Generator[Event, None, tuple[Contract | None, Ask]]:
-        """What the task asks for: the Planner's decision on the kind of reply (code, a value,
-        text), with the requirements the task's words state. Without a valid decision the kind
-        is unknown, and no answer is failed for its form."""
-        contract = yield from self._soft(
-            self.runner.structured(
-                self._call("planner", "contract"),
-                self.prompts.render("contract", **base("planner")),
-                Contract,
+        """What the task asks for, decided once: from the task's own words where they say it
+        (a function's signature or calls with results: code; stated requirements answered in
+        prose: prose), else by the Planner's one short question. Without a valid decision the
+        kind is unknown, and no answer is failed for its form."""
+        ask = read_ask(task, first.text)
+        contract: Contract | None = None
+        if ask is None:
+            contract = yield from self._soft(
+                self.runner.structured(
+                    self._call("planner", "contract"),
+                    self.prompts.render("contract", **base("planner")),
+                    Contract,
+                )
             )
-        )
-        if contract is None:
-            yield Notice(
-                "contract",
-                "the Planner gave no valid answer on what the task asks for: the answer's form "
-                "is not checked",
-            )
-            return None, Ask()
-        ask = Ask.of(contract, task)
-        yield ContractReady(contract, ask.requirements)
+            if contract is None:
+                yield Notice(
+                    "contract",
+                    "the Planner gave no valid answer on what the task asks for: the answer's "
+                    "form is not checked",
+                )
+            ask = planned(contract, task, first.text)
+        yield AskDecided(ask)
         return contract, ask
 
     def _review_answer(
@@ -604,11 +616,11 @@ class Pipeline:
         executor: list[Message],
         first: AnswerVersion,
         done: Resume,
-        ask: Ask,
         budget: Budget,
     ) -> Generator[Event, None, ReviewOutcome[AnswerVersion]]:
-        """The answer review: check the answer, let the Critic judge it with the evidence, and
-        have the Executor fix it, within the same bounded loop as the plan review.
+        """The answer review (``--review answer``, ``both``): check the answer, let the Critic
+        judge it with the evidence, and have the Executor fix it, within the same bounded loop
+        as the plan review.
 
         Every follow-up continues the Executor's conversation (its prompt, then its answer), so a
         backend that caches prompt prefixes reuses it. The Critic works on facts: it proposes
@@ -620,9 +632,8 @@ class Pipeline:
         loop stops (``budget``) with the best version so far.
         """
         max_rounds = self.settings.max_rounds + 1  # up to max_rounds fixes, then a re-check
-        probes = self.settings.evidence.probes if ask.kind in ("code", "unknown") else 0
-
-        computed: list[str] = []  # what a program computing the asked-for result printed
+        probes = self.settings.evidence.probes
+        ask = Ask()  # nothing decided: no answer is failed for its form
 
         def critique(answer: AnswerVersion, round_: int) -> Generator[Event, None, Critique]:
             if round_ <= len(done.answer_critiques):
@@ -631,16 +642,6 @@ class Pipeline:
             evidence = self.evidence.collect(base["task"], answer.text, ask=ask)
             evidence.checks += dropped_code(ask, first.text, answer.text)
             final = round_ >= max_rounds or budget.spent()
-            if self.evidence.computable(ask, answer.text) and round_ == 1 and not final:
-                program = yield from self._soft(
-                    self.runner.text(
-                        self._call("executor", "compute", round_),
-                        [*conversation, *self.prompts.render("compute", **base)],
-                    )
-                )
-                computed.extend(self.evidence.computed_result(program or ""))
-            if computed and self.evidence.computable(ask, answer.text):
-                evidence.checks.append(result_agrees(computed[0], answer.text))
             asked: list[Message] = []
             function = self.evidence.function_of(base["task"], answer.text)
             if probes and not final and not evidence.failures and function:
@@ -723,35 +724,157 @@ class Pipeline:
             )
         )
 
-    def _repair(
+    def _team_review(
         self,
         base: Callable[[Role], dict[str, Any]],
         executor: list[Message],
-        answers: ReviewOutcome[AnswerVersion],
+        first: AnswerVersion,
+        done: Resume,
         ask: Ask,
         budget: Budget,
-    ) -> Generator[Event, None, list[AnswerVersion]]:
-        """When the fixes stall, try what does not anchor on the failed answer: the Planner,
-        shown it and its failures, says what went wrong and proposes another approach, which
-        the Executor follows afresh (planning after trial); then fresh samples of the first
-        answer, which never see the failed one. Each attempt is checked like any version; the
-        first that passes every check ends the repair, as does the run's ``budget`` (the rethink
-        is made only with room left for it and the answer after it; else the room left goes to
-        a fresh sample). A fix
-        conditioned on a wrong answer tends to repeat it (measured: docs/eval.md)."""
-        best = best_answer(answers.versions)
+    ) -> Generator[Event, None, ReviewOutcome[AnswerVersion]]:
+        """The team's review: the answer checked against what the task asks for (its code run
+        on the task's examples in the sandbox, its stated requirements, a result against a
+        program computing it, the Critic's edge cases) and, while a check fails and the run's
+        ``budget`` allows, new versions that do not anchor on the failed one
+        (:meth:`_next_version`): a fix conditioned on a wrong answer tends to repeat it
+        (measured: docs/eval.md). The answer given is the best version (:func:`best_answer`)."""
+        task = base("executor")["task"]
+        evidence, computed = yield from self._examine(base, executor, first, ask, budget)
+        first.evidence = evidence
+        yield EvidenceReady(first.version, 1, evidence)
+        probes = [c.name for c in evidence.checks if c.kind == "probe"]
+        versions = [first]
+        tries: Counter[str] = Counter(v.phase for v in done.answers[1:])
+        stop: StopReason = "approved"
+        while True:
+            best = best_answer(versions)
+            if not (best.evidence and best.evidence.failures):
+                stop = "approved"
+                break
+            if budget.spent():
+                stop = "budget"
+                break
+            if len(versions) < len(done.answers):
+                made: AnswerVersion | None = done.answers[len(versions)]
+            else:
+                made = yield from self._next_version(
+                    base, executor, versions, ask, budget, tries, computed
+                )
+            if made is None:
+                stop = "max_rounds"  # every move the failures allow was made
+                break
+            yield AnswerReady(made)
+            made.evidence = self.evidence.collect(task, made.text, probes, ask)
+            made.evidence.checks += dropped_code(ask, first.text, made.text)
+            yield EvidenceReady(made.version, 0, made.evidence)
+            versions.append(made)
+        yield LoopStopped(stop, len(versions) - 1, "answer")
+        return ReviewOutcome(best_answer(versions), versions, stop_reason=stop)
+
+    def _examine(
+        self,
+        base: Callable[[Role], dict[str, Any]],
+        executor: list[Message],
+        answer: AnswerVersion,
+        ask: Ask,
+        budget: Budget,
+    ) -> Generator[Event, None, tuple[Evidence, str | None]]:
+        """The first answer's evidence, with what the calls that check it add: a program
+        computing a result the answer gave without one (its printed value is returned, the
+        answer compared with it), and the Critic's edge-case calls of a function that passes
+        the task's examples."""
+        task = base("executor")["task"]
+        conversation = [*executor, {"role": "assistant", "content": answer.text}]
+        evidence = self.evidence.collect(task, answer.text, ask=ask)
+        computed: str | None = None
+        if self.evidence.computable(ask, answer.text) and not budget.spent():
+            program = yield from self._soft(
+                self.runner.text(
+                    self._call("executor", "compute", 1),
+                    [*conversation, *self.prompts.render("compute", **base("executor"))],
+                )
+            )
+            printed = self.evidence.computed_result(program or "")
+            if printed:
+                computed = printed[0]
+                evidence.checks.append(result_agrees(computed, answer.text))
+        probes = self.settings.evidence.probes if ask.kind in ("code", "unknown") else 0
+        function = self.evidence.function_of(task, answer.text)
+        if probes and function and not evidence.failures and not budget.spent():
+            asked = [
+                *conversation,
+                *self.prompts.render("probe", **base("executor"), probes=probes, function=function),
+            ]
+            calls = yield from self._soft(
+                self.runner.structured(self._call("critic", "probe", 1), asked, ProbeCalls)
+            )
+            if calls is not None and calls.calls:
+                evidence = self.evidence.collect(task, answer.text, calls.calls, ask)
+        return evidence, computed
+
+    def _next_version(
+        self,
+        base: Callable[[Role], dict[str, Any]],
+        executor: list[Message],
+        versions: list[AnswerVersion],
+        ask: Ask,
+        budget: Budget,
+        tries: Counter[str],
+        computed: str | None,
+    ) -> Generator[Event, None, AnswerVersion | None]:
+        """The next version to try, by what the best one fails; None when no move is left.
+
+        - A result the answer got wrong, or gave as a program: the value its program printed
+          (program-aided, PAL), with no call.
+        - A stated requirement of the text: first what code does exactly (the case, quotes:
+          :func:`~ai_stack.shape.mend`), then the answer written afresh in the shape the
+          requirements give (:mod:`ai_stack.shape`; constrained, a count of sentences cannot
+          be missed), up to ``evidence.attempts`` times.
+        - Anything else — code failing its examples or crashing, a form the task does not ask
+          for: fresh answers that never see the failed one, sampled more freely
+          (``evidence.attempts``); code is asked for without explanation (a third of the
+          tokens); with ``evidence.rethink`` the first follows the Planner's new approach
+          (planning after trial), where the budget has room for it and the answer after it.
+        """
+        best = best_answer(versions)
+        failed = best.evidence.failures if best.evidence else []
+        kinds = {check.kind for check in failed}
+        number = versions[-1].version + 1
         attempts = self.settings.evidence.attempts
-        failures = best.evidence.failures if best.evidence else []
-        if not attempts or not failures or all(c.kind == "result" for c in failures):
-            return []
-        if budget.spent():
-            return []
-        assert best.evidence is not None
-        first = answers.versions[0].evidence
-        probes = [c.name for c in first.checks if c.kind == "probe"] if first else []
-        requirements = [r.quote for r in ask.requirements]
-        rethink: Rethink | None = None
-        if budget.room_for(2):  # the rethink is worth a call only with room for the answer after
+        if ask.kind == "result" and "result" in kinds and not tries["computed"]:
+            tries["computed"] += 1
+            value = computed or next(
+                iter(printed_by(best.evidence.checks if best.evidence else [])), None
+            )
+            if value and value.strip() and "\n" not in value.strip():
+                return AnswerVersion(version=number, text=value.strip(), phase="computed")
+        text_only = kinds <= {"requirement", "form", "result"} and ask.kind in ("prose", "result")
+        if text_only and "requirement" in kinds:
+            if not tries["mended"]:
+                tries["mended"] += 1
+                mended = mend(best.text, ask.checked)
+                if mended is not None:
+                    return AnswerVersion(version=number, text=mended, phase="mended")
+            shape = shape_for(ask.checked)
+            if shape is not None and tries["shape"] < attempts:
+                tries["shape"] += 1
+                call = self._warmer(self._call("executor", "shape", tries["shape"]), tries["shape"])
+                messages = self.prompts.render(
+                    "shape",
+                    **base("executor"),
+                    shape=shape.describe(),
+                    requirements=[r.quote for r in ask.requirements],
+                )
+                reply = yield from self._soft(self.runner.structured(call, messages, shape.model))
+                if reply is not None:
+                    return AnswerVersion(version=number, text=shape.compose(reply), phase="shape")
+        if tries["attempt"] >= attempts:
+            return None
+        tries["attempt"] += 1
+        code = ask.kind == "code" or (ask.kind == "unknown" and bool(program_blocks(best.text)))
+        approach: list[str] | None = None
+        if code and self.settings.evidence.rethink and tries["attempt"] == 1 and budget.room_for(2):
             rethink = yield from self._soft(
                 self.runner.structured(
                     self._call("planner", "rethink"),
@@ -765,35 +888,35 @@ class Pipeline:
                     Rethink,
                 )
             )
-        made: list[AnswerVersion] = []
-        version = answers.versions[-1].version
-        for attempt in range(1, attempts + 1):
-            if budget.spent():
-                break
-            call = self._call("executor", "attempt", attempt)
-            if attempt == 1 and rethink is not None:
-                messages = self.prompts.render(
-                    "executor",
-                    **base("executor"),
-                    plan=None,
-                    approach=rethink.approach,
-                    requirements=requirements,
-                )
-            else:
-                messages = executor
-                seed = None if call.chat.seed is None else call.chat.seed + 7919 * attempt
-                warmer = max(call.chat.temperature, self.settings.evidence.attempt_temperature)
-                call = replace(call, chat=replace(call.chat, temperature=warmer, seed=seed))
-            text = yield from self.runner.text(call, messages)
-            version += 1
-            fresh = AnswerVersion(version=version, text=text, phase="attempt")
-            yield AnswerReady(fresh)
-            fresh.evidence = self.evidence.collect(base("executor")["task"], text, probes, ask)
-            yield EvidenceReady(fresh.version, 0, fresh.evidence)
-            made.append(fresh)
-            if not fresh.evidence.failures:
-                break
-        return made
+            approach = rethink.approach if rethink else None
+        blocks = program_blocks(best.text) or program_blocks(versions[0].text)
+        language = ask.language or (blocks[0].language if blocks else "")
+        messages = self.prompts.render(
+            "executor",
+            **base("executor"),
+            plan=None,
+            approach=approach,
+            requirements=[] if code else [r.quote for r in ask.requirements],
+            notes=[f"{c.name}: {c.detail}" for c in failed if c.kind == "form"],
+            brief=(f"```{language}" if language in ("python", "shell") else "fenced")
+            if code
+            else "",
+        )
+        call = self._call("executor", "attempt", tries["attempt"])
+        if approach is None:
+            call = self._warmer(call, tries["attempt"] + 1)
+        text = yield from self.runner.text(call, messages)
+        return AnswerVersion(version=number, text=text, phase="attempt")
+
+    def _warmer(self, call: RoleCall, attempt: int) -> RoleCall:
+        """A call sampled more freely, with a seed of its own, from the second try on: the
+        same prompt then gives another answer."""
+        if attempt < 2:
+            return call
+        chat = call.chat
+        seed = None if chat.seed is None else chat.seed + 7919 * attempt
+        warmer = max(chat.temperature, self.settings.evidence.attempt_temperature)
+        return replace(call, chat=replace(chat, temperature=warmer, seed=seed))
 
     @staticmethod
     def _soft(call: Generator[Event, None, T]) -> Generator[Event, None, T | None]:
@@ -841,6 +964,11 @@ class Resume:
     phases: list[PhaseMetrics] = field(default_factory=list)
 
 
+def _block(language: str) -> str:
+    """How a prompt names the block code is to come in: ```python, or a fenced block."""
+    return f"```{language}" if language in ("python", "shell") else "fenced"
+
+
 def _same_text(a: str, b: str) -> bool:
     return a.strip() == b.strip()
 
@@ -860,39 +988,6 @@ def best_answer(versions: list[AnswerVersion]) -> AnswerVersion:
     fewest = min(_failures(version) for version in versions)
     equals = [version for version in versions if _failures(version) == fewest]
     return equals[-1] if fewest == (0, 0) else equals[0]
-
-
-def printed_result(versions: list[AnswerVersion], ask: Ask) -> AnswerVersion | None:
-    """When a value was asked for and the review could not get it without a program: what the
-    latest version that is a program (failing nothing but for being one) printed in the
-    sandbox, as a version of its own. The program did the arithmetic (PAL), and its one line
-    of output is the result. None when no version is such a program, or one passes already."""
-    if ask.kind != "result" or any(v.evidence and not v.evidence.failures for v in versions):
-        return None
-    for version in reversed(versions):
-        evidence = version.evidence
-        if evidence is None or any(check.kind != "result" for check in evidence.failures):
-            continue
-        printed = printed_by(evidence.checks)
-        if len(printed) == 1 and "\n" not in printed[0] and printed[0].strip():
-            break
-    else:
-        return None
-    text = printed[0].strip()
-    checks = [
-        Check(
-            kind="result",
-            name="the printed output of the answer's program",
-            passed=True,
-            detail=f"printed: {text}",
-        )
-    ]
-    return AnswerVersion(
-        version=versions[-1].version + 1,
-        text=text,
-        evidence=Evidence(checks=checks),
-        phase="computed",
-    )
 
 
 def _no_better(versions: list[AnswerVersion]) -> bool:

@@ -16,8 +16,8 @@ from rich.status import Status
 from ai_stack.modes import MODES
 from ai_stack.types import (
     AnswerReady,
+    AskDecided,
     CallRetried,
-    ContractReady,
     CritiqueReady,
     Event,
     Evidence,
@@ -45,7 +45,7 @@ from ai_stack.units import gib
 
 _PHASE_LABELS = {
     "plan": "Planner drafting the plan",
-    "contract": "Planner reading the task's requirements",
+    "contract": "Planner saying what the task asks for",
     "rethink": "Planner rethinking the approach",
     "attempt": "Executor answering afresh",
     "critique": "Critic reviewing",
@@ -55,6 +55,7 @@ _PHASE_LABELS = {
     "compute": "Executor computing the result with a program",
     "review": "Critic reviewing the answer",
     "fix": "Executor fixing the answer",
+    "shape": "Executor writing the answer in the shape the task asks for",
     "summarise": "Summarising what does not fit the context",
 }
 _STOP_LABELS = {
@@ -63,6 +64,7 @@ _STOP_LABELS = {
     "unchanged": "the revised plan did not change",
     "no_progress": "the revision was no better",
     "max_rounds": "the round limit was reached",
+    "budget": "its budget (evidence.budget) was spent",
 }
 _ANSWER_STOP_LABELS = {
     **_STOP_LABELS,
@@ -105,11 +107,18 @@ def format_evidence(evidence: Evidence, version: int) -> str:
     return "\n".join(lines)
 
 
-def format_contract(event: ContractReady) -> str:
-    """What the task asks for, as the Planner read it, and the requirements its words state."""
-    kind = {"code": "code", "value": "a result", "text": "prose"}[event.contract.answer]
-    lines = [f"[bold green]The task asks for {kind}[/]"]
-    lines += [f"  - {escape(requirement.describe())}" for requirement in event.requirements]
+def format_ask(event: AskDecided) -> str:
+    """What the task asks for, who decided, and the requirements its words state."""
+    ask = event.ask
+    kind = {"code": "code", "result": "a result", "prose": "prose", "unknown": "?"}[ask.kind]
+    if ask.kind == "code" and ask.language:
+        kind += f" ({ask.language})"
+    by = "its words say" if ask.by == "task" else "the Planner says"
+    if ask.kind == "unknown":
+        lines = ["[yellow]What the task asks for is not known: no form is checked[/]"]
+    else:
+        lines = [f"[bold green]The task asks for {kind}[/] [dim]({by})[/]"]
+    lines += [f"  - {escape(requirement.describe())}" for requirement in ask.requirements]
     return "\n".join(lines)
 
 
@@ -249,8 +258,8 @@ class Display:
             case PlanReady():
                 title = "Plan" if event.version == 1 else f"Plan, version {event.version}"
                 self.console.print(f"[bold green]{title}[/]\n{format_plan(event.plan)}")
-            case ContractReady():
-                self.console.print(format_contract(event))
+            case AskDecided():
+                self.console.print(format_ask(event))
             case CritiqueReady():
                 c = event.critique
                 colour = "green" if c.verdict == "approve" else "yellow"
@@ -269,9 +278,14 @@ class Display:
                     "execute": "Answer",
                     "fix": f"Fixed answer (v{version})",
                     "attempt": f"Fresh answer (v{version})",
+                    "shape": f"Answer in the task's shape (v{version})",
+                    "mended": f"Answer with the case or quotes the task asks for (v{version})",
                     "computed": f"The result the program printed (v{version})",
                 }[event.answer.phase]
-                self.console.print(f"[dim]{what} written ({tokens} tokens).[/]")
+                made = event.answer.phase in ("mended", "computed")  # by code, not a model
+                self.console.print(
+                    f"[dim]{what}{'.' if made else f' written ({tokens} tokens).'}[/]"
+                )
             case EvidenceReady():
                 self.console.print(format_evidence(event.evidence, event.version))
             case LoopStopped():

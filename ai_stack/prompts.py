@@ -21,7 +21,7 @@ from ai_stack.backends.base import Message
 from ai_stack.errors import ConfigError
 from ai_stack.templating import BoundedEnvironment
 
-ROLE_PROMPTS = ("planner", "critic", "revise", "executor", "contract", "rethink")
+ROLE_PROMPTS = ("planner", "critic", "revise", "executor", "contract", "rethink", "shape")
 FOLLOW_UPS = ("probe", "compute", "review", "fix", "repeat")
 SUMMARY_PROMPT = "summarise"  # condenses earlier turns or a file that do not fit the context
 PROMPT_NAMES = (*ROLE_PROMPTS, *FOLLOW_UPS, SUMMARY_PROMPT)
@@ -32,6 +32,8 @@ SHARED_DEFAULTS: dict[str, Any] = {
     "plan": None,
     "approach": None,
     "requirements": [],
+    "notes": [],
+    "brief": "",
     "ask": "unknown",
 }
 

@@ -24,6 +24,7 @@ Phase = Literal[
     "compute",
     "review",
     "fix",
+    "shape",
     "rethink",
     "attempt",
     "summarise",
@@ -146,15 +147,54 @@ class Requirement(BaseModel):
 
 
 class Contract(BaseModel):
-    """The Planner's reading of a task: the kind of reply it wants — code to be written, one
-    value (a number, a date, a name), or text. One short question: measured on
-    Qwen2.5-Coder-1.5B, asked for requirements with quotes as well, it called 3 of 4 prose tasks
-    code and invented every quote, at 15-30 s a call; asked this alone, 11 of 12 right at 2 s
-    (docs/eval.md). The requirements a task states are parsed from its words by code."""
+    """The Planner's reading of a task whose words leave it open: the kind of reply it wants —
+    code to be written, one value (a number, a date, a name), or text. One short question:
+    measured on Qwen2.5-Coder-1.5B, asked for requirements with quotes as well, it called 3 of 4
+    prose tasks code and invented every quote, at 15-30 s a call; asked this alone, 11 of 12
+    right at 2 s (docs/eval.md). The requirements a task states are read from its words by
+    code."""
 
     model_config = ConfigDict(extra="forbid")
 
     answer: Literal["code", "value", "text"]
+
+
+AskKind = Literal["code", "result", "prose", "unknown"]
+
+
+class Ask(BaseModel):
+    """What a task asks for, decided once per task and read by every check, prompt and choice
+    after it: code (with its language, and the function its signature names), a result, or
+    prose; with the requirements its words state about the answer's form. ``by``: who decided,
+    the task's own words or the Planner; the kind is ``unknown`` where nothing could tell, and
+    then no answer is failed for its form."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: AskKind = "unknown"
+    language: str = ""  # code: "python", "shell", ... as far as it is known
+    function: str = ""  # code: the function the task's signature names
+    requirements: tuple[Requirement, ...] = ()
+    by: Literal["task", "planner", ""] = ""
+
+    @property
+    def checked(self) -> list[Requirement]:
+        """The requirements code checks (the rest are left for judgement)."""
+        return [r for r in self.requirements if r.check != "judgement"]
+
+    def describe(self) -> str:
+        """``prose, 2 requirements`` / ``code (python)``.
+
+        >>> Ask(kind="code", language="python").describe()
+        'code (python)'
+        """
+        what: str = self.kind
+        if self.language:
+            what += f" ({self.language})"
+        if self.requirements:
+            count = len(self.requirements)
+            what += f", {count} requirement{'' if count == 1 else 's'}"
+        return what
 
 
 class Rethink(BaseModel):
@@ -227,13 +267,15 @@ class Evidence(BaseModel):
 
 class AnswerVersion(BaseModel):
     """One version of the Executor's answer, with the evidence gathered on it. ``phase``: the
-    call that wrote it (the first answer, a fix, or an attempt of the repair), or ``computed``:
-    the one line a program answering a question for a value printed, given as that value."""
+    call that wrote it (the first answer, a fix, an answer written in the shape the task's
+    requirements give, a fresh attempt), or what code made of an earlier version: ``mended``,
+    the case or quotes the task asks for applied; ``computed``, the one line a program
+    computing the asked-for value printed, given as that value."""
 
     version: int
     text: str
     evidence: Evidence | None = None
-    phase: Literal["execute", "fix", "attempt", "computed"] = "execute"
+    phase: Literal["execute", "fix", "mended", "shape", "attempt", "computed"] = "execute"
 
 
 class PhaseMetrics(BaseModel):
@@ -325,6 +367,7 @@ class RunResult(BaseModel):
     mode: Mode = "answer"
     models: dict[Role, str]
     contract: Contract | None = None  # the Planner's reading of the task (team mode)
+    ask: Ask | None = None  # what the task asks for, and who decided (team mode)
     plan: Plan | None
     plans: list[Plan]
     critiques: list[Critique]
@@ -491,12 +534,10 @@ class PlanReady:
 
 
 @dataclass(frozen=True, slots=True)
-class ContractReady:
-    """What the task asks for: the Planner's decision on the kind of reply, and the
-    requirements the task's words state."""
+class AskDecided:
+    """What the task asks for, decided once (by its own words or by the Planner)."""
 
-    contract: Contract
-    requirements: tuple[Requirement, ...] = ()
+    ask: Ask
 
 
 @dataclass(frozen=True, slots=True)
@@ -570,7 +611,7 @@ Event = (
     | ThermalResumed
     | PhaseFinished
     | PlanReady
-    | ContractReady
+    | AskDecided
     | CritiqueReady
     | AnswerReady
     | EvidenceReady
@@ -585,13 +626,15 @@ __all__ = [
     "ROLES",
     "AnswerReady",
     "AnswerVersion",
+    "Ask",
+    "AskDecided",
+    "AskKind",
     "Attachment",
     "AwaitingModel",
     "CallHandedOff",
     "CallRetried",
     "Check",
     "Contract",
-    "ContractReady",
     "Critique",
     "CritiqueReady",
     "Event",

@@ -86,16 +86,16 @@ def test_a_follow_up_to_a_request_for_code_may_be_answered_with_a_program(
     pipeline.evidence = EvidenceCollector(sandbox)
     conversation = Conversation.new()
     script = "```python\nprint('hello')\n```"
-    scripted.enqueue(json.dumps({"answer": "code"}), script)
+    scripted.enqueue(script, json.dumps({"answer": "code"}))
     turn(pipeline, conversation, "Write a Python script that prints hello")
     louder = "```python\nprint('HELLO')\n```"
-    scripted.enqueue(json.dumps({"answer": "code"}), louder)
+    scripted.enqueue(louder, json.dumps({"answer": "code"}))
     second, _ = turn(pipeline, conversation, "now make it print in upper case")
     assert second.output == louder and len(second.answers) == 1
-    asked = scripted.chats[2].messages[-1]["content"]  # the Planner's question, with turn 1
+    asked = scripted.chats[3].messages[-1]["content"]  # the Planner's question, with turn 1
     assert "Turn 1. User: Write a Python script that prints hello" in asked
     assert asked.index("Turn 1.") < asked.index("Request: now make it print in upper case")
-    scripted.enqueue(json.dumps({"answer": "value"}), louder, "HELLO")
+    scripted.enqueue(louder, json.dumps({"answer": "value"}))
     alone, _ = turn(pipeline, Conversation.new(), "say hello in upper case")
     assert alone.output == "HELLO"  # without the earlier request: the result, not the program
 

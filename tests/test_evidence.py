@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from ai_stack.evidence import Ask, EvidenceCollector, code_blocks, examples, static_checks
+from ai_stack.evidence import (
+    Ask,
+    EvidenceCollector,
+    code_blocks,
+    examples,
+    planned,
+    static_checks,
+)
 from ai_stack.sandbox import Limits, Sandbox
 from ai_stack.types import Contract
 
@@ -29,7 +36,7 @@ def collect(
 
 def asked(kind: str, task: str) -> Ask:
     """What the Planner would decide: ``code``, ``value`` or ``text``."""
-    return Ask.of(Contract(answer=kind), task)  # type: ignore[arg-type]
+    return planned(Contract(answer=kind), task, "")  # type: ignore[arg-type]
 
 
 def by_name(evidence) -> dict[str, tuple[bool | None, str]]:  # type: ignore[no-untyped-def]

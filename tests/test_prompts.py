@@ -41,6 +41,7 @@ VARIABLES = {
     "fix": {"evidence": EVIDENCE, "critique": ANSWER_CRITIQUE},
     "contract": SHARED,
     "rethink": {**SHARED, "answer": "def f(x): return 3", "evidence": EVIDENCE, "ask": "code"},
+    "shape": {**SHARED, "shape": 'a JSON object with "text"', "requirements": ["in 2 lines"]},
 }
 
 

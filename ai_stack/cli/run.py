@@ -37,7 +37,7 @@ from ai_stack.types import Attachment
 
 def say_how_code_runs(console: Console, session: Session) -> None:
     """Once per process: when answers are reviewed but their code cannot run here."""
-    if MODES[session.settings.mode].answer_review:
+    if MODES[session.settings.mode].reviews_answer:
         for note in SandboxReport.of(session.evidence().sandbox).notes:
             console.print(f"[yellow]{escape(note)}[/]")
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from ai_stack.backends import ModelInfo, ModelSpec
 from ai_stack.backends.base import BackendHealth, ChatOptions, ChatStream, LoadOptions, Message
-from ai_stack.batch import BatchRunner, TaskRun, Waiting, choose_model, phase_rank, task_steps
+from ai_stack.batch import BatchRunner, TaskRun, Waiting, choose_model, task_steps
 from ai_stack.cluster.placement import Placement
 from ai_stack.cluster.worker import NodeHello, NodeReply, NodeWorker
 from ai_stack.config import ClusterSettings, Settings
@@ -33,6 +33,7 @@ from ai_stack.controller import smallest_loads
 from ai_stack.errors import ClusterError, NodeError
 from ai_stack.machine import Machine
 from ai_stack.memory import MemoryManager
+from ai_stack.modes import phase_rank
 from ai_stack.redaction import redact
 from ai_stack.roles import RoleRunner, Served, ServedReply
 from ai_stack.session import Session

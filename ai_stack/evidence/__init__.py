@@ -19,13 +19,15 @@ decided, None for an output shown for judgement.
 """
 
 from ai_stack.evidence.ask import (
-    Ask,
     dropped_code,
     form_checks,
+    planned,
     printed_by,
+    read,
     requirement_checks,
     result_agrees,
     result_form,
+    signature,
 )
 from ai_stack.evidence.collector import EvidenceCollector
 from ai_stack.evidence.examples import Example, examples
@@ -33,7 +35,7 @@ from ai_stack.evidence.execution import run_python
 from ai_stack.evidence.markdown import CodeBlock, code_blocks, program_blocks, python_source
 from ai_stack.evidence.requirements import check_requirement, stated
 from ai_stack.evidence.static import static_checks
-from ai_stack.types import Check, Evidence
+from ai_stack.types import Ask, Check, Evidence
 
 __all__ = [
     "Ask",
@@ -47,13 +49,16 @@ __all__ = [
     "dropped_code",
     "examples",
     "form_checks",
+    "planned",
     "printed_by",
     "program_blocks",
     "python_source",
+    "read",
     "requirement_checks",
     "result_agrees",
     "result_form",
     "run_python",
+    "signature",
     "stated",
     "static_checks",
 ]

@@ -1,69 +1,106 @@
 """What a task asks for — code (in a language), a result, or prose with requirements — decided
-once per task and read by every check, prompt and judgement downstream.
+once per task and read by every check, prompt and choice downstream.
 
-The kind is the Planner's decision (its :class:`~ai_stack.types.Contract`); the requirements are
-what the task's own words state (:func:`~.requirements.stated`), each quoting them. Without a
-contract nothing can tell, and the kind is ``unknown``: then no answer is failed for its form.
+Where the task's own words say it, no model is asked (:func:`read`): a task that shows a
+function's signature, or states calls of a function with the results they must give, asks for
+code; a task that states requirements of its answer's form ("in two sentences", "all in
+lowercase"), answered in prose, asks for prose. Otherwise the Planner decides with one short
+question (:func:`planned`); without its decision the kind is ``unknown``, and then no answer is
+failed for its form. The requirements are what the task's words state
+(:func:`~.requirements.stated`), each quoting them.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
 
-from ai_stack.evidence.markdown import CodeBlock, outside_code, program_blocks
+from ai_stack.evidence.examples import examples
+from ai_stack.evidence.markdown import (
+    CodeBlock,
+    code_blocks,
+    functions_of,
+    outside_code,
+    parses,
+    program_blocks,
+    python_source,
+)
 from ai_stack.evidence.requirements import check_requirement, count_words, normal, stated
-from ai_stack.types import DETAIL_CHARS, Check, Contract, Requirement
-
-AskKind = Literal["code", "result", "prose", "unknown"]
-
+from ai_stack.types import DETAIL_CHARS, Ask, AskKind, Check, Contract
 
 _KINDS: dict[str, AskKind] = {"code": "code", "value": "result", "text": "prose"}
+_SIGNATURE = re.compile(r"^\s*def\s+([A-Za-z_]\w*)\s*\(", re.M)
+_NAMED = re.compile(r"\bfunction\s+`?([A-Za-z_]\w*)\s*\(")
 
 
-@dataclass(frozen=True)
-class Ask:
-    """What the task asks for, and the requirements it states about the answer's form."""
+def read(task: str, answer: str) -> Ask | None:
+    """What the task asks for, where its own words say it; None where they leave it open.
 
-    kind: AskKind = "unknown"
-    requirements: tuple[Requirement, ...] = ()
+    >>> read("Write a Python function compress(s). compress('aab') returns 'a2b1'.", "").kind
+    'code'
+    >>> read("Explain in two sentences why the sky is blue.", "It scatters light.").describe()
+    'prose, 1 requirement'
+    >>> read("What is 17% of 2340? Reply with the number only.", "397.8") is None
+    True
+    >>> read("Write a function that returns exactly three words.", "```python\\nx=1\\n```")
+    """
+    function = signature(task)
+    calls = [e for e in examples(task) if not e.bare]
+    if function or calls:
+        language = "python"
+        return Ask(kind="code", language=language, function=function, by="task")
+    requirements = tuple(stated(task))
+    if requirements and not program_blocks(answer):
+        return Ask(kind="prose", requirements=requirements, by="task")
+    return None
 
-    @classmethod
-    def of(cls, contract: Contract | None, task: str) -> Ask:
-        """The Planner's decision on the kind, with the task's stated requirements.
 
-        >>> from ai_stack.types import Contract
-        >>> ask = Ask.of(Contract(answer="text"), "Explain in two sentences why the sky is blue.")
-        >>> ask.describe()
-        'prose, 1 requirement'
-        >>> Ask.of(None, "Explain in two sentences why.").describe()
-        'unknown'
-        """
-        if contract is None:
-            return cls()
-        return cls(kind=_KINDS[contract.answer], requirements=tuple(stated(task)))
+def planned(contract: Contract | None, task: str, answer: str) -> Ask:
+    """The Planner's decision on the kind, with the task's stated requirements; ``unknown``
+    without one.
 
-    @property
-    def checked(self) -> list[Requirement]:
-        """The requirements code checks (the rest are left for judgement)."""
-        return [r for r in self.requirements if r.check != "judgement"]
+    >>> planned(Contract(answer="value"), "What is 2 + 2?", "4").describe()
+    'result'
+    >>> planned(None, "Explain in two sentences why.", "").describe()
+    'unknown'
+    """
+    if contract is None:
+        return Ask()
+    kind = _KINDS[contract.answer]
+    blocks = program_blocks(answer)
+    language = blocks[0].language if kind == "code" and blocks else ""
+    return Ask(
+        kind=kind,
+        language="" if language == "other" else language,
+        function=signature(task) if kind == "code" else "",
+        requirements=tuple(stated(task)),
+        by="planner",
+    )
 
-    def describe(self) -> str:
-        """``prose, 2 requirements`` / ``code``."""
-        what: str = self.kind
-        if self.requirements:
-            count = len(self.requirements)
-            what += f", {count} requirement{'' if count == 1 else 's'}"
-        return what
+
+def signature(task: str) -> str:
+    """The function the task's signature names: a ``def`` in its code, else ``function
+    name(...)`` in its words; "" when it names none.
+
+    >>> signature("Write a Python function to_snake(name) that converts...")
+    'to_snake'
+    >>> signature("```python\\ndef add(a, b):\\n    \\"\\"\\"Add.\\"\\"\\"\\n```")
+    'add'
+    """
+    for block in code_blocks(task):
+        found = _SIGNATURE.search(block.code)
+        if found:
+            return found.group(1)
+    named = _NAMED.search(task)
+    return named.group(1) if named else ""
 
 
 def form_checks(ask: Ask, answer: str, blocks: Sequence[CodeBlock]) -> list[Check]:
-    """Whether the answer has the form the task asks for: code for code, and prose (not a
-    program; data such as a JSON block is a form prose may take) for prose. A result's form
-    is judged once its program has run (:func:`result_form`). With the kind unknown, every
-    form passes."""
+    """Whether the answer has the form the task asks for: code for code — defining the function
+    the task's signature names, under that name, whatever name its examples call (a docstring
+    quirk must not rename the function) — and prose (not a program; data such as a JSON block
+    is a form prose may take) for prose. A result's form is judged once its program has run
+    (:func:`result_form`). With the kind unknown, every form passes."""
     if ask.kind == "code" and not blocks:
         return [
             Check(
@@ -73,6 +110,18 @@ def form_checks(ask: Ask, answer: str, blocks: Sequence[CodeBlock]) -> list[Chec
                 detail="the answer has no code block",
             )
         ]
+    source = python_source(blocks)
+    if ask.kind == "code" and ask.function and source and parses(source):
+        defined = functions_of(source)
+        if defined and ask.function not in defined:
+            return [
+                Check(
+                    kind="form",
+                    name=f"the task's signature names {ask.function}()",
+                    passed=False,
+                    detail=f"the answer defines {', '.join(defined)}() instead",
+                )
+            ]
     programs = [block for block in blocks if block.language in ("python", "shell")]
     if ask.kind == "prose" and programs and count_words(outside_code(answer)) < 8:
         return [

@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ai_stack.evidence.ask import Ask, form_checks, printed_by, requirement_checks, result_form
+from ai_stack.evidence.ask import form_checks, printed_by, requirement_checks, result_form
 from ai_stack.evidence.examples import called_name, examples, is_call, onto, splat
 from ai_stack.evidence.execution import run_python
 from ai_stack.evidence.markdown import (
@@ -22,7 +22,7 @@ from ai_stack.evidence.markdown import (
 from ai_stack.evidence.requirements import stated
 from ai_stack.evidence.static import static_checks
 from ai_stack.sandbox import Limits, Sandbox, SandboxReport
-from ai_stack.types import DETAIL_CHARS, Check, Evidence
+from ai_stack.types import DETAIL_CHARS, Ask, Check, Evidence
 
 
 @dataclass
