@@ -90,6 +90,12 @@ class ModeCalls:
         return self.makes("shape") or self.makes("attempt")
 
     @property
+    def answers_first(self) -> bool:
+        """Whether the mode's first call is direct's own (the Executor, the task, no plan, in
+        the templates): direct can then be read off it (:func:`ai_stack.evals.runner.paired`)."""
+        return self.calls[0] == _EXECUTE and not self.raw
+
+    @property
     def roles(self) -> tuple[Role, ...]:
         """The roles the mode calls (the others are configured but never loaded)."""
         called = {call.role for call in self.calls}
@@ -255,6 +261,8 @@ MODES: dict[Mode, ModeCalls] = {
 }
 ROLES_CALLED: dict[Mode, tuple[Role, ...]] = {name: mode.roles for name, mode in MODES.items()}
 """The roles each mode calls (the others are configured but never loaded)."""
+REVIEWS: tuple[Mode, ...] = tuple(name for name in MODES if name not in ("raw", "direct"))
+"""The modes ``--review`` chooses between (``raw`` and ``direct`` are flags of their own)."""
 
 # The phase-major schedule's order: every mode's calls in one order. A review's rounds and a
 # repair's attempts keep their calls together (a round's probe, review and fix before the
@@ -290,4 +298,13 @@ def phase_rank(phase: Phase, round_: int) -> int:
     return REPAIR_RANK + 100 * _REPAIR.index(phase) + round_
 
 
-__all__ = ["MODES", "ROLES_CALLED", "Call", "ModeCalls", "Part", "Step", "phase_rank"]
+__all__ = [
+    "MODES",
+    "REVIEWS",
+    "ROLES_CALLED",
+    "Call",
+    "ModeCalls",
+    "Part",
+    "Step",
+    "phase_rank",
+]

@@ -9,9 +9,11 @@ import pytest
 from ai_stack.evidence import (
     Ask,
     EvidenceCollector,
+    check_requirement,
     code_blocks,
     examples,
     planned,
+    stated,
     static_checks,
 )
 from ai_stack.sandbox import Limits, Sandbox
@@ -238,3 +240,40 @@ def test_data_is_a_form_prose_may_take_and_a_postscript_is_not_the_body() -> Non
     invite = "Write an invitation in at most 2 sentences, and add a postscript."
     answer = "Come to my party on Friday. There will be cake.\n\nP.S. Bring a friend."
     assert collect(invite, answer, ask=asked("text", invite)).failures == []
+
+
+@pytest.mark.parametrize(
+    ("task", "read"),
+    [
+        # a negation of a case is not that case (it contradicted "all lowercase": no answer
+        # could pass, and the repair spent its budget on an impossible task)
+        ("Answer in all lowercase letters. No capital letters are allowed.", ["lowercase"]),
+        ("Words with all capital letters should appear at least 3 times.", ["capital_words"]),
+        ("Highlight at least 2 sections with markdown, i.e. *highlighted*.", ["highlights"]),
+        ("Do not include keywords dog, cat in the response.", ["avoid", "avoid"]),
+        ("In your entire response, refrain from the use of any commas.", ["avoid"]),
+        ("Finish your response with this exact phrase Any other questions?.", ["ends_with"]),
+        ("Write a poem and give the poem a title.", ["title"]),
+        ("In your response, the letter q should appear at least 5 times.", ["letters"]),
+        ("Wrap your entire response with double quotation marks.", ["quoted"]),
+        ("Write a function that returns a list.", []),
+        ("Explain it without a doubt.", []),
+        ("All in upper case, and also all in lowercase.", []),  # contradictory: neither
+    ],
+)
+def test_requirements_are_read_without_their_look_alikes(task: str, read: list[str]) -> None:
+    assert [r.check for r in stated(task)] == read
+
+
+def test_the_new_counts_are_checked() -> None:
+    task = (
+        "Write a riddle. The letter m should appear at least 3 times, highlight at least 2 "
+        "sections with markdown, and words with all capital letters should appear 2 times."
+    )
+    answer = "My *mirror* shows me my MOOD and my FACE: what **am** I?"
+    checks = [check_requirement(r, answer) for r in stated(task)]
+    assert [(c.name.split(":")[0], c.passed) for c in checks if c] == [
+        ("capital words", True),
+        ("letters", True),
+        ("highlights", True),
+    ]

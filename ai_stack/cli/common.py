@@ -17,6 +17,7 @@ from rich.markup import escape
 from ai_stack.config import Settings, load_settings
 from ai_stack.errors import AiStackError, HistoryError, UsageError
 from ai_stack.files import read_limited
+from ai_stack.modes import REVIEWS
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
@@ -214,10 +215,13 @@ def run_options(command: F) -> F:
         ),
         click.option(
             "--review",
-            type=click.Choice(["team", "answer", "plan", "both", "none"]),
-            help="How the team works: team (the Planner reads the task's requirements, the "
-            "answer is checked against them and fixed, rethought when fixes stall), answer "
-            "(the answer checked with evidence, no Planner), plan, both, or none.",
+            type=click.Choice(REVIEWS),
+            help="How the team works: team (what the task asks for is decided once — by its "
+            "words, else by the Planner — the answer is checked against it: its code run on "
+            "the task's examples, its stated requirements, a result against a program; a "
+            "failing answer is written afresh), answer (checked and fixed round by round, the "
+            "Critic's edge cases), plan (the Planner's plan reviewed by the Critic), both, or "
+            "none (a plan, unreviewed).",
         ),
         click.option(
             "--direct", is_flag=True, help="One Executor call: no plan, no review (the baseline)."

@@ -28,12 +28,13 @@ from ai_stack.config import Settings
 from ai_stack.evals.checker import check_answer
 from ai_stack.evals.suite import Suite
 from ai_stack.files import write_atomically
+from ai_stack.modes import MODES as TABLE
 from ai_stack.redaction import redact_all
 from ai_stack.sandbox import Limits, Sandbox
 from ai_stack.types import Mode, RunFinished, RunResult
 from ai_stack.workflow import PlannedTask, Workflow
 
-MODES: tuple[Mode, ...] = ("raw", "direct", "none", "plan", "answer", "both", "team")
+MODES: tuple[Mode, ...] = tuple(TABLE)
 
 
 class TaskOutcome(BaseModel):
@@ -113,7 +114,8 @@ def paired(modes: list[Mode]) -> Mode | None:
     """
     if "direct" not in modes:
         return None
-    return next((mode for mode in ("team", "answer") if mode in modes), None)
+    reviewing = [m for m in modes if TABLE[m].answers_first and TABLE[m].reviews_answer]
+    return max(reviewing, key=list(TABLE).index, default=None)  # the later in the table
 
 
 def eval_workflow(
