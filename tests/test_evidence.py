@@ -277,3 +277,21 @@ def test_the_new_counts_are_checked() -> None:
         ("letters", True),
         ("highlights", True),
     ]
+
+
+def test_a_method_named_in_prose_is_no_example_for_a_class() -> None:
+    """ "after add('apple', 3) and remove('apple', 3), items() returns []" names methods: with
+    nothing at the top level to call, the example cannot apply, and running it would fail
+    every version with a NameError no right answer could clear."""
+    task = (
+        "Write a Python class Inventory with methods add(item, qty), remove(item, qty) and "
+        "items(). After add('apple', 3) and remove('apple', 3), items() returns []."
+    )
+    answer = python(
+        "class Inventory:\n    def __init__(self):\n        self.stock = {}\n"
+        "    def items(self):\n        return sorted(self.stock)"
+    )
+    assert collect(task, answer).failures == []
+    missing = python("def helper():\n    return 1\n\ndef other():\n    return 2")
+    (failed,) = [c for c in collect("f(1) returns 2.", missing).failures if c.kind == "example"]
+    assert "NameError" in failed.detail  # a function the answer does not define still fails

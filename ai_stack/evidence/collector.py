@@ -18,6 +18,7 @@ from ai_stack.evidence.markdown import (
     parses,
     program_blocks,
     python_source,
+    top_level_names,
 )
 from ai_stack.evidence.requirements import stated
 from ai_stack.evidence.static import static_checks
@@ -126,15 +127,19 @@ class EvidenceCollector:
     ) -> list[dict[str, object]]:
         cases: list[dict[str, object]] = []
         target = self.target(task, source)
-        defined = set(functions_of(source))
+        defined = top_level_names(source)
+        classes = re.search(r"^class\s", source, re.M) is not None
         for example in examples(task):
             call = example.call
             if example.bare:
                 if target is None or ask.kind not in ("code", "unknown"):
                     continue
                 call = f"{target}(*{call})" if splat(source, target, call) else f"{target}({call})"
-            elif target and called_name(call) not in defined:
-                call = onto(call, target)  # an example calling another name tests the answer's
+            elif called_name(call) not in defined:
+                if target is None and classes:
+                    continue  # a method in prose ("items() returns []"): nothing to call
+                if target:
+                    call = onto(call, target)  # an example calling another name tests the answer's
             cases.append(
                 {
                     "kind": "example",

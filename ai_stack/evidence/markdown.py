@@ -116,3 +116,19 @@ def functions_of(source: str) -> list[str]:
         for node in ast.parse(source).body
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
     ]
+
+
+def top_level_names(source: str) -> set[str]:
+    """What ``source`` defines at its top level — functions, classes, assigned names — that a
+    stated example could call (it must parse).
+
+    >>> sorted(top_level_names("def f(): pass\\nclass C: pass\\ng = f\\nimport os"))
+    ['C', 'f', 'g']
+    """
+    names: set[str] = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
