@@ -246,3 +246,12 @@ def test_a_fresh_answer_without_code_fails_and_the_answer_with_code_is_kept(
     (failed,) = result.answers[1].evidence.failures  # type: ignore[union-attr]
     assert (failed.kind, failed.detail) == ("form", "the answer has no code block")
     assert result.chosen_answer == 1 and result.output == BUGGY
+
+
+def test_a_program_that_only_prints_a_constant_is_no_evidence(scripted: ScriptedBackend) -> None:
+    """Asked for a program computing "a primary colour", the model prints one: that computes
+    nothing, so it cannot overrule the answer."""
+    scripted.enqueue("Red", kind("value"), '```python\nprint("Blue")\n```')
+    result, _ = run(team(scripted), "Name a primary colour.")  # type: ignore[arg-type]
+    assert phases(result) == ["executor:execute", "planner:contract", "executor:compute"]
+    assert result.output == "Red" and result.answers[0].evidence.failures == []  # type: ignore[union-attr]

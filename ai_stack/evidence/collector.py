@@ -4,6 +4,7 @@ the user's checks and edge-case calls."""
 
 from __future__ import annotations
 
+import ast
 import re
 import time
 from collections.abc import Sequence
@@ -103,9 +104,10 @@ class EvidenceCollector:
 
     def computed_result(self, reply: str) -> list[str]:
         """What a program in ``reply`` printed when run in the sandbox: one line, or nothing
-        when it does not run or prints nothing (no fact to check the answer against)."""
+        when it does not run, prints nothing, or only prints a constant (``print("Red")`` for
+        "name a colour" computes nothing: no fact to check the answer against)."""
         source = python_source(program_blocks(reply))
-        if source is None or not parses(source):
+        if source is None or not parses(source) or prints_a_constant(source):
             return []
         script: list[dict[str, object]] = [{"kind": "script", "name": "computing the result"}]
         checks = run_python(self.sandbox, source, script, self.limits)
@@ -170,3 +172,20 @@ class EvidenceCollector:
             passed=outcome.ok,
             detail=f"{outcome.describe()}: {output}" if output else outcome.describe(),
         )
+
+
+def prints_a_constant(source: str) -> bool:
+    """Whether a program is nothing but prints of constants.
+
+    >>> prints_a_constant("print('Red')"), prints_a_constant("print(0.17 * 2340)")
+    (True, False)
+    """
+    body = ast.parse(source).body
+    return bool(body) and all(
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Name)
+        and node.value.func.id == "print"
+        and all(isinstance(argument, ast.Constant) for argument in node.value.args)
+        for node in body
+    )
