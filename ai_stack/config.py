@@ -161,11 +161,12 @@ class EvidenceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     exec: bool = False  # run answer code even where no isolating sandbox exists (opt-in)
-    probes: int = Field(default=3, ge=0, le=5)  # edge-case calls the Critic may propose
+    # edge-case calls the Critic may propose in the answer review (--review answer, both)
+    probes: int = Field(default=3, ge=0, le=5)
     # When the answer fails its checks (team mode): up to this many answers written afresh of
     # each kind — in the shape a task's stated requirements give, and fresh answers that never
     # see the failed one, sampled from the second on at attempt_temperature
-    attempts: int = Field(default=2, ge=0, le=8)
+    attempts: int = Field(default=4, ge=0, le=8)
     attempt_temperature: float = Field(default=0.8, ge=0.0, le=2.0)
     # before the first fresh answer to code that fails its checks, the Planner says what went
     # wrong and another approach (planning after trial)
@@ -255,7 +256,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backend: str = "auto"  # auto, ollama, embedded, openai or an endpoint's name
-    review: Review = "answer"
+    review: Review = "team"
     direct: bool = False
     raw: bool = False  # the task as the only message, no template (an eval baseline)
     planner: RoleSettings = _role(temperature=0.2, max_tokens=512)

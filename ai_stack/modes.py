@@ -8,12 +8,13 @@ controller makes a mode's calls; the batch scheduler orders phases by the table
 (:func:`phase_rank`) and predicts loads from it (:meth:`ModeCalls.steps`); the display knows
 from it whether the first answer is the one given (:attr:`ModeCalls.streams`).
 
->>> MODES["direct"].roles, MODES["team"].roles
-(('executor',), ('planner', 'critic', 'executor'))
+>>> MODES["direct"].roles, MODES["team"].roles, MODES["answer"].roles
+(('executor',), ('planner', 'executor'), ('critic', 'executor'))
 >>> from ai_stack.config import Settings
 >>> [f"{phase}:{role}" for phase, _, role in MODES["team"].steps(Settings())]
-['execute:executor', 'contract:planner', 'compute:executor', 'probe:critic', 'shape:executor', \
-'shape:executor', 'attempt:executor', 'attempt:executor']
+['execute:executor', 'contract:planner', 'compute:executor', 'shape:executor', 'shape:executor', \
+'shape:executor', 'shape:executor', 'attempt:executor', 'attempt:executor', 'attempt:executor', \
+'attempt:executor']
 """
 
 from __future__ import annotations
@@ -215,14 +216,6 @@ _TEAM = (
         "a program computing the result",
         ("task", "answer", "follow-up"),
         when="the task asks for a result, given without a program",
-    ),
-    Call(
-        "probe",
-        "critic",
-        "edge cases for the answer's function",
-        ("task", "answer", "follow-up"),
-        when="the answer's function passes the task's examples",
-        switch="probes",
     ),
     Call(
         "shape",

@@ -295,3 +295,14 @@ def test_a_method_named_in_prose_is_no_example_for_a_class() -> None:
     missing = python("def helper():\n    return 1\n\ndef other():\n    return 2")
     (failed,) = [c for c in collect("f(1) returns 2.", missing).failures if c.kind == "example"]
     assert "NameError" in failed.detail  # a function the answer does not define still fails
+
+
+def test_the_answers_own_failed_assert_is_for_judgement_not_a_failure() -> None:
+    """A small model's tests of itself are often wrong (human_size(2**30 - 1) == '1 GiB'):
+    its demo asserting is a result to judge; the task's examples decide."""
+    task = "Write double(x): double(2) -> 4."
+    answer = python("def double(x):\n    return 2 * x\n\nassert double(3) == 5")
+    evidence = collect(task, answer)
+    assert evidence.failures == []
+    passed, detail = by_name(evidence)["the answer's own demo code"]
+    assert passed is None and detail.startswith("raised AssertionError")

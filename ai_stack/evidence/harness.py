@@ -104,8 +104,11 @@ def _run_case(case: dict[str, Any], namespace: dict[str, Any], demo: list[ast.st
                     and list(actual) == list(expected)
                 )
     except AssertionError as exc:
-        result["passed"] = False
         result["error"] = _assertion(case, exc) if case["kind"] == "user" else _where(exc)
+        # The answer's own demo asserting is its own test of itself, and a small model's tests
+        # are often wrong (it asserted human_size(2**30 - 1) == '1 GiB'): a result to judge, not
+        # a failure; the task's examples and the user's checks decide.
+        result["passed"] = None if case["kind"] == "script" else False
     except BaseException as exc:
         result["error"] = _where(exc)
         result["passed"] = False
