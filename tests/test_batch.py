@@ -376,7 +376,7 @@ def test_the_example_workflow_on_the_embedded_model(smollm2: Path, tmp_path: Pat
     assert summary["loads"] == summary["predicted_loads"] == 1  # one model serves every role
     for task in ("oneliner", "diagnose", "fix"):
         result = json.loads((out / f"{task}.json").read_text())
-        assert result["output"].strip() and result["mode"] == "answer"
+        assert result["output"].strip() and result["mode"] == "team"  # the default
         assert result["answers"][0]["evidence"] is not None
     fix = json.loads((out / "fix.json").read_text())
     diagnose = json.loads((out / "diagnose.json").read_text())

@@ -83,14 +83,19 @@ def test_each_model_gets_the_context_its_longest_call_needs(scripted: ScriptedBa
     a step, never past num_ctx; a longer task or more review takes more."""
     direct = contexts(scripted, "Reverse a string", direct=True)["embedded:smollm2"]
     assert direct.num_ctx == 2048 and direct.need and direct.need.call == "the answer"
-    answer = contexts(scripted, "Reverse a string")["embedded:smollm2"]
+    answer = contexts(scripted, "Reverse a string", review="answer")["embedded:smollm2"]
     assert answer.need and answer.need.call == "a fix of the answer"
     assert answer.num_ctx == 4096 and answer.roles == ("critic", "executor")
     assert "a context of 4,096 tokens; its longest call, a fix of the answer" in answer.describe()
-    longer = contexts(scripted, "Summarise: " + "word " * 3000)["embedded:smollm2"]
-    assert longer.num_ctx == 8192 and "the most num_ctx allows" in longer.describe()
-    no_review = contexts(scripted, "Reverse a string", max_rounds=0)["embedded:smollm2"]
-    assert no_review.roles == ("executor",) and no_review.num_ctx == 2048
+    longer = contexts(scripted, "Summarise: " + "word " * 3000, review="answer")
+    assert longer["embedded:smollm2"].num_ctx == 8192
+    assert "the most num_ctx allows" in longer["embedded:smollm2"].describe()
+    no_review = contexts(scripted, "Reverse a string", review="answer", max_rounds=0)
+    assert no_review["embedded:smollm2"].roles == ("executor",)
+    assert no_review["embedded:smollm2"].num_ctx == 2048
+    team = contexts(scripted, "Reverse a string")["embedded:smollm2"]  # the default
+    assert team.roles == ("planner", "executor") and team.need
+    assert team.need.call == "another approach"  # the rethink holds the failed answer
 
 
 def test_a_pinned_context_is_used_as_it_is(scripted: ScriptedBackend) -> None:
@@ -102,7 +107,7 @@ def test_a_pinned_context_is_used_as_it_is(scripted: ScriptedBackend) -> None:
 
 
 def test_every_mode_sizes_every_role_it_calls() -> None:
-    for mode in ("none", "plan", "both", "answer"):
+    for mode in ("none", "plan", "both", "answer", "team"):
         needs = role_needs(Settings.model_validate({"review": mode}), 200, 5)
         assert set(needs) == set(ROLES_CALLED[mode]), mode
         assert all(need.prompt > 200 and need.reply > 0 for need in needs.values())

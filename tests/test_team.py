@@ -23,7 +23,8 @@ def kind(answer: str) -> str:
 
 
 def team(scripted: ScriptedBackend, **evidence: object) -> object:
-    return pipeline(scripted, review="team", evidence=evidence)
+    """The team; fresh answers without the Planner's rethink unless asked (its own test)."""
+    return pipeline(scripted, review="team", evidence={"rethink": False, **evidence})
 
 
 # -- what the task asks for ----------------------------------------------------------------------
