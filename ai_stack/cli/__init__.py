@@ -24,7 +24,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": (
         "ai_stack.cli.run",
         "run_command",
-        "Run TASK with the team: the answer is checked and fixed (the default command).",
+        "Run TASK with the team: the answer is checked, and replaced while checks fail (the "
+        "default command).",
     ),
     "batch": (
         "ai_stack.cli.batch",
@@ -94,11 +95,12 @@ class LazyGroup(DefaultGroup):
 @click.group(cls=LazyGroup, default="run", default_if_no_args=False)
 @click.version_option(__version__, prog_name="ai-stack")
 def cli() -> None:
-    """ai-stack: a team of local models answers your task. The Executor answers; the answer is
-    checked against the task — its code run in a sandbox on the task's examples, the
-    requirements the task states — and fixed; with --review team the Planner first says what
-    the task asks for and rethinks the approach when fixes stall. Each role runs on its own
-    local model, one resident at a time.
+    """ai-stack: a team of local models answers your task. The Executor answers; what the task
+    asks for — code, a result, or prose — is decided once (by its words, else by the Planner)
+    and the answer is checked against it: its code run in a sandbox on the task's examples,
+    the requirements the task states, a result against a program. A failing answer is written
+    afresh (in the shape the requirements give; fresh code, after the Planner's rethink). Each
+    role runs on its own local model, one resident at a time.
 
     \b
     ai-stack "Write a shell one-liner that counts lines in all .py files"

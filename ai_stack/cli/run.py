@@ -104,7 +104,8 @@ def run_command(
     no_history: bool,
     options: RunOptions,
 ) -> None:
-    """Run TASK with the team: the answer is checked and fixed (the default command).
+    """Run TASK with the team: the answer is checked, and replaced while checks fail (the
+    default command).
 
     TASK may be several words; "-" reads it from stdin. Otherwise what is piped into stdin is
     context for TASK, like a file given with -f.

@@ -341,9 +341,10 @@ class ToolCalls:
         """Run a task through the local team and return the result (the `ai-stack --json`
         object: `output` is the answer; `answers` holds every version with the checks run on
         it). `files`: paths (relative to the server's directory) given as context. `review`:
-        how the team works (answer: the default, checked by running its code; team: the
-        Planner first says what the task asks for, its stated requirements are checked too, and
-        it rethinks when fixes stall; plan; both; none); `direct`: one call, no review. Model
+        how the team works (team: the default, the answer checked against what the task asks
+        for — its code run on the task's examples, its stated requirements, a result against a
+        program — and a failing answer written afresh; answer: checked and fixed round by round
+        with the Critic's edge cases; plan; both; none); `direct`: one call, no review. Model
         specs such as `ollama:qwen2.5:14b`."""
         settings = self.service.settings_for(
             review=review,
