@@ -149,7 +149,7 @@ def predict(
     for planned in workflow.tasks:
         for _, _, model in task_steps(specs[planned.id], planned.settings):
             naive.use(model)
-    exact = all(MODES[t.settings.mode].exact(t.settings.max_rounds) for t in workflow.tasks)
+    exact = all(MODES[t.settings.mode].exact(t.settings) for t in workflow.tasks)
     loads = here.loads + sum(r.loads for r in residencies.values())
     node_loads = {n: r.loads for n, r in residencies.items()}
     return Prediction(groups, loads, naive.loads, exact, node_loads, dict(homes or {}))

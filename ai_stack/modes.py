@@ -144,11 +144,18 @@ class ModeCalls:
                 ]
         return steps
 
-    def exact(self, rounds: int) -> bool:
-        """Whether :meth:`steps` is what a run makes, not only an upper bound."""
-        if any(call.when for call in self.calls):
+    def exact(self, settings: Settings) -> bool:
+        """Whether :meth:`steps` is what a run makes, not only an upper bound: no call the
+        settings allow is made on a condition, and a plan review has one round at most.
+
+        >>> from ai_stack.config import Settings
+        >>> MODES["answer"].exact(Settings(max_rounds=0)), MODES["answer"].exact(Settings())
+        (True, False)
+        """
+        calls = self.active(settings)
+        if any(call.when for call in calls):
             return False
-        return not self.makes("critique") or rounds <= 1
+        return not any(call.phase == "critique" for call in calls) or settings.max_rounds <= 1
 
 
 _PLAN = Call("plan", "planner", "the plan", ("task",))

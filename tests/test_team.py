@@ -263,3 +263,31 @@ def test_the_team_asks_the_critic_for_no_edge_cases(scripted: ScriptedBackend) -
     scripted.enqueue(FIXED)
     result, _ = run(pipeline(scripted, review="team"))
     assert phases(result) == ["executor:execute"]
+
+
+def test_what_a_run_calls_is_what_the_mode_table_says(scripted: ScriptedBackend) -> None:
+    """The table in ai_stack/modes.py is the one source: each run's calls, in order, are a
+    part of the calls its mode lists for its settings (the upper bound batch predictions use),
+    and the phase-major schedule ranks them in the order they are made."""
+    from ai_stack.config import Settings
+    from ai_stack.modes import MODES, phase_rank
+
+    rethink = json.dumps({"cause": "the last run is never added", "approach": ["add the last run"]})
+    shaped = json.dumps({"sentences": ["Air scatters blue light most.", "So the sky is blue."]})
+    runs = [
+        ({"rethink": True, "budget": 0}, TASK, [BUGGY, rethink, BUGGY, FIXED]),
+        ({}, "Explain in two sentences why the sky is blue.", ["Blue light scatters.", shaped]),
+        ({}, FAHRENHEIT, ["21.5", kind("value"), COMPUTING]),
+    ]
+    for evidence, task, replies in runs:
+        scripted.enqueue(*replies)
+        result, _ = run(pipeline(scripted, review="team", evidence=evidence), task)
+        settings = Settings.model_validate({"review": "team", "evidence": evidence})
+        table = [f"{role}:{phase}" for phase, _, role in MODES["team"].steps(settings)]
+        made = phases(result)
+        position = 0
+        for call in made:
+            assert call in table[position:], (call, made, table)
+            position = table.index(call, position) + 1
+        ranks = [phase_rank(m.phase, m.round) for m in result.metrics.phases]
+        assert ranks == sorted(ranks), made
