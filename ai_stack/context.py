@@ -137,6 +137,9 @@ def role_needs(settings: Settings, task_tokens: int, most_checks: int) -> dict[R
 
     >>> needs = role_needs(Settings(), task_tokens=100, most_checks=5)
     >>> sorted(needs), needs["executor"].call, needs["executor"].total
+    (['executor', 'planner'], 'a program computing the result', 1824)
+    >>> needs = role_needs(Settings(review="answer"), task_tokens=100, most_checks=5)
+    >>> sorted(needs), needs["executor"].call, needs["executor"].total
     (['critic', 'executor'], 'a fix of the answer', 3592)
     >>> role_needs(Settings(direct=True), 100, 5)["executor"].total
     1012

@@ -23,7 +23,7 @@ MODELS = {  # name: bytes on disk, layers, attention heads, KV heads, embedding 
     "qwen2.5:14b": (8_988_124_069, 48, 40, 8, 5120),
 }
 SETTINGS = [(2048, "f16"), (4096, "f16"), (8192, "f16"), (4096, "q8_0"), (8192, "q8_0")]
-ROLES = {"critic": "qwen2.5:7b", "executor": "qwen2.5:14b"}  # the default review: the answer
+ROLES = {"planner": "mistral:7b", "executor": "qwen2.5:14b"}  # the default team
 TASK = "Write a Python function that returns the n-th Fibonacci number, with a docstring."
 
 # Published figures: the server's own estimate as its log prints it (memory.required.full),

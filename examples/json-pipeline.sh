@@ -11,10 +11,12 @@ result="$("$PYTHON" main.py --json --quiet --max-rounds 2 "$task")"
 import json, sys
 run = json.loads(sys.argv[1])
 print(f"mode: {run['mode']}")
+if run.get("ask"):
+    print(f"the task asks for: {run['ask']['kind']} (decided by the {run['ask']['by']})")
 if run["stop_reason"]:
     print(f"plan review: {run['stop_reason']} after {run['rounds']} round(s)")
 if run["answer_stop_reason"]:
-    print(f"answer review: {run['answer_stop_reason']} after {run['answer_rounds']} round(s)")
+    print(f"answer review: {run['answer_stop_reason']}, {len(run['answers'])} version(s)")
 for answer in run["answers"]:
     evidence = answer["evidence"]
     checks = evidence["checks"] if evidence else []

@@ -146,9 +146,34 @@ def assert_result_shape(data: dict, task: str) -> None:
 
 @pytest.mark.model
 def test_json_run_on_the_real_model_is_pure_json(smollm2: Path, tmp_path: Path) -> None:
-    """The default: the Executor answers, the checks and the Critic review the answer."""
+    """The default, the team: the Executor answers, what the task asks for is decided once (by
+    its words, else by the Planner), the checks follow from it, and failing answers are replaced
+    by fresh ones; the Critic is not called."""
     task = "Write a Python function that counts lines in all .py files under a folder"
     code, out, err = invoke("--config", str(fast_config(tmp_path, rounds=2)), "--json", task)
+    assert code == 0, err
+    data = json.loads(out)  # stdout holds the JSON object and nothing else
+    assert_result_shape(data, task)
+    assert data["mode"] == "team" and data["plan"] is None and data["stop_reason"] is None
+    assert data["ask"]["kind"] in ("code", "result", "prose", "unknown")
+    assert data["ask"]["by"] in ("task", "planner")
+    assert {p["role"] for p in data["metrics"]["phases"]} <= {"planner", "executor"}
+    assert data["metrics"]["phases"][0]["phase"] == "execute", "the Executor answers first"
+    assert data["answer_critiques"] == []
+    versions = [answer["version"] for answer in data["answers"]]
+    assert versions == list(range(1, len(versions) + 1)) and data["chosen_answer"] in versions
+    assert all(answer["evidence"] is not None for answer in data["answers"])
+    chosen = data["answers"][data["chosen_answer"] - 1]
+    assert data["output"] == chosen["text"]
+    assert "Checks on answer v1" in err, "progress goes to stderr"
+
+
+@pytest.mark.model
+def test_json_run_of_the_answer_review(smollm2: Path, tmp_path: Path) -> None:
+    """--review answer: the Executor answers, the checks and the Critic review the answer."""
+    task = "Write a Python function that counts lines in all .py files under a folder"
+    config = str(fast_config(tmp_path, rounds=2))
+    code, out, err = invoke("--config", config, "--review", "answer", "--json", task)
     assert code == 0, err
     data = json.loads(out)  # stdout holds the JSON object and nothing else
     assert_result_shape(data, task)
@@ -207,7 +232,7 @@ def test_main_py_default_run_prints_the_answer_to_stdout(smollm2: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip(), "the answer is printed on stdout"
-    for marker in ("Task:", "Checks on answer v1", "Answer review, round 1", "Done in"):
+    for marker in ("Task:", "Checks on answer v1", "Answer review ended", "Done in"):
         assert marker in done.stderr
     assert "Traceback" not in done.stderr
 

@@ -86,7 +86,8 @@ def test_config_example(smollm2: Path) -> None:
 @pytest.mark.model
 def test_json_pipeline_script(smollm2: Path) -> None:
     done = run(["bash", "examples/json-pipeline.sh", "Name three sorting algorithms"])
-    assert "mode: answer" in done.stdout and "answer review:" in done.stdout
+    assert "mode: team" in done.stdout and "answer review:" in done.stdout
+    assert "the task asks for:" in done.stdout
     assert "answer v1:" in done.stdout and "executor execute" in done.stdout
     assert "--- answer (v" in done.stdout
 

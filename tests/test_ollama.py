@@ -504,21 +504,25 @@ def mac16(on_double: OllamaDouble, monkeypatch: pytest.MonkeyPatch) -> OllamaDou
     return on_double
 
 
-@pytest.mark.parametrize("review", ["answer", "both"])
+@pytest.mark.parametrize("review", ["team", "answer", "both"])
 def test_the_design_cards_models_run_by_default_on_a_16_gb_mac(
     mac16: OllamaDouble, review: str
 ) -> None:
     """No configuration: the original roles (mistral:7b, qwen2.5:7b, qwen2.5:14b) are installed,
     so they are used; one is resident at a time; each loads with the context the run needs,
     which the progress names with the reason, and the 14B fits on the GPU."""
-    args = [] if review == "answer" else ["--review", "both"]
+    args = [] if review == "team" else ["--review", review]
     mac16.enqueue("```python\ndef reverse(s):\n    return s[::-1]\n```", model="qwen2.5:14b")
     code, out, err = invoke(*args, "--json", "Write a Python function that reverses a string")
     assert code == 0, err
     result = json.loads(out)
     assert_one_at_a_time(mac16)
     loads = mac16.events("load")
-    allowed = {"answer": {"qwen2.5:7b", "qwen2.5:14b"}, "both": set(THREE_NAMES)}[review]
+    allowed = {
+        "team": {"mistral:7b", "qwen2.5:14b"},
+        "answer": {"qwen2.5:7b", "qwen2.5:14b"},
+        "both": set(THREE_NAMES),
+    }[review]
     assert "qwen2.5:14b" in {load["model"] for load in loads} <= allowed
     executor_loads = [load for load in loads if load["model"] == "qwen2.5:14b"]
     contexts = {load["options"]["num_ctx"] for load in executor_loads}
