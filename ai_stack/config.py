@@ -169,8 +169,10 @@ class EvidenceSettings(BaseModel):
     attempts: int = Field(default=4, ge=0, le=8)
     attempt_temperature: float = Field(default=0.8, ge=0.0, le=2.0)
     # before the first fresh answer to code that fails its checks, the Planner says what went
-    # wrong and another approach (planning after trial)
-    rethink: bool = True
+    # wrong and another approach (planning after trial). Off by default: within the default
+    # budget it leaves room for one fresh answer instead of several, and measured worse
+    # (docs/eval.md); worth it with a larger Planner and a larger budget
+    rethink: bool = False
     # After the first answer, the review and the repair may cost at most this many times the
     # first answer's own call (in decode-token equivalents; 0: no bound): work proportionate to
     # the task, and a task the model keeps failing costs a bounded multiple of one call

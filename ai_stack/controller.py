@@ -822,7 +822,8 @@ class Pipeline:
           for: fresh answers that never see the failed one, sampled more freely
           (``evidence.attempts``); code is asked for without explanation (a third of the
           tokens); with ``evidence.rethink`` the first follows the Planner's new approach
-          (planning after trial), where the budget has room for it and the answer after it.
+          (planning after trial), where half a first answer's cost is left in the budget: the
+          rethink and the code alone after it cost about one first answer.
         """
         best = best_answer(versions)
         failed = best.evidence.failures if best.evidence else []
@@ -861,7 +862,12 @@ class Pipeline:
         tries["attempt"] += 1
         code = ask.kind == "code" or (ask.kind == "unknown" and bool(program_blocks(best.text)))
         approach: list[str] | None = None
-        if code and self.settings.evidence.rethink and tries["attempt"] == 1 and budget.room_for(2):
+        if (
+            code
+            and self.settings.evidence.rethink
+            and tries["attempt"] == 1
+            and budget.room_for(0.5)
+        ):
             rethink = yield from self._soft(
                 self.runner.structured(
                     self._call("planner", "rethink"),

@@ -13,8 +13,8 @@ from it whether the first answer is the one given (:attr:`ModeCalls.streams`).
 >>> from ai_stack.config import Settings
 >>> [f"{phase}:{role}" for phase, _, role in MODES["team"].steps(Settings())]
 ['execute:executor', 'contract:planner', 'compute:executor', 'shape:executor', 'shape:executor', \
-'shape:executor', 'shape:executor', 'rethink:planner', 'attempt:executor', 'attempt:executor', \
-'attempt:executor', 'attempt:executor']
+'shape:executor', 'shape:executor', 'attempt:executor', 'attempt:executor', 'attempt:executor', \
+'attempt:executor']
 """
 
 from __future__ import annotations

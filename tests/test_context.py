@@ -95,7 +95,10 @@ def test_each_model_gets_the_context_its_longest_call_needs(scripted: ScriptedBa
     assert no_review["embedded:smollm2"].num_ctx == 2048
     team = contexts(scripted, "Reverse a string")["embedded:smollm2"]  # the default
     assert team.roles == ("planner", "executor") and team.need
-    assert team.need.call == "another approach"  # the rethink holds the failed answer
+    assert team.need.call == "a program computing the result"  # it holds the answer
+    rethinking = contexts(scripted, "Reverse a string", evidence={"rethink": True})
+    assert rethinking["embedded:smollm2"].need
+    assert rethinking["embedded:smollm2"].need.call == "another approach"  # with the evidence
 
 
 def test_a_pinned_context_is_used_as_it_is(scripted: ScriptedBackend) -> None:

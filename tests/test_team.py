@@ -180,12 +180,16 @@ def test_code_failing_its_examples_is_answered_afresh_not_fixed(
     assert result.output == FIXED and result.answer_stop_reason == "approved"
 
 
-def test_with_rethink_the_planner_says_another_approach_first(scripted: ScriptedBackend) -> None:
+@pytest.mark.parametrize("budget", [0, 1.0])
+def test_with_rethink_the_planner_says_another_approach_first(
+    scripted: ScriptedBackend, budget: float
+) -> None:
     """Planning after trial: the Planner sees the failing answer and its failures; the fresh
-    answer sees only its approach."""
+    answer sees only its approach. The default budget (1.0) has room for it: the rethink and
+    the fresh code together cost about what the first answer did."""
     rethink = json.dumps({"cause": "the last run is never added", "approach": ["add the last run"]})
     scripted.enqueue(BUGGY, rethink, FIXED)
-    result, _ = run(team(scripted, rethink=True, budget=0))  # type: ignore[arg-type]
+    result, _ = run(team(scripted, rethink=True, budget=budget))  # type: ignore[arg-type]
     assert phases(result) == ["executor:execute", "planner:rethink", "executor:attempt"]
     assert BUGGY.split("\n")[2] in scripted.chats[1].messages[-1]["content"]
     fresh = scripted.chats[2].messages[-1]["content"]

@@ -99,7 +99,7 @@ def cli() -> None:
     asks for — code, a result, or prose — is decided once (by its words, else by the Planner)
     and the answer is checked against it: its code run in a sandbox on the task's examples,
     the requirements the task states, a result against a program. A failing answer is written
-    afresh (in the shape the requirements give; fresh code, after the Planner's rethink). Each
+    afresh (in the shape the requirements give; fresh code that never sees the failed one). Each
     role runs on its own local model, one resident at a time.
 
     \b
