@@ -144,6 +144,15 @@ def assert_result_shape(data: dict, task: str) -> None:
     assert metrics["wall_s"] >= sum(p["wall_s"] for p in metrics["phases"]) * 0.99
 
 
+def assert_versions(data: dict, err: str) -> None:
+    """Every version is numbered in order and checked; the output is the chosen one."""
+    versions = [answer["version"] for answer in data["answers"]]
+    assert versions == list(range(1, len(versions) + 1)) and data["chosen_answer"] in versions
+    assert all(answer["evidence"] is not None for answer in data["answers"])
+    assert data["output"] == data["answers"][data["chosen_answer"] - 1]["text"]
+    assert "Checks on answer v1" in err, "progress goes to stderr"
+
+
 @pytest.mark.model
 def test_json_run_on_the_real_model_is_pure_json(smollm2: Path, tmp_path: Path) -> None:
     """The default, the team: the Executor answers, what the task asks for is decided once (by
@@ -160,12 +169,7 @@ def test_json_run_on_the_real_model_is_pure_json(smollm2: Path, tmp_path: Path) 
     assert {p["role"] for p in data["metrics"]["phases"]} <= {"planner", "executor"}
     assert data["metrics"]["phases"][0]["phase"] == "execute", "the Executor answers first"
     assert data["answer_critiques"] == []
-    versions = [answer["version"] for answer in data["answers"]]
-    assert versions == list(range(1, len(versions) + 1)) and data["chosen_answer"] in versions
-    assert all(answer["evidence"] is not None for answer in data["answers"])
-    chosen = data["answers"][data["chosen_answer"] - 1]
-    assert data["output"] == chosen["text"]
-    assert "Checks on answer v1" in err, "progress goes to stderr"
+    assert_versions(data, err)
 
 
 @pytest.mark.model
@@ -178,9 +182,7 @@ def test_json_run_of_the_answer_review(smollm2: Path, tmp_path: Path) -> None:
     data = json.loads(out)  # stdout holds the JSON object and nothing else
     assert_result_shape(data, task)
     assert data["mode"] == "answer" and data["plan"] is None and data["stop_reason"] is None
-    versions = [answer["version"] for answer in data["answers"]]
-    assert versions == list(range(1, len(versions) + 1)) and data["chosen_answer"] in versions
-    assert all(answer["evidence"] is not None for answer in data["answers"])
+    assert_versions(data, err)
     assert data["answer_rounds"] == len(data["answer_critiques"]) >= 1
     # the stop reason agrees with what the versions show (the schema alone cannot ensure it)
     failed = [sum(c["passed"] is False for c in a["evidence"]["checks"]) for a in data["answers"]]
@@ -189,9 +191,6 @@ def test_json_run_of_the_answer_review(smollm2: Path, tmp_path: Path) -> None:
     assert reason != "approved" or (last["verdict"] == "approve" and failed[-1] == 0), data
     assert reason != "no_progress" or (len(failed) > 1 and failed[-1] >= failed[-2]), data
     assert reason != "max_rounds" or data["answer_rounds"] == 3, data  # 2 fixes and a re-check
-    chosen = data["answers"][data["chosen_answer"] - 1]
-    assert data["output"] == chosen["text"]
-    assert "Checks on answer v1" in err, "progress goes to stderr"
 
 
 @pytest.mark.model
