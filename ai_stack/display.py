@@ -24,6 +24,7 @@ from ai_stack.types import (
     EvidenceReady,
     LeaseWaiting,
     LoopStopped,
+    Mode,
     ModelLoaded,
     ModelLoading,
     ModelUnloaded,
@@ -137,6 +138,7 @@ class Display:
         self._tokens = 0
         self._answer_open = False
         self._streaming = True  # False while answers are reviewed: the final one is written once
+        self._mode: Mode = "answer"
 
     def handle(self, event: Event) -> None:
         if isinstance(event, Token):
@@ -144,6 +146,7 @@ class Display:
             return
         if isinstance(event, RunStarted):
             self._streaming = MODES[event.mode].streams
+            self._mode = event.mode
         if isinstance(event, RunFinished):
             self._end_answer()
             self._stop_status()
@@ -294,9 +297,13 @@ class Display:
                     if event.subject == "plan"
                     else ("Answer review", _ANSWER_STOP_LABELS)
                 )
-                self.console.print(
-                    f"[dim]{what} ended after {event.rounds} round(s): {labels[event.reason]}.[/]"
+                # the team's review has no rounds: it makes versions (the first answer's is 1)
+                after = (
+                    f"with {event.rounds + 1} version(s)"
+                    if self._mode == "team" and event.subject == "answer"
+                    else f"after {event.rounds} round(s)"
                 )
+                self.console.print(f"[dim]{what} ended {after}: {labels[event.reason]}.[/]")
             case RunFinished():
                 totals = event.result.metrics
                 self.console.print(

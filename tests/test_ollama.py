@@ -535,6 +535,9 @@ def test_the_design_cards_models_run_by_default_on_a_16_gb_mac(
     )
     assert said in err and "num_ctx allows up to 8,192" in err
     assert "GPU's share" not in err and "Traceback" not in err
+    # the team makes versions, the answer review rounds: the end of each says which it counts
+    ended = "Answer review ended with 1 version(s)" if review == "team" else "after 1 round(s)"
+    assert ended in err
 
 
 def test_a_model_that_cannot_fit_in_memory_is_refused_before_any_load(
