@@ -398,9 +398,7 @@ class Pipeline:
             answers=answers.versions,
             answer_critiques=answers.critiques,
             answer_rounds=answers.rounds,
-            answer_stop_reason=answers.stop_reason
-            if calls.makes("fix") or calls.makes("attempt")
-            else None,
+            answer_stop_reason=answers.stop_reason if calls.reviews_answer else None,
             chosen_answer=chosen.version,
             output=chosen.text,
             metrics=RunMetrics(
@@ -891,9 +889,7 @@ class Pipeline:
             approach=approach,
             requirements=[] if code else [r.quote for r in ask.requirements],
             notes=[f"{c.name}: {c.detail}" for c in failed if c.kind == "form"],
-            brief=(f"```{language}" if language in ("python", "shell") else "fenced")
-            if code
-            else "",
+            brief=_block(language) if code else "",
         )
         call = self._call("executor", "attempt", tries["attempt"])
         if approach is None:

@@ -24,7 +24,6 @@ from ai_stack.types import (
     EvidenceReady,
     LeaseWaiting,
     LoopStopped,
-    Mode,
     ModelLoaded,
     ModelLoading,
     ModelUnloaded,
@@ -138,7 +137,7 @@ class Display:
         self._tokens = 0
         self._answer_open = False
         self._streaming = True  # False while answers are reviewed: the final one is written once
-        self._mode: Mode = "answer"
+        self._repairs = False  # the mode replaces failing answers: versions, not rounds
 
     def handle(self, event: Event) -> None:
         if isinstance(event, Token):
@@ -146,7 +145,7 @@ class Display:
             return
         if isinstance(event, RunStarted):
             self._streaming = MODES[event.mode].streams
-            self._mode = event.mode
+            self._repairs = MODES[event.mode].repairs
         if isinstance(event, RunFinished):
             self._end_answer()
             self._stop_status()
@@ -297,10 +296,10 @@ class Display:
                     if event.subject == "plan"
                     else ("Answer review", _ANSWER_STOP_LABELS)
                 )
-                # the team's review has no rounds: it makes versions (the first answer's is 1)
+                # a repair has no rounds: it makes versions (the first answer's is 1)
                 after = (
                     f"with {event.rounds + 1} version(s)"
-                    if self._mode == "team" and event.subject == "answer"
+                    if self._repairs and event.subject == "answer"
                     else f"after {event.rounds} round(s)"
                 )
                 self.console.print(f"[dim]{what} ended {after}: {labels[event.reason]}.[/]")

@@ -47,8 +47,7 @@ def read(task: str, answer: str) -> Ask | None:
     function = signature(task)
     calls = [e for e in examples(task) if not e.bare]
     if function or calls:
-        language = "python"
-        return Ask(kind="code", language=language, function=function, by="task")
+        return Ask(kind="code", language="python", function=function, by="task")
     requirements = tuple(stated(task))
     if requirements and not program_blocks(answer):
         return Ask(kind="prose", requirements=requirements, by="task")
