@@ -311,6 +311,7 @@ def test_a_change_during_a_call_is_noted_when_a_poll_is_due() -> None:
 
 def test_a_decode_speed_drop_is_reported_as_likely_throttling() -> None:
     guard = guard_for("nominal")
+    drain(guard.before_call(manager_for(ScriptedBackend())))  # a sensor answered
 
     def metrics(speed: float, tokens: int = 100) -> PhaseMetrics:
         return PhaseMetrics(
@@ -322,6 +323,21 @@ def test_a_decode_speed_drop_is_reported_as_likely_throttling() -> None:
     assert list(guard.after_call(metrics(30))) == []  # a 25 % drop is within the default 40 %
     (note,) = list(guard.after_call(metrics(20)))
     assert "50% below the first call on m (40.0 tok/s): likely throttling" in note.reason
+
+
+def test_without_a_sensor_a_slower_decode_is_never_called_throttling() -> None:
+    guard = guard_for("unknown")  # no thermal sensor on this machine (a busy Linux box)
+    drain(guard.before_call(manager_for(ScriptedBackend())))
+    fast, slow = (
+        PhaseMetrics(role="executor", phase="execute", model="m", output_tokens=100,
+                     tokens_per_s=speed)
+        for speed in (40, 5)
+    )
+    assert list(guard.after_call(fast)) == []
+    (note,) = list(guard.after_call(slow))
+    assert "throttling" not in note.reason
+    assert "88% below the first call on m (40.0 tok/s): slower" in note.reason
+    assert "no thermal sensor" in note.reason
 
 
 def test_memory_pressure_refuses_a_local_load_that_would_not_fit(scripted: ScriptedBackend) -> None:

@@ -8,9 +8,10 @@ Between model calls:
 
 During a call the level is polled every ``thermal.poll_s``; a change is noted, and the call
 finishes first. After a call, a decode speed more than ``thermal.slowdown_fraction`` below the
-first call on the same model is reported as likely throttling (it happens while the pressure
-level stays nominal). Before a load, under memory pressure, a model that would not fit the
-memory really available is refused.
+first call on the same model is reported: as likely throttling where a thermal sensor answers (it
+happens while the pressure level stays nominal), and only as slower where none does — a busy
+machine slows decoding just as much, and nothing here can tell the two apart. Before a load,
+under memory pressure, a model that would not fit the memory really available is refused.
 
 The sensor, clock and sleep are injected, so tests drive the policy with scripted readings and
 no real waiting. Every decision is an event; the run's ``metrics.thermal`` is derived from them.
@@ -41,6 +42,7 @@ class ThermalGuard:
     level: Level = "unknown"
     _polled_at: float = -math.inf
     _noted: Level = "unknown"
+    _sensed: bool = False  # whether any thermal sensor gave a level
     _first_speed: dict[str, float] = field(default_factory=dict)
 
     def poll(self, *, force: bool = False) -> Snapshot | None:
@@ -51,6 +53,7 @@ class ThermalGuard:
         self._polled_at = now
         snapshot = self.sense()
         self.level = snapshot.thermal.level
+        self._sensed = self._sensed or any(r.level != "unknown" for r in snapshot.thermal.readings)
         return snapshot
 
     def before_call(self, manager: MemoryManager) -> Generator[Event, None, Level]:
@@ -83,9 +86,15 @@ class ThermalGuard:
         first = self._first_speed.setdefault(metrics.model, speed)
         if speed < first * (1 - self.settings.slowdown_fraction):
             drop = 1 - speed / first
+            why = (
+                "likely throttling"
+                if self._sensed
+                else "slower — other work on the machine or heat; no thermal sensor here tells "
+                "which"
+            )
             yield self._note(
                 f"decode speed {speed:.1f} tok/s is {drop:.0%} below the first call on "
-                f"{metrics.model} ({first:.1f} tok/s): likely throttling"
+                f"{metrics.model} ({first:.1f} tok/s): {why}"
             )
 
     def memory_check(self, model: str, estimate_bytes: int) -> ThermalNote | None:
