@@ -202,4 +202,21 @@ class ResidencyLease:
         os.replace(temporary, self.path)
 
 
-__all__ = ["Claim", "ResidencyLease"]
+def held(directory: Path) -> list[tuple[str, Claim]]:
+    """Every live claim of every ai-stack process on this machine, with the endpoint it is
+    on (a server's URL, or ``embedded``): what ``models ps`` and ``monitor`` show beside what
+    the servers report, since a model loaded inside another ai-stack process is resident too
+    and no server knows of it. Read without the lock: a claim file is replaced whole."""
+    found: list[tuple[str, Claim]] = []
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            endpoint = str(data.get("endpoint", ""))
+            claims = [Claim(**entry) for entry in data.get("claims", [])]
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+        found += [(endpoint.removeprefix("server "), c) for c in claims if _alive(c)]
+    return found
+
+
+__all__ = ["Claim", "ResidencyLease", "held"]

@@ -4,6 +4,8 @@ against the Ollama test double, the real embedded backend, and a machine with no
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,6 +109,46 @@ def test_models_ps_and_stop(on_double: OllamaDouble) -> None:
     assert code == 0 and backend.resident() == []
     code, _, err = invoke("models", "stop")
     assert code == 2 and "Give a model name or --all" in err
+
+
+HOLDER = """
+import sys
+from ai_stack.config import user_dir
+from ai_stack.lease import ResidencyLease
+lease = ResidencyLease(user_dir() / "leases", "embedded", policy="one-at-a-time",
+                       budget=2**34, timeout_s=5)
+for _ in lease.claim("embedded:smollm2", 150_000_000):
+    pass
+print("held", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_models_ps_and_monitor_see_a_model_another_ai_stack_process_holds() -> None:
+    """An embedded model lives inside another ai-stack process: no server knows of it, but
+    its residency lease does."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        code, out, err = invoke("models", "ps", "--json")
+        assert code == 0, err
+        (row,) = [r for r in json.loads(out) if r["backend"] == "embedded"]
+        assert (row["name"], row["held_by"]) == ("smollm2", [holder.pid])
+        code, out, err = invoke("models", "ps")
+        assert "smollm2" in out and f"pid {holder.pid}" in out
+        code, out, _ = invoke("monitor", "--once", "--json")
+        assert {"endpoint": "embedded", "model": "embedded:smollm2", "pid": holder.pid,
+                "size_bytes": 150_000_000} in json.loads(out)["held"]
+        code, out, _ = invoke("monitor", "--once")
+        assert "embedded:smollm2" in out and f"pid {holder.pid}" in out
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    code, out, _ = invoke("models", "ps", "--json")
+    assert [r for r in json.loads(out) if r["backend"] == "embedded"] == []  # its holder is gone
 
 
 def test_models_rm_unloads_first_then_deletes(on_double: OllamaDouble) -> None:

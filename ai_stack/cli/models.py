@@ -26,9 +26,11 @@ from ai_stack.backends import ModelSpec, ModelStore
 from ai_stack.backends.base import LoadOptions, PullProgress
 from ai_stack.backends.embedded import EmbeddedBackend
 from ai_stack.cli.common import command, config_options, confirm_or_stop
+from ai_stack.config import user_dir
 from ai_stack.context import typical_context
 from ai_stack.errors import UsageError
 from ai_stack.footprint import cpu_layers
+from ai_stack.lease import held
 from ai_stack.probe import run_probe
 from ai_stack.session import Session
 from ai_stack.units import gib
@@ -105,8 +107,10 @@ def ps(as_json: bool, config_file: Path | None, debug: bool) -> None:
                     "size_bytes": model.size_bytes,
                     "context_length": model.num_ctx,
                     "expires_in_s": None if pinned else round(seconds or 0),
+                    "held_by": [],
                 }
             )
+        _add_claims(rows)
         if as_json:
             click.echo(json.dumps(rows))
             return
@@ -117,18 +121,40 @@ def ps(as_json: bool, config_file: Path | None, debug: bool) -> None:
                 console.print(f"[dim]{escape(name)} is not reachable.[/]")
             elif not getattr(server, "controls_residency", True):
                 console.print(f"[dim]{escape(getattr(server, 'residency_note', name))}.[/]")
-        console.print("[dim]Embedded models are loaded only inside a running ai-stack.[/]")
-        table = Table("name", "backend", "memory", "context", "unloads in")
+        table = Table("name", "backend", "memory", "context", "unloads in", "used by")
         for row in rows:
             until = "forever" if row["expires_in_s"] is None else f"{row['expires_in_s']} s"
+            if row["backend"] == "embedded":
+                until = "at its exit"
             table.add_row(
                 escape(row["name"]),
                 row["backend"],
                 gib(row["size_bytes"]),
                 str(row["context_length"] or ""),
                 until,
+                ", ".join(f"pid {pid}" for pid in row["held_by"]),
             )
         Console().print(table)
+
+
+def _add_claims(rows: list[dict[str, Any]]) -> None:
+    """What other ai-stack processes hold, from their residency leases: the process using a
+    server's model, and the embedded models loaded inside them (no server knows of those)."""
+    for endpoint, claim in held(user_dir() / "leases"):
+        backend, _, name = claim.model.partition(":")
+        row = next((r for r in rows if (r["backend"], r["name"]) == (backend, name)), None)
+        if row is None and endpoint == "embedded":
+            row = {
+                "name": name,
+                "backend": backend,
+                "size_bytes": claim.bytes,
+                "context_length": None,
+                "expires_in_s": None,
+                "held_by": [],
+            }
+            rows.append(row)
+        if row is not None:
+            row["held_by"].append(claim.pid)
 
 
 @models.command("pull")

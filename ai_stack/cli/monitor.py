@@ -15,6 +15,8 @@ from rich.table import Table
 
 from ai_stack.backends import Backend
 from ai_stack.cli.common import command, config_options
+from ai_stack.config import user_dir
+from ai_stack.lease import held
 from ai_stack.session import Session
 from ai_stack.thermal import Tools, take_snapshot, thermal_tools
 from ai_stack.units import gib
@@ -40,6 +42,10 @@ def snapshot_dict(tools: Tools, ollama: Backend) -> dict[str, Any]:
         if health.available
         else []
     )
+    data["held"] = [
+        {"endpoint": endpoint, "model": claim.model, "pid": claim.pid, "size_bytes": claim.bytes}
+        for endpoint, claim in held(user_dir() / "leases")
+    ]
     return data
 
 
@@ -68,8 +74,15 @@ def render(data: dict[str, Any]) -> Group:
         resident.add_row(
             escape(model["model"]), gib(model["size_bytes"]), str(model["context_length"] or "")
         )
-    if not data["resident"]:
-        resident.add_row("[dim]none (embedded models live inside a running ai-stack)[/]", "", "")
+    for claim in data.get("held", []):
+        if claim["endpoint"] == "embedded":  # inside another ai-stack process: no server knows
+            resident.add_row(
+                f"{escape(claim['model'])} [dim](pid {claim['pid']})[/]",
+                gib(claim["size_bytes"]),
+                "",
+            )
+    if resident.row_count == 0:
+        resident.add_row("[dim]none[/]", "", "")
     return Group(head, readings, resident)
 
 
