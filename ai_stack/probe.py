@@ -16,6 +16,7 @@ from ai_stack.config import Settings
 from ai_stack.errors import InvalidOutputError
 from ai_stack.memory import MemoryManager
 from ai_stack.prompts import PromptLibrary
+from ai_stack.recommend import DEMO, demo_model
 from ai_stack.roles import RoleCall, RoleRunner
 from ai_stack.types import Phase, PhaseFinished, Plan, Role, Verdict
 
@@ -98,7 +99,10 @@ def run_probe(
             "median_tokens_per_s": round(statistics.median(speeds), 2),
         }
     fit = [role for role, r in roles.items() if r["schema_valid_rate"] >= 0.9]
-    if len(fit) == 2:
+    if demo_model(manager.describe(spec).parameters):
+        fit = []
+        verdict = f"{spec} is {DEMO} (its replies fit the schemas {_rates(roles)})."
+    elif len(fit) == 2:
         verdict = f"{spec} is fit for the planner and critic roles."
     elif fit:
         verdict = f"{spec} is fit for the {fit[0]} role only; use another model for the other."
@@ -108,3 +112,8 @@ def run_probe(
             "often fail validation (ai-stack re-asks, but each re-ask costs a call)."
         )
     return {"model": str(spec), "roles": roles, "fit_roles": fit, "verdict": verdict}
+
+
+def _rates(roles: dict[str, Any]) -> str:
+    rates = (f"{r['schema_valid_rate']:.0%} of the time as {role}" for role, r in roles.items())
+    return " and ".join(rates)

@@ -53,6 +53,22 @@ def parameter_billions(text: str | None) -> float | None:
         return None
 
 
+DEMO_BELOW_B = 0.5  # fewer parameters than this: it follows a format, its answers are not useful
+DEMO = "a demo model: it fills the roles' formats, but its answers are not useful"
+
+
+def demo_model(parameters: str | None) -> bool:
+    """Whether a model of ``parameters`` is a demo (SmolLM2-135M): the one verdict ``doctor``
+    and ``models probe`` both give — a valid reply in a role's schema says nothing of its
+    worth.
+
+    >>> demo_model("135M"), demo_model("1.5B"), demo_model(None)
+    (True, False, False)
+    """
+    billions = parameter_billions(parameters)
+    return billions is not None and billions < DEMO_BELOW_B
+
+
 def default_roles(installed: list[ModelInfo], fits: Callable[[ModelInfo], bool]) -> dict[Role, str]:
     """Role → model when none is configured: the original ai-stack's roles where installed,
     otherwise picked from what is installed (7B-class for planning and critique, the largest

@@ -4,6 +4,8 @@ against the Ollama test double, the real embedded backend, and a machine with no
 from __future__ import annotations
 
 import json
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +17,7 @@ from ai_stack.backends.ollama import OllamaBackend
 from ai_stack.machine import Machine
 from ai_stack.profile import parse_cpuinfo, parse_nvidia_inventory
 from ai_stack.recommend import catalogue
+from ai_stack.sandbox import detect_isolation
 from ai_stack.units import GIB
 from tests.conftest import invoke
 from tests.ollama_double import OllamaDouble
@@ -250,6 +253,9 @@ def test_models_probe_on_the_embedded_model(smollm2: Path) -> None:
     report = json.loads(out)
     assert report["roles"]["planner"]["valid_json_rate"] == 1.0  # the grammar guarantees JSON
     assert report["roles"]["critic"]["median_tokens_per_s"] > 0
+    # one verdict with doctor's: valid JSON from a 135M model is not fitness for a role
+    assert report["fit_roles"] == [] and "demo model" in report["verdict"]
+    assert "fit for the planner" not in report["verdict"]
 
 
 # -- system and doctor -----------------------------------------------------------------------------
@@ -303,6 +309,9 @@ def test_doctor_on_this_machine_and_with_a_missing_model(
     assert checks["executor model"]["status"] == "ok"
     assert checks["history"]["status"] == "ok"
     assert checks["thermal sensors"]["status"] in ("ok", "warn")
+    isolated = detect_isolation() != "none"
+    assert checks["sandbox"]["status"] == ("ok" if isolated else "warn")
+    assert ("isolated" if isolated else "never run") in checks["sandbox"]["detail"]
     missing = config(tmp_path, 'executor = "ollama:gone:70b"\n')
     code, out, _ = invoke("doctor", "--json", "--config", missing)
     assert code == 1
@@ -310,6 +319,20 @@ def test_doctor_on_this_machine_and_with_a_missing_model(
     assert executor["status"] == "fail" and "ai-stack models pull gone:70b" in executor["fix"]
     code, out, _ = invoke("doctor")
     assert code == 0 and "history" in out
+
+
+def test_doctor_says_when_answer_code_cannot_be_run() -> None:
+    """Without bubblewrap (not on PATH), answers are never run: doctor says so and how to fix
+    it, instead of leaving a user to find out from 'static checks only' notes."""
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}
+    done = subprocess.run(
+        [sys.executable, "-m", "ai_stack", "doctor", "--json"],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )
+    sandbox = next(c for c in json.loads(done.stdout) if c["check"] == "sandbox")
+    if platform.system() == "Linux":
+        assert sandbox["status"] == "warn" and "never run" in sandbox["detail"]
+        assert sandbox["fix"] == "apt install bubblewrap"
 
 
 def test_a_cpu_only_machine_is_not_recommended_a_model_it_decodes_at_a_token_a_second(

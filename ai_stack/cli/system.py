@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import platform
 import sqlite3
 import sys
 from pathlib import Path
@@ -24,7 +25,8 @@ from ai_stack.history import HistoryStore
 from ai_stack.history.repair import check
 from ai_stack.history.store import history_error
 from ai_stack.profile import profile
-from ai_stack.recommend import recommend
+from ai_stack.recommend import DEMO, recommend
+from ai_stack.sandbox import detect_isolation
 from ai_stack.session import Session
 from ai_stack.thermal import take_snapshot, thermal_tools
 from ai_stack.units import gib
@@ -157,6 +159,23 @@ def history_check(settings: Settings) -> tuple[str, str, str, str | None]:
     return "history", "ok", f"{path} is writable", None
 
 
+def sandbox_check(settings: Settings) -> tuple[str, str, str, str | None]:
+    """Whether answer code can be run: the team runs an answer's code on the task's examples
+    only inside an isolating sandbox (or with --exec), so without one its checks are static."""
+    isolation = detect_isolation()
+    if isolation != "none":
+        return "sandbox", "ok", f"answer code runs isolated ({isolation})", None
+    fix = (
+        "apt install bubblewrap"
+        if platform.system() == "Linux"
+        else "Nothing to install on this platform; --exec runs code unisolated"
+    )
+    detail = "no isolating sandbox: answers get static checks only, their code is never run"
+    if settings.evidence.exec:
+        detail = "no isolating sandbox, and evidence.exec runs answer code UNISOLATED"
+    return "sandbox", "warn", detail, fix
+
+
 def run_checks(settings: Settings) -> list[dict[str, Any]]:
     checks: list[dict[str, Any]] = []
 
@@ -212,7 +231,7 @@ def run_checks(settings: Settings) -> list[dict[str, Any]]:
                 add(
                     "embedded models",
                     "warn",
-                    "only SmolLM2-135M, a demo model: its answers are not useful",
+                    f"only SmolLM2-135M, {DEMO}",
                     f"{best['action']}, then use --executor {best['model']}"
                     if best.get("action")
                     else None,
@@ -246,6 +265,7 @@ def run_checks(settings: Settings) -> list[dict[str, Any]]:
         except AiStackError as exc:
             add("models", "fail", exc.message, exc.hint)
     add(*history_check(settings))
+    add(*sandbox_check(settings))
     snapshot = take_snapshot(thermal_tools(settings.thermal))
     if snapshot.thermal.level == "unknown":
         add(
