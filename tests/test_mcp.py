@@ -130,6 +130,10 @@ def test_errors_are_tool_errors_with_the_cli_message(
         assert secret.is_error and "hold secrets" in secret.content[0].text
         outside = await client.call_tool("run_task", {"task": "x", "files": ["/etc/hostname"]})
         assert outside.is_error and "outside the allowed directories" in outside.content[0].text
+        # the hints speak of what a client can change, never of command-line flags
+        assert "files.allow_paths in the server's config" in outside.content[0].text
+        assert "files.allow_sensitive in the server's config" in secret.content[0].text
+        assert "--allow" not in outside.content[0].text + secret.content[0].text
         unknown = await client.call_tool("history_show", {"run_id": "zzzz"})
         assert unknown.is_error and "No run with id 'zzzz'" in unknown.content[0].text
 

@@ -7,13 +7,15 @@ a time, and takes the machine-wide residency lease like any other ai-stack proce
 report progress (one notification per model call or batch phase) and can be cancelled: the
 call stops at its next event and unloads what it loaded, as Ctrl-C does. Every call is recorded
 in the history with the source ``mcp``. Errors reach the client as tool errors carrying the
-CLI's one-line message and hint.
+CLI's one-line message and hint, the hint naming tool arguments or the server's config file
+instead of command-line flags (:func:`for_mcp`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import threading
 import uuid
 from collections.abc import Callable, Generator
@@ -322,8 +324,7 @@ class ToolCalls:
             cancelled.set()
             raise
         except AiStackError as error:
-            hint = f" {error.hint}" if error.hint else ""
-            raise ToolError(f"{error.message}{hint}") from None
+            raise tool_error(error) from None
 
     async def run_task(
         self,
@@ -398,7 +399,7 @@ class ToolCalls:
             try:  # a workflow file is read like any file a client names
                 self.service.settings.file_policy(self.service.root).check(path)
             except AiStackError as error:
-                raise ToolError(error.message) from None
+                raise tool_error(error) from None
         elif tasks:
             path = job_dir / "workflow.yaml"
             job_dir.mkdir(parents=True, exist_ok=True)
@@ -464,7 +465,45 @@ class ToolCalls:
             try:
                 return store.run(store.resolve(run_id))
             except AiStackError as error:
-                raise ToolError(error.message) from None
+                raise tool_error(error) from None
+
+
+# What a hint written for the command line means to an MCP client: its tool's arguments, or
+# the server's config file (an MCP client cannot widen what the server allows).
+_FOR_MCP = {
+    "--allow-path DIR": "files.allow_paths in the server's config file",
+    "--allow-sensitive": "files.allow_sensitive in the server's config file:",
+    "--truncate-context": "truncate_context = true in the server's config file",
+    "--wait-timeout SECONDS": "memory.wait_timeout_s in the server's config file",
+    "--no-history": "history.enabled = false in the server's config file",
+    "--max-rounds": "the max_rounds argument",
+    "--executor": "the executor argument",
+    "--planner": "the planner argument",
+    "--critic": "the critic argument",
+    "--review": "the review argument",
+    "--direct": "the direct argument",
+    "--exec": "evidence.exec = true in the server's config file",
+}
+
+
+def for_mcp(hint: str) -> str:
+    """A hint that names command-line flags, said in an MCP client's terms.
+
+    >>> for_mcp("Allow its directory with --allow-path DIR (or files.allow_paths).")
+    "Allow its directory with files.allow_paths in the server's config file (or \
+files.allow_paths)."
+    >>> for_mcp("Use another model: --executor ollama:qwen2.5:7b")
+    'Use another model: the executor argument ollama:qwen2.5:7b'
+    """
+    flags = sorted(_FOR_MCP, key=len, reverse=True)  # the longest first: --exec in --executor
+    pattern = "|".join(re.escape(flag) + r"(?![\w-])" for flag in flags)
+    return re.sub(pattern, lambda match: _FOR_MCP[match.group(0)], hint)
+
+
+def tool_error(error: AiStackError) -> ToolError:
+    """An error as the client sees it: the message and the hint, in the client's terms."""
+    hint = f" {for_mcp(error.hint)}" if error.hint else ""
+    return ToolError(f"{error.message}{hint}")
 
 
 def build_server(service: Service) -> MCPServer:
@@ -489,7 +528,7 @@ def _open(service: Service) -> HistoryStore:
     try:
         return service.history()
     except (HistoryError, UsageError) as error:
-        raise ToolError(error.message) from None
+        raise tool_error(error) from None
 
 
 def serve(config_file: Path | None, debug: bool) -> None:
