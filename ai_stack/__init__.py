@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-__version__ = "0.4.1"
+__version__ = "0.6.0"
 
 _EXPORTS = {
     "AiStackError": "ai_stack.errors",
