@@ -297,6 +297,11 @@ def test_eval_refuses_to_run_code_without_a_sandbox_or_opt_in(
     assert code == 2 and "Unknown mode 'sideways'" in err
 
 
+def test_eval_compares_the_default_team_with_one_call_by_default() -> None:
+    code, out, _ = invoke("eval", "--help")
+    assert code == 0 and "[default: direct,team]" in " ".join(out.split())
+
+
 def test_a_suite_over_the_task_limit_is_refused_quickly(tmp_path: Path) -> None:
     """Validation is linear: 20,000 tasks are refused by the limit, 1,000 load."""
     path = tmp_path / "big.jsonl"

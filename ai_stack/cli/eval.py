@@ -31,13 +31,13 @@ from ai_stack.types import Mode, PhaseStarted, RunFinished
 
 
 def parse_modes(text: str) -> list[Mode]:
-    """``direct,answer`` → the modes, in the order given, each once."""
+    """``direct,team`` → the modes, in the order given, each once."""
     modes = [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise UsageError(
             f"Unknown mode {unknown[0]!r}." if unknown else "No modes given.",
-            hint=f"Modes: {', '.join(MODES)} (e.g. --modes direct,answer).",
+            hint=f"Modes: {', '.join(MODES)} (e.g. --modes direct,team).",
         )
     return cast(list[Mode], list(dict.fromkeys(modes)))
 
@@ -112,7 +112,7 @@ def show_report(out: Console, report: EvalReport) -> None:
 @click.argument("suite_file", metavar="SUITE", type=click.Path(path_type=Path))
 @click.option(
     "--modes",
-    default="direct,answer",
+    default="direct,team",
     show_default=True,
     help=f"Modes to compare, comma-separated: {', '.join(MODES)}.",
 )
