@@ -7,10 +7,12 @@ one directory, :func:`user_dir`, which ``AI_STACK_HOME`` overrides.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import (
@@ -131,6 +133,60 @@ class EndpointSettings(BaseModel):
             ) from None
 
 
+DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+
+
+def resolve_host(value: str | None) -> str:
+    """The server URL for an ``OLLAMA_HOST``-style value, as the server and client read it.
+
+    >>> resolve_host(None)
+    'http://127.0.0.1:11434'
+    >>> resolve_host("0.0.0.0")
+    'http://0.0.0.0:11434'
+    >>> resolve_host(":8080")
+    'http://127.0.0.1:8080'
+    >>> resolve_host("https://ollama.example.com")
+    'https://ollama.example.com:443'
+    >>> resolve_host("http://[::1]:11500/")
+    'http://[::1]:11500'
+    >>> resolve_host("file:///x")
+    Traceback (most recent call last):
+    ai_stack.errors.ConfigError: The Ollama host 'file:///x' is not an http:// or https:// URL
+    >>> resolve_host("not a url")
+    Traceback (most recent call last):
+    ai_stack.errors.ConfigError: The Ollama host 'not a url' is not an http:// or https:// URL
+    """
+    value = (value or "").strip()
+    if not value:
+        return DEFAULT_OLLAMA_HOST
+    scheme, rest = ("http", value) if "://" not in value else value.split("://", 1)
+    ports = {"http": 80, "https": 443}
+    try:
+        if scheme.lower() not in ports:
+            raise ValueError(scheme)
+        parts = urlsplit(f"{scheme}://{rest}")
+        port = parts.port
+        if not re.fullmatch(r"[a-z0-9._-]*|[0-9a-f:.]*:[0-9a-f:.]*", parts.hostname or ""):
+            raise ValueError(parts.hostname)  # a space or another character no host name has
+    except ValueError:
+        raise ConfigError(
+            f"The Ollama host {value!r} is not an http:// or https:// URL",
+            hint="Set ollama.host or OLLAMA_HOST to e.g. http://127.0.0.1:11434",
+        ) from None
+    scheme = scheme.lower()
+    default_port = ports[scheme] if "://" in value else 11434
+    host = parts.hostname or "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    path = parts.path.rstrip("/")
+    return f"{scheme}://{host}:{port or default_port}{path}"
+
+
+# A Go duration, as Ollama reads keep_alive: numbers with units ("10m", "1h30m", "-1m": keep for
+# ever), or "0" (unload at once); a bare number in a string is refused by the server.
+_DURATION = re.compile(r"[-+]?(0|((\d+\.?\d*|\.\d+)(ns|us|µs|ms|s|m|h))+)")
+
+
 class OllamaSettings(BaseModel):
     """How to reach (and optionally start) an Ollama server."""
 
@@ -140,6 +196,27 @@ class OllamaSettings(BaseModel):
     keep_alive: str = "10m"
     autostart: bool = False
     request_timeout_s: float = Field(default=600.0, gt=0)
+
+    @field_validator("host")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        """Refused when read, not when a run hangs trying to reach it."""
+        try:
+            resolve_host(value)
+        except ConfigError as error:
+            raise ValueError(f"{error.message} (e.g. {DEFAULT_OLLAMA_HOST})") from None
+        return value
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        """Refused when read, not by the server once a model is asked to load."""
+        if not _DURATION.fullmatch(value.strip()):
+            raise ValueError(
+                f"{value!r} is not a duration such as 10m, 1h30m, -1m (keep for ever) or 0 "
+                "(unload at once)"
+            )
+        return value.strip()
 
 
 class ThermalSettings(BaseModel):
