@@ -280,7 +280,9 @@ class LimitsSettings(BaseModel):
     workflow_kb: int = Field(default=1024, ge=1, le=1_048_576)  # workflow and suite files
     tasks: int = Field(default=1000, ge=1, le=1_000_000)  # tasks in one workflow
     yaml_nodes: int = Field(default=200_000, ge=100, le=100_000_000)  # after aliases expand
-    depth: int = Field(default=64, ge=4, le=10_000)  # nesting of mappings and lists
+    # nesting of mappings and lists; the YAML reader recurses twice a level, so past a few
+    # hundred levels it would exhaust Python's stack whatever this says
+    depth: int = Field(default=64, ge=4, le=256)
     truncate_context: bool = False  # cut a context too big for num_ctx (never the task)
 
 
