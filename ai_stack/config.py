@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from ai_stack import trust
 from ai_stack.access import FilePolicy
 from ai_stack.errors import ConfigError
 from ai_stack.files import NotARegularFile, read_regular
@@ -426,16 +427,6 @@ class Settings(BaseModel):
         return "raw" if self.raw else "direct" if self.direct else self.review
 
 
-def find_config_file(explicit: Path | None = None) -> Path | None:
-    """The config file in force: an explicit one, else ``./ai-stack.toml``, else the user dir's."""
-    if explicit is not None:
-        return explicit
-    for candidate in (Path.cwd() / LOCAL_CONFIG_NAME, user_dir() / CONFIG_NAME):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 CONFIG_LIMIT = 1024 * 1024  # a config file is a few KiB; past this it is something else
 
 
@@ -484,66 +475,61 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-# What a project's ./ai-stack.toml, read only because it is in the working directory, may not set:
-# what widens file access, changes where prompts go, turns on unsandboxed execution or stops the
-# record. A cloned repository must not send your keys to someone else's server. The user's own
-# config (the user directory's, or any file named with --config) may set them.
-PROJECT_REFUSED: tuple[tuple[str, ...], ...] = (
-    ("files", "allow_sensitive"),
-    ("files", "allow_paths"),
-    ("files", "max_file_kb"),
-    ("files", "max_total_kb"),
-    ("ollama", "host"),
-    ("endpoints",),
-    ("cluster",),  # a worker's environment on every node
-    ("evidence", "exec"),
-    ("evidence", "checks"),
-    ("evidence", "check_cmds"),
-    ("history", "enabled"),
-    ("history", "path"),
-    ("prompts_dir",),
-    ("models_dir",),
-)
+def _own_config() -> tuple[dict[str, Any], Path | None]:
+    path = user_dir() / CONFIG_NAME
+    return (read_config_file(path), path) if path.is_file() else ({}, None)
 
 
-def refuse_widening(path: Path, data: Mapping[str, Any]) -> None:
-    """Refuse a project config that sets any of :data:`PROJECT_REFUSED` (as git refuses a
-    repository it does not trust, until the user says otherwise).
-
-    >>> refuse_widening(Path("ai-stack.toml"), {"max_rounds": 1, "executor": {"model": "x"}})
-    >>> refuse_widening(Path("ai-stack.toml"), {"ollama": {"host": "http://evil:80"}})
-    Traceback (most recent call last):
-    ...
-    ai_stack.errors.ConfigError: ai-stack.toml sets ollama.host, which only your own config may set.
-    """
-    found = []
-    for keys in PROJECT_REFUSED:
-        node: Any = data
-        for key in keys:
-            node = node.get(key) if isinstance(node, Mapping) else None
-        if node is not None:
-            found.append(".".join(keys))
-    if found:
-        raise ConfigError(
-            f"{path} sets {', '.join(found)}, which only your own config may set.",
-            hint=f"It was read because it is in this directory. If you trust it, use it as your "
-            f"own: --config {path}; otherwise remove those keys (docs/configuration.md).",
-        )
+def _with_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    for variable, keys in ENV_OVERRIDES.items():
+        if environ.get(variable):
+            _set_path(data, keys, environ[variable])
+    return data
 
 
 def raw_settings(
     config_file: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> tuple[dict[str, Any], Path | None]:
-    """The settings data of the config file and environment, not yet validated."""
-    path = find_config_file(config_file)
-    data: dict[str, Any] = read_config_file(path) if path else {}
-    if path is not None and config_file is None and path.name == LOCAL_CONFIG_NAME:
-        refuse_widening(path, data)
+    """The settings data of the config files and environment, not yet validated.
+
+    ``--config FILE`` is the user's own choice and the only file read. Otherwise the user
+    directory's config is read, then a project's ``./ai-stack.toml`` on top of it, which — read
+    only because it is in the working directory — may only narrow (:mod:`ai_stack.trust`)."""
     environ = os.environ if environ is None else environ
-    for variable, keys in ENV_OVERRIDES.items():
-        if environ.get(variable):
-            _set_path(data, keys, environ[variable])
-    return data, path
+    if config_file is not None:
+        return _with_environment(read_config_file(config_file), environ), config_file
+    data, path = _own_config()
+    project = Path.cwd() / LOCAL_CONFIG_NAME
+    if project.is_file():
+        data, path = _with_project(data, path, project, environ), project
+    return _with_environment(data, environ), path
+
+
+def _with_project(
+    own: dict[str, Any], own_path: Path | None, project: Path, environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """The user's config with a project's on top, refused by name where it widens them."""
+    base_data = _with_environment(dict(own), environ)
+    base = validated(base_data, own_path)
+    data = read_config_file(project)
+    source = trust.Untrusted(
+        str(project),
+        "a project config",
+        hint=f"It was read because it is in this directory. If you trust it, use it as your own: "
+        f"--config {project}; otherwise remove those keys (docs/configuration.md).",
+    )
+    trust.check(base, validated(layer(base_data, data), project), data, source)
+    return layer(own, data)
+
+
+def narrowed(
+    base: Mapping[str, Any], data: Mapping[str, Any], source: trust.Untrusted
+) -> dict[str, Any]:
+    """``base`` with ``data``, from a source the user did not write, on top: what it widens is
+    refused by name (an ``UntrustedSettingError``). Invalid data raises ``ValidationError``."""
+    merged = layer(base, data)
+    trust.check(Settings.model_validate(base), Settings.model_validate(merged), data, source)
+    return merged
 
 
 def layer(base: Mapping[str, Any], *overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -561,7 +547,11 @@ def load_settings(
 ) -> Settings:
     """Build the settings in force. ``overrides`` are CLI flags (nested dicts, ``None`` = unset)."""
     data, path = raw_settings(config_file, environ)
-    data = layer(data, overrides or {})
+    return validated(layer(data, overrides or {}), path)
+
+
+def validated(data: Mapping[str, Any], path: Path | None) -> Settings:
+    """Settings from ``data`` read from ``path``, or one ConfigError naming every problem."""
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
@@ -600,9 +590,9 @@ __all__ = [
     "RoleSettings",
     "Settings",
     "ThermalSettings",
-    "find_config_file",
     "layer",
     "load_settings",
+    "narrowed",
     "raw_settings",
     "read_config_file",
     "user_dir",

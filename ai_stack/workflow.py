@@ -1,6 +1,7 @@
 """Workflow files: many tasks in one file, validated completely before any model loads.
 
-A workflow (YAML or JSON) has a ``name``, optional ``defaults`` (any run option), ``tasks``
+A workflow (YAML or JSON) has a ``name``, optional ``defaults`` (run options that may only
+narrow the user's own: :mod:`ai_stack.trust`), ``tasks``
 (each with a unique ``id``, the ``task`` text, optional ``context``, ``context_files``,
 ``depends_on`` and per-task overrides of the role and loop options) and an optional
 ``output_dir``. Task text and context may use ``{{ outputs.<id> }}`` to insert the final answer
@@ -25,14 +26,20 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from ai_stack import templating
 from ai_stack.access import FilePolicy
-from ai_stack.config import LimitsSettings, Settings, layer
+from ai_stack.config import LimitsSettings, Settings, layer, narrowed
 from ai_stack.context import fit_for
-from ai_stack.errors import FileAccessError, InputLimitError, WorkflowError
+from ai_stack.errors import (
+    FileAccessError,
+    InputLimitError,
+    UntrustedSettingError,
+    WorkflowError,
+)
 from ai_stack.files import NotARegularFile, read_regular
 from ai_stack.templating import BoundedEnvironment
+from ai_stack.trust import Untrusted
 
 # Run options a single task may override; the rest (backend, memory, history, ...) apply to the
-# whole batch and belong in ``defaults``.
+# whole batch and belong in ``defaults``. Both may only narrow the user's own settings (trust.py).
 TASK_OPTIONS = (
     "planner",
     "critic",
@@ -42,7 +49,10 @@ TASK_OPTIONS = (
     "max_reasks",
     "repeat_penalty",
     "seed",
-    "prompts_dir",
+)
+_HINT = (
+    "A workflow file may come from someone else: what widens your settings is yours to set, on "
+    "the command line or in your own config (docs/workflows.md#what-a-workflow-may-set)."
 )
 TASK_KEYS = ("id", "task", "context", "context_files", "depends_on", *TASK_OPTIONS)
 # No loader: a task's template stands alone ({% include %} and the like are refused up front).
@@ -159,8 +169,9 @@ def load_workflow(
             )
         ids[task.id] = index
 
+    source = Untrusted("workflow defaults", "a workflow file", _HINT)
+    defaults_data = _narrowed(base, parsed.defaults, source, where, ("defaults",))
     try:
-        defaults_data = layer(base, parsed.defaults)
         batch_settings = Settings.model_validate(layer(defaults_data, overrides or {}))
     except ValidationError as exc:
         raise where.validation_error(exc, ("defaults",)) from None
@@ -171,22 +182,23 @@ def load_workflow(
         prefix = ("tasks", index)
         extra = dict(task.model_extra or {})
         for key in extra:
-            if key in TASK_OPTIONS:
-                continue
-            if key in Settings.model_fields:
+            if key not in Settings.model_fields:
+                raise where.error(
+                    (*prefix, key),
+                    f"unknown task key {key!r}",
+                    f"task keys are: {', '.join(TASK_KEYS)}",
+                )
+        source = Untrusted(f"task {task.id}", "a workflow file", _HINT)
+        task_data = _narrowed(defaults_data, extra, source, where, prefix)
+        for key in extra:
+            if key not in TASK_OPTIONS:
                 raise where.error(
                     (*prefix, key),
                     f"{key!r} applies to the whole batch and cannot be set per task",
                     "move it under defaults",
                 )
-            raise where.error(
-                (*prefix, key),
-                f"unknown task key {key!r}",
-                f"task keys are: {', '.join(TASK_KEYS)}",
-            )
-        task_options = {k: v for k, v in extra.items() if k in TASK_OPTIONS}
         try:
-            settings = Settings.model_validate(layer(defaults_data, task_options, overrides or {}))
+            settings = Settings.model_validate(layer(task_data, overrides or {}))
         except ValidationError as exc:
             raise where.validation_error(exc, prefix) from None
         for dependency in task.depends_on:
@@ -224,6 +236,22 @@ def load_workflow(
         output_dir=(output_dir or path.parent / f"{path.stem}-results").resolve(),
         digest=hashlib.sha256(raw_bytes).hexdigest(),
     )
+
+
+def _narrowed(
+    base: Mapping[str, Any],
+    data: Mapping[str, Any],
+    source: Untrusted,
+    where: _Locator,
+    prefix: tuple[Any, ...],
+) -> dict[str, Any]:
+    """``base`` with the workflow's settings ``data`` on top: they may only narrow it."""
+    try:
+        return narrowed(base, data, source)
+    except ValidationError as exc:
+        raise where.validation_error(exc, prefix) from None
+    except UntrustedSettingError as exc:
+        raise where.error(prefix + exc.keys[0], exc.message, exc.hint, named=False) from None
 
 
 def _with_files(

@@ -53,7 +53,7 @@ def write(folder: Path, text: str, name: str = "flow.yaml") -> Path:
         ),
         ("name: x\ntasks:\n  - {id: a, task: 'bad {% if %}'}\n", "template error"),
         (
-            "name: x\ntasks:\n  - id: a\n    task: t\n    memory: {policy: fit}\n",
+            "name: x\ntasks:\n  - id: a\n    task: t\n    memory: {policy: one-at-a-time}\n",
             ":5: tasks.0.memory: 'memory' applies to the whole batch",
         ),
         ("name: x\ntasks:\n  - {id: a, task: t, colour: red}\n", "unknown task key 'colour'"),
