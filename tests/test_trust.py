@@ -355,3 +355,13 @@ def test_nor_through_the_mcp_servers_batch_run(on_double: OllamaDouble, tmp_path
 
     with_client(Service(Settings(), root=tmp_path), body)
     assert not prompted(on_double)
+
+
+def test_the_docs_say_what_each_field_may_take() -> None:
+    """docs/configuration.md's table is the rule in words: it names every field."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    section = text[text.index("### What is not your own") : text.index("## The user directory")]
+    roles = ("planner.", "critic.", "executor.")
+    for dotted in LEAVES:
+        shown = dotted.split(".", 1)[1] if dotted.startswith(roles) else dotted
+        assert f"`{shown}" in section, dotted
