@@ -7,10 +7,12 @@ one directory, :func:`user_dir`, which ``AI_STACK_HOME`` overrides.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import (
@@ -24,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from ai_stack import trust
 from ai_stack.access import FilePolicy
 from ai_stack.errors import ConfigError
 from ai_stack.files import NotARegularFile, read_regular
@@ -131,6 +134,60 @@ class EndpointSettings(BaseModel):
             ) from None
 
 
+DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+
+
+def resolve_host(value: str | None) -> str:
+    """The server URL for an ``OLLAMA_HOST``-style value, as the server and client read it.
+
+    >>> resolve_host(None)
+    'http://127.0.0.1:11434'
+    >>> resolve_host("0.0.0.0")
+    'http://0.0.0.0:11434'
+    >>> resolve_host(":8080")
+    'http://127.0.0.1:8080'
+    >>> resolve_host("https://ollama.example.com")
+    'https://ollama.example.com:443'
+    >>> resolve_host("http://[::1]:11500/")
+    'http://[::1]:11500'
+    >>> resolve_host("file:///x")
+    Traceback (most recent call last):
+    ai_stack.errors.ConfigError: The Ollama host 'file:///x' is not an http:// or https:// URL
+    >>> resolve_host("not a url")
+    Traceback (most recent call last):
+    ai_stack.errors.ConfigError: The Ollama host 'not a url' is not an http:// or https:// URL
+    """
+    value = (value or "").strip()
+    if not value:
+        return DEFAULT_OLLAMA_HOST
+    scheme, rest = ("http", value) if "://" not in value else value.split("://", 1)
+    ports = {"http": 80, "https": 443}
+    try:
+        if scheme.lower() not in ports:
+            raise ValueError(scheme)
+        parts = urlsplit(f"{scheme}://{rest}")
+        port = parts.port
+        if not re.fullmatch(r"[a-z0-9._-]*|[0-9a-f:.]*:[0-9a-f:.]*", parts.hostname or ""):
+            raise ValueError(parts.hostname)  # a space or another character no host name has
+    except ValueError:
+        raise ConfigError(
+            f"The Ollama host {value!r} is not an http:// or https:// URL",
+            hint="Set ollama.host or OLLAMA_HOST to e.g. http://127.0.0.1:11434",
+        ) from None
+    scheme = scheme.lower()
+    default_port = ports[scheme] if "://" in value else 11434
+    host = parts.hostname or "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    path = parts.path.rstrip("/")
+    return f"{scheme}://{host}:{port or default_port}{path}"
+
+
+# A Go duration, as Ollama reads keep_alive: numbers with units ("10m", "1h30m", "-1m": keep for
+# ever), or "0" (unload at once); a bare number in a string is refused by the server.
+_DURATION = re.compile(r"[-+]?(0|((\d+\.?\d*|\.\d+)(ns|us|µs|ms|s|m|h))+)")
+
+
 class OllamaSettings(BaseModel):
     """How to reach (and optionally start) an Ollama server."""
 
@@ -140,6 +197,27 @@ class OllamaSettings(BaseModel):
     keep_alive: str = "10m"
     autostart: bool = False
     request_timeout_s: float = Field(default=600.0, gt=0)
+
+    @field_validator("host")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        """Refused when read, not when a run hangs trying to reach it."""
+        try:
+            resolve_host(value)
+        except ConfigError as error:
+            raise ValueError(f"{error.message} (e.g. {DEFAULT_OLLAMA_HOST})") from None
+        return value
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        """Refused when read, not by the server once a model is asked to load."""
+        if not _DURATION.fullmatch(value.strip()):
+            raise ValueError(
+                f"{value!r} is not a duration such as 10m, 1h30m, -1m (keep for ever) or 0 "
+                "(unload at once)"
+            )
+        return value.strip()
 
 
 class ThermalSettings(BaseModel):
@@ -203,7 +281,9 @@ class LimitsSettings(BaseModel):
     workflow_kb: int = Field(default=1024, ge=1, le=1_048_576)  # workflow and suite files
     tasks: int = Field(default=1000, ge=1, le=1_000_000)  # tasks in one workflow
     yaml_nodes: int = Field(default=200_000, ge=100, le=100_000_000)  # after aliases expand
-    depth: int = Field(default=64, ge=4, le=10_000)  # nesting of mappings and lists
+    # nesting of mappings and lists; the YAML reader recurses twice a level, so past a few
+    # hundred levels it would exhaust Python's stack whatever this says
+    depth: int = Field(default=64, ge=4, le=256)
     truncate_context: bool = False  # cut a context too big for num_ctx (never the task)
 
 
@@ -347,16 +427,6 @@ class Settings(BaseModel):
         return "raw" if self.raw else "direct" if self.direct else self.review
 
 
-def find_config_file(explicit: Path | None = None) -> Path | None:
-    """The config file in force: an explicit one, else ``./ai-stack.toml``, else the user dir's."""
-    if explicit is not None:
-        return explicit
-    for candidate in (Path.cwd() / LOCAL_CONFIG_NAME, user_dir() / CONFIG_NAME):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 CONFIG_LIMIT = 1024 * 1024  # a config file is a few KiB; past this it is something else
 
 
@@ -405,66 +475,61 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-# What a project's ./ai-stack.toml, read only because it is in the working directory, may not set:
-# what widens file access, changes where prompts go, turns on unsandboxed execution or stops the
-# record. A cloned repository must not send your keys to someone else's server. The user's own
-# config (the user directory's, or any file named with --config) may set them.
-PROJECT_REFUSED: tuple[tuple[str, ...], ...] = (
-    ("files", "allow_sensitive"),
-    ("files", "allow_paths"),
-    ("files", "max_file_kb"),
-    ("files", "max_total_kb"),
-    ("ollama", "host"),
-    ("endpoints",),
-    ("cluster",),  # a worker's environment on every node
-    ("evidence", "exec"),
-    ("evidence", "checks"),
-    ("evidence", "check_cmds"),
-    ("history", "enabled"),
-    ("history", "path"),
-    ("prompts_dir",),
-    ("models_dir",),
-)
+def _own_config() -> tuple[dict[str, Any], Path | None]:
+    path = user_dir() / CONFIG_NAME
+    return (read_config_file(path), path) if path.is_file() else ({}, None)
 
 
-def refuse_widening(path: Path, data: Mapping[str, Any]) -> None:
-    """Refuse a project config that sets any of :data:`PROJECT_REFUSED` (as git refuses a
-    repository it does not trust, until the user says otherwise).
-
-    >>> refuse_widening(Path("ai-stack.toml"), {"max_rounds": 1, "executor": {"model": "x"}})
-    >>> refuse_widening(Path("ai-stack.toml"), {"ollama": {"host": "http://evil:80"}})
-    Traceback (most recent call last):
-    ...
-    ai_stack.errors.ConfigError: ai-stack.toml sets ollama.host, which only your own config may set.
-    """
-    found = []
-    for keys in PROJECT_REFUSED:
-        node: Any = data
-        for key in keys:
-            node = node.get(key) if isinstance(node, Mapping) else None
-        if node is not None:
-            found.append(".".join(keys))
-    if found:
-        raise ConfigError(
-            f"{path} sets {', '.join(found)}, which only your own config may set.",
-            hint=f"It was read because it is in this directory. If you trust it, use it as your "
-            f"own: --config {path}; otherwise remove those keys (docs/configuration.md).",
-        )
+def _with_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    for variable, keys in ENV_OVERRIDES.items():
+        if environ.get(variable):
+            _set_path(data, keys, environ[variable])
+    return data
 
 
 def raw_settings(
     config_file: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> tuple[dict[str, Any], Path | None]:
-    """The settings data of the config file and environment, not yet validated."""
-    path = find_config_file(config_file)
-    data: dict[str, Any] = read_config_file(path) if path else {}
-    if path is not None and config_file is None and path.name == LOCAL_CONFIG_NAME:
-        refuse_widening(path, data)
+    """The settings data of the config files and environment, not yet validated.
+
+    ``--config FILE`` is the user's own choice and the only file read. Otherwise the user
+    directory's config is read, then a project's ``./ai-stack.toml`` on top of it, which — read
+    only because it is in the working directory — may only narrow (:mod:`ai_stack.trust`)."""
     environ = os.environ if environ is None else environ
-    for variable, keys in ENV_OVERRIDES.items():
-        if environ.get(variable):
-            _set_path(data, keys, environ[variable])
-    return data, path
+    if config_file is not None:
+        return _with_environment(read_config_file(config_file), environ), config_file
+    data, path = _own_config()
+    project = Path.cwd() / LOCAL_CONFIG_NAME
+    if project.is_file():
+        data, path = _with_project(data, path, project, environ), project
+    return _with_environment(data, environ), path
+
+
+def _with_project(
+    own: dict[str, Any], own_path: Path | None, project: Path, environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """The user's config with a project's on top, refused by name where it widens them."""
+    base_data = _with_environment(dict(own), environ)
+    base = validated(base_data, own_path)
+    data = read_config_file(project)
+    source = trust.Untrusted(
+        str(project),
+        "a project config",
+        hint=f"It was read because it is in this directory. If you trust it, use it as your own: "
+        f"--config {project}; otherwise remove those keys (docs/configuration.md).",
+    )
+    trust.check(base, validated(layer(base_data, data), project), data, source)
+    return layer(own, data)
+
+
+def narrowed(
+    base: Mapping[str, Any], data: Mapping[str, Any], source: trust.Untrusted
+) -> dict[str, Any]:
+    """``base`` with ``data``, from a source the user did not write, on top: what it widens is
+    refused by name (an ``UntrustedSettingError``). Invalid data raises ``ValidationError``."""
+    merged = layer(base, data)
+    trust.check(Settings.model_validate(base), Settings.model_validate(merged), data, source)
+    return merged
 
 
 def layer(base: Mapping[str, Any], *overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -482,7 +547,11 @@ def load_settings(
 ) -> Settings:
     """Build the settings in force. ``overrides`` are CLI flags (nested dicts, ``None`` = unset)."""
     data, path = raw_settings(config_file, environ)
-    data = layer(data, overrides or {})
+    return validated(layer(data, overrides or {}), path)
+
+
+def validated(data: Mapping[str, Any], path: Path | None) -> Settings:
+    """Settings from ``data`` read from ``path``, or one ConfigError naming every problem."""
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
@@ -521,9 +590,9 @@ __all__ = [
     "RoleSettings",
     "Settings",
     "ThermalSettings",
-    "find_config_file",
     "layer",
     "load_settings",
+    "narrowed",
     "raw_settings",
     "read_config_file",
     "user_dir",

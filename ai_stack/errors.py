@@ -29,6 +29,15 @@ class ConfigError(AiStackError):
     exit_code = 2
 
 
+class UntrustedSettingError(ConfigError):
+    """A source the user did not write (a project's config, a workflow file, an MCP client) sets
+    what only the user's own settings may: ``keys`` are the settings it widens, in order."""
+
+    def __init__(self, keys: list[tuple[str, ...]], message: str, *, hint: str | None) -> None:
+        super().__init__(message, hint=hint)
+        self.keys = keys
+
+
 class UsageError(AiStackError):
     """The command line asks for something that cannot be done (e.g. an empty task)."""
 

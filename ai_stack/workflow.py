@@ -1,6 +1,7 @@
 """Workflow files: many tasks in one file, validated completely before any model loads.
 
-A workflow (YAML or JSON) has a ``name``, optional ``defaults`` (any run option), ``tasks``
+A workflow (YAML or JSON) has a ``name``, optional ``defaults`` (run options that may only
+narrow the user's own: :mod:`ai_stack.trust`), ``tasks``
 (each with a unique ``id``, the ``task`` text, optional ``context``, ``context_files``,
 ``depends_on`` and per-task overrides of the role and loop options) and an optional
 ``output_dir``. Task text and context may use ``{{ outputs.<id> }}`` to insert the final answer
@@ -13,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,14 +26,20 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from ai_stack import templating
 from ai_stack.access import FilePolicy
-from ai_stack.config import LimitsSettings, Settings, layer
+from ai_stack.config import LimitsSettings, Settings, layer, narrowed
 from ai_stack.context import fit_for
-from ai_stack.errors import FileAccessError, InputLimitError, WorkflowError
+from ai_stack.errors import (
+    FileAccessError,
+    InputLimitError,
+    UntrustedSettingError,
+    WorkflowError,
+)
 from ai_stack.files import NotARegularFile, read_regular
 from ai_stack.templating import BoundedEnvironment
+from ai_stack.trust import Untrusted
 
 # Run options a single task may override; the rest (backend, memory, history, ...) apply to the
-# whole batch and belong in ``defaults``.
+# whole batch and belong in ``defaults``. Both may only narrow the user's own settings (trust.py).
 TASK_OPTIONS = (
     "planner",
     "critic",
@@ -42,7 +49,10 @@ TASK_OPTIONS = (
     "max_reasks",
     "repeat_penalty",
     "seed",
-    "prompts_dir",
+)
+_HINT = (
+    "A workflow file may come from someone else: what widens your settings is yours to set, on "
+    "the command line or in your own config (docs/workflows.md#what-a-workflow-may-set)."
 )
 TASK_KEYS = ("id", "task", "context", "context_files", "depends_on", *TASK_OPTIONS)
 # No loader: a task's template stands alone ({% include %} and the like are refused up front).
@@ -148,10 +158,7 @@ def load_workflow(
         raise where.validation_error(exc, ()) from None
 
     if len(parsed.tasks) > limits.tasks:
-        raise InputLimitError(
-            f"{path} has {len(parsed.tasks):,} tasks, over the limit of {limits.tasks:,}.",
-            hint="Split it into several workflows, or raise limits.tasks in the config.",
-        )
+        raise too_many_tasks(path, len(parsed.tasks), limits)
     ids: dict[str, int] = {}
     for index, task in enumerate(parsed.tasks):
         if task.id in ids:
@@ -162,8 +169,9 @@ def load_workflow(
             )
         ids[task.id] = index
 
+    source = Untrusted("workflow defaults", "a workflow file", _HINT)
+    defaults_data = _narrowed(base, parsed.defaults, source, where, ("defaults",))
     try:
-        defaults_data = layer(base, parsed.defaults)
         batch_settings = Settings.model_validate(layer(defaults_data, overrides or {}))
     except ValidationError as exc:
         raise where.validation_error(exc, ("defaults",)) from None
@@ -174,22 +182,23 @@ def load_workflow(
         prefix = ("tasks", index)
         extra = dict(task.model_extra or {})
         for key in extra:
-            if key in TASK_OPTIONS:
-                continue
-            if key in Settings.model_fields:
+            if key not in Settings.model_fields:
+                raise where.error(
+                    (*prefix, key),
+                    f"unknown task key {key!r}",
+                    f"task keys are: {', '.join(TASK_KEYS)}",
+                )
+        source = Untrusted(f"task {task.id}", "a workflow file", _HINT)
+        task_data = _narrowed(defaults_data, extra, source, where, prefix)
+        for key in extra:
+            if key not in TASK_OPTIONS:
                 raise where.error(
                     (*prefix, key),
                     f"{key!r} applies to the whole batch and cannot be set per task",
                     "move it under defaults",
                 )
-            raise where.error(
-                (*prefix, key),
-                f"unknown task key {key!r}",
-                f"task keys are: {', '.join(TASK_KEYS)}",
-            )
-        task_options = {k: v for k, v in extra.items() if k in TASK_OPTIONS}
         try:
-            settings = Settings.model_validate(layer(defaults_data, task_options, overrides or {}))
+            settings = Settings.model_validate(layer(task_data, overrides or {}))
         except ValidationError as exc:
             raise where.validation_error(exc, prefix) from None
         for dependency in task.depends_on:
@@ -227,6 +236,22 @@ def load_workflow(
         output_dir=(output_dir or path.parent / f"{path.stem}-results").resolve(),
         digest=hashlib.sha256(raw_bytes).hexdigest(),
     )
+
+
+def _narrowed(
+    base: Mapping[str, Any],
+    data: Mapping[str, Any],
+    source: Untrusted,
+    where: _Locator,
+    prefix: tuple[Any, ...],
+) -> dict[str, Any]:
+    """``base`` with the workflow's settings ``data`` on top: they may only narrow it."""
+    try:
+        return narrowed(base, data, source)
+    except ValidationError as exc:
+        raise where.validation_error(exc, prefix) from None
+    except UntrustedSettingError as exc:
+        raise where.error(prefix + exc.keys[0], exc.message, exc.hint, named=False) from None
 
 
 def _with_files(
@@ -341,25 +366,25 @@ def parse_document(
     path: Path, text: str, limits: LimitsSettings
 ) -> tuple[Any, dict[tuple[Any, ...], int]]:
     """A YAML (or, by its name, JSON) document as Python data, with the line of each value,
-    within the limits: no alias bombs, no nesting deep enough to exhaust the stack."""
-    too_deep = InputLimitError(
-        f"{path} is nested more than {limits.depth} levels deep.",
-        hint="Workflows need a few levels; raise limits.depth in the config if this one is real.",
-    )
+    within the limits: no alias bombs, no nesting deep enough to exhaust the stack.
+
+    The nesting is measured before the document is built (the builders recurse once or twice
+    per level; ``limits.depth`` stays well below what they can follow)."""
     if path.suffix.lower() == ".json":
+        _refuse_deep(path, _json_depth(text), limits)
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise WorkflowError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
         except RecursionError:
-            raise too_deep from None
-        if _depth(data, limits.depth) > limits.depth:
-            raise too_deep
+            raise _too_deep(path, _json_depth(text), "the JSON reader can follow") from None
         return data, {}
+    depth = _yaml_depth(text, DEPTH_SCANNED)
+    _refuse_deep(path, depth, limits)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except RecursionError:
-        raise too_deep from None
+        raise _too_deep(path, depth, "the YAML reader can follow") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -370,9 +395,90 @@ def parse_document(
         ) from None
     if node is None:
         raise WorkflowError(f"{path} is empty", hint="See docs/workflows.md for the format.")
+    _refuse_many_tasks(path, node, limits)
     lines: dict[tuple[Any, ...], int] = {}
     budget = _Budget(path, limits)
     return _to_python(path, node, (), lines, budget), lines
+
+
+def _refuse_deep(path: Path, depth: int, limits: LimitsSettings) -> None:
+    if depth > limits.depth:
+        raise _too_deep(path, depth, f"the limit of {limits.depth}")
+
+
+def _too_deep(path: Path, depth: int, limit: str) -> InputLimitError:
+    levels = f"more than {DEPTH_SCANNED:,}" if depth > DEPTH_SCANNED else f"{depth:,}"
+    return InputLimitError(
+        f"{path} is nested {levels} levels deep, more than {limit}.",
+        hint="Workflows need a few levels; raise limits.depth in the config if this one is real.",
+    )
+
+
+# How deep the YAML depth scan follows a document: its scanner takes time in the square of the
+# depth of flow collections ([[[...), so past this the depth is only known to be greater.
+DEPTH_SCANNED = 1000
+
+
+def _yaml_depth(text: str, stop: int) -> int:
+    """How deep a YAML document's mappings and lists nest, read from the parser's events
+    (which keep their own stack: no recursion), up to just past ``stop``; a syntax error is
+    left to the composer.
+
+    >>> _yaml_depth("a: [[1], {b: 2}]", 10), _yaml_depth("- - x", 10), _yaml_depth("[[[1]]]", 1)
+    (3, 2, 2)
+    """
+    depth = deepest = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                deepest = max(deepest, depth)
+                if deepest > stop:
+                    break
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        pass
+    return deepest
+
+
+def _json_depth(text: str) -> int:
+    """How deep a JSON document's objects and arrays nest (brackets outside strings).
+
+    >>> _json_depth('{"a": [[1], "]]]"]}')
+    3
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _refuse_many_tasks(path: Path, node: yaml.Node, limits: LimitsSettings) -> None:
+    """Too many tasks, said before they are built (as values they would exceed
+    ``limits.yaml_nodes`` first, and be blamed on aliases)."""
+    if not isinstance(node, yaml.MappingNode):
+        return
+    for key, value in node.value:
+        tasks = value.value if key.value == "tasks" and isinstance(value, yaml.SequenceNode) else []
+        if len(tasks) > limits.tasks:
+            raise too_many_tasks(path, len(tasks), limits)
+
+
+def too_many_tasks(path: Path, count: int, limits: LimitsSettings) -> InputLimitError:
+    return InputLimitError(
+        f"{path} has {count:,} tasks, over the limit of {limits.tasks:,}.",
+        hint="Split it into several files, or raise limits.tasks in the config.",
+    )
 
 
 @dataclass
@@ -383,36 +489,32 @@ class _Budget:
     path: Path
     limits: LimitsSettings
     nodes: int = 0
+    seen: set[int] = field(default_factory=set)  # the collections built so far
+    aliased: bool = False  # one was built again: an alias
 
-    def spend(self, depth: int) -> None:
+    def spend(self, node: yaml.Node, depth: int) -> None:
         self.nodes += 1
+        if depth > self.limits.depth:  # an alias nests what its anchor holds deeper still
+            raise InputLimitError(
+                f"{self.path} is nested more than {self.limits.depth} levels deep once its "
+                "aliases are expanded.",
+                hint="Write the values out, or raise limits.depth in the config.",
+            )
+        if isinstance(node, yaml.CollectionNode):
+            self.aliased |= id(node) in self.seen
+            self.seen.add(id(node))
         if self.nodes > self.limits.yaml_nodes:
-            raise InputLimitError(
-                f"{self.path} expands to more than {self.limits.yaml_nodes:,} values (YAML "
-                "anchors and aliases multiply them).",
-                hint="Write the values out, or raise limits.yaml_nodes in the config.",
+            how = (
+                "expands to more than {:,} values (YAML anchors and aliases multiply them)"
+                if self.aliased
+                else "holds more than {:,} values"
             )
-        if depth > self.limits.depth:
             raise InputLimitError(
-                f"{self.path} is nested more than {self.limits.depth} levels deep.",
-                hint="Workflows need a few levels; raise limits.depth in the config.",
+                f"{self.path} {how.format(self.limits.yaml_nodes)}.",
+                hint="Write the values out, or raise limits.yaml_nodes in the config."
+                if self.aliased
+                else "Split it into several files, or raise limits.yaml_nodes in the config.",
             )
-
-
-def _depth(value: Any, limit: int) -> int:
-    """How deep ``value`` nests, counted up to just past ``limit``."""
-    stack = [(value, 1)]
-    deepest = 0
-    while stack:
-        item, level = stack.pop()
-        deepest = max(deepest, level)
-        if deepest > limit:
-            return deepest
-        if isinstance(item, dict):
-            stack += [(child, level + 1) for child in item.values()]
-        elif isinstance(item, list):
-            stack += [(child, level + 1) for child in item]
-    return deepest
 
 
 def _to_python(
@@ -422,7 +524,7 @@ def _to_python(
     lines: dict[tuple[Any, ...], int],
     budget: _Budget,
 ) -> Any:
-    budget.spend(len(location))
+    budget.spend(node, len(location))
     lines[location] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
@@ -463,17 +565,26 @@ class _Locator:
                 return self.lines[location[:end]]
         return None
 
-    def error(self, location: tuple[Any, ...], problem: str, fix: str | None) -> WorkflowError:
+    def error(
+        self, location: tuple[Any, ...], problem: str, fix: str | None, *, named: bool = True
+    ) -> WorkflowError:
+        """``file:line: location: problem``; the location left out where the problem names it
+        (``named=False``) or there is none (the whole file)."""
         line = self.line(location)
         where = f"{self.path}:{line}" if line else str(self.path)
         dotted = ".".join(str(p) for p in location)
-        return WorkflowError(f"{where}: {dotted}: {problem}", hint=fix)
+        return WorkflowError(
+            f"{where}: {dotted}: {problem}" if named and dotted else f"{where}: {problem}",
+            hint=fix,
+        )
 
     def validation_error(self, exc: ValidationError, prefix: tuple[Any, ...]) -> WorkflowError:
         first = exc.errors()[0]
         location = (*prefix, *first["loc"])
         message = first["msg"]
-        if first["type"] == "missing":
+        if not location and first["type"] == "model_type":
+            message = f"a workflow is a mapping (name, tasks, ...), not {_kind(first['input'])}"
+        elif first["type"] == "missing":
             message = f"missing {first['loc'][-1]!r}"
         elif first["type"] == "extra_forbidden":
             message = f"unknown key {first['loc'][-1]!r}"
@@ -482,3 +593,18 @@ class _Locator:
             f" ({more} more problem(s))" if more else ""
         )
         return self.error(location, message, fix)
+
+
+def _kind(value: Any) -> str:
+    """What a YAML or JSON value is, for messages.
+
+    >>> _kind([1]), _kind("x"), _kind(3)
+    ('a list', 'a string', 'a number')
+    """
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "true or false"
+    return "a number" if isinstance(value, int | float) else f"a {type(value).__name__}"

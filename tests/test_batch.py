@@ -247,10 +247,10 @@ tasks:
 def test_journal_in_the_output_dir_when_history_is_off(
     on_double: OllamaDouble, tmp_path: Path
 ) -> None:
-    path = write(
-        tmp_path, FOUR_TASKS.replace("defaults:", "defaults:\n  history: {enabled: false}")
-    )
-    code, _, err = invoke("batch", str(path))
+    config = tmp_path / "c.toml"  # the user's own: a workflow may not turn the history off
+    config.write_text("[history]\nenabled = false\n")
+    path = write(tmp_path, FOUR_TASKS)
+    code, _, err = invoke("batch", str(path), "--config", str(config))
     assert code == 0, err
     assert (tmp_path / "flow-results" / "journal.db").exists()
     assert not (Path(os.environ["AI_STACK_HOME"]) / "history.db").exists()

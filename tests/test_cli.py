@@ -63,14 +63,26 @@ def test_unknown_backend_prefix_in_config_is_refused(tmp_path: Path) -> None:
     assert_clean_error(code, err, "backend")
 
 
-@pytest.mark.parametrize("host", ["file:///x", "ftp://h", "http://h:port"])
+@pytest.mark.parametrize("host", ["file:///x", "ftp://h", "http://h:port", "not a url"])
 def test_an_ollama_host_that_is_no_http_url_is_refused(tmp_path: Path, host: str) -> None:
-    """It was exit 70 (a KeyError on the scheme)."""
+    """It was exit 70 (a KeyError on the scheme); a value without a scheme was taken for a host
+    name, spaces and all, and the run hung. Now refused when the settings are read: exit 2."""
     config = tmp_path / "c.toml"
     config.write_text(f'[ollama]\nhost = "{host}"\n')
     for args in (("--backend", "ollama", "task"), ("models", "list")):
         code, _, err = invoke(*args, "--config", str(config))
         assert_clean_error(code, err, "is not an http:// or https:// URL")
+        assert code == 2 and "ollama.host" in err
+
+
+@pytest.mark.parametrize("keep_alive", ["10", "forever", "5 m", ""])
+def test_an_invalid_keep_alive_is_refused_when_read(tmp_path: Path, keep_alive: str) -> None:
+    """It was found only when the server refused the first load (exit 1)."""
+    config = tmp_path / "c.toml"
+    config.write_text(f'[ollama]\nkeep_alive = "{keep_alive}"\n')
+    code, _, err = invoke("--backend", "ollama", "--config", str(config), "task")
+    assert_clean_error(code, err, "ollama.keep_alive")
+    assert code == 2 and "is not a duration such as 10m" in err
 
 
 def test_missing_gguf_path_is_refused_before_any_work(tmp_path: Path) -> None:

@@ -104,6 +104,13 @@ def test_binary_config_file(tmp_path: Path) -> None:
         "[evidence]\nexec = true\n",
         "[history]\nenabled = false\n",
         'prompts_dir = "p"\n',
+        # limits and safety settings: a project config may narrow them, never widen them
+        "[limits]\ntasks = 5000\n",
+        "[limits]\ntruncate_context = true\n",
+        "[evidence]\nbudget = 50\n",
+        "[evidence]\nmemory_mb = 65536\n",
+        "[thermal]\nenabled = false\n",
+        "[memory]\nbudget_gb = 4096\n",
     ],
 )
 def test_a_project_config_may_not_widen_access_or_redirect_prompts(
@@ -113,7 +120,7 @@ def test_a_project_config_may_not_widen_access_or_redirect_prompts(
     someone else's server. Named with --config, it is your own choice."""
     (tmp_path / "ai-stack.toml").write_text("max_rounds = 1\n" + toml)
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match="which only your own config may set"):
+    with pytest.raises(ConfigError, match="a project config may not"):
         load_settings()
     assert load_settings(tmp_path / "ai-stack.toml").max_rounds == 1  # explicit: trusted
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ai_stack.errors import InputLimitError, WorkflowError
+from ai_stack.config import load_settings
+from ai_stack.errors import ConfigError, InputLimitError, WorkflowError
 from ai_stack.workflow import load_workflow
 
 
@@ -52,7 +53,7 @@ def write(folder: Path, text: str, name: str = "flow.yaml") -> Path:
         ),
         ("name: x\ntasks:\n  - {id: a, task: 'bad {% if %}'}\n", "template error"),
         (
-            "name: x\ntasks:\n  - id: a\n    task: t\n    memory: {policy: fit}\n",
+            "name: x\ntasks:\n  - id: a\n    task: t\n    memory: {policy: one-at-a-time}\n",
             ":5: tasks.0.memory: 'memory' applies to the whole batch",
         ),
         ("name: x\ntasks:\n  - {id: a, task: t, colour: red}\n", "unknown task key 'colour'"),
@@ -175,8 +176,42 @@ def test_deep_nesting_is_refused_not_a_crash(tmp_path: Path, name: str) -> None:
     nested = "[" * depth + "]" * depth
     text = nested if name.endswith(".json") else "a: " + nested
     path = write(tmp_path, text, name)
-    with pytest.raises(InputLimitError, match="nested more than 64 levels"):
+    deep = r"nested (more than 1,000|50,000) levels deep, more than the limit of 64"
+    with pytest.raises(InputLimitError, match=deep):
         load_workflow(path, {})
+
+
+def test_nesting_is_reported_with_its_depth_and_the_limit_in_force(tmp_path: Path) -> None:
+    """800 levels, with the limit raised as far as it goes: it was reported as "more than
+    10000 levels" (the reader's own recursion had failed, not the limit)."""
+    path = write(tmp_path, "name: x\ntasks: [{id: a, task: t}]\nx: " + "[" * 800 + "]" * 800)
+    with pytest.raises(InputLimitError) as info:
+        load_workflow(path, {"limits": {"depth": 256}})
+    assert "is nested 801 levels deep, more than the limit of 256." in info.value.message
+    with pytest.raises(ConfigError, match=r"limits\.depth"):
+        load_settings(overrides={"limits": {"depth": 10_000}})
+
+
+def test_many_tasks_are_not_blamed_on_aliases(tmp_path: Path) -> None:
+    tasks = "".join(f"  - {{id: t{i}, task: task number {i}}}\n" for i in range(400))
+    path = write(tmp_path, "name: x\ntasks:\n" + tasks)
+    with pytest.raises(InputLimitError) as info:
+        load_workflow(path, {"limits": {"yaml_nodes": 1000, "tasks": 100}})
+    assert info.value.message == f"{path} has 400 tasks, over the limit of 100."
+    with pytest.raises(InputLimitError) as info:
+        load_workflow(path, {"limits": {"yaml_nodes": 1000}})
+    assert info.value.message == f"{path} holds more than 1,000 values."
+    assert "anchors" not in (info.value.hint or "")
+
+
+@pytest.mark.parametrize(("text", "kind"), [("- a\n- b\n", "a list"), ("just text\n", "a string")])
+def test_a_workflow_that_is_not_a_mapping_says_so(tmp_path: Path, text: str, kind: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(WorkflowError) as info:
+        load_workflow(path, {})
+    assert info.value.message == (
+        f"{path}:1: a workflow is a mapping (name, tasks, ...), not {kind}"
+    )
 
 
 def test_big_files_and_too_many_tasks_are_refused_naming_the_limit(tmp_path: Path) -> None:

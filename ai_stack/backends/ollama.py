@@ -17,7 +17,6 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import httpx
 import ollama
@@ -35,61 +34,19 @@ from ai_stack.backends.base import (
     exponential_backoff,
     with_retries,
 )
+from ai_stack.config import resolve_host
 from ai_stack.errors import (
     BackendError,
     BackendUnavailableError,
-    ConfigError,
     ModelNotFoundError,
     TransientBackendError,
 )
 
 T = TypeVar("T")
-DEFAULT_HOST = "http://127.0.0.1:11434"
 START_HINT = (
     "Start it with `ollama serve` (or set ollama.autostart = true), point OLLAMA_HOST at it, "
     "or use --backend embedded."
 )
-
-
-def resolve_host(value: str | None) -> str:
-    """The server URL for an ``OLLAMA_HOST``-style value, as the server and client read it.
-
-    >>> resolve_host(None)
-    'http://127.0.0.1:11434'
-    >>> resolve_host("0.0.0.0")
-    'http://0.0.0.0:11434'
-    >>> resolve_host(":8080")
-    'http://127.0.0.1:8080'
-    >>> resolve_host("https://ollama.example.com")
-    'https://ollama.example.com:443'
-    >>> resolve_host("http://[::1]:11500/")
-    'http://[::1]:11500'
-    >>> resolve_host("file:///x")
-    Traceback (most recent call last):
-    ai_stack.errors.ConfigError: The Ollama host 'file:///x' is not an http:// or https:// URL
-    """
-    value = (value or "").strip()
-    if not value:
-        return DEFAULT_HOST
-    scheme, rest = ("http", value) if "://" not in value else value.split("://", 1)
-    ports = {"http": 80, "https": 443}
-    try:
-        if scheme.lower() not in ports:
-            raise ValueError(scheme)
-        parts = urlsplit(f"{scheme}://{rest}")
-        port = parts.port
-    except ValueError:
-        raise ConfigError(
-            f"The Ollama host {value!r} is not an http:// or https:// URL",
-            hint="Set ollama.host or OLLAMA_HOST to e.g. http://127.0.0.1:11434",
-        ) from None
-    scheme = scheme.lower()
-    default_port = ports[scheme] if "://" in value else 11434
-    host = parts.hostname or "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    path = parts.path.rstrip("/")
-    return f"{scheme}://{host}:{port or default_port}{path}"
 
 
 class OllamaBackend:

@@ -292,7 +292,8 @@ def run_options(command: F) -> F:
             "--config",
             "config_file",
             type=click.Path(path_type=Path, dir_okay=True),
-            help="TOML config file (default ./ai-stack.toml, else the user dir's config.toml).",
+            help="TOML config file, read alone (default: the user dir's config.toml, then "
+            "./ai-stack.toml where it only narrows it).",
         ),
         click.option(
             "--no-thermal", is_flag=True, help="Ignore thermal and memory-pressure signals."

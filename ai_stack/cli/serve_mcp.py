@@ -31,13 +31,14 @@ from pydantic import BaseModel, Field
 
 from ai_stack import __version__
 from ai_stack.cli.common import configure_logging, error_console, reported_errors
-from ai_stack.config import Settings, layer, load_settings, raw_settings, user_dir
+from ai_stack.config import Settings, layer, load_settings, narrowed, raw_settings, user_dir
 from ai_stack.context import typical_context
 from ai_stack.errors import AiStackError, HistoryError, UsageError
 from ai_stack.history import HistoryStore, RunSummary, StoredRun
 from ai_stack.profile import profile
 from ai_stack.runtime import attach, drive, open_recorder
 from ai_stack.session import Session
+from ai_stack.trust import Untrusted
 from ai_stack.types import (
     Critique,
     Event,
@@ -113,6 +114,10 @@ def serialised(method: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+# A client's arguments are not the user's own settings (docs/mcp.md)
+CLIENT = Untrusted("the call's arguments", "an MCP client", "Set it in the server's own config.")
+
+
 class Service:
     """What the tools do, synchronously, against one session. Calls are serialised: one memory
     manager cannot serve two pipelines at once, and the models stay loaded between calls."""
@@ -138,8 +143,12 @@ class Service:
                 self._session = None
 
     def settings_for(self, **overrides: Any) -> Settings:
-        """The server's settings with a call's options on top (None: left as configured)."""
-        data = layer(self.settings.model_dump(mode="json"), overrides)
+        """The server's settings with a call's options on top (None: left as configured); a
+        client's options may only narrow them, as a workflow's may (trust.py)."""
+        try:
+            data = narrowed(self.settings.model_dump(mode="json"), overrides, CLIENT)
+        except AiStackError as error:
+            raise ToolError(error.message) from None
         return Settings.model_validate(data)
 
     @serialised
@@ -214,6 +223,7 @@ class Service:
 
         base, _ = raw_settings(None)
         base = layer(base, self.settings.model_dump(mode="json"))
+        narrowed(base, overrides, CLIENT)  # the workflow's defaults are narrowed in load_workflow
         workflow = load_workflow(workflow_file, base, overrides)
         runner = self.session.batch_runner(workflow, Path(job.out_dir), source="mcp")
         runner.preflight()
