@@ -41,6 +41,14 @@ class Rule(NamedTuple):
     clues: tuple[str, ...] | None
 
 
+# A URL's password ends at the last "@" that a host follows (it may hold "@" and "/");
+# "host:8080/path" is a port, not a password.
+URL_PASSWORD = re.compile(
+    r"(?i)(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]{0,30}://[^\s:/@?#]{1,200}):"
+    r"(?![0-9]{1,5}(?:[/?#\s]|$))[^\s?#]{1,256}?"
+    r"@(?=[a-z0-9\[][a-z0-9.\-\[\]:%]{0,253}(?:[/?#\s\"'<>),;\]]|$))"
+)
+
 RULES: list[Rule] = [
     Rule(
         "private key blocks",
@@ -244,18 +252,7 @@ RULES: list[Rule] = [
         rf"\1\2{REDACTED}",
         ("pass", "pwd", "secret", "token", "key"),
     ),
-    Rule(
-        # The password ends at the last "@" that a host follows (it may hold "@" and "/");
-        # "host:8080/path" is a port, not a password.
-        "credentials in URLs",
-        re.compile(
-            r"(?i)(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]{0,30}://[^\s:/@?#]{1,200}):"
-            r"(?![0-9]{1,5}(?:[/?#\s]|$))[^\s?#]{1,256}?"
-            r"@(?=[a-z0-9\[][a-z0-9.\-\[\]:%]{0,253}(?:[/?#\s\"'<>),;\]]|$))"
-        ),
-        rf"\1:{REDACTED}@",
-        ("://",),
-    ),
+    Rule("credentials in URLs", URL_PASSWORD, rf"\1:{REDACTED}@", ("://",)),
 ]
 
 
@@ -323,14 +320,10 @@ def without_password(url: str) -> str:
 
     >>> without_password("http://apiuser:S3cret/PW@127.0.0.1:8080/v1")
     'http://apiuser:[redacted]@127.0.0.1:8080/v1'
-    >>> without_password("http://127.0.0.1:8080/v1")
-    'http://127.0.0.1:8080/v1'
+    >>> without_password("http://127.0.0.1:8080/v1/a@b")
+    'http://127.0.0.1:8080/v1/a@b'
     """
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in userinfo or "/" in userinfo.partition(":")[0]:
-        return url
-    return f"{scheme}://{userinfo.partition(':')[0]}:{REDACTED}@{host}"
+    return URL_PASSWORD.sub(rf"\1:{REDACTED}@", url)
 
 
 __all__ = [
