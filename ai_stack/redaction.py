@@ -262,7 +262,7 @@ RULES: list[Rule] = [
 STORED_CHARS = 4 * 1024 * 1024
 """The most of one text a stored copy keeps: twice what the default file limits let into a run
 (``files.max_total_kb``), so an ordinary run is kept whole, while a 50 MB reply or file costs
-the history 4 MB and its redaction a second or two rather than minutes."""
+the history 4 MB and its redaction seconds rather than minutes."""
 
 
 def bounded(text: str, limit: int = STORED_CHARS) -> str:
