@@ -30,6 +30,7 @@ from ai_stack import trust
 from ai_stack.access import FilePolicy
 from ai_stack.errors import ConfigError
 from ai_stack.files import NotARegularFile, read_regular
+from ai_stack.redaction import without_password
 from ai_stack.types import ROLES, Mode, Review, Role
 
 if sys.version_info >= (3, 11):
@@ -129,7 +130,7 @@ class EndpointSettings(BaseModel):
             return cls(base_url=url, api_key_env="OPENAI_API_KEY")
         except ValidationError:
             raise ConfigError(
-                f"OPENAI_BASE_URL={url!r} is not an http:// or https:// URL",
+                f"OPENAI_BASE_URL={without_password(url)!r} is not an http:// or https:// URL",
                 hint="e.g. http://127.0.0.1:1234/v1",
             ) from None
 

@@ -21,6 +21,7 @@ from ai_stack.errors import HistoryError, InvalidOutputError
 from ai_stack.history import HistoryRecorder, HistoryStore, schema
 from ai_stack.memory import MemoryManager
 from ai_stack.prompts import PromptLibrary
+from ai_stack.redaction import STORED_CHARS
 from ai_stack.session import resolve_roles
 from ai_stack.types import RunFinished
 from tests.conftest import ROOT, invoke, plan, verdict
@@ -131,6 +132,27 @@ def test_a_failed_run_keeps_its_finished_phases_and_the_error(
     assert run.raw_output == "nope, token=[redacted]"
     code, out, _ = invoke("history", "show", run.id)
     assert code == 0 and "Last invalid reply" in out and "nope, token=[redacted]" in out
+
+
+def test_the_stored_configuration_is_redacted_and_huge_texts_are_bounded(
+    store: HistoryStore, scripted: ScriptedBackend
+) -> None:
+    """The backend's URL in the configuration keeps no password, and an answer over the bound
+    (10 MB here; test_redaction takes 50 MB) is stored cut, with a note, and still redacted
+    (issue 32)."""
+    # one line per word: the scripted backend streams a reply word by word, split at spaces
+    scripted.enqueue(PLAN, APPROVE, "token=abc123xyz\n" + "word\n" * 2_000_000)
+    note = "OpenAI-compatible server at http://apiuser:S3cretPW99@127.0.0.1:8080/v1"
+    recorder = HistoryRecorder(store, source="oneshot", config={"backend": note})
+    for event in scripted_pipeline(scripted).run("task"):
+        recorder(event)
+    (listed,) = store.list_runs()
+    stored = store.run(listed.id)
+    assert stored.config["backend"] == (
+        "OpenAI-compatible server at http://apiuser:[redacted]@127.0.0.1:8080/v1"
+    )
+    assert stored.output is not None and stored.output.startswith("token=[redacted]\nword")
+    assert len(stored.output) <= STORED_CHARS + 100 and "characters cut" in stored.output
 
 
 def test_runs_of_dead_processes_are_reaped_as_interrupted(store: HistoryStore) -> None:

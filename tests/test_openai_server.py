@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -187,6 +188,39 @@ def test_openai_prefix_uses_the_environment_as_the_official_client_does(
         code, out, err = invoke("--executor", "openai:small-a", "--direct", "--json", "x")
         assert code == 0, err
         assert json.loads(out)["output"] == "The answer."
+
+
+def test_a_password_in_openai_base_url_is_never_shown_nor_stored(isolated_home: Path) -> None:
+    """The real CLI, as a user runs it with the password in the URL (issue 32): the answer
+    comes back, and neither stderr (the "Backend:" line) nor ``history show --json`` (the
+    configuration's backend) holds the password; the user part still says which account."""
+    with ServerDouble("lmstudio").start() as double:
+        port = double.url.split(":")[-1].split("/")[0]
+        url = f"http://apiuser:S3cretPW99@127.0.0.1:{port}/v1"
+        env = {**os.environ, "OPENAI_BASE_URL": url, "OPENAI_API_KEY": "anything"}
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, str(ROOT / "main.py"), *args],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=600,
+                check=False,
+            )
+
+        run = cli("--executor", "openai:small-a", "--direct", "What is 2+2?")
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == "The answer."
+        assert "apiuser:[redacted]@127.0.0.1" in run.stderr
+        listed = cli("history", "list", "--json")
+        (stored,) = json.loads(listed.stdout)
+        shown = cli("history", "show", "--json", stored["id"])
+    assert shown.returncode == 0, shown.stderr
+    record = json.loads(shown.stdout)
+    assert "apiuser:[redacted]@127.0.0.1" in record["config"]["backend"]
+    for text in (run.stderr, listed.stdout, shown.stdout, shown.stderr):
+        assert "S3cretPW99" not in text
 
 
 def test_an_unreachable_server_is_one_clear_error(tmp_path: Path, isolated_home: Path) -> None:

@@ -43,6 +43,7 @@ from ai_stack.errors import (
     ModelNotFoundError,
     TransientBackendError,
 )
+from ai_stack.redaction import without_password
 
 T = TypeVar("T")
 try:  # the openai client (3.x) runs on httpx2; the lifecycle calls on httpx
@@ -87,9 +88,11 @@ class OpenAIBackend:
         poll_s: float = 0.1,
     ) -> None:
         self.name = name
-        self.host = base_url.rstrip("/")  # the endpoint's machine-wide lease is keyed by it
-        if not self.host.endswith("/v1"):
-            self.host += "/v1"
+        self._url = base_url.rstrip("/")  # as given: a password in it is the client's to send
+        if not self._url.endswith("/v1"):
+            self._url += "/v1"
+        # What messages, listings, the history and the machine-wide lease name it by.
+        self.host = without_password(self._url)
         self.api_key = api_key
         self.attempts = attempts
         self.backoff = backoff or exponential_backoff
@@ -109,7 +112,7 @@ class OpenAIBackend:
     def client(self) -> openai.OpenAI:
         if self._client is None:  # created on first use: no connections at construction
             self._client = openai.OpenAI(
-                base_url=self.host,
+                base_url=self._url,
                 api_key=self.api_key or "not-needed",  # servers that check none take any
                 timeout=self._client_timeout,
                 max_retries=0,  # retries are ours, with the errors mapped
@@ -122,7 +125,7 @@ class OpenAIBackend:
         if self._http is None:
             headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
             self._http = httpx.Client(
-                base_url=server_root(self.host), headers=headers, timeout=self._timeout
+                base_url=server_root(self._url), headers=headers, timeout=self._timeout
             )
         return self._http
 
@@ -161,7 +164,7 @@ class OpenAIBackend:
     @property
     def local(self) -> bool:
         """Whether the server shares this machine's memory (a loopback host)."""
-        host = (urlsplit(self.host).hostname or "").strip("[]")
+        host = (urlsplit(self._url).hostname or "").strip("[]")
         return host in ("localhost", "::1", "0.0.0.0") or host.startswith("127.")
 
     def health(self) -> BackendHealth:

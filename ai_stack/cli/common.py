@@ -262,7 +262,7 @@ def run_options(command: F) -> F:
             multiple=True,
             type=click.Path(path_type=Path),
             metavar="PATH",
-            help="Let this one secret location (a key, .env, ...) become model context.",
+            help="Let this secret location (a key, .env, a directory) become model context.",
         ),
         click.option(
             "--truncate-context",

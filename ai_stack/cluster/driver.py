@@ -470,9 +470,11 @@ def _rank(run: TaskRun) -> int:
 
 
 def _redacted(request: Served) -> Served:
-    """What leaves the driver: the messages with credentials redacted."""
+    """What leaves the driver: the messages with credentials redacted (whole: a model's prompt
+    is not a stored copy, so it is not cut to the stored bound)."""
     messages: list[Message] = [
-        {**message, "content": redact(message["content"]) or ""} for message in request.messages
+        {**message, "content": redact(message["content"], limit=None) or ""}
+        for message in request.messages
     ]
     return replace(request, messages=messages)
 

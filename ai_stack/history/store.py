@@ -249,7 +249,7 @@ class HistoryStore:
                     source,
                     redact(task),
                     redact(context),
-                    json.dumps(config),
+                    json.dumps(redact_all(config)),
                     pid,
                     _process_started(pid),
                     batch_id,
