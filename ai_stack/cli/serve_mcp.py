@@ -55,11 +55,13 @@ ReportProgress = Callable[[str], None]
 Rounds = Annotated[int | None, Field(ge=0, le=20)]
 
 INSTRUCTIONS = """\
-Local models on this machine (ai-stack): a Planner, a Critic and an Executor that check and fix
-their answers by running the code in a sandbox. Use run_task for self-contained grunt work
-(small functions, shell one-liners, summaries, boilerplate) and check what comes back; plan for
-a reviewed plan only; batch_run for many independent tasks at once. Calls take seconds to
-minutes: the models are small and run locally, one at a time."""
+Local models on this machine (ai-stack): an Executor answers and the team checks the answer
+against what the task asks for — its code run in a sandbox on the task's examples, its stated
+requirements — replacing a failing answer with fresh versions (a Planner decides what the task
+asks for where its words do not say; a Critic reviews in the review modes). Use run_task for
+self-contained grunt work (small functions, shell one-liners, summaries, boilerplate) and check
+what comes back; plan for a reviewed plan only; batch_run for many independent tasks at once.
+Calls take seconds to minutes: the models are small and run locally, one at a time."""
 
 
 class PlanOutcome(BaseModel):
