@@ -89,6 +89,8 @@ def create_backend(name: str, settings: Settings) -> Backend:
             settings.ollama.host,
             keep_alive=settings.ollama.keep_alive,
             request_timeout_s=settings.ollama.request_timeout_s,
+            stall_timeout_s=settings.ollama.stall_timeout_s,
+            reply_max_bytes=settings.ollama.reply_max_bytes,
             log_dir=user_dir() / "logs",
         )
     endpoint = settings.endpoint(name)
@@ -101,6 +103,8 @@ def create_backend(name: str, settings: Settings) -> Backend:
             endpoint.api_key(),
             kind=None if endpoint.kind == "auto" else endpoint.kind,
             request_timeout_s=endpoint.request_timeout_s,
+            stall_timeout_s=endpoint.stall_timeout_s,
+            reply_max_bytes=endpoint.reply_max_bytes,
         )
     if name == "openai":
         raise BackendUnavailableError(

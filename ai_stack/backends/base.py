@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
+from urllib.parse import urlsplit
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
@@ -163,6 +164,19 @@ class ChatStream:
             if on_piece is not None:
                 on_piece(piece)
         return self.result
+
+
+def on_this_machine(url: str) -> bool:
+    """Whether a server's URL names this machine (a loopback host): where prompts stay here,
+    and a model shares this machine's memory.
+
+    >>> [on_this_machine(u) for u in ("http://127.0.0.1:1234/v1", "http://[::1]:8080", "http://localhost")]
+    [True, True, True]
+    >>> [on_this_machine(u) for u in ("https://api.example.com/v1", "http://192.0.2.1:8080/v1")]
+    [False, False]
+    """
+    host = (urlsplit(url).hostname or "").strip("[]").lower()
+    return host in ("localhost", "::1", "0.0.0.0") or host.startswith("127.")
 
 
 def exponential_backoff(attempt: int) -> float:
