@@ -186,3 +186,11 @@ def test_a_reply_of_the_wrong_shape_is_a_bad_reply(ollama: OllamaDouble) -> None
     ollama.misbehave["/api/ps"] = "wrong-shape"
     with pytest.raises(BadReplyError, match="unexpected shape"):
         ollama_backend(ollama).resident()
+
+
+def test_model_facts_of_the_wrong_type_are_left_unknown(on_double: OllamaDouble) -> None:
+    """/api/show's model_info is free-form: a fact that is not a count is not used as one."""
+    model = on_double.models["qwen2.5:7b"]
+    model.block_count, model.head_count_kv = "many", [None, "x"]  # type: ignore[assignment]
+    code, _, err = invoke("models", "show", "ollama:qwen2.5:7b")
+    assert code == 0, err
