@@ -194,3 +194,11 @@ def test_model_facts_of_the_wrong_type_are_left_unknown(on_double: OllamaDouble)
     model.block_count, model.head_count_kv = "many", [None, "x"]  # type: ignore[assignment]
     code, _, err = invoke("models", "show", "ollama:qwen2.5:7b")
     assert code == 0, err
+
+
+def test_a_health_check_never_raises_on_a_server_that_drips(server: ServerDouble) -> None:
+    """Telling the kind of server probes endpoints only some servers have: one that drips is
+    no answer (its probe has 5 s in all), and the check still says what the server is."""
+    server.misbehave["/props"] = "drip"
+    health = openai_backend(server).health()
+    assert health.available and "OpenAI-compatible" in health.detail
