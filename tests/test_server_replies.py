@@ -202,3 +202,15 @@ def test_a_health_check_never_raises_on_a_server_that_drips(server: ServerDouble
     server.misbehave["/props"] = "drip"
     health = openai_backend(server).health()
     assert health.available and "OpenAI-compatible" in health.detail
+
+
+@pytest.mark.parametrize("behaviour", NOT_JSON)
+def test_a_server_on_ollamas_port_that_is_not_ollama_is_said_so(
+    on_double: OllamaDouble, behaviour: str
+) -> None:
+    on_double.misbehave["/api/version"] = behaviour
+    code, _, err = invoke("--backend", "ollama", "--direct", "x")
+    assert_clean_error(code, err, "answers, but not as Ollama does")
+    assert "OLLAMA_HOST" in err
+    code, out, err = invoke("monitor", "--once", "--json")
+    assert code == 0 and "not as Ollama does" in out, err

@@ -126,7 +126,7 @@ def require_available(backend: Backend) -> Backend:
         from ai_stack.backends.ollama import START_HINT
 
         raise BackendUnavailableError(
-            "ollama", f"Ollama is not reachable: {health.detail}.", hint=START_HINT
+            "ollama", f"Ollama is not reachable: {health.detail}.", hint=health.hint or START_HINT
         )
     raise BackendUnavailableError(
         backend.name,

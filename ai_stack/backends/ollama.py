@@ -156,19 +156,25 @@ class OllamaBackend:
     # -- server ------------------------------------------------------------------------------
 
     def health(self) -> BackendHealth:
+        hooks = ReplyGuard(self.guard.limits).hooks()  # its own watch, whatever is in flight
         try:
-            with httpx.Client(timeout=PROBE_S, event_hooks=self.guard.hooks()) as probe:
+            with httpx.Client(timeout=PROBE_S, event_hooks=hooks) as probe:
                 response = probe.get(f"{self.host}/api/version")
             response.raise_for_status()
             body = response.json()
-        except (httpx.HTTPError, ValueError, AiStackError) as exc:
+        except (httpx.HTTPError, AiStackError) as exc:
             detail = f"no Ollama server at {self.host} ({type(exc).__name__})"
             return BackendHealth(self.name, False, detail)
+        except ValueError as exc:  # an answer, but not JSON
+            return self._not_ollama(what_was_wrong(exc))
         version = body.get("version") if isinstance(body, dict) else None
         if not isinstance(version, str):
-            detail = f"{self.host} answers, but not as Ollama does (no version)"
-            return BackendHealth(self.name, False, detail, hint=NOT_OLLAMA_HINT)
+            return self._not_ollama("no version")
         return BackendHealth(self.name, True, f"Ollama {version} at {self.host}", version)
+
+    def _not_ollama(self, what: str) -> BackendHealth:
+        detail = f"{self.host} answers, but not as Ollama does ({what})"
+        return BackendHealth(self.name, False, detail, hint=NOT_OLLAMA_HINT)
 
     @property
     def local(self) -> bool:
