@@ -115,6 +115,8 @@ class EndpointSettings(BaseModel):
     api_key_env: str | None = None  # the environment variable holding its key, if it wants one
     kind: ServerKind | Literal["auto"] = "auto"  # auto: told from what the server answers
     request_timeout_s: float = Field(default=600.0, gt=0)
+    stall_timeout_s: float = Field(default=120.0, gt=0)  # no new piece of a reply for this long
+    reply_max_bytes: int = Field(default=16 * 1024**2, ge=64 * 1024)  # one reply, on the wire
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
@@ -198,6 +200,8 @@ class OllamaSettings(BaseModel):
     keep_alive: str = "10m"
     autostart: bool = False
     request_timeout_s: float = Field(default=600.0, gt=0)
+    stall_timeout_s: float = Field(default=120.0, gt=0)  # no new piece of a reply for this long
+    reply_max_bytes: int = Field(default=16 * 1024**2, ge=64 * 1024)  # one reply, on the wire
 
     @field_validator("host")
     @classmethod

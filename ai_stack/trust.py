@@ -149,6 +149,8 @@ RULES: dict[str, dict[str, Rule]] = {
         "keep_alive": refused("choose how long the server keeps models"),
         "autostart": refused("start a server"),
         "request_timeout_s": lower("wait longer for the server"),
+        "stall_timeout_s": lower("wait longer for the server"),
+        "reply_max_bytes": lower("take longer replies"),
     },
     "HistorySettings": {
         "enabled": only(True, "turn the history off"),

@@ -53,6 +53,8 @@ WIDER: dict[str, Any] = {
     "ollama.keep_alive": "-1m",
     "ollama.autostart": True,
     "ollama.request_timeout_s": 6000,
+    "ollama.stall_timeout_s": 6000,
+    "ollama.reply_max_bytes": 2**40,
     "history.enabled": False,
     "history.path": "/tmp/elsewhere.db",
     "thermal.enabled": False,

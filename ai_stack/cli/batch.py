@@ -230,6 +230,9 @@ def batch_command(
         out_dir = (out or workflow.output_dir).resolve()
         with ExitStack() as stack:
             session, runner, left_out = _wire(stack, settings, workflow, out_dir, cluster)
+            remote = session.remote_note(*(task.settings for task in workflow.tasks))
+            if remote:  # said even when quiet: it is where the prompts go
+                console.print(f"[yellow]{escape(remote)}[/]")
             if not quiet:
                 console.print(f"[dim]Backend: {escape(session.backend_note)}[/]")
             runner.preflight()

@@ -143,6 +143,9 @@ def run_command(
                 )
         talk = find_conversation(settings, continue_, conversation)
         with Session.open(settings) as session:
+            remote = session.remote_note()
+            if remote:  # said even when quiet: it is where the prompts go
+                console.print(f"[yellow]{escape(remote)}[/]")
             if not quiet:
                 console.print(f"[dim]Backend: {escape(session.backend_note)}[/]")
                 if settings.source is not None:

@@ -194,7 +194,7 @@ def run_checks(settings: Settings) -> list[dict[str, Any]]:
                 "Start it with `ollama serve` to use Ollama models; the embedded backend works "
                 "without it.",
             )
-        for name in session.servers:
+        for name in session.auto_servers:  # no request to a server off this machine unnamed
             server = session.manager.backend(name)
             health = server.health()
             if not health.available:
