@@ -468,3 +468,8 @@ def test_output_onto_a_full_device_is_one_clear_message(argv: list[str]) -> None
     assert_clean_error(done.returncode, done.stderr, "Cannot write the output: No space left")
     assert "Exception ignored" not in done.stderr
 
+
+def test_an_age_past_any_history_is_a_usage_error() -> None:
+    done = main_py("history", "prune", "--older-than", "999999999999d", "-y")
+    assert done.returncode == 2, done.stderr
+    assert_clean_error(done.returncode, done.stderr, "is longer than any history")
