@@ -325,6 +325,7 @@ class ClusterSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=600)  # for the head to answer
     start_timeout_s: float = Field(default=120.0, gt=0, le=3600)  # a slower worker is left out
     release_timeout_s: float = Field(default=60.0, gt=0, le=3600)  # unloading at the end
     slots: dict[str, ClusterSlotSettings] = Field(default_factory=dict)  # by worker name

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -421,3 +422,66 @@ def test_piped_input_is_read_only_up_to_its_limit() -> None:
         [sys.executable, str(ROOT / "main.py"), "-"], input=big, capture_output=True, timeout=60
     )
     assert done.returncode == 2 and b"The task read from stdin is over" in done.stderr
+
+
+# -- bad input through the real CLI (a subprocess: exit codes and streams as a shell sees them) --
+
+
+def main_py(*args: str, **options: Any) -> subprocess.CompletedProcess[str]:
+    options.setdefault("stdout", subprocess.PIPE)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args],
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        timeout=120,
+        **options,
+    )
+
+
+@pytest.mark.parametrize("name", ["magic only", "nested arrays", "a huge key", "a huge string"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["models", "add", "{file}"],
+        ["models", "show", "embedded:{file}"],
+        ["--direct", "--executor", "embedded:{file}", "hi"],
+    ],
+)
+def test_a_crafted_gguf_header_is_one_clear_message(
+    tmp_path: Path, name: str, argv: list[str]
+) -> None:
+    """Each was exit 70: RecursionError, MemoryError, OverflowError, "unexpected end of file"."""
+    from tests.test_gguf import CRAFTED
+
+    path = tmp_path / "crafted.gguf"
+    path.write_bytes(CRAFTED[name])
+    done = main_py(*[arg.replace("{file}", str(path)) for arg in argv])
+    assert_clean_error(done.returncode, done.stderr, "has a damaged GGUF header")
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["system", "--json"]])
+def test_output_into_a_closed_pipe_ends_quietly(argv: list[str]) -> None:
+    """As `ai-stack ... | head -c 1` does once head has its byte: no traceback, no "Exception
+    ignored", not exit 70 (it was, or 120)."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        done = main_py(*argv, stdout=writer)
+    finally:
+        os.close(writer)
+    assert done.returncode == 1 and done.stderr == ""
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["system", "--json"]])
+def test_output_onto_a_full_device_is_one_clear_message(argv: list[str]) -> None:
+    with open("/dev/full", "w") as full:
+        done = main_py(*argv, stdout=full)
+    assert_clean_error(done.returncode, done.stderr, "Cannot write the output: No space left")
+    assert "Exception ignored" not in done.stderr
+
+
+def test_an_age_past_any_history_is_a_usage_error() -> None:
+    done = main_py("history", "prune", "--older-than", "999999999999d", "-y")
+    assert done.returncode == 2, done.stderr
+    assert_clean_error(done.returncode, done.stderr, "is longer than any history")

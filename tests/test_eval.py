@@ -5,6 +5,8 @@ the batch runner, every answer is checked as its run finishes, and a stopped eva
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +159,41 @@ def test_a_humaneval_line_of_the_wrong_shape_says_which_field(
     path.write_text(line + "\n")
     with pytest.raises(WorkflowError, match=rf"bad\.jsonl:1: not a HumanEval-style line \({where}"):
         load_suite(path)
+
+
+CATASTROPHIC = """
+import json
+from ai_stack.evals import check_answer
+from ai_stack.evals.suite import Checker
+from ai_stack.sandbox import Limits, Sandbox
+
+limits = Limits(seconds=1)
+sandbox = Sandbox(limits, isolation="none", allow_unisolated=True)
+text = "a" * 64 + "!"
+program = f"```python\\nprint({text!r})\\n```"
+checks = [
+    check_answer(sandbox, Checker(regex="^(a+)+$"), text, limits),
+    check_answer(sandbox, Checker(regex="^(a|a)+$"), text, limits),
+    check_answer(sandbox, Checker(regex="^(a|a)+$", on="stdout"), program, limits),
+]
+print(json.dumps([c.model_dump() for c in checks]))
+"""
+
+
+def test_a_regex_that_backtracks_without_end_fails_its_check_in_its_time() -> None:
+    """On 64 a's and a '!', ``^(a+)+$`` and ``^(a|a)+$`` take 2**64 steps with ``re``, which
+    holds the interpreter the whole time (no signal, no thread can stop it): the checks run in
+    a child process, with a timeout as a hang guard. The ``regex`` engine sees through the
+    first and gives up on the second at the time limit."""
+    done = subprocess.run(
+        [sys.executable, "-c", CATASTROPHIC], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    first, *timed_out = json.loads(done.stdout)
+    assert (first["passed"], first["detail"]) == (False, "no match")
+    for check in timed_out:
+        assert check["passed"] is False
+        assert check["detail"] == "the checker's regex gave up after 1 s on this text"
 
 
 def test_wilson_intervals() -> None:

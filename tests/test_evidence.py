@@ -4,6 +4,8 @@ isolation itself is tested in test_sandbox.py)."""
 
 from __future__ import annotations
 
+import ast
+
 import pytest
 
 from ai_stack.evidence import (
@@ -222,6 +224,40 @@ def test_version_numbers_in_prose_are_no_examples() -> None:
     assert examples("Port this script from Python 2 -> 3.") == []
     assert examples("Upgrade from Windows 10 -> 11") == []
     assert [e.call for e in examples("so 2 -> 4 and 'ab' -> 'ba'")] == ["2", "'ab'"]
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        "f(1) == " * 800,  # 32 s: each arrow re-parsed 300 candidates of up to 300 characters
+        "f('a') == " * 800,
+        "-> " * 20_000,
+        "so it goes -> and " * 5_000,
+    ],
+    ids=["calls", "calls with strings", "arrows", "prose"],
+)
+def test_reading_examples_parses_a_bounded_amount_of_text(
+    junk: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted in characters handed to the parser (not in seconds): at most the budget, with
+    the stated example before the junk still found."""
+    parsed = [0]
+    parse = ast.parse
+
+    def counting(source: str, *args: object, **kwargs: object) -> ast.AST:
+        parsed[0] += len(source)
+        return parse(source, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ast, "parse", counting)
+    found = examples("compress('aaabcc') should return 'a3b1c2'.\n" + junk)
+    assert ("compress('aaabcc')", "'a3b1c2'") in [(e.call, e.expected) for e in found]
+    assert parsed[0] < 3_000_000
+
+
+@pytest.mark.timeout(120)  # a hang guard: each took the old reader hours (quadratic scans)
+@pytest.mark.parametrize("junk", ["\n" * 200_000, " " * 200_000 + "\n"], ids=["lines", "spaces"])
+def test_reading_examples_is_linear_in_blank_space(junk: str) -> None:
+    assert examples("f(2) -> 4\n" + junk)[:1] == examples("f(2) -> 4")
 
 
 def test_an_example_calling_another_name_tests_the_answers_function() -> None:

@@ -468,6 +468,34 @@ def test_a_read_only_history_costs_no_answer(on_double: OllamaDouble, isolated_h
     assert "cannot be written" in done.stderr
 
 
+def history_verdict(done: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    return next(c for c in json.loads(done.stdout) if c["check"] == "history")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a read-only file system needs root")
+def test_doctor_says_a_read_only_history_is_read_only(isolated_home: Path) -> None:
+    """A healthy database on a read-only mount was called damaged (SQLite cannot make its WAL
+    index there) with a repair that fails; one whose file is immutable (``chattr +i``) was
+    called writable (SQLite opens it read-only and even begins a transaction)."""
+    database = isolated_home / "history.db"
+    HistoryStore.open(database).close()
+    doctor = [sys.executable, str(ROOT / "main.py"), "doctor", "--json"]
+    mounted = ["unshare", "-m", "sh", "-c", READ_ONLY_RUN, "sh", str(isolated_home), *doctor]
+    done = subprocess.run(mounted, capture_output=True, text=True, timeout=120, check=False)
+    verdict = history_verdict(done)
+    assert verdict["status"] == "fail" and "cannot be written" in verdict["detail"], verdict
+    assert "damaged" not in verdict["detail"] and "repair" not in (verdict["fix"] or "")
+
+    if subprocess.run(["chattr", "+i", str(database)], capture_output=True).returncode != 0:
+        pytest.skip("this file system has no immutable flag")
+    try:
+        done = subprocess.run(doctor, capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        subprocess.run(["chattr", "-i", str(database)], check=True)
+    verdict = history_verdict(done)
+    assert verdict["status"] == "fail" and "cannot be written" in verdict["detail"], verdict
+
+
 def test_export_writes_through_a_device_a_fifo_or_a_link_never_replacing_it(
     store: HistoryStore, tmp_path: Path
 ) -> None:

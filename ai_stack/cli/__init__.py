@@ -10,6 +10,7 @@ Each subcommand's module is imported only when that command runs, so ``ai-stack 
 from __future__ import annotations
 
 import signal
+import sys
 from importlib import import_module
 from typing import Any
 
@@ -116,11 +117,29 @@ def _interrupted(signum: int, frame: object) -> None:
 def main() -> None:
     """Console-script entry point. SIGTERM and SIGHUP (a closed terminal, ``timeout``, an MCP
     client stopping the server) stop the run as Ctrl-C does: what was loaded is unloaded, the
-    history says interrupted, and the exit is 130."""
+    history says interrupted, and the exit is 130. Output that cannot be written (``| head``,
+    ``> /dev/full``) ends it as ``cli.common.output_failed`` says."""
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _interrupted)
-    cli(prog_name="ai-stack")
+    try:
+        cli(prog_name="ai-stack")
+    except OSError as exc:  # click itself handles a closed pipe, not a full device
+        _output_failed(exc)
+    finally:
+        try:  # now, where a failure can be reported, not in the interpreter's last flush
+            if sys.stdout is not None:
+                sys.stdout.flush()
+        except OSError as exc:
+            _output_failed(exc)
+
+
+def _output_failed(error: OSError) -> None:
+    from ai_stack.cli.common import OUTPUT_FAULTS, output_failed
+
+    if error.errno not in OUTPUT_FAULTS:
+        raise error
+    output_failed(error)
 
 
 __all__ = ["COMMANDS", "cli", "main"]

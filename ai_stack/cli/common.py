@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import click
 from rich.console import Console
@@ -110,6 +112,31 @@ def print_error(console: Console, exc: AiStackError) -> None:
         console.print(f"[dim]{escape(exc.hint)}[/]")
 
 
+# What an OSError that reaches a front end means: the output could not be written (a closed
+# pipe, a full disk or device). Anything else a command raises is a bug.
+OUTPUT_FAULTS = frozenset({errno.EPIPE, errno.ENOSPC, errno.EDQUOT})
+
+
+def output_failed(exc: OSError) -> NoReturn:
+    """End the run after the output could not be written. A reader that went away (``| head
+    -c 1``) ends it quietly, as other command-line tools do; a full disk or device (``>
+    /dev/full``) is one clear message. Standard output is pointed at /dev/null first, so the
+    interpreter's last flush has nothing to complain about."""
+    with suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    if exc.errno != errno.EPIPE:
+        with suppress(OSError):
+            print_error(
+                error_console(),
+                AiStackError(
+                    f"Cannot write the output: {exc.strerror or exc}.",
+                    hint="Free some space where it goes (or send it elsewhere) and run again.",
+                ),
+            )
+    sys.exit(1)
+
+
 @contextmanager
 def reported_errors(console: Console, debug: bool) -> Iterator[None]:
     """Turn failures into one clear message and a non-zero exit (a traceback only with --debug)."""
@@ -131,6 +158,8 @@ def reported_errors(console: Console, debug: bool) -> Iterator[None]:
     except Exception as exc:
         if debug:
             raise
+        if isinstance(exc, OSError) and exc.errno in OUTPUT_FAULTS:
+            output_failed(exc)
         console.print(
             f"[bold red]Internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
             "[dim]Run again with --debug for a traceback, and please report it.[/]"

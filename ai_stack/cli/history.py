@@ -33,11 +33,17 @@ def _store(settings: Settings) -> HistoryStore:
     return store
 
 
+MAX_AGE = timedelta(days=100 * 366)  # older than any run: a cutoff past it would overflow
+
+
 def parse_age(text: str) -> timedelta:
-    """``30d``, ``12h``, ``2w``, ``45m`` → a timedelta.
+    """``30d``, ``12h``, ``2w``, ``45m`` → a timedelta (at most ``MAX_AGE``).
 
     >>> parse_age("30d"), parse_age("2w") == parse_age("14d"), parse_age("90m")
     (datetime.timedelta(days=30), True, datetime.timedelta(seconds=5400))
+    >>> parse_age("999999999999d")
+    Traceback (most recent call last):
+    ai_stack.errors.UsageError: The age 999999999999d is longer than any history.
     """
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
     if not match:
@@ -45,8 +51,13 @@ def parse_age(text: str) -> timedelta:
             f"Cannot read the age {text!r}.", hint="Use a number and a unit: 45m, 12h, 30d, 2w."
         )
     value, unit = float(match.group(1)), match.group(2)
-    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
-    return timedelta(seconds=value * seconds)
+    seconds = value * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+    if seconds > MAX_AGE.total_seconds():  # past timedelta's range, or before year 1
+        raise UsageError(
+            f"The age {text.strip()} is longer than any history.",
+            hint=f"Use at most {MAX_AGE.days}d (100 years).",
+        )
+    return timedelta(seconds=seconds)
 
 
 def _when(iso: str | None, short: bool = False) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import platform
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,6 @@ from ai_stack.context import typical_context
 from ai_stack.errors import AiStackError, HistoryError
 from ai_stack.history import HistoryStore
 from ai_stack.history.repair import check
-from ai_stack.history.store import history_error
 from ai_stack.profile import profile
 from ai_stack.recommend import DEMO, recommend
 from ai_stack.sandbox import detect_isolation
@@ -143,18 +142,14 @@ def history_check(settings: Settings) -> tuple[str, str, str, str | None]:
     path = settings.resolved_history_path()
     problem = check(path) if path.exists() else None
     if problem is not None:
-        return (
-            "history",
-            "fail",
-            f"{path} is damaged ({problem})",
-            "ai-stack history repair (keeps the damaged file beside the new one)",
-        )
+        repair = "ai-stack history repair (keeps the damaged file beside the new one)"
+        if not os.access(path.parent, os.W_OK):  # a repair writes a new file beside it
+            repair = f"Make {path.parent} writable, then: {repair}"
+        return "history", "fail", f"{path} is damaged ({problem})", repair
     try:
         with HistoryStore.open(path) as store:
-            store.db.execute("BEGIN IMMEDIATE")
-            store.db.execute("ROLLBACK")
-    except (HistoryError, sqlite3.Error) as exc:
-        error = exc if isinstance(exc, HistoryError) else history_error(path, exc)
+            store.check_writable()
+    except HistoryError as error:
         return "history", "fail", error.message, error.hint
     return "history", "ok", f"{path} is writable", None
 

@@ -14,7 +14,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -174,6 +174,19 @@ class HistoryStore:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    @guarded
+    def check_writable(self) -> None:
+        """Raise the HistoryError a run would meet writing here. The write is real and rolled
+        back: SQLite opens a file it may not write (a read-only mount, ``chattr +i``) read-only
+        without a word, and even begins a transaction in it."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
+            self.db.execute(f"PRAGMA user_version = {version}")
+        finally:
+            with suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
