@@ -310,6 +310,12 @@ class Pipeline:
         )
         if fitted.note:
             yield Notice("context", fitted.note)
+        if self.settings.evidence.attempts is not None:
+            yield Notice(
+                "config",
+                "evidence.attempts is deprecated and will be removed: max_rounds bounds the "
+                f"team's new versions too (now {self.settings.repair_attempts} of each kind)",
+            )
         fitted_files, view, summarised, budget = yield from tally.relay(
             self._fit_extras(task, context, list(files), conversation)
         )
@@ -752,6 +758,9 @@ class Pipeline:
             if budget.spent():
                 stop = "budget"
                 break
+            if not self.settings.repair_attempts:
+                stop = "max_rounds"  # --max-rounds 0: the answer is checked, never replaced
+                break
             if len(versions) < len(done.answers):
                 made: AnswerVersion | None = done.answers[len(versions)]
             else:
@@ -815,10 +824,10 @@ class Pipeline:
         - A stated requirement of the text: first what code does exactly (the case, quotes:
           :func:`~ai_stack.shape.mend`), then the answer written afresh in the shape the
           requirements give (:mod:`ai_stack.shape`; constrained, a count of sentences cannot
-          be missed), up to ``evidence.attempts`` times.
+          be missed), up to ``max_rounds`` times.
         - Anything else — code failing its examples or crashing, a form the task does not ask
           for: fresh answers that never see the failed one, sampled more freely
-          (``evidence.attempts``); code is asked for without explanation (a third of the
+          (``max_rounds`` of them); code is asked for without explanation (a third of the
           tokens); with ``evidence.rethink`` the first follows the Planner's new approach
           (planning after trial), where half a first answer's cost is left in the budget: the
           rethink and the code alone after it cost about one first answer.
@@ -827,7 +836,7 @@ class Pipeline:
         failed = best.evidence.failures if best.evidence else []
         kinds = {check.kind for check in failed}
         number = versions[-1].version + 1
-        attempts = self.settings.evidence.attempts
+        attempts = self.settings.repair_attempts
         if ask.kind == "result" and "result" in kinds and not tries["computed"]:
             tries["computed"] += 1
             value = computed or next(

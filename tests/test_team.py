@@ -22,9 +22,11 @@ def kind(answer: str) -> str:
     return json.dumps({"answer": answer})
 
 
-def team(scripted: ScriptedBackend, **evidence: object) -> object:
+def team(scripted: ScriptedBackend, max_rounds: int = 2, **evidence: object) -> object:
     """The team; fresh answers without the Planner's rethink unless asked (its own test)."""
-    return pipeline(scripted, review="team", evidence={"rethink": False, **evidence})
+    return pipeline(
+        scripted, review="team", max_rounds=max_rounds, evidence={"rethink": False, **evidence}
+    )
 
 
 # -- what the task asks for ----------------------------------------------------------------------
@@ -197,15 +199,42 @@ def test_with_rethink_the_planner_says_another_approach_first(
     assert result.output == FIXED
 
 
-@pytest.mark.parametrize(("attempts", "made"), [(0, 0), (1, 1), (3, 3)])
-def test_fresh_answers_stop_at_evidence_attempts(
-    scripted: ScriptedBackend, attempts: int, made: int
+@pytest.mark.parametrize(("rounds", "made"), [(0, 0), (1, 1), (3, 3)])
+def test_fresh_answers_stop_at_max_rounds(
+    scripted: ScriptedBackend, rounds: int, made: int
 ) -> None:
+    """``max_rounds`` bounds the team's new versions as it bounds every mode's extra work."""
     scripted.enqueue(BUGGY, *[BUGGY] * made)
-    result, _ = run(team(scripted, attempts=attempts, budget=0))  # type: ignore[arg-type]
+    result, _ = run(team(scripted, max_rounds=rounds, budget=0))  # type: ignore[arg-type]
     assert phases(result) == ["executor:execute", *["executor:attempt"] * made]
     assert result.output == BUGGY and result.chosen_answer == 1  # the earliest of equals
     assert result.answer_stop_reason == "max_rounds"
+    assert len(result.answers) == 1 + made
+
+
+def test_max_rounds_0_gives_no_new_version_not_even_one_without_a_call(
+    scripted: ScriptedBackend,
+) -> None:
+    """0: the answer is checked, never replaced (not by the value its program printed)."""
+    scripted.enqueue(COMPUTING, kind("value"))
+    result, _ = run(team(scripted, max_rounds=0), FAHRENHEIT)  # type: ignore[arg-type]
+    assert [a.phase for a in result.answers] == ["execute"] and result.output == COMPUTING
+    assert result.answers[0].evidence.failures  # type: ignore[union-attr]
+    assert result.answer_stop_reason == "max_rounds"
+
+
+@pytest.mark.parametrize(("attempts", "made"), [(1, 1), (3, 2)])
+def test_evidence_attempts_is_still_read_and_bounds_no_more_than_max_rounds(
+    scripted: ScriptedBackend, attempts: int, made: int
+) -> None:
+    """The deprecated key keeps working for a release: the lower bound of the two holds,
+    and the run says the key is deprecated."""
+    scripted.enqueue(BUGGY, *[BUGGY] * made)
+    result, events = run(team(scripted, attempts=attempts, budget=0))  # type: ignore[arg-type]
+    assert phases(result) == ["executor:execute", *["executor:attempt"] * made]
+    assert any(
+        isinstance(e, Notice) and "evidence.attempts is deprecated" in e.message for e in events
+    )
 
 
 @pytest.mark.parametrize(("budget", "made"), [(1.0, 1), (2.0, 2), (0, 8)])
@@ -217,7 +246,7 @@ def test_the_repair_costs_a_bounded_multiple_of_the_first_answer(
     is); 0 is no bound."""
     long_buggy = BUGGY + "\n" + " ".join(["word"] * 300)  # a first answer of some 400 tokens
     scripted.enqueue(long_buggy, *[long_buggy] * 8)
-    result, _ = run(team(scripted, attempts=8, budget=budget))  # type: ignore[arg-type]
+    result, _ = run(team(scripted, max_rounds=8, budget=budget))  # type: ignore[arg-type]
     assert phases(result) == ["executor:execute", *["executor:attempt"] * made]
     assert result.answer_stop_reason == ("budget" if budget else "max_rounds")
 
@@ -246,7 +275,7 @@ def test_a_fresh_answer_without_code_fails_and_the_answer_with_code_is_kept(
     scripted: ScriptedBackend,
 ) -> None:
     scripted.enqueue(BUGGY, "Use a loop that counts each run of characters.")
-    result, _ = run(team(scripted, attempts=1, budget=0))  # type: ignore[arg-type]
+    result, _ = run(team(scripted, max_rounds=1, budget=0))  # type: ignore[arg-type]
     (failed,) = result.answers[1].evidence.failures  # type: ignore[union-attr]
     assert (failed.kind, failed.detail) == ("form", "the answer has no code block")
     assert result.chosen_answer == 1 and result.output == BUGGY

@@ -269,7 +269,13 @@ def run_options(command: F) -> F:
             is_flag=True,
             help="Cut a context too big for the models' num_ctx to fit (the task is never cut).",
         ),
-        click.option("--max-rounds", type=click.IntRange(0, 20), help="Review rounds at most."),
+        click.option(
+            "--max-rounds",
+            type=click.IntRange(0, 20),
+            help="The extra work any mode may do after the first answer (default 2): review "
+            "rounds of the plan, fixes of the answer, or the team's new versions of each kind; "
+            "0: the answer is checked, never replaced.",
+        ),
         click.option(
             "--memory-budget",
             type=click.FloatRange(min=0.1, max=4096),
