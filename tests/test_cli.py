@@ -409,3 +409,40 @@ def test_piped_input_is_read_only_up_to_its_limit() -> None:
         [sys.executable, str(ROOT / "main.py"), "-"], input=big, capture_output=True, timeout=60
     )
     assert done.returncode == 2 and b"The task read from stdin is over" in done.stderr
+
+
+# -- what a run claims, and the sampling it used -------------------------------------------------
+
+SKY = "Explain in two sentences why the sky is blue."
+ONE_SENTENCE = "Air scatters blue sunlight more than red light."
+QWEN = ("--executor", "ollama:qwen2.5:7b", "--planner", "ollama:qwen2.5:7b")
+UNMET = 'sentences: exactly 2 ("two sentences") (the answer has 1 sentence)'
+
+
+def test_an_unmet_check_is_said_in_the_output_json_history_and_strict_exit(
+    on_double: OllamaDouble,
+) -> None:
+    """An answer that fails a check of the task's own is still given, but the run says so: a
+    last line on stderr, ``unmet`` in --json, ``unmet`` as its history status, and exit 3
+    under --strict (0 without it)."""
+    on_double.enqueue(ONE_SENTENCE)
+    code, out, err = invoke(*QWEN, "--max-rounds", "0", "--json", SKY)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["output"] == ONE_SENTENCE
+    assert data["unmet"] == [UNMET], data["unmet"]
+    assert err.strip().splitlines()[-1] == f"unmet: {UNMET}"
+    code, out, err = invoke("history", "list", "--json")
+    assert code == 0, err
+    assert [run["status"] for run in json.loads(out)] == ["unmet"]
+    code, out, _ = invoke("history", "show", data["id"][:8], "--json")
+    assert json.loads(out)["status"] == "unmet"
+
+    on_double.enqueue(ONE_SENTENCE)
+    code, out, err = invoke(*QWEN, "--max-rounds", "0", "--strict", "-q", SKY)
+    assert code == 3, err
+    assert out.strip() == ONE_SENTENCE and err.strip() == f"unmet: {UNMET}"
+    two = "Air scatters blue light most. So the sky looks blue."
+    on_double.enqueue(two)
+    code, out, err = invoke(*QWEN, "--max-rounds", "0", "--strict", SKY)
+    assert code == 0 and "unmet" not in err, err

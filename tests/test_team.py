@@ -154,6 +154,53 @@ def test_a_missed_count_is_written_again_in_the_shape_the_task_gives(
     ]
 
 
+EVEN = "Explain in two sentences what an even number is."
+THREE_SENTENCES = (
+    "An even number is a whole number that divides by two with nothing left over. "
+    "Zero, two and four are even numbers. Odd numbers leave one over."
+)
+
+
+def test_a_replacement_that_loses_what_the_answer_said_is_not_given(
+    scripted: ScriptedBackend,
+) -> None:
+    """A version that meets the count by losing what the answer said (none of the task's
+    words the answer used: "even", "number") is worse than the answer it would replace: the
+    first answer stands, and the run says what it did not meet."""
+    shaped = json.dumps({"sentences": ["It returns False for one.", "It returns True for two."]})
+    fresh = "Even."
+    scripted.enqueue(THREE_SENTENCES, shaped, fresh)
+    result, _ = run(team(scripted, max_rounds=1, budget=0), EVEN)  # type: ignore[arg-type]
+    assert [a.phase for a in result.answers] == ["execute", "shape", "attempt"]
+    assert result.answers[1].evidence.failures == []  # type: ignore[union-attr]  # count met
+    assert result.output == THREE_SENTENCES and result.chosen_answer == 1
+    assert result.unmet == ['sentences: exactly 2 ("two sentences") (the answer has 3 sentences)']
+
+
+def test_a_replacement_never_fails_a_check_the_first_answer_passed(
+    scripted: ScriptedBackend,
+) -> None:
+    """The first answer passes one example and fails two; a version that passes those two but
+    breaks the one is not given, though it fails fewer: what worked must keep working."""
+    task = "Write a Python function sq(x): sq(2) -> 4, sq(3) -> 9, sq(4) -> 16."
+    first = "```python\ndef sq(x):\n    return x + 2\n```"
+    breaks = "```python\ndef sq(x):\n    return 5 if x == 2 else x * x\n```"
+    scripted.enqueue(first, breaks)
+    result, _ = run(team(scripted, max_rounds=1, budget=0), task)  # type: ignore[arg-type]
+    assert [len(a.evidence.failures) for a in result.answers] == [2, 1]  # type: ignore[union-attr]
+    assert result.output == first and result.chosen_answer == 1
+    assert [u.split(" (")[0] for u in result.unmet] == [
+        "sq(3) should return 9",
+        "sq(4) should return 16",
+    ]
+
+
+def test_a_run_whose_answer_meets_its_checks_has_nothing_unmet(scripted: ScriptedBackend) -> None:
+    scripted.enqueue("Even numbers divide by two. Four is one.")
+    result, _ = run(team(scripted), EVEN)  # type: ignore[arg-type]
+    assert result.unmet == [] and result.answers[0].evidence.decided  # type: ignore[union-attr]
+
+
 def test_a_case_the_task_asks_for_is_applied_by_code(scripted: ScriptedBackend) -> None:
     scripted.enqueue("Fresh Bread Daily")
     result, _ = run(team(scripted), "Write a slogan for a bakery in all capital letters.")  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ from ai_stack.modes import REVIEWS
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
+EXIT_UNMET = 3  # --strict: the answer was given, but fails a check of the task's own
 F = TypeVar("F", bound=Callable[..., Any])
 
 

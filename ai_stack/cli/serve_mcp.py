@@ -347,7 +347,8 @@ class ToolCalls:
         with the Critic's edge cases; plan; both; none); `direct`: one call, no review.
         `max_rounds`: the extra work after the first answer, in any mode (plan review rounds,
         fixes, or the team's new versions of each kind; 0: the answer is checked, never
-        replaced). Model specs such as `ollama:qwen2.5:14b`."""
+        replaced). `unmet` lists the task's own checks the answer still fails. Model specs
+        such as `ollama:qwen2.5:14b`."""
         settings = self.service.settings_for(
             review=review,
             direct=direct or None,
