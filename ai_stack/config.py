@@ -269,7 +269,9 @@ class Settings(BaseModel):
     approve_score: int = Field(default=8, ge=0, le=10)
     max_reasks: int = Field(default=2, ge=0, le=5)
     repeat_penalty: float = Field(default=1.15, ge=1.0, le=2.0)
-    seed: int | None = 42
+    # the sampling seed: a number makes runs repeatable; "random" draws a fresh one per run
+    # (recorded with the run, so --seed N reproduces it); null (JSON) is read as "random"
+    seed: int | Literal["random"] = 42
     prompts_dir: Path | None = None
     models_dir: Path | None = None
     memory: MemorySettings = Field(default_factory=MemorySettings)
@@ -291,6 +293,12 @@ class Settings(BaseModel):
     def source(self) -> Path | None:
         """The config file read for these settings (None: defaults and flags only)."""
         return self._source
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _random_seed(cls, value: Any) -> Any:
+        """``None`` (from JSON, or an older caller) meant unseeded: a fresh seed per run."""
+        return "random" if value is None else value
 
     @field_validator("planner", "critic", "executor", mode="before")
     @classmethod

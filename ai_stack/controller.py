@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import operator
 import re
+import secrets
 import time
 import uuid
 from collections import Counter
@@ -224,6 +225,12 @@ class Pipeline:
         # where the calls are made: here, or (a cluster's runner) handed off to a node
         self.runner = runner_type(manager, max_reasks=settings.max_reasks, guard=guard)
         self.contexts: dict[ModelSpec, ContextChoice] = {}  # the current run's
+        self.seed = run_seed(settings.seed)  # the current run's
+        self._fresh = False  # the next run samples afresh (reseed)
+
+    def reseed(self) -> None:
+        """Have the next run draw a fresh seed (``/retry``: another sample of the same turn)."""
+        self._fresh = True
 
     def preflight(self) -> None:
         """Fail before any task if a configured model is missing, or one the mode calls cannot
@@ -293,6 +300,8 @@ class Pipeline:
             {spec: self._load(spec) for spec in self.contexts}  # before anything loads
         )
         started = time.perf_counter()
+        self.seed = run_seed("random" if self._fresh else self.settings.seed)
+        self._fresh = False
         done = resume or Resume(run_id=uuid.uuid4().hex[:12])
         tally = Tally(phases=list(done.phases))
         mode = self.settings.mode
@@ -409,6 +418,7 @@ class Pipeline:
             chosen_answer=chosen.version,
             output=chosen.text,
             unmet=unmet(chosen),
+            seed=self.seed,
             metrics=RunMetrics(
                 phases=tally.phases,
                 loads=tally.loads,
@@ -946,10 +956,21 @@ class Pipeline:
                 temperature=settings.temperature,
                 max_tokens=settings.max_tokens,
                 repeat_penalty=self.settings.repeat_penalty,
-                seed=self.settings.seed,
+                seed=self.seed,
             ),
             round=round_,
         )
+
+
+def run_seed(seed: int | Literal["random"]) -> int:
+    """The seed a run samples with: the configured one, or a fresh one for ``random``.
+
+    >>> run_seed(42)
+    42
+    >>> run_seed("random") != run_seed("random")
+    True
+    """
+    return seed if isinstance(seed, int) else secrets.randbelow(2**31 - 1) + 1
 
 
 @dataclass

@@ -28,6 +28,7 @@ for phase in run["metrics"]["phases"]:
 print(f"loads: {run['metrics']['loads']}, total {run['metrics']['wall_s']:.1f} s")
 if run["unmet"]:
     print(f"unmet: {'; '.join(run['unmet'])}")
+print(f"seed: {run['seed']} (--seed {run['seed']} reproduces this run)")
 print(f"--- answer (v{run['chosen_answer']}) ---")
 print(run["output"])
 PY
