@@ -246,10 +246,11 @@ class EvidenceSettings(BaseModel):
     exec: bool = False  # run answer code even where no isolating sandbox exists (opt-in)
     # edge-case calls the Critic may propose in the answer review (--review answer, both)
     probes: int = Field(default=3, ge=0, le=5)
-    # When the answer fails its checks (team mode): up to this many answers written afresh of
-    # each kind — in the shape a task's stated requirements give, and fresh answers that never
-    # see the failed one, sampled from the second on at attempt_temperature
-    attempts: int = Field(default=4, ge=0, le=8)
+    # Deprecated (read for one more release): the team's answers written afresh of each kind
+    # are bounded by max_rounds, like every mode's extra work; where a config still sets this,
+    # the lower of the two bounds holds (Settings.repair_attempts)
+    attempts: int | None = Field(default=None, ge=0, le=8)
+    # fresh answers after a failing one are sampled from the second on at this temperature
     attempt_temperature: float = Field(default=0.8, ge=0.0, le=2.0)
     # before the first fresh answer to code that fails its checks, the Planner says what went
     # wrong and another approach (planning after trial). Off by default: within the default
@@ -354,7 +355,9 @@ class Settings(BaseModel):
     approve_score: int = Field(default=8, ge=0, le=10)
     max_reasks: int = Field(default=2, ge=0, le=5)
     repeat_penalty: float = Field(default=1.15, ge=1.0, le=2.0)
-    seed: int | None = 42
+    # the sampling seed: a number makes runs repeatable; "random" draws a fresh one per run
+    # (recorded with the run, so --seed N reproduces it); null (JSON) is read as "random"
+    seed: int | Literal["random"] = 42
     prompts_dir: Path | None = None
     models_dir: Path | None = None
     memory: MemorySettings = Field(default_factory=MemorySettings)
@@ -376,6 +379,12 @@ class Settings(BaseModel):
     def source(self) -> Path | None:
         """The config file read for these settings (None: defaults and flags only)."""
         return self._source
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _random_seed(cls, value: Any) -> Any:
+        """``None`` (from JSON, or an older caller) meant unseeded: a fresh seed per run."""
+        return "random" if value is None else value
 
     @field_validator("planner", "critic", "executor", mode="before")
     @classmethod
@@ -409,6 +418,20 @@ class Settings(BaseModel):
     def role(self, role: Role) -> RoleSettings:
         settings: RoleSettings = getattr(self, role)
         return settings
+
+    @property
+    def repair_attempts(self) -> int:
+        """How many answers of each kind the team's repair may write (in the requirements'
+        shape; fresh): ``max_rounds``, the one bound on every mode's extra work, and no more
+        than the deprecated ``evidence.attempts`` where a config still sets it.
+
+        >>> Settings(max_rounds=1).repair_attempts
+        1
+        >>> Settings(evidence={"attempts": 0}).repair_attempts
+        0
+        """
+        legacy = self.evidence.attempts
+        return self.max_rounds if legacy is None else min(self.max_rounds, legacy)
 
     def resolved_models_dir(self) -> Path:
         return self.models_dir or user_dir() / "models"

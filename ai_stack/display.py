@@ -107,6 +107,15 @@ def format_evidence(evidence: Evidence, version: int) -> str:
     return "\n".join(lines)
 
 
+def unmet_line(unmet: list[str]) -> str:
+    """The line that ends a run whose answer fails checks of the task's own.
+
+    >>> unmet_line(["two sentences (3 found)", "running the code (NameError)"])
+    'unmet: two sentences (3 found); running the code (NameError)'
+    """
+    return "unmet: " + "; ".join(unmet)
+
+
 def format_ask(event: AskDecided) -> str:
     """What the task asks for, who decided, and the requirements its words state."""
     ask = event.ask
@@ -152,9 +161,11 @@ class Display:
             if not self._streaming and self.answer is not None:
                 self.answer.write(event.result.output.rstrip() + "\n")
                 self.answer.flush()
-        if self.quiet:
-            return
-        self._render(event)
+        if not self.quiet:
+            self._render(event)
+        if isinstance(event, RunFinished) and event.result.unmet:
+            # the last line, also with --quiet: the answer given does not do what was asked
+            self.console.print(f"[bold yellow]{escape(unmet_line(event.result.unmet))}[/]")
 
     def _render(self, event: Event) -> None:
         """What one event shows on the console (progress; the answer is written by handle)."""

@@ -129,6 +129,40 @@ def test_prediction_with_rounds_and_dependencies(tmp_path: Path) -> None:
     assert prediction.naive_loads == 20
 
 
+REPAIRS = ("probe", "review", "fix", "shape", "rethink", "attempt", "critique", "revise")
+
+
+def _example_schedule(*flags: str) -> list[str]:
+    """The phases ``batch examples/workflow.yaml --dry-run`` lists, with ``flags``."""
+    roles = ("--planner", "ollama:mistral:7b", "--critic", "ollama:qwen2.5:7b")
+    roles += ("--executor", "ollama:qwen2.5:14b")
+    example = str(ROOT / "examples/workflow.yaml")
+    code, out, err = invoke("batch", example, "--dry-run", "--json", *roles, *flags)
+    assert code == 0, err
+    return [group["phase"] for group in json.loads(out)["groups"]]
+
+
+@pytest.mark.parametrize("review", ["team", "answer", "both"])
+def test_max_rounds_bounds_the_extra_calls_of_every_mode(
+    on_double: OllamaDouble, review: str
+) -> None:
+    """One flag bounds every mode's extra work: 0 leaves no repeated call (a review round, a
+    repair's new version), 1 at most one of each, and the dry run shows it."""
+    none = _example_schedule("--review", review, "--max-rounds", "0")
+    assert not [p for p in none if p.split()[0] in REPAIRS], none
+    one = _example_schedule("--review", review, "--max-rounds", "1")
+    repeated = [p for p in one if p.split()[0] in REPAIRS]
+    assert repeated and all(p.endswith(("round 1", *REPAIRS)) for p in repeated), one
+    assert on_double.loads == 0
+
+
+def test_the_example_workflows_max_rounds_keeps_it_quick(on_double: OllamaDouble) -> None:
+    """examples/workflow.yaml's ``max_rounds: 1`` bounds the team's repair too."""
+    phases = _example_schedule()
+    assert "attempt round 1" in phases and "shape round 1" in phases, phases
+    assert not [p for p in phases if p.endswith("round 2")], phases
+
+
 def test_four_tasks_three_models_load_three_times(on_double: OllamaDouble, tmp_path: Path) -> None:
     path = write(tmp_path, FOUR_TASKS)
     code, out, err = invoke("batch", str(path), "--dry-run", "--json")

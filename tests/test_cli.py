@@ -485,3 +485,96 @@ def test_an_age_past_any_history_is_a_usage_error() -> None:
     done = main_py("history", "prune", "--older-than", "999999999999d", "-y")
     assert done.returncode == 2, done.stderr
     assert_clean_error(done.returncode, done.stderr, "is longer than any history")
+
+
+# -- what a run claims, and the sampling it used -------------------------------------------------
+
+SKY = "Explain in two sentences why the sky is blue."
+ONE_SENTENCE = "Air scatters blue sunlight more than red light."
+QWEN = ("--executor", "ollama:qwen2.5:7b", "--planner", "ollama:qwen2.5:7b")
+UNMET = 'sentences: exactly 2 ("two sentences") (the answer has 1 sentence)'
+
+
+def test_an_unmet_check_is_said_in_the_output_json_history_and_strict_exit(
+    on_double: OllamaDouble,
+) -> None:
+    """An answer that fails a check of the task's own is still given, but the run says so: a
+    last line on stderr, ``unmet`` in --json, ``unmet`` as its history status, and exit 3
+    under --strict (0 without it)."""
+    on_double.enqueue(ONE_SENTENCE)
+    code, out, err = invoke(*QWEN, "--max-rounds", "0", "--json", SKY)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["output"] == ONE_SENTENCE
+    assert data["unmet"] == [UNMET], data["unmet"]
+    assert err.strip().splitlines()[-1] == f"unmet: {UNMET}"
+    code, out, err = invoke("history", "list", "--json")
+    assert code == 0, err
+    assert [run["status"] for run in json.loads(out)] == ["unmet"]
+    code, out, _ = invoke("history", "show", data["id"][:8], "--json")
+    assert json.loads(out)["status"] == "unmet"
+
+    on_double.enqueue(ONE_SENTENCE)
+    code, out, err = invoke(*QWEN, "--max-rounds", "0", "--strict", "-q", SKY)
+    assert code == 3, err
+    assert out.strip() == ONE_SENTENCE and err.strip() == f"unmet: {UNMET}"
+    two = "Air scatters blue light most. So the sky looks blue."
+    on_double.enqueue(two)
+    code, out, err = invoke(*QWEN, "--max-rounds", "0", "--strict", SKY)
+    assert code == 0 and "unmet" not in err, err
+
+
+def seeds(double: OllamaDouble) -> list[int]:
+    return [event["options"].get("seed") for event in double.events("generate")]
+
+
+def test_seed_temperature_and_model_options_reach_every_call_and_the_record(
+    on_double: OllamaDouble,
+) -> None:
+    code, out, err = invoke(
+        "--direct", *QWEN, "--seed", "7", "--temperature", "1.1", "--json", "hi"
+    )
+    assert code == 0, err
+    assert json.loads(out)["seed"] == 7
+    (options,) = [event["options"] for event in on_double.events("generate")]
+    assert (options["seed"], options["temperature"]) == (7, 1.1)
+
+    code, out, err = invoke("--direct", *QWEN, "--seed", "random", "--json", "hi")
+    assert code == 0, err
+    used = json.loads(out)["seed"]
+    assert isinstance(used, int) and seeds(on_double)[-1] == used
+    code, out, _ = invoke("history", "show", json.loads(out)["id"], "--json")
+    assert json.loads(out)["seed"] == used  # so --seed N reproduces the run
+
+    code, out, err = invoke(
+        "--direct", *QWEN, "-o", "temperature=0.9", "-o", "max_tokens=64", "-o", "seed=3", "hi"
+    )
+    assert code == 0, err
+    options = on_double.events("generate")[-1]["options"]
+    assert (options["temperature"], options["num_predict"], options["seed"]) == (0.9, 64, 3)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-o", "top_k=3"], "is not KEY=VALUE with KEY one of temperature"),
+        (["-o", "temperature"], "is not KEY=VALUE"),
+        (["-o", "judge.temperature=1"], "is not KEY=VALUE"),
+        (["-o", "temperature=hot"], "executor.temperature"),
+        (["--seed", "lucky"], "is not a whole number or 'random'"),
+        (["--temperature", "9"], "not in the range"),
+    ],
+)
+def test_bad_sampling_options_are_usage_errors(argv: list[str], message: str) -> None:
+    code, _, err = invoke("--direct", *argv, "hi")
+    assert_clean_error(code, err, message)
+    assert code == 2
+
+
+def test_retry_samples_afresh(on_double: OllamaDouble) -> None:
+    """/retry runs the turn again with a fresh seed: another sample, not the same answer."""
+    code, out, err = invoke("--direct", *QWEN, "-i", "--json", input="Name a colour\n/retry\n")
+    assert code == 0, err
+    first, again = (json.loads(line) for line in out.splitlines())
+    assert first["seed"] == 42 and again["seed"] != 42
+    assert seeds(on_double) == [42, again["seed"]]

@@ -132,3 +132,12 @@ def test_a_project_config_with_harmless_keys_is_read_and_named(
     monkeypatch.chdir(tmp_path)
     settings = load_settings()
     assert settings.max_rounds == 1 and settings.source == tmp_path / "ai-stack.toml"
+
+
+def test_a_seed_is_a_number_or_random_from_toml(tmp_path: Path) -> None:
+    """TOML has no null: "remove the line for random" kept 42, so random has a name."""
+    assert load_settings().seed == 42
+    assert load_settings(write(tmp_path / "r.toml", 'seed = "random"\n')).seed == "random"
+    assert load_settings(write(tmp_path / "n.toml", "seed = 7\n")).seed == 7
+    with pytest.raises(ConfigError, match="seed"):
+        load_settings(write(tmp_path / "bad.toml", 'seed = "lucky"\n'))

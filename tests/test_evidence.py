@@ -342,3 +342,26 @@ def test_the_answers_own_failed_assert_is_for_judgement_not_a_failure() -> None:
     assert evidence.failures == []
     passed, detail = by_name(evidence)["the answer's own demo code"]
     assert passed is None and detail.startswith("raised AssertionError")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        python("# find . -name '*.py' | xargs wc -l"),
+        python('"""Counts lines."""\npass'),
+        "```bash\n# count the lines\n```",
+    ],
+)
+def test_a_check_that_ran_nothing_does_not_count_as_passed(answer: str) -> None:
+    """A block of comments passes any parser and 'runs' without error: that checked
+    nothing, so it is left undecided — "2 of 2 checks passed" was a claim about no code."""
+    evidence = collect("Write a shell one-liner that counts lines in all .py files.", answer)
+    assert evidence.checks and evidence.decided == [], by_name(evidence)
+    assert evidence.summary() == "outputs only, nothing decided"
+    assert not evidence.executed
+
+
+def test_code_that_does_something_is_still_checked_and_run() -> None:
+    evidence = collect("Print hi.", python("# greet\nprint('hi')"))
+    assert by_name(evidence)["running the code"] == (True, "")
+    assert evidence.failures == [] and len(evidence.decided) >= 2 and evidence.executed

@@ -65,7 +65,6 @@ WIDER: dict[str, Any] = {
     "thermal.temp_critical_c": 199,
     "evidence.exec": True,
     "evidence.probes": 5,
-    "evidence.attempts": 8,
     "evidence.budget": 50,
     "evidence.timeout_s": 600,
     "evidence.memory_mb": 65536,
@@ -96,6 +95,7 @@ OWN: dict[str, Any] = {
     "seed": 7,
     "evidence.attempt_temperature": 1.1,
     "evidence.rethink": True,
+    "evidence.attempts": 1,
     **{
         f"{role}.{name}": value
         for role in ("planner", "critic", "executor")

@@ -21,7 +21,13 @@ from ai_stack.history import export as export_history
 from ai_stack.history.repair import describe, repair
 from ai_stack.types import Turn
 
-STATUS_STYLE = {"ok": "green", "running": "cyan", "failed": "red", "interrupted": "yellow"}
+STATUS_STYLE = {
+    "ok": "green",
+    "unmet": "yellow",
+    "running": "cyan",
+    "failed": "red",
+    "interrupted": "yellow",
+}
 
 
 def _store(settings: Settings) -> HistoryStore:

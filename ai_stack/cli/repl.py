@@ -211,6 +211,7 @@ class Repl:
             return
         files = [attachment for attachment in self.last_files if attachment.path in turn.files]
         done = False
+        self.pipeline.reseed()  # another sample of the turn, not the same answer again
         try:
             done = self._task(turn.task, files)
         finally:

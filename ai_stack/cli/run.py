@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from ai_stack.access import FilePolicy
 from ai_stack.cli.common import (
+    EXIT_UNMET,
     RunOptions,
     configure_logging,
     error_console,
@@ -92,6 +93,12 @@ def piped_input(policy: FilePolicy) -> Attachment | None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output on stderr.")
 @click.option("--no-history", is_flag=True, help="Do not record this run in the history.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help=f"Exit {EXIT_UNMET} when the answer given fails a check of the task's own (it is "
+    "still printed; the checks it fails end stderr: 'unmet: ...').",
+)
 @run_options
 def run_command(
     task: tuple[str, ...],
@@ -102,6 +109,7 @@ def run_command(
     as_json: bool,
     quiet: bool,
     no_history: bool,
+    strict: bool,
     options: RunOptions,
 ) -> None:
     """Run TASK with the team: the answer is checked, and replaced while checks fail (the
@@ -180,3 +188,5 @@ def run_command(
                     recorder.store.close()
             if as_json:
                 click.echo(json.dumps(result.model_dump(mode="json"), ensure_ascii=False))
+            if strict and result.unmet:
+                sys.exit(EXIT_UNMET)

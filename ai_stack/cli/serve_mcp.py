@@ -357,8 +357,11 @@ class ToolCalls:
         how the team works (team: the default, the answer checked against what the task asks
         for — its code run on the task's examples, its stated requirements, a result against a
         program — and a failing answer written afresh; answer: checked and fixed round by round
-        with the Critic's edge cases; plan; both; none); `direct`: one call, no review. Model
-        specs such as `ollama:qwen2.5:14b`."""
+        with the Critic's edge cases; plan; both; none); `direct`: one call, no review.
+        `max_rounds`: the extra work after the first answer, in any mode (plan review rounds,
+        fixes, or the team's new versions of each kind; 0: the answer is checked, never
+        replaced). `unmet` lists the task's own checks the answer still fails. Model specs
+        such as `ollama:qwen2.5:14b`."""
         settings = self.service.settings_for(
             review=review,
             direct=direct or None,

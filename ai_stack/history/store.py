@@ -32,6 +32,14 @@ Clock = Callable[[], datetime]
 T = TypeVar("T")
 
 
+# The status a run is shown with: a finished run whose answer fails a check of the task's own
+# is "unmet", not "ok" (kept "ok" in the table: it is a finished turn a conversation goes on from)
+STATUS = (
+    "CASE WHEN status = 'ok' AND json_array_length(result, '$.unmet') > 0"
+    " THEN 'unmet' ELSE status END"
+)
+
+
 class RunSummary(BaseModel):
     """One line of ``history list``."""
 
@@ -568,14 +576,16 @@ class HistoryStore:
     @guarded
     def list_runs(self, limit: int | None = 20) -> list[RunSummary]:
         """Newest first."""
-        sql = "SELECT * FROM runs ORDER BY created_at DESC" + (" LIMIT ?" if limit else "")
+        sql = f"SELECT *, {STATUS} AS shown FROM runs ORDER BY created_at DESC" + (
+            " LIMIT ?" if limit else ""
+        )
         rows = self.db.execute(sql, (limit,) if limit else ()).fetchall()
         return [
             RunSummary(
                 id=row["id"],
                 created_at=row["created_at"],
                 finished_at=row["finished_at"],
-                status=row["status"],
+                status=row["shown"],
                 source=row["source"],
                 task=row["task"],
                 models=json.loads(row["config"]).get("models", {}),
@@ -588,7 +598,9 @@ class HistoryStore:
     def run(self, run_id: str) -> StoredRun:
         """The whole run: the result ``--json`` printed for it (as far as it got), its record,
         and each call's metrics."""
-        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = self.db.execute(
+            f"SELECT *, {STATUS} AS shown FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
         if row is None:
             raise UsageError(f"No run with id {run_id!r}.")
         config = json.loads(row["config"])
@@ -658,7 +670,7 @@ class HistoryStore:
             {
                 **data,
                 "id": row["id"],
-                "status": row["status"],
+                "status": row["shown"],
                 "source": row["source"],
                 "created_at": row["created_at"],
                 "finished_at": row["finished_at"],
