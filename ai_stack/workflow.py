@@ -28,7 +28,7 @@ from ai_stack.access import FilePolicy
 from ai_stack.config import LimitsSettings, Settings, layer
 from ai_stack.context import fit_for
 from ai_stack.errors import FileAccessError, InputLimitError, WorkflowError
-from ai_stack.files import NotARegularFile, read_regular
+from ai_stack.files import NotARegularFile, read_regular, unresolved
 from ai_stack.templating import BoundedEnvironment
 
 # Run options a single task may override; the rest (backend, memory, history, ...) apply to the
@@ -224,7 +224,8 @@ def load_workflow(
         path=path.resolve(),
         name=parsed.name,
         tasks=[planned[task_id] for task_id in order],
-        output_dir=(output_dir or path.parent / f"{path.stem}-results").resolve(),
+        # its own name unresolved: a link there is refused when the batch opens it
+        output_dir=unresolved(output_dir or path.parent / f"{path.stem}-results"),
         digest=hashlib.sha256(raw_bytes).hexdigest(),
     )
 
