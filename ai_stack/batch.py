@@ -299,7 +299,8 @@ class BatchRunner:
 
     @property
     def output(self) -> OutputDir:
-        """The output directory, opened by whoever runs the batch before anything loads."""
+        """The output directory, opened and locked by whoever runs the batch (so a second run
+        into it is refused before anything loads)."""
         if self._output is None:
             raise RuntimeError("BatchRunner.output is set before begin()")
         return self._output

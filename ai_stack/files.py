@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import secrets
 import stat
@@ -11,6 +12,8 @@ from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO
+
+import psutil
 
 from ai_stack.errors import FileAccessError
 
@@ -86,6 +89,7 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+LOCK_NAME = ".ai-stack.lock"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
@@ -108,25 +112,35 @@ class OutputDir:
     planted there (``a.md -> ~/.bashrc``, or the directory itself a link) must not redirect
     a write. So the directory is opened without following a link at its name, every file is
     created inside it through that descriptor (a temporary file, then a rename, which replaces
-    a name and never follows it), and a name that is a link is refused."""
+    a name and never follows it), and a name that is a link is refused. While it is open, it is
+    locked: a second run writing to the same directory would mix two runs' files, so it is
+    refused, naming the process that holds it. The lock is the OS's (``flock``), released when
+    the process ends however it ends; the lock file too is opened without following a link."""
 
-    def __init__(self, path: Path, descriptor: int) -> None:
+    def __init__(self, path: Path, descriptor: int, lock: int | None) -> None:
         self.path = path
         self._fd = descriptor
+        self._lock = lock
         self._children: list[OutputDir] = []
 
     @classmethod
     def open(cls, path: Path) -> OutputDir:
-        """Make (if missing) and open the directory ``path``; a clear
-        :class:`FileAccessError` when it is a link or not a directory."""
+        """Make (if missing), open and lock the directory ``path``; a clear
+        :class:`FileAccessError` when it is a link, not a directory, cannot be written or is
+        in use by another process. Nothing is written into it but the lock file."""
         path = unresolved(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with suppress(FileExistsError):
                 os.mkdir(path)
-            return cls(path, os.open(path, _DIRECTORY))
+            descriptor = os.open(path, _DIRECTORY)
         except OSError as exc:
             raise _refusal(path, exc) from None
+        try:
+            return cls(path, descriptor, _lock(path, descriptor))
+        except BaseException:
+            os.close(descriptor)
+            raise
 
     def __enter__(self) -> OutputDir:
         return self
@@ -135,21 +149,22 @@ class OutputDir:
         self.close()
 
     def close(self) -> None:
-        """Release the descriptors (closing twice is harmless)."""
+        """Release the lock and the descriptors (closing twice is harmless)."""
         for child in self._children:
             child.close()
-        if self._fd >= 0:
-            os.close(self._fd)
-        self._fd = -1
+        for descriptor in (self._lock, self._fd):
+            if descriptor is not None and descriptor >= 0:
+                os.close(descriptor)
+        self._lock, self._fd = None, -1
 
     def subdir(self, name: str) -> OutputDir:
-        """The directory ``name`` inside this one, made if missing, opened like this one;
-        closed with it."""
+        """The directory ``name`` inside this one, made if missing, opened like this one (its
+        lock is this one's); closed with it."""
         path = self.path / _single(name)
         try:
             with suppress(FileExistsError):
                 os.mkdir(name, dir_fd=self._fd)
-            child = OutputDir(path, os.open(name, _DIRECTORY, dir_fd=self._fd))
+            child = OutputDir(path, os.open(name, _DIRECTORY, dir_fd=self._fd), None)
         except OSError as exc:
             raise _refusal(path, exc) from None
         self._children.append(child)
@@ -215,6 +230,41 @@ def _single(name: str) -> str:
     if not name or name in (".", "..") or "/" in name or os.sep in name:
         raise ValueError(f"not a file name: {name!r}")
     return name
+
+
+def _lock(path: Path, directory: int) -> int:
+    """Lock ``path`` (open as ``directory``) for this process: the lock file's descriptor,
+    holding this process's id for whoever is refused."""
+    flags = os.O_RDWR | os.O_CREAT | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        descriptor = os.open(LOCK_NAME, flags, 0o600, dir_fd=directory)
+    except OSError as exc:
+        raise _refusal(path, exc) from None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(descriptor, 64, 0).decode("ascii", "replace").strip()
+        os.close(descriptor)
+        raise FileAccessError(
+            str(path),
+            f"{path} is in use by another ai-stack run ({_describe(holder)}): two runs writing "
+            "one results directory would mix their files.",
+            hint="Wait for that run to finish, or write elsewhere with --out DIR.",
+        ) from None
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, f"{os.getpid()}\n".encode("ascii"), 0)
+    return descriptor
+
+
+def _describe(holder: str) -> str:
+    """``pid 4242: ai-stack batch flow.yaml`` — the process holding a lock, as far as known."""
+    if not holder.isdigit():
+        return "its process id is unknown"
+    try:
+        command = " ".join(psutil.Process(int(holder)).cmdline())
+    except psutil.Error:
+        return f"pid {holder}"
+    return f"pid {holder}: {command[:120]}" if command else f"pid {holder}"
 
 
 def _refusal(path: Path, exc: OSError) -> FileAccessError:

@@ -11,6 +11,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -343,6 +345,42 @@ def test_a_link_planted_while_the_batch_runs_is_refused_at_the_write(tmp_path: P
     assert summary.status == "failed" and len(backend.chats) == 1
     assert "a.md is a symbolic link" in summary.tasks[0]["error"]
     assert precious.read_text() == "keep me\n"
+
+
+@contextmanager
+def held(results: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding ``results`` open as a running batch does, until the block ends
+    (it says when it holds it: nothing depends on timing)."""
+    code = (
+        "import sys; from pathlib import Path; from ai_stack.files import OutputDir; "
+        "held = OutputDir.open(Path(sys.argv[1])); print('held', flush=True); sys.stdin.read()"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code, str(results)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    ) as holder:
+        assert holder.stdin is not None and holder.stdout is not None
+        assert holder.stdout.readline() == "held\n"
+        yield holder
+        holder.stdin.close()
+        holder.wait(timeout=120)
+
+
+def test_a_second_batch_into_the_same_results_directory_is_refused(
+    on_double: OllamaDouble, tmp_path: Path
+) -> None:
+    """Two runs of one workflow both exited 0 with their files mixed in one directory (the
+    summary's run ids differed from the task files'). The second is refused, naming the first."""
+    path = write(tmp_path, ONE_TASK)
+    with held(tmp_path / "flow-results") as first:
+        code, _, err = invoke("batch", str(path))
+        assert_clean_error(code, err, f"is in use by another ai-stack run (pid {first.pid}")
+        assert on_double.loads == 0 and not (tmp_path / "flow-results" / "summary.json").exists()
+    code, _, err = invoke("batch", str(path))  # the first run over: its lock went with it
+    assert code == 0, err
 
 
 # -- interruption and resume in a real subprocess -----------------------------------------------

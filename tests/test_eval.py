@@ -23,6 +23,7 @@ from ai_stack.session import Session
 from tests.conftest import ROOT, invoke
 from tests.ollama_double import OllamaDouble
 from tests.scripted import ScriptedBackend
+from tests.test_batch import held
 from tests.test_cli import assert_clean_error
 
 SUITE = ROOT / "examples" / "eval" / "suite.yaml"
@@ -288,11 +289,16 @@ def test_eval_writes_nothing_through_a_planted_link(
     assert precious.read_text() == "keep me\n" and list(elsewhere.iterdir()) == []
 
 
-def test_eval_refuses_a_device_before_any_load(on_double: OllamaDouble, tmp_path: Path) -> None:
+def test_eval_refuses_a_device_or_a_directory_in_use_before_any_load(
+    on_double: OllamaDouble, tmp_path: Path
+) -> None:
     suite = tmp_path / "suite.yaml"
     suite.write_text(TWO_TASKS)
     code, _, err = invoke("eval", str(suite), *TEAM, "--out", "/dev/null")
     assert_clean_error(code, err, "/dev/null is not a directory")
+    with held(tmp_path / "suite-eval") as first:
+        code, _, err = invoke("eval", str(suite), *TEAM)
+        assert_clean_error(code, err, f"is in use by another ai-stack run (pid {first.pid}")
     assert on_double.loads == 0
 
 

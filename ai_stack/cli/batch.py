@@ -230,8 +230,8 @@ def batch_command(
         settings = workflow.tasks[0].settings  # batch-wide options are the same in every task
         out_dir = unresolved(out or workflow.output_dir)
         with ExitStack() as stack:
-            # made before anything loads: a file in its place or a link is said now, not after
-            # every model call
+            # made and locked before anything loads: a file in its place, a link or another
+            # run writing there is said now, not after every model call
             output = None if dry_run else stack.enter_context(OutputDir.open(out_dir))
             session, runner, left_out = _wire(stack, settings, workflow, out_dir, cluster)
             if not quiet:

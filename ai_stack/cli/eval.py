@@ -144,7 +144,7 @@ def eval_command(
         settings = options.settings()
         suite = load_suite(suite_file, settings.limits)
         out_dir = unresolved(out or suite_file.parent / f"{suite_file.stem}-eval")
-        # made before anything loads, like a batch's (docs/workflows.md#results)
+        # made and locked before anything loads, like a batch's (docs/workflows.md#results)
         with OutputDir.open(out_dir) as output, Session.open(settings) as session:
             sandbox = session.evidence().sandbox
             if not sandbox.can_run:
