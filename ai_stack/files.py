@@ -277,8 +277,7 @@ def _refusal(path: Path, exc: OSError) -> FileAccessError:
         errno.EEXIST: "is not a directory",
         errno.EISDIR: "is a directory",
     }.get(code or 0, f"cannot be written ({exc.strerror or exc})")
-    return FileAccessError(
-        str(path),
-        f"{path} {why}.",
-        hint="Remove it, or write the results elsewhere with --out DIR.",
-    )
+    hint = "Write the results elsewhere with --out DIR."
+    if code in (errno.ELOOP, errno.EISDIR):  # something in the way, and not a result of ours
+        hint = "Remove it, or write the results elsewhere with --out DIR."
+    return FileAccessError(str(path), f"{path} {why}.", hint=hint)
