@@ -30,6 +30,7 @@ from ai_stack.cli.common import (
 )
 from ai_stack.config import Settings, raw_settings
 from ai_stack.errors import HistoryError
+from ai_stack.files import OutputDir, unresolved
 from ai_stack.history import HistoryStore
 from ai_stack.session import Session
 from ai_stack.types import (
@@ -227,8 +228,11 @@ def batch_command(
         base, _ = raw_settings(options.config_file)
         workflow = load_workflow(workflow_file, base, options.overrides())
         settings = workflow.tasks[0].settings  # batch-wide options are the same in every task
-        out_dir = (out or workflow.output_dir).resolve()
+        out_dir = unresolved(out or workflow.output_dir)
         with ExitStack() as stack:
+            # made and locked before anything loads: a file in its place, a link or another
+            # run writing there is said now, not after every model call
+            output = None if dry_run else stack.enter_context(OutputDir.open(out_dir))
             session, runner, left_out = _wire(stack, settings, workflow, out_dir, cluster)
             remote = session.remote_note(*(task.settings for task in workflow.tasks))
             if remote:  # said even when quiet: it is where the prompts go
@@ -240,14 +244,15 @@ def batch_command(
                 for line in left_out():
                     console.print(f"[yellow]Left out: {escape(line)}[/]")
             prediction = runner.prediction()
-            if dry_run:
+            if output is None:  # --dry-run: nothing is written
                 policy = session.manager.policy
                 if as_json:
                     click.echo(json.dumps(_schedule_json(workflow, prediction, policy, left_out())))
                 else:
                     show_prediction(Console(), prediction, policy)
                 return
-            runner.store = open_journal(settings, out_dir, history_warning(console))
+            runner.output = output
+            runner.store = open_journal(settings, output, history_warning(console))
             runner.on_fault = history_warning(console)
             runner.begin(resume=resume)
             with StopFlag(console) as stop, BatchDisplay(console, workflow, quiet=quiet) as view:
@@ -289,7 +294,7 @@ def _wire(
 
 
 def open_journal(
-    settings: Settings, out_dir: Path, warn: Callable[[HistoryError], None]
+    settings: Settings, output: OutputDir, warn: Callable[[HistoryError], None]
 ) -> HistoryStore:
     """The batch's journal: the run history, or journal.db in the output directory when the
     history is off — or when it cannot be opened (said once; the batch still resumes from it)."""
@@ -298,7 +303,8 @@ def open_journal(
             return HistoryStore.open(settings.resolved_history_path())
         except HistoryError as error:
             warn(error)
-    return HistoryStore.open(out_dir / "journal.db")
+    output.refuse_links(["journal.db"])
+    return HistoryStore.open(output.path / "journal.db")
 
 
 def _schedule_json(

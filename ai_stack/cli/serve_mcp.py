@@ -34,6 +34,7 @@ from ai_stack.cli.common import configure_logging, error_console, reported_error
 from ai_stack.config import Settings, layer, load_settings, narrowed, raw_settings, user_dir
 from ai_stack.context import typical_context
 from ai_stack.errors import AiStackError, HistoryError, UsageError
+from ai_stack.files import OutputDir
 from ai_stack.history import HistoryStore, RunSummary, StoredRun
 from ai_stack.profile import profile
 from ai_stack.runtime import attach, drive, open_recorder
@@ -230,16 +231,18 @@ class Service:
         runner = self.session.batch_runner(workflow, Path(job.out_dir), source="mcp")
         runner.preflight()
         settings = workflow.tasks[0].settings
-        runner.store = open_journal(settings, Path(job.out_dir), lambda error: None)
-        runner.begin(resume=False)
 
         def on_event(task_id: str, event: object) -> None:
             if isinstance(event, PhaseStarted):
                 progress(f"{task_id}: {event.role} · {event.phase} · {event.model}")
 
-        runner.on_event = on_event
-        runner.should_stop = cancelled.is_set
-        summary = runner.run()
+        with OutputDir.open(Path(job.out_dir)) as output:
+            runner.output = output
+            runner.store = open_journal(settings, output, lambda error: None)
+            runner.begin(resume=False)
+            runner.on_event = on_event
+            runner.should_stop = cancelled.is_set
+            summary = runner.run()
         job.summary = summary.as_dict()
         job.status = (
             "ok"
