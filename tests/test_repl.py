@@ -6,6 +6,7 @@ process against the Ollama double; waits are hang guards, never timings."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -159,3 +160,23 @@ def test_the_history_file_is_private_redacted_and_never_fatal(tmp_path: Path) ->
     history.store_string("another")
     assert list(history.load_history_strings()) == []
     assert len(warnings) == 1 and "Cannot read the input history" in warnings[0]
+
+
+def test_piped_lines_are_tasks_and_config_is_redacted(
+    on_double: OllamaDouble, tmp_path: Path
+) -> None:
+    """Piped input: one task a line, no prompt, as ever; /config hides a secret as
+    `config show` does."""
+    config = tmp_path / "c.toml"
+    config.write_text('[cluster.slots.a.env]\nHF_TOKEN = "abc123"\n', encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "-i", "--direct", "--config", str(config)],
+        input='/config\n"""\nName a colour\n',
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"HF_TOKEN": "[redacted]"' in done.stderr and "abc123" not in done.stderr
+    assert done.stdout.count(ANSWER) == 2  # a """ line is a task of its own when piped
+    assert tasks(on_double)[-1].endswith("Name a colour")

@@ -67,6 +67,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "mcp",
         "Serve the local team to another agent over MCP (stdio): see docs/mcp.md.",
     ),
+    "config": (
+        "ai_stack.cli.config_cmd",
+        "config",
+        "Show where your config file is and the settings in force.",
+    ),
 }
 
 

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from ai_stack.access import FilePolicy
 from ai_stack.cli.common import NOT_UTF8, print_error, readable
+from ai_stack.cli.config_cmd import shown
 from ai_stack.config import user_dir
 from ai_stack.controller import Pipeline
 from ai_stack.conversation import Conversation
@@ -177,8 +178,7 @@ class Repl:
         elif name == "/models":
             self._show_models()
         elif name == "/config":
-            settings = self.pipeline.settings.model_dump(mode="json")
-            self.console.print_json(json.dumps(settings))
+            self.console.print_json(json.dumps(shown(self.pipeline.settings)))
         elif name == "/new":
             self.conversation, self.pending = Conversation.new(), []
             self.conversation.ongoing = True
