@@ -20,7 +20,7 @@ from tests.conftest import ROOT
 from tests.ollama_double import OllamaDouble
 
 ANSWER = "An answer from qwen2.5:14b."
-UP, PASTE_START, PASTE_END, CTRL_C = "\x1b[A", "\x1b[200~", "\x1b[201~", "\x03"
+UP, PASTE_START, PASTE_END, CTRL_C, CTRL_R = "\x1b[A", "\x1b[200~", "\x1b[201~", "\x03", "\x12"
 
 
 @pytest.fixture
@@ -95,8 +95,14 @@ def test_up_recalls_a_task_across_sessions(
     child.send("\r")
     child.expect_exact(ANSWER)
     prompt(child)
+    child.send(CTRL_R + "colo")  # search back for a task; Enter takes it, Enter runs it
+    child.expect_exact("reverse-i-search)`colo': Name a ")
+    child.send("\r")
+    child.send("\r")
+    child.expect_exact(ANSWER)
+    prompt(child)
     assert quit_(child) == 0
-    assert len(tasks(on_double)) == 3
+    assert len(tasks(on_double)) == 4
 
 
 def test_a_pasted_paragraph_and_a_quoted_block_are_one_task_each(
