@@ -292,7 +292,7 @@ def run_options(command: F) -> F:
             "--config",
             "config_file",
             type=click.Path(path_type=Path, dir_okay=True),
-            help="TOML config file (default ./ai-stack.toml, else the user dir's config.toml).",
+            help="TOML config file (default ./ai-stack.toml, else yours: ai-stack config path).",
         ),
         click.option(
             "--no-thermal", is_flag=True, help="Ignore thermal and memory-pressure signals."
