@@ -1,7 +1,8 @@
 """Settings: one pydantic model, filled from defaults < TOML file < environment < CLI flags.
 
-Everything the user owns (config, registered models, the history database, logs) lives under
-one directory, :func:`user_dir`, which ``AI_STACK_HOME`` overrides.
+Everything the user owns (registered models, the history database, logs) lives under one
+directory, :func:`user_dir`; the config file is in the platform's config directory
+(:func:`user_config_file`). ``AI_STACK_HOME`` overrides both.
 """
 
 from __future__ import annotations
@@ -73,6 +74,19 @@ def user_dir() -> Path:
     if home:
         return Path(home).expanduser()
     return Path(platformdirs.user_data_dir("ai-stack", appauthor=False))
+
+
+def user_config_file() -> Path:
+    """The user's own config file: ``$AI_STACK_HOME/config.toml``, else the platform's config
+    directory's (``~/.config/ai-stack`` on Linux, ``~/Library/Application Support/ai-stack`` on
+    macOS), where users and dotfile managers look for it. The user data directory's, where it
+    used to live, is still read while the new one does not exist."""
+    home = os.environ.get("AI_STACK_HOME")
+    if home:
+        return Path(home).expanduser() / CONFIG_NAME
+    config = Path(platformdirs.user_config_dir("ai-stack", appauthor=False)) / CONFIG_NAME
+    legacy = user_dir() / CONFIG_NAME
+    return legacy if legacy.is_file() and not config.is_file() else config
 
 
 class RoleSettings(BaseModel):
@@ -505,7 +519,7 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _own_config() -> tuple[dict[str, Any], Path | None]:
-    path = user_dir() / CONFIG_NAME
+    path = user_config_file()
     return (read_config_file(path), path) if path.is_file() else ({}, None)
 
 
@@ -624,5 +638,6 @@ __all__ = [
     "narrowed",
     "raw_settings",
     "read_config_file",
+    "user_config_file",
     "user_dir",
 ]

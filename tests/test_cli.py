@@ -40,6 +40,11 @@ def assert_clean_error(code: int, stderr: str, expected: str) -> None:
 def test_help_and_version() -> None:
     code, out, _ = invoke("--help")
     assert code == 0 and "Planner" in out and "run" in out
+    assert invoke("-h")[1] == out
+    code, out, _ = invoke("run", "-h")  # every command, as click's help_option_names say
+    assert code == 0 and "--interactive" in out
+    code, out, _ = invoke("models", "list", "-h")
+    assert code == 0 and "models list [OPTIONS]" in out and "-h, --help" in out
     code, out, _ = invoke("--version")
     assert code == 0 and "ai-stack" in out
 
@@ -345,7 +350,7 @@ def test_the_short_help_of_every_lazy_command_is_its_own() -> None:
         assert command.get_short_help_str(limit=200) == short, name
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["--version"]])
+@pytest.mark.parametrize("argv", [["--help"], ["-h"], ["--version"]])
 def test_help_and_version_load_none_of_the_runtime(argv: list[str]) -> None:
     probe = (
         "import sys; from ai_stack.cli import cli\n"
@@ -578,3 +583,58 @@ def test_retry_samples_afresh(on_double: OllamaDouble) -> None:
     first, again = (json.loads(line) for line in out.splitlines())
     assert first["seed"] == 42 and again["seed"] != 42
     assert seeds(on_double) == [42, again["seed"]]
+
+
+@pytest.mark.parametrize(
+    ("argv", "near"),
+    [(["model", "list"], "models"), (["histroy"], "history"), (["mpc"], "mcp")],
+)
+def test_a_mistyped_command_is_refused_before_anything_loads(
+    argv: list[str], near: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AI_STACK_BACKEND", "ollama")  # as a task it would fail on no server
+    code, _, err = invoke(*argv)
+    assert_clean_error(code, err, f"No such command {argv[0]!r}. Did you mean {near!r}?")
+    assert code == 2 and f"To run it as a task: ai-stack -- {' '.join(argv)}" in err
+
+
+def test_a_near_miss_still_runs_as_a_task_when_said_so(on_double: OllamaDouble) -> None:
+    for argv, task in [
+        (["--", "model", "list"], "model list"),
+        (["model list"], "model list"),  # one quoted argument
+        (["run", "model"], "model"),
+        (["fun", "fact"], "fun fact"),  # one letter from `run`: mostly another word
+        (["--direct", "model", "list"], "model list"),  # options first: the default command
+    ]:
+        code, _, err = invoke(*argv)
+        assert code == 0, (argv, err)
+        assert f"Task: {task}\n" in err
+
+
+def complete(line: str) -> list[str]:
+    """What bash completion offers for the last word of ``line`` (click's bash protocol)."""
+    words = line.split(" ")
+    env = {
+        **os.environ,
+        "_AI_STACK_COMPLETE": "bash_complete",
+        "COMP_WORDS": line,
+        "COMP_CWORD": str(len(words) - 1),
+    }
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "main.py")], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_shell_completion_as_documented() -> None:
+    env = {**os.environ, "_AI_STACK_COMPLETE": "bash_source"}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "main.py")], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "_ai_stack_completion" in done.stdout
+    assert complete("ai-stack mo") == ["plain,models", "plain,monitor"]
+    assert complete("ai-stack model") == ["plain,models"]  # a partial name is no mistake
+    assert complete("ai-stack model --j") == ["plain,--json"]  # nor a partial line
+    assert "plain,list" in complete("ai-stack models l")
+    assert "plain,--interactive" in complete("ai-stack run --inter")

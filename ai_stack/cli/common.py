@@ -410,7 +410,7 @@ def run_options(command: F) -> F:
             "--config",
             "config_file",
             type=click.Path(path_type=Path, dir_okay=True),
-            help="TOML config file, read alone (default: the user dir's config.toml, then "
+            help="TOML config file, read alone (default: yours — ai-stack config path — then "
             "./ai-stack.toml where it only narrows it).",
         ),
         click.option(
