@@ -204,7 +204,7 @@ class Display:
                 )
             case PhaseStarted():
                 self._phase, self._tokens = event, 0
-                if event.phase == "execute" and self.answer is not None and self._streaming:
+                if self._streams(event):
                     self._stop_status()
                     return
                 self._set_status(self._status_text())
@@ -217,7 +217,7 @@ class Display:
                 self.console.print(
                     f"[dim]Loaded {escape(event.model)} in {event.seconds:.2f} s ({memory})[/]"
                 )
-                if self._phase is not None:
+                if self._phase is not None and not self._streams(self._phase):
                     self._set_status(self._status_text())
             case ModelUnloaded():
                 reason = escape(event.reason)
@@ -321,12 +321,17 @@ class Display:
         if event.role == "executor" and answering and self.answer is not None and self._streaming:
             if not self._answer_open:
                 self._answer_open = True
+                self._stop_status()  # a spinner redrawn on the answer's line would erase it
                 if not self.quiet:
                     self.console.print("[bold]Answer[/]")
             self.answer.write(event.text)
             self.answer.flush()
         elif self._status is not None and self._tokens % 8 == 0:
             self._status.update(self._status_text())
+
+    def _streams(self, phase: PhaseStarted) -> bool:
+        """Whether this call's reply is the answer, shown as it is written (so no spinner)."""
+        return phase.phase == "execute" and self.answer is not None and self._streaming
 
     def _status_text(self) -> str:
         phase = self._phase
