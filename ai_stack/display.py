@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import TextIO
 
 from rich.console import Console
-from rich.markup import escape
 from rich.status import Status
 
 from ai_stack.modes import MODES
+from ai_stack.terminal import ControlFilter, escape
 from ai_stack.types import (
     AnswerReady,
     AskDecided,
@@ -126,6 +126,8 @@ class Display:
     """Turns events into terminal output.
 
     ``answer`` receives the executor's streamed text; ``None`` means don't stream it (``--json``).
+    At a terminal the answer is shown without its control sequences; to a file or a pipe it is
+    written verbatim.
     """
 
     def __init__(self, console: Console, answer: TextIO | None = None, *, quiet: bool = False):
@@ -138,6 +140,8 @@ class Display:
         self._answer_open = False
         self._streaming = True  # False while answers are reviewed: the final one is written once
         self._repairs = False  # the mode replaces failing answers: versions, not rounds
+        shown = answer is not None and answer.isatty()
+        self._filter = ControlFilter() if shown else None
 
     def handle(self, event: Event) -> None:
         if isinstance(event, Token):
@@ -150,8 +154,8 @@ class Display:
             self._end_answer()
             self._stop_status()
             if not self._streaming and self.answer is not None:
-                self.answer.write(event.result.output.rstrip() + "\n")
-                self.answer.flush()
+                self._write_answer(event.result.output.rstrip() + "\n")
+                self._end_answer()
         if self.quiet:
             return
         self._render(event)
@@ -324,14 +328,18 @@ class Display:
                 self._stop_status()  # a spinner redrawn on the answer's line would erase it
                 if not self.quiet:
                     self.console.print("[bold]Answer[/]")
-            self.answer.write(event.text)
-            self.answer.flush()
+            self._write_answer(event.text)
         elif self._status is not None and self._tokens % 8 == 0:
             self._status.update(self._status_text())
 
     def _streams(self, phase: PhaseStarted) -> bool:
         """Whether this call's reply is the answer, shown as it is written (so no spinner)."""
         return phase.phase == "execute" and self.answer is not None and self._streaming
+
+    def _write_answer(self, text: str) -> None:
+        assert self.answer is not None
+        self.answer.write(self._filter.feed(text) if self._filter is not None else text)
+        self.answer.flush()
 
     def _status_text(self) -> str:
         phase = self._phase
@@ -359,7 +367,8 @@ class Display:
             self._status = None
 
     def _end_answer(self) -> None:
-        if self._answer_open and self.answer is not None:
-            self.answer.write("\n")
+        if self.answer is not None and (self._answer_open or self._filter is not None):
+            rest = self._filter.flush() if self._filter is not None else ""  # held: cut off
+            self.answer.write(rest + ("\n" if self._answer_open else ""))
             self.answer.flush()
         self._answer_open = False

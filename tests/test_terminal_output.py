@@ -5,6 +5,7 @@ sequence from a task or an answer — while the answer saved to a file stays ver
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import select
 import struct
@@ -12,12 +13,18 @@ import subprocess
 import sys
 import termios
 from collections.abc import Sequence
+from pathlib import Path
 
 import pyte
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, invoke
 from tests.ollama_double import OllamaDouble
+from tests.test_cli import assert_clean_error
+
+# OSC 52 writes the clipboard; CSI 2J clears the screen; CSI 31m turns the text red.
+HOSTILE = "\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J\x1b[31m"
+ANSWER = "def add(a, b):\n    return a + b  # a comment long enough " + "x" * 60 + f"\n{HOSTILE}end"
 
 # -- a real terminal -----------------------------------------------------------------------------
 
@@ -74,3 +81,71 @@ def test_the_answer_is_on_screen_at_a_terminal(on_double: OllamaDouble, mode: li
     screen = screen_of(output)
     assert "Red and blue are two colors." in screen, screen
     assert "0 tokens" not in screen, screen
+
+
+def test_control_sequences_never_reach_the_terminal(on_double: OllamaDouble) -> None:
+    """The task's and the answer's escape sequences are stripped from the `Task:` line, the
+    streamed answer, `history list` and `history show` at a terminal."""
+    on_double.enqueue(ANSWER, model="qwen2.5:7b")
+    task = f"Write add{HOSTILE} please"
+    output = run_in_pty(ai_stack("--direct", "--executor", "ollama:qwen2.5:7b", task))
+    listed = run_in_pty(ai_stack("history", "list"))
+    run_id = json.loads(invoke("history", "list", "--json")[1])[0]["id"]
+    shown = run_in_pty(ai_stack("history", "show", run_id))
+    answer = run_in_pty(ai_stack("history", "show", run_id, "--answer"))
+    for written in (output, listed, shown, answer):
+        assert b"\x1b]52" not in written and b"\x1b[2J" not in written
+        assert b"\x1b[31m" not in written
+    assert "Task: Write add please" in screen_of(output)
+    assert "Write add please" in screen_of(listed)
+    assert "Task: Write add please" in screen_of(shown)
+    assert "return a + b" in screen_of(shown) and screen_of(answer).endswith("end")
+
+
+def test_the_answer_saved_to_a_file_is_verbatim(on_double: OllamaDouble, tmp_path: Path) -> None:
+    """Redirected, the answer is neither stripped nor wrapped: byte for byte what was given,
+    from the run itself and from `history show ID --answer`."""
+    on_double.enqueue(ANSWER, model="qwen2.5:7b")
+    saved, again = tmp_path / "answer.md", tmp_path / "again.md"
+    with saved.open("wb") as out:
+        done = subprocess.run(
+            ai_stack("--direct", "--executor", "ollama:qwen2.5:7b", "Write add"),
+            stdout=out,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            timeout=300,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert saved.read_bytes() == (ANSWER + "\n").encode()
+    run_id = json.loads(invoke("history", "list", "--json")[1])[0]["id"]
+    with again.open("wb") as out:
+        done = subprocess.run(
+            ai_stack("history", "show", run_id, "--answer"),
+            stdout=out,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            timeout=300,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert again.read_bytes() == saved.read_bytes()
+
+
+def test_history_show_never_wraps_the_answer(on_double: OllamaDouble) -> None:
+    on_double.enqueue(ANSWER, model="qwen2.5:7b")
+    code, _, err = invoke("--direct", "--executor", "ollama:qwen2.5:7b", "Write add")
+    assert code == 0, err
+    run_id = json.loads(invoke("history", "list", "--json")[1])[0]["id"]
+    code, out, err = invoke("history", "show", run_id)
+    assert code == 0, err
+    code_line = ANSWER.splitlines()[1]
+    assert code_line in out.splitlines(), out  # whole, on its own line
+    assert "\x1b" not in out
+    code, out, err = invoke("history", "show", run_id, "--answer")
+    assert code == 0 and out == ANSWER + "\n", err
+    code, _, err = invoke("history", "show", run_id, "--answer", "--json")
+    assert code == 2 and "not both" in err
+    conversation = json.loads(invoke("history", "show", run_id, "--json")[1])["conversation_id"]
+    code, _, err = invoke("history", "show", conversation, "--answer")
+    assert_clean_error(code, err, f"history show {run_id} --answer")

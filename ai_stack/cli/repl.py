@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TextIO
 
 from rich.console import Console
-from rich.markup import escape
 from rich.prompt import Prompt
 from rich.table import Table
 
@@ -29,6 +28,7 @@ from ai_stack.display import Display
 from ai_stack.errors import AiStackError
 from ai_stack.history import HistoryRecorder
 from ai_stack.runtime import attach, execute
+from ai_stack.terminal import escape
 from ai_stack.types import Attachment
 
 HELP = """\
