@@ -158,7 +158,13 @@ class Display:
                 self._end_answer()
         if self.quiet:
             return
-        self._render(event)
+        # Progress is wrapped at words to the console's width (the CLI's console soft-wraps,
+        # which leaves a terminal to cut long lines mid-word and a log file with long lines).
+        soft_wrap, self.console.soft_wrap = self.console.soft_wrap, False
+        try:
+            self._render(event)
+        finally:
+            self.console.soft_wrap = soft_wrap
 
     def _render(self, event: Event) -> None:
         """What one event shows on the console (progress; the answer is written by handle)."""

@@ -13,18 +13,53 @@ import subprocess
 import sys
 import termios
 from collections.abc import Sequence
+from io import StringIO
 from pathlib import Path
 
 import pyte
 import pytest
+from rich.console import Console
 
+from ai_stack.cli.repl import Repl
+from ai_stack.config import Settings
+from ai_stack.display import Display
+from ai_stack.runtime import execute
+from ai_stack.session import Session
+from ai_stack.types import (
+    CallRetried,
+    LeaseWaiting,
+    ModelLoaded,
+    Notice,
+    Reasked,
+    Summarised,
+    ThermalNote,
+    ThermalPause,
+)
 from tests.conftest import ROOT, invoke
-from tests.ollama_double import OllamaDouble
+from tests.ollama_double import FakeModel, OllamaDouble
 from tests.test_cli import assert_clean_error
 
 # OSC 52 writes the clipboard; CSI 2J clears the screen; CSI 31m turns the text red.
 HOSTILE = "\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J\x1b[31m"
 ANSWER = "def add(a, b):\n    return a + b  # a comment long enough " + "x" * 60 + f"\n{HOSTILE}end"
+LONG_MODEL = "ollama-with-a-long-name:qwen2.5-coder-7b-instruct-q4_k_m"
+
+
+def console_80() -> tuple[Console, StringIO]:
+    """The CLI's progress console (error_console: soft-wrapped, no highlighting), 80 wide."""
+    out = StringIO()
+    return Console(file=out, width=80, soft_wrap=True, highlight=False), out
+
+
+def assert_fits_80(text: str) -> None:
+    long = [line for line in text.splitlines() if len(line) > 80]
+    assert not long, "\n".join(long)
+
+
+def joined(text: str) -> str:
+    """The text with its line breaks and table borders as single spaces (what wraps is kept)."""
+    return " ".join(text.replace("│", " ").split())
+
 
 # -- a real terminal -----------------------------------------------------------------------------
 
@@ -132,6 +167,9 @@ def test_the_answer_saved_to_a_file_is_verbatim(on_double: OllamaDouble, tmp_pat
     assert again.read_bytes() == saved.read_bytes()
 
 
+# -- 80 columns ----------------------------------------------------------------------------------
+
+
 def test_history_show_never_wraps_the_answer(on_double: OllamaDouble) -> None:
     on_double.enqueue(ANSWER, model="qwen2.5:7b")
     code, _, err = invoke("--direct", "--executor", "ollama:qwen2.5:7b", "Write add")
@@ -141,7 +179,8 @@ def test_history_show_never_wraps_the_answer(on_double: OllamaDouble) -> None:
     assert code == 0, err
     code_line = ANSWER.splitlines()[1]
     assert code_line in out.splitlines(), out  # whole, on its own line
-    assert "\x1b" not in out
+    assert "\x1b" not in out and "…" not in out, out
+    assert "ollama:qwen2.5:7b" in out  # the metrics' model, whole
     code, out, err = invoke("history", "show", run_id, "--answer")
     assert code == 0 and out == ANSWER + "\n", err
     code, _, err = invoke("history", "show", run_id, "--answer", "--json")
@@ -149,3 +188,71 @@ def test_history_show_never_wraps_the_answer(on_double: OllamaDouble) -> None:
     conversation = json.loads(invoke("history", "show", run_id, "--json")[1])["conversation_id"]
     code, _, err = invoke("history", "show", conversation, "--answer")
     assert_clean_error(code, err, f"history show {run_id} --answer")
+
+
+def test_progress_fits_80_columns_and_keeps_identifiers_whole(on_double: OllamaDouble) -> None:
+    """The real display, on the events of a real run of the default mode and of every kind of
+    note, at 80 columns: no line is longer, and model names and the run id are never cut."""
+    on_double.models[LONG_MODEL] = FakeModel(LONG_MODEL, 10**9)
+    console, out = console_80()
+    settings = Settings.model_validate(
+        {"executor": {"model": f"ollama:{LONG_MODEL}"}, "planner": {"model": "ollama:mistral:7b"}}
+    )
+    with Session.open(settings) as session:
+        display = Display(console, StringIO())
+        result = execute(session.pipeline(), "Say hello in three words " * 12, display)
+    long = "a reason that goes on and on, " * 6
+    for event in (
+        Notice("context", long),
+        Summarised("file", "/a/rather/long/path/to/a/file/that/was/attached.txt", 1, "", 9, 3),
+        LeaseWaiting(f"ollama:{LONG_MODEL}", "ollama:qwen2.5:14b", 4242),
+        CallRetried("executor", long),
+        Reasked("planner", 2, long),
+        ThermalNote("heavy", long),
+        ThermalPause("heavy", long, 0, 120),
+        ModelLoaded(f"ollama:{LONG_MODEL}", 12.5, 5 * 10**9, 5 * 10**9),
+    ):
+        display.handle(event)
+    display.close()
+    text = out.getvalue()
+    assert_fits_80(text)
+    assert result.id in text and f"ollama:{LONG_MODEL}" in text
+    assert "Note: a reason" in text
+
+
+def test_models_list_and_doctor_never_cut_what_is_typed(on_double: OllamaDouble) -> None:
+    on_double.models[LONG_MODEL] = FakeModel(LONG_MODEL, 10**9)
+    code, out, err = invoke("models", "list", "--backend", "ollama")
+    assert code == 0, err
+    assert_fits_80(out)
+    assert "…" not in out
+    assert out.split()[:5] == ["name", "backend", "size", "details", "context"], out
+    for name in ("qwen2.5:14b", "mistral:7b"):
+        assert any(name in line for line in out.splitlines()), out
+    assert LONG_MODEL in "".join(line.split(" ")[0] for line in out.splitlines()), out
+    code, out, err = invoke("doctor")
+    checks = json.loads(invoke("doctor", "--json")[1])
+    assert_fits_80(out)
+    assert "…" not in out
+    fixes = [check["fix"] for check in checks if check["fix"]]
+    assert fixes
+    for fix in fixes:
+        assert joined(fix) in joined(out), out
+
+
+def test_the_repl_s_history_cuts_with_an_ellipsis_and_keeps_the_run_id(
+    on_double: OllamaDouble,
+) -> None:
+    settings = Settings.model_validate({"direct": True, "executor": {"model": "ollama:mistral:7b"}})
+    console, out = console_80()
+    task = "Explain what a closure is in Python, with an example and the pitfalls of late binding"
+    with Session.open(settings) as session:
+        repl = Repl(
+            session.pipeline(), console, stdin=StringIO(f"{task}\n/history\n"), stdout=StringIO()
+        )
+        assert repl.loop() == 0
+    text = out.getvalue()
+    assert_fits_80(text)
+    (row,) = [line for line in text.splitlines() if line.startswith("│ 1")]
+    assert "Explain what a closure" in row and "…" in row
+    assert repl.conversation.turns[0].run_id in row

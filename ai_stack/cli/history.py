@@ -9,8 +9,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
+from rich import box
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from ai_stack.cli.common import command, config_options, confirm_or_stop
@@ -233,7 +234,20 @@ def _render(out: Console, run: StoredRun) -> None:
     if run.output:
         out.print("[bold]Answer[/]")
         _verbatim(out, run.output)
-    table = Table("role", "phase", "model", "load s", "ttft s", "tokens", "tok/s", "wall s")
+    # 80 columns: no borders, one space between columns; the model (what --executor takes)
+    # has the room left, folded onto more lines past it, never cut.
+    figures = [Column(name, justify="right") for name in ("load s", "ttft s", "tokens", "tok/s")]
+    model = Column("model", overflow="fold")
+    table = Table(
+        "role",
+        "phase",
+        model,
+        *figures,
+        Column("wall s", justify="right"),
+        box=box.SIMPLE_HEAD,
+        padding=0,
+        show_edge=False,
+    )
     for p in run.metrics.phases:
         table.add_row(
             p.role,
