@@ -20,6 +20,7 @@ import pyte
 import pytest
 from rich.console import Console
 
+from ai_stack.cli.batch import BatchDisplay
 from ai_stack.cli.repl import Repl
 from ai_stack.config import Settings
 from ai_stack.display import Display
@@ -35,9 +36,11 @@ from ai_stack.types import (
     ThermalNote,
     ThermalPause,
 )
+from ai_stack.workflow import load_workflow
 from tests.conftest import ROOT, invoke
 from tests.ollama_double import FakeModel, OllamaDouble
 from tests.test_cli import assert_clean_error
+from tests.test_workflow import write
 
 # OSC 52 writes the clipboard; CSI 2J clears the screen; CSI 31m turns the text red.
 HOSTILE = "\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J\x1b[31m"
@@ -218,6 +221,42 @@ def test_progress_fits_80_columns_and_keeps_identifiers_whole(on_double: OllamaD
     assert_fits_80(text)
     assert result.id in text and f"ollama:{LONG_MODEL}" in text
     assert "Note: a reason" in text
+
+
+def test_batch_progress_shows_the_mode_s_phases_whole_at_80_columns(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "name: flow\ndefaults:\n  executor: ollama:qwen2.5:7b\ntasks:\n"
+        "  - {id: first-task-with-a-long-id, task: one}\n  - {id: b, task: two}\n",
+    )
+    workflow = load_workflow(path, {})
+    console, out = console_80()
+    with BatchDisplay(console, workflow, quiet=False, finished=["b"]) as view:
+        view.print("[yellow]Note: " + "a note that is long enough to wrap, " * 5 + "[/]")
+    console.print("Interrupted.")
+    text = out.getvalue()
+    assert_fits_80(text)
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.strip()}
+    # the default mode's phases, whole ("ex…" was cut), and none of the other modes'
+    assert rows["task"] == ["execute", "contract", "compute", "shape", "attempt", "status"]
+    assert rows["first-task-with-a-long-id"] == ["waiting"] and rows["b"] == ["done"]
+    assert "\nInterrupted." in text  # on a line of its own, not glued to the table's border
+
+
+def test_a_resumed_batch_shows_its_finished_tasks_done(
+    on_double: OllamaDouble, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path,
+        "name: flow\ndefaults:\n  direct: true\n  executor: ollama:qwen2.5:7b\ntasks:\n"
+        "  - {id: a, task: one}\n  - {id: b, task: two}\n",
+    )
+    assert invoke("batch", str(path))[0] == 0
+    code, _, err = invoke("batch", str(path), "--resume")
+    assert code == 0, err
+    assert "waiting" not in err
+    rows = [line.split() for line in err.splitlines() if line.startswith(("a ", "b "))]
+    assert rows == [["a", "done"], ["b", "done"]], err
 
 
 def test_models_list_and_doctor_never_cut_what_is_typed(on_double: OllamaDouble) -> None:
