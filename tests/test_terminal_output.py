@@ -48,6 +48,12 @@ ANSWER = "def add(a, b):\n    return a + b  # a comment long enough " + "x" * 60
 LONG_MODEL = "ollama-with-a-long-name:qwen2.5-coder-7b-instruct-q4_k_m"
 
 
+@pytest.fixture(autouse=True)
+def columns_80(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The width rich gives a stream that is not a terminal, whatever the caller's shell says."""
+    monkeypatch.setenv("COLUMNS", "80")
+
+
 def console_80() -> tuple[Console, StringIO]:
     """The CLI's progress console (error_console: soft-wrapped, no highlighting), 80 wide."""
     out = StringIO()
@@ -295,3 +301,13 @@ def test_the_repl_s_history_cuts_with_an_ellipsis_and_keeps_the_run_id(
     (row,) = [line for line in text.splitlines() if line.startswith("│ 1")]
     assert "Explain what a closure" in row and "…" in row
     assert repl.conversation.turns[0].run_id in row
+
+
+@pytest.mark.model
+def test_the_demo_model_s_note_fits_80_columns(smollm2: Path) -> None:
+    """The note saying the roles run SmolLM2, with what to pull instead, was one long line."""
+    del smollm2
+    code, _, err = invoke("--direct", "--json", "Say hi")
+    assert code == 0, err
+    assert "Note: the roles run SmolLM2-135M" in err
+    assert_fits_80(err)
