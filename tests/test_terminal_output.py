@@ -20,6 +20,7 @@ import pyte
 import pytest
 from rich.console import Console
 
+from ai_stack.batch import TaskFailed
 from ai_stack.cli.batch import BatchDisplay
 from ai_stack.cli.repl import Repl
 from ai_stack.config import Settings
@@ -239,13 +240,15 @@ def test_batch_progress_shows_the_mode_s_phases_whole_at_80_columns(tmp_path: Pa
     console, out = console_80()
     with BatchDisplay(console, workflow, quiet=False, finished=["b"]) as view:
         view.print("[yellow]Note: " + "a note that is long enough to wrap, " * 5 + "[/]")
+        view("first-task-with-a-long-id", TaskFailed(f"invalid reply: {HOSTILE}"))
     console.print("Interrupted.")
     text = out.getvalue()
     assert_fits_80(text)
     rows = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.strip()}
     # the default mode's phases, whole ("ex…" was cut), and none of the other modes'
     assert rows["task"] == ["execute", "contract", "compute", "shape", "attempt", "status"]
-    assert rows["first-task-with-a-long-id"] == ["waiting"] and rows["b"] == ["done"]
+    assert rows["first-task-with-a-long-id"] == ["failed"] and rows["b"] == ["done"]
+    assert "\x1b" not in text  # the failure's message, printed above the table, is data
     assert "\nInterrupted." in text  # on a line of its own, not glued to the table's border
 
 

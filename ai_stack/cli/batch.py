@@ -16,7 +16,6 @@ import click
 from rich import box
 from rich.console import Console
 from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
 
 from ai_stack.batch import BatchEvent, BatchRunner, BatchSummary, Prediction, TaskFailed
@@ -34,6 +33,7 @@ from ai_stack.errors import HistoryError
 from ai_stack.history import HistoryStore
 from ai_stack.modes import MODES
 from ai_stack.session import Session
+from ai_stack.terminal import escape
 from ai_stack.types import (
     CallRetried,
     ModelLoaded,
