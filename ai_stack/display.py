@@ -7,13 +7,15 @@ the answer is reviewed: then a fix may replace it, and only the final answer is 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 from rich.console import Console
-from rich.markup import escape
 from rich.status import Status
 
 from ai_stack.modes import MODES
+from ai_stack.terminal import ControlFilter, escape
 from ai_stack.types import (
     AnswerReady,
     AskDecided,
@@ -135,6 +137,8 @@ class Display:
     """Turns events into terminal output.
 
     ``answer`` receives the executor's streamed text; ``None`` means don't stream it (``--json``).
+    At a terminal the answer is shown without its control sequences; to a file or a pipe it is
+    written verbatim.
     """
 
     def __init__(self, console: Console, answer: TextIO | None = None, *, quiet: bool = False):
@@ -147,6 +151,8 @@ class Display:
         self._answer_open = False
         self._streaming = True  # False while answers are reviewed: the final one is written once
         self._repairs = False  # the mode replaces failing answers: versions, not rounds
+        shown = answer is not None and answer.isatty()
+        self._filter = ControlFilter() if shown else None
 
     def handle(self, event: Event) -> None:
         if isinstance(event, Token):
@@ -159,13 +165,24 @@ class Display:
             self._end_answer()
             self._stop_status()
             if not self._streaming and self.answer is not None:
-                self.answer.write(event.result.output.rstrip() + "\n")
-                self.answer.flush()
-        if not self.quiet:
-            self._render(event)
-        if isinstance(event, RunFinished) and event.result.unmet:
-            # the last line, also with --quiet: the answer given does not do what was asked
-            self.console.print(f"[bold yellow]{escape(unmet_line(event.result.unmet))}[/]")
+                self._write_answer(event.result.output.rstrip() + "\n")
+                self._end_answer()
+        with self._wrapped():
+            if not self.quiet:
+                self._render(event)
+            if isinstance(event, RunFinished) and event.result.unmet:
+                # the last line, also with --quiet: the answer given does not do what was asked
+                self.console.print(f"[bold yellow]{escape(unmet_line(event.result.unmet))}[/]")
+
+    @contextmanager
+    def _wrapped(self) -> Iterator[None]:
+        """Progress wrapped at words to the console's width (the CLI's console soft-wraps,
+        which leaves a terminal to cut long lines mid-word and a log file with long lines)."""
+        soft_wrap, self.console.soft_wrap = self.console.soft_wrap, False
+        try:
+            yield
+        finally:
+            self.console.soft_wrap = soft_wrap
 
     def _render(self, event: Event) -> None:
         """What one event shows on the console (progress; the answer is written by handle)."""
@@ -215,7 +232,7 @@ class Display:
                 )
             case PhaseStarted():
                 self._phase, self._tokens = event, 0
-                if event.phase == "execute" and self.answer is not None and self._streaming:
+                if self._streams(event):
                     self._stop_status()
                     return
                 self._set_status(self._status_text())
@@ -228,7 +245,7 @@ class Display:
                 self.console.print(
                     f"[dim]Loaded {escape(event.model)} in {event.seconds:.2f} s ({memory})[/]"
                 )
-                if self._phase is not None:
+                if self._phase is not None and not self._streams(self._phase):
                     self._set_status(self._status_text())
             case ModelUnloaded():
                 reason = escape(event.reason)
@@ -332,12 +349,21 @@ class Display:
         if event.role == "executor" and answering and self.answer is not None and self._streaming:
             if not self._answer_open:
                 self._answer_open = True
+                self._stop_status()  # a spinner redrawn on the answer's line would erase it
                 if not self.quiet:
                     self.console.print("[bold]Answer[/]")
-            self.answer.write(event.text)
-            self.answer.flush()
+            self._write_answer(event.text)
         elif self._status is not None and self._tokens % 8 == 0:
             self._status.update(self._status_text())
+
+    def _streams(self, phase: PhaseStarted) -> bool:
+        """Whether this call's reply is the answer, shown as it is written (so no spinner)."""
+        return phase.phase == "execute" and self.answer is not None and self._streaming
+
+    def _write_answer(self, text: str) -> None:
+        assert self.answer is not None
+        self.answer.write(self._filter.feed(text) if self._filter is not None else text)
+        self.answer.flush()
 
     def _status_text(self) -> str:
         phase = self._phase
@@ -365,7 +391,8 @@ class Display:
             self._status = None
 
     def _end_answer(self) -> None:
-        if self._answer_open and self.answer is not None:
-            self.answer.write("\n")
+        if self.answer is not None and (self._answer_open or self._filter is not None):
+            rest = self._filter.flush() if self._filter is not None else ""  # held: cut off
+            self.answer.write(rest + ("\n" if self._answer_open else ""))
             self.answer.flush()
         self._answer_open = False

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from ai_stack.access import FilePolicy
@@ -31,6 +30,7 @@ from ai_stack.display import Display
 from ai_stack.errors import AiStackError
 from ai_stack.history import HistoryRecorder
 from ai_stack.runtime import attach, execute
+from ai_stack.terminal import escape
 from ai_stack.types import Attachment
 
 if TYPE_CHECKING:
@@ -194,17 +194,22 @@ class Repl:
         return True
 
     def _show_turns(self) -> None:
-        conversation = self.conversation
-        if not conversation.turns:
+        conversation, turns = self.conversation, self.conversation.turns
+        if not turns:
             self.console.print(f"Conversation {conversation.id} has no turns yet.")
             return
-        table = Table("turn", "task", "answer", "run", title=f"Conversation {conversation.id}")
-        for turn in conversation.turns:
+        # One line per turn: the task and the answer's first line cut to fit, with an ellipsis;
+        # the run id (for `history show`) whole.
+        table = Table(title=f"Conversation {conversation.id}", expand=True)
+        table.add_column("turn", no_wrap=True)
+        table.add_column("task", no_wrap=True, overflow="ellipsis", ratio=1)
+        table.add_column("answer", no_wrap=True, overflow="ellipsis", ratio=1)
+        table.add_column("run", no_wrap=True, min_width=max(len(t.run_id or "") for t in turns))
+        for turn in turns:
             lines = turn.answer.splitlines()
             first = next((s for s in lines if s.strip() and not s.startswith("```")), "")
-            table.add_row(
-                str(turn.number), escape(turn.task[:60]), escape(first[:60]), turn.run_id or ""
-            )
+            task = " ".join(turn.task.split())
+            table.add_row(str(turn.number), escape(task), escape(first), turn.run_id or "")
         self.console.print(table)
         if conversation.summary is not None:
             self.console.print(

@@ -40,7 +40,7 @@ def say_how_code_runs(console: Console, session: Session) -> None:
     """Once per process: when answers are reviewed but their code cannot run here."""
     if MODES[session.settings.mode].reviews_answer:
         for note in SandboxReport.of(session.evidence().sandbox).notes:
-            console.print(f"[yellow]{escape(note)}[/]")
+            console.print(f"[yellow]{escape(note)}[/]", soft_wrap=False)
 
 
 def piped_input(policy: FilePolicy) -> Attachment | None:
@@ -161,7 +161,7 @@ def run_command(
                 say_how_code_runs(console, session)
                 hint = session.demo_hint()
                 if hint:
-                    console.print(f"[yellow]Note: {escape(hint)}[/]")
+                    console.print(f"[yellow]Note: {escape(hint)}[/]", soft_wrap=False)
             pipeline = session.pipeline()
             pipeline.preflight()
             source = "interactive" if interactive else "oneshot"

@@ -13,7 +13,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from ai_stack.backends.base import LoadOptions
 from ai_stack.backends.embedded import packaged_model_path
@@ -120,18 +120,23 @@ def doctor(as_json: bool, config_file: Path | None, debug: bool) -> None:
         if as_json:
             click.echo(json.dumps(checks))
         else:
-            table = Table("check", "status", "detail", "fix")
-            style = {"ok": "green", "warn": "yellow", "fail": "red"}
-            for check in checks:
-                table.add_row(
-                    check["check"],
-                    f"[{style[check['status']]}]{check['status']}[/]",
-                    escape(check["detail"]),
-                    escape(check["fix"] or ""),
-                )
-            Console().print(table)
+            _render_checks(Console(), checks)
         if any(check["status"] == "fail" for check in checks):
             sys.exit(1)
+
+
+def _render_checks(out: Console, checks: list[dict[str, Any]]) -> None:
+    """The checks as a table, then each fix on lines of its own: a command in a fix is meant to
+    be typed, and a table column would cut or fold it."""
+    table = Table("check", "status", Column("detail", overflow="fold"))  # paths: never cut
+    style = {"ok": "green", "warn": "yellow", "fail": "red"}
+    for row in checks:
+        status = row["status"]
+        table.add_row(row["check"], f"[{style[status]}]{status}[/]", escape(row["detail"]))
+    out.print(table)
+    for row in checks:
+        if row["fix"]:
+            out.print(f"[bold]{row['check']}[/]: {escape(row['fix'])}")
 
 
 def history_check(settings: Settings) -> tuple[str, str, str, str | None]:
