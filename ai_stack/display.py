@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import PurePath
 from typing import TextIO
 
 from rich.console import Console
@@ -109,6 +110,27 @@ def format_evidence(evidence: Evidence, version: int) -> str:
     return "\n".join(lines)
 
 
+def short_model(name: str) -> str:
+    """How progress names a model: a server's model whose id is a file path (llama-cpp-python's
+    server, an embedded GGUF) by its file name; every other id as it is.
+
+    >>> short_model("openai:/home/me/models/qwen2.5-coder-1.5b-q4_k_m.gguf")
+    'openai:qwen2.5-coder-1.5b-q4_k_m.gguf'
+    >>> short_model("ollama:hf.co/bartowski/Qwen2.5-7B-GGUF:Q4_K_M"), short_model("qwen2.5:7b")
+    ('ollama:hf.co/bartowski/Qwen2.5-7B-GGUF:Q4_K_M', 'qwen2.5:7b')
+    """
+    backend, colon, model = name.partition(":")
+    if not colon:
+        backend, model = "", name
+    path = model.startswith(("/", "~", "./", "../")) or model.lower().endswith(".gguf")
+    return f"{backend}{colon}{PurePath(model).name}" if "/" in model and path else name
+
+
+def named(model: str) -> str:
+    """A model's name as progress shows it: short, and with no markup or control sequences."""
+    return escape(short_model(model))
+
+
 def unmet_line(unmet: list[str]) -> str:
     """The line that ends a run whose answer fails checks of the task's own.
 
@@ -189,7 +211,7 @@ class Display:
         match event:
             case RunStarted():
                 roles = " · ".join(
-                    f"{role} [cyan]{escape(model)}[/]"
+                    f"{role} [cyan]{named(model)}[/]"
                     for role, model in event.models.items()
                     if role in MODES[event.mode].roles
                 )
@@ -217,7 +239,7 @@ class Display:
                     self.console.print(
                         f"[yellow]Waiting for another ai-stack process using "
                         f"{escape(event.holder_model)} (pid {event.holder_pid}) before using "
-                        f"{escape(event.model)}.[/]"
+                        f"{named(event.model)}.[/]"
                     )
                     self._set_status(f"Waiting for pid {event.holder_pid}…")
             case Summarised():
@@ -237,19 +259,19 @@ class Display:
                     return
                 self._set_status(self._status_text())
             case ModelLoading():
-                self._set_status(f"Loading [cyan]{escape(event.model)}[/]…")
+                self._set_status(f"Loading [cyan]{named(event.model)}[/]…")
             case ModelLoaded():
                 memory = f"estimated {gib(event.estimate_bytes)}"
                 if event.resident_bytes is not None:
                     memory += f", measured {gib(event.resident_bytes)}"
                 self.console.print(
-                    f"[dim]Loaded {escape(event.model)} in {event.seconds:.2f} s ({memory})[/]"
+                    f"[dim]Loaded {named(event.model)} in {event.seconds:.2f} s ({memory})[/]"
                 )
                 if self._phase is not None and not self._streams(self._phase):
                     self._set_status(self._status_text())
             case ModelUnloaded():
                 reason = escape(event.reason)
-                self.console.print(f"[dim]Unloaded {escape(event.model)} ({reason})[/]")
+                self.console.print(f"[dim]Unloaded {named(event.model)} ({reason})[/]")
             case CallRetried():
                 self._end_answer()
                 self.console.print(
@@ -282,7 +304,7 @@ class Display:
                 self._stop_status()
                 m = event.metrics
                 self.console.print(
-                    f"[dim]{m.role} · {m.phase} · {escape(m.model)} · {m.output_tokens} tokens · "
+                    f"[dim]{m.role} · {m.phase} · {named(m.model)} · {m.output_tokens} tokens · "
                     f"{m.tokens_per_s:.1f} tok/s · {m.wall_s:.2f} s[/]"
                 )
             case PlanReady():
@@ -374,7 +396,7 @@ class Display:
             label += f" (round {phase.round})"
         if phase.attempt > 1:
             label += f", attempt {phase.attempt}"
-        return f"{label} · [cyan]{escape(phase.model)}[/] · {self._tokens} tokens"
+        return f"{label} · [cyan]{named(phase.model)}[/] · {self._tokens} tokens"
 
     def _set_status(self, text: str) -> None:
         if self.quiet:

@@ -33,6 +33,7 @@ from ai_stack.types import (
     ModelLoaded,
     Notice,
     Reasked,
+    RunFinished,
     Summarised,
     ThermalNote,
     ThermalPause,
@@ -228,6 +229,26 @@ def test_progress_fits_80_columns_and_keeps_identifiers_whole(on_double: OllamaD
     assert_fits_80(text)
     assert result.id in text and f"ollama:{LONG_MODEL}" in text
     assert "Note: a reason" in text
+
+
+def test_a_server_model_is_named_by_its_short_id_and_unmet_checks_fit(
+    on_double: OllamaDouble,
+) -> None:
+    """llama-cpp-python's server names a model by its file's path: progress names it by the file
+    name; the unmet checks' last line wraps at 80 columns like every other note."""
+    console, out = console_80()
+    with Session.open(Settings()) as session:
+        result = execute(session.pipeline(), "Say hello", Display(console, StringIO()))
+    display = Display(console, StringIO())
+    path = "openai:/home/someone/models/very/deep/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    display.handle(ModelLoaded(path, 1.5, 10**9, 10**9))
+    unmet = [f'sentences: exactly 2 ("in two sentences") (the answer has {n})' for n in (1, 3, 5)]
+    display.handle(RunFinished(result.model_copy(update={"unmet": unmet})))
+    display.close()
+    text = out.getvalue()
+    assert "openai:qwen2.5-coder-1.5b-instruct-q4_k_m.gguf" in text and "/home/" not in text
+    assert_fits_80(text)
+    assert "unmet: sentences: exactly 2" in joined(text)
 
 
 def test_batch_progress_shows_the_mode_s_phases_whole_at_80_columns(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from ai_stack.cli.common import (
     run_options,
 )
 from ai_stack.config import Settings, raw_settings
+from ai_stack.display import named
 from ai_stack.errors import HistoryError
 from ai_stack.files import OutputDir, unresolved
 from ai_stack.history import HistoryStore
@@ -102,7 +103,7 @@ class BatchDisplay:
             if event.phase in row:
                 row[event.phase] = _replace_last(row[event.phase], mark, event.round)
             row["status"] = "[cyan]running[/]"
-            self.now = f"{escape(task_id)}: {event.phase} · [cyan]{escape(event.model)}[/]"
+            self.now = f"{escape(task_id)}: {event.phase} · [cyan]{named(event.model)}[/]"
         elif isinstance(event, PhaseFinished):
             m = event.metrics
             if m.phase in row:
@@ -114,9 +115,9 @@ class BatchDisplay:
             row["status"] = "[red]failed[/]"
             self.print(f"[red]{task_id} failed:[/] {escape(event.error)}")
         elif isinstance(event, ModelLoaded):
-            self.print(f"[dim]Loaded {escape(event.model)} in {event.seconds:.2f} s[/]")
+            self.print(f"[dim]Loaded {named(event.model)} in {event.seconds:.2f} s[/]")
         elif isinstance(event, ModelUnloaded):
-            self.print(f"[dim]Unloaded {escape(event.model)} ({escape(event.reason)})[/]")
+            self.print(f"[dim]Unloaded {named(event.model)} ({escape(event.reason)})[/]")
         elif isinstance(event, Reasked):
             self.print(f"[yellow]{task_id}: invalid {event.role} reply, asking again[/]")
         elif isinstance(event, CallRetried):
@@ -165,7 +166,7 @@ def show_prediction(console: Console, prediction: Prediction, policy: str) -> No
     table = Table("#", "phase", "model", *(("node",) if homes else ()), "tasks")
     for number, (label, model, tasks) in enumerate(prediction.groups, 1):
         where = (escape(homes[model]),) if homes else ()
-        table.add_row(str(number), label, escape(model), *where, ", ".join(tasks))
+        table.add_row(str(number), label, named(model), *where, ", ".join(tasks))
     console.print(table)
     bound = "" if prediction.exact else "at most "
     if homes:
