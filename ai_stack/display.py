@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import PurePath
-from typing import TextIO
+from typing import Literal, TextIO
 
 from rich.console import Console
 from rich.status import Status
@@ -38,6 +38,7 @@ from ai_stack.types import (
     Reasked,
     RunFinished,
     RunStarted,
+    StopReason,
     Summarised,
     ThermalNote,
     ThermalPause,
@@ -75,6 +76,24 @@ _ANSWER_STOP_LABELS = {
     "unchanged": "the fix did not change the answer",
     "no_progress": "a fix failed as many checks as the answer it fixed",
 }
+
+
+def review_ending(
+    subject: Literal["plan", "answer"], reason: StopReason, rounds: int, *, repairs: bool
+) -> str:
+    """How a review ended, in words: the plan's or the answer's rounds, or — where the mode
+    replaces a failing answer — the versions it made (a repair has no rounds; the first
+    answer's version is 1).
+
+    >>> review_ending("answer", "approved", 0, repairs=True)
+    'Answer review ended with 1 version(s): nothing left failing or to judge'
+    >>> review_ending("plan", "max_rounds", 2, repairs=False)
+    'Review ended after 2 round(s): the round limit was reached'
+    """
+    plan = subject == "plan"
+    what, labels = ("Review", _STOP_LABELS) if plan else ("Answer review", _ANSWER_STOP_LABELS)
+    after = f"with {rounds + 1} version(s)" if repairs else f"after {rounds} round(s)"
+    return f"{what} ended {after}: {labels[reason]}"
 
 
 def format_plan(plan: Plan) -> str:
@@ -341,18 +360,9 @@ class Display:
             case EvidenceReady():
                 self.console.print(format_evidence(event.evidence, event.version))
             case LoopStopped():
-                what, labels = (
-                    ("Review", _STOP_LABELS)
-                    if event.subject == "plan"
-                    else ("Answer review", _ANSWER_STOP_LABELS)
-                )
-                # a repair has no rounds: it makes versions (the first answer's is 1)
-                after = (
-                    f"with {event.rounds + 1} version(s)"
-                    if self._repairs and event.subject == "answer"
-                    else f"after {event.rounds} round(s)"
-                )
-                self.console.print(f"[dim]{what} ended {after}: {labels[event.reason]}.[/]")
+                repairs = self._repairs and event.subject == "answer"
+                ending = review_ending(event.subject, event.reason, event.rounds, repairs=repairs)
+                self.console.print(f"[dim]{ending}.[/]")
             case RunFinished():
                 totals = event.result.metrics
                 self.console.print(

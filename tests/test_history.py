@@ -253,6 +253,9 @@ def test_oneshot_and_interactive_runs_are_listed_and_reproduced(on_double: Ollam
     ] == oneshot["metrics"]["phases"]
     code, out, _ = invoke("history", "show", oneshot["id"])
     assert code == 0 and "first task" in out and "Plan v1" in out
+    assert "Review ended after 1 round(s)" in out
+    code, out, _ = invoke("history", "show", second["id"])  # the team: versions, not rounds
+    assert code == 0 and "Answer review ended with " in out and "round(s)" not in out
 
 
 def test_history_off_by_flag_and_by_config(on_double: OllamaDouble, tmp_path: Path) -> None:

@@ -16,11 +16,13 @@ from rich.text import Text
 
 from ai_stack.cli.common import command, config_options, confirm_or_stop
 from ai_stack.config import Settings
+from ai_stack.display import review_ending
 from ai_stack.errors import FileAccessError, UsageError
 from ai_stack.files import write_atomically
 from ai_stack.history import HistoryStore, StoredRun
 from ai_stack.history import export as export_history
 from ai_stack.history.repair import describe, repair
+from ai_stack.modes import MODES
 from ai_stack.terminal import escape, strip_controls
 from ai_stack.types import Turn
 
@@ -223,7 +225,7 @@ def _render(out: Console, run: StoredRun) -> None:
         for issue in critique.issues:
             out.print(f"  - {escape(issue)}")
     if run.stop_reason:
-        out.print(f"[dim]Plan review stopped: {run.stop_reason} after {run.rounds} round(s)[/]")
+        out.print(f"[dim]{review_ending('plan', run.stop_reason, run.rounds, repairs=False)}[/]")
     for answer in run.answers if len(run.answers) > 1 or run.answer_critiques else []:
         summary = answer.evidence.summary() if answer.evidence else "not checked"
         out.print(f"[bold]Answer v{answer.version}[/] — {escape(summary)}")
@@ -239,10 +241,9 @@ def _render(out: Console, run: StoredRun) -> None:
         for issue in critique.issues if critique.source == "critic" else []:
             out.print(f"  - {escape(issue)}")
     if run.answer_stop_reason:
-        out.print(
-            f"[dim]Answer review stopped: {run.answer_stop_reason} after {run.answer_rounds} "
-            f"round(s); the answer below is v{run.chosen_answer}[/]"
-        )
+        repairs = run.mode in MODES and MODES[run.mode].repairs
+        ending = review_ending("answer", run.answer_stop_reason, run.answer_rounds, repairs=repairs)
+        out.print(f"[dim]{ending}; the answer below is v{run.chosen_answer}[/]")
     if run.error:
         out.print(f"[red]{escape(run.error)}[/]")
     if run.raw_output:
