@@ -275,6 +275,12 @@ def test_each_model_loads_once_on_its_own_node(machines: Machines, tmp_path: Pat
 
     code, out, err = invoke("batch", str(path), "--cluster", "auto", "--json", *config)
     assert code == 0, err
+    # said where the cluster runs without Ray's token authentication (a clean machine: no token)
+    from ray._private.authentication.authentication_utils import is_token_auth_enabled
+
+    open_cluster = not is_token_auth_enabled()
+    assert ("runs without token authentication" in err) == open_cluster
+    assert "Prompts go off this machine: planner, critic, executor to the nodes of the Ray " in err
     summary = summary_of(out)
     assert summary["status"] == "ok" and summary["loads"] == 3
     assert machines.loads() == {"a": ["mistral:7b"], "b": ["qwen2.5:7b"], "c": ["qwen2.5:14b"]}

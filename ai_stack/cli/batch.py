@@ -268,10 +268,13 @@ def batch_command(
             # made and locked before anything loads: a file in its place, a link or another
             # run writing there is said now, not after every model call
             output = None if dry_run else stack.enter_context(OutputDir.open(out_dir))
-            session, runner, left_out = _wire(stack, settings, workflow, out_dir, cluster)
+            session, runner, left_out, exposed = _wire(
+                stack, settings, workflow, out_dir, cluster
+            )
             remote = session.remote_note(*(task.settings for task in workflow.tasks))
-            if remote:  # said even when quiet: it is where the prompts go
-                console.print(f"[yellow]{escape(remote)}[/]")
+            for warning in (remote, exposed):  # said even when quiet: where prompts go
+                if warning:
+                    console.print(f"[yellow]{escape(warning)}[/]")
             if not quiet:
                 console.print(f"[dim]Backend: {escape(session.backend_note)}[/]")
             runner.preflight()
@@ -313,12 +316,13 @@ def batch_command(
 
 def _wire(
     stack: ExitStack, settings: Settings, workflow: Workflow, out_dir: Path, address: str | None
-) -> tuple[Session, BatchRunner, Callable[[], list[str]]]:
+) -> tuple[Session, BatchRunner, Callable[[], list[str]], str | None]:
     """The session and runner, here or on the cluster at ``address`` (closed by ``stack``,
-    which then has each node unload what it loaded), and the nodes left out."""
+    which then has each node unload what it loaded), the nodes left out, and a warning when
+    the cluster is open to anyone who reaches it."""
     if address is None:
         session = stack.enter_context(Session.open(settings))
-        return session, session.batch_runner(workflow, out_dir), list
+        return session, session.batch_runner(workflow, out_dir), list, None
     from ai_stack.cluster import Cluster, ClusterBatchRunner
 
     joined = Cluster.connect(address, settings.cluster)
@@ -327,7 +331,7 @@ def _wire(
     runner = session.batch_runner(
         workflow, out_dir, runner=functools.partial(ClusterBatchRunner, cluster=joined)
     )
-    return session, runner, lambda: list(joined.left_out)
+    return session, runner, lambda: list(joined.left_out), joined.unprotected
 
 
 def open_journal(

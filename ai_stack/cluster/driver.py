@@ -147,6 +147,20 @@ class Cluster:
         return cls(address, nodes, left_out)
 
     @property
+    def unprotected(self) -> str | None:
+        """A warning when the cluster runs without Ray's token authentication: its head binds
+        every interface (GCS on ``*:6379``, the raylet's ports; measured on Ray 2.60, even
+        with ``--node-ip-address 127.0.0.1``), so anyone who reaches them can run code on
+        every node. None when the connection used a token."""
+        if _token_auth(self.ray):
+            return None
+        return (
+            f"The Ray cluster at {self.address} runs without token authentication: anyone who "
+            "can reach its ports can run code on its nodes. Start it with RAY_AUTH_MODE=token "
+            "(docs/cluster.md)."
+        )
+
+    @property
     def live(self) -> list[Node]:
         return [node for node in self.nodes if not node.lost]
 
@@ -196,6 +210,17 @@ class Cluster:
         for node in self.nodes:
             self.ray.kill(node.actor)
         return events
+
+
+def _token_auth(ray: Any) -> bool:
+    """Whether this driver joined with Ray's token authentication (a cluster that requires it
+    admits no driver without it)."""
+    try:
+        from ray._private.authentication.authentication_utils import is_token_auth_enabled
+
+        return bool(is_token_auth_enabled())
+    except (ImportError, AttributeError):  # a Ray without tokens, or the private API moved
+        return os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
 
 
 def _reachable(address: str, timeout_s: float = 5.0) -> str:
@@ -298,6 +323,7 @@ class NodeBackend:
     def __init__(self, name: str, cluster: Cluster) -> None:
         self.name = name
         self.cluster = cluster
+        self.host = f"the nodes of the Ray cluster at {cluster.address}"  # where prompts go
 
     def health(self) -> BackendHealth:
         return BackendHealth(self.name, bool(self.cluster.live), self.cluster.note)
