@@ -160,8 +160,10 @@ def test_prose_has_nothing_to_check() -> None:
 def test_a_program_where_a_result_was_asked_for_is_a_failure() -> None:
     program = python("print(round((72 - 32) * 5 / 9, 1))")
     task = "Convert 72 °F to °C, one decimal. Reply with the number only."
-    (failed,) = collect(task, program, ask=asked("value", task)).failures
-    assert failed.kind == "result" and failed.detail == "your program printed: 22.2"
+    failed, said = collect(task, program, ask=asked("value", task)).failures
+    assert failed.kind == "requirement" and failed.name.startswith("nothing else")  # "Here:"
+    assert said.kind == "result" and said.detail == "your program printed: 22.2"
+    assert collect(task, "22.2", ask=asked("value", task)).failures == []
     # asked for code, the same program is what was wanted
     script = "Write a Python script that converts 72 °F to °C."
     assert collect(script, program, ask=asked("code", script)).failures == []
@@ -306,3 +308,108 @@ def test_the_answers_own_failed_assert_is_for_judgement_not_a_failure() -> None:
     assert evidence.failures == []
     passed, detail = by_name(evidence)["the answer's own demo code"]
     assert passed is None and detail.startswith("raised AssertionError")
+
+
+# -- requirements as people write them (issue 37) ----------------------------------------------
+
+
+def checked(task: str, answer: str) -> dict[str, bool | None]:
+    """Each requirement the task states, by check, with whether the answer meets it (None: left
+    for judgement)."""
+    results: dict[str, bool | None] = {}
+    for requirement in stated(task):
+        check = check_requirement(requirement, answer)
+        results[requirement.check] = None if check is None else check.passed
+    return results
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        # look-alikes from the everyday corpus's development half: asked about, not asked for
+        "when do you use a semicolon vs a colon?",
+        "What does title case mean, and is it different in AP style?",
+        "Is it unprofessional to add a P.S. to a work email?",
+        "Why does my one-line bash loop print every file twice?",
+        "Can you proofread my one-paragraph bio? I'm a physio in Glasgow.",
+        "what's the difference between a bullet journal and a normal planner?",
+        "What's a good way to sign off an email to my boss's boss?",
+        "summarise this 2-page report for me, it's about our Q3 churn: [pasted text]",
+        "Should I say yes or no to the job offer?",
+    ],
+)
+def test_everyday_look_alikes_state_nothing(task: str) -> None:
+    assert stated(task) == []
+
+
+def test_characters_lines_and_nothing_else() -> None:
+    tweet = "write a tweet announcing our new oat milk latte, under 200 characters, no hashtags"
+    assert checked(tweet, "Our oat milk latte is here. Come taste it!") == {
+        "characters": True,
+        "avoid": True,
+    }
+    assert checked(tweet, "Oat milk latte! #coffee " + "so good " * 30) == {
+        "characters": False,
+        "avoid": False,
+    }
+    poem = "Write a poem about Monday mornings. Three lines and nothing else."
+    three = "Alarm screams at six\nCoffee cannot save me now\nMonday wins again"
+    assert checked(poem, three) == {"lines": True, "nothing_else": True}
+    assert checked(poem, "Here is your poem:\n" + three) == {"lines": False, "nothing_else": False}
+
+
+def test_numbered_one_per_line_and_separated_lists() -> None:
+    numbered = "Give me a numbered list of 3 reasons to visit Lisbon in winter."
+    assert checked(numbered, "1. Mild sun\n2. Fewer crowds\n3. Pastries") == {"numbered": True}
+    assert checked(numbered, "- Mild sun\n- Fewer crowds\n- Pastries") == {"numbered": False}
+    names = "Give me 3 baby name ideas. One per line, no explanations."
+    assert checked(names, "Ada\nBo\nCy") == {"one_per_line": True, "nothing_else": True}
+    assert checked(names, "Ada, Bo, Cy") == {"one_per_line": False, "nothing_else": True}
+    assert checked(names, "Sure! Here are three:\nAda\nBo\nCy") == {
+        "one_per_line": True,
+        "nothing_else": False,
+    }
+    keywords = "Give me SEO keywords for a dog groomer as a comma-separated list, nothing else"
+    assert checked(keywords, "dog grooming, puppy cut, Leeds groomer")["separator"] is True
+    assert checked(keywords, "dog grooming\npuppy cut\nLeeds groomer")["separator"] is False
+
+
+def test_title_case_signature_and_a_choice_of_options() -> None:
+    menu = "Rewrite these menu names so every word is capitalised: starters, sides and extras"
+    assert checked(menu, "Starters\nSides and Extras") == {"title_case": True}
+    assert checked(menu, "Starters\nSides and extras") == {"title_case": False}
+    note = "Write a two-paragraph note to my neighbour thanking her for the plants. Sign it Sam."
+    letter = "Hi Jo,\n\nThank you for watering them.\n\nThey look great.\n\nBest,\nSam"
+    assert checked(note, letter) == {"paragraphs": True, "signature": True}
+    # addressed to Sam rather than signed by Sam (issue 37's lost task)
+    assert checked(note, "Dear Sam,\n\nThanks.\n\nSee you.\n\nBest wishes") == {
+        "paragraphs": True,
+        "signature": False,
+    }
+    yes_no = "Is a tomato a fruit? Reply only with yes or no."
+    assert checked(yes_no, "Yes.") == {"format_choice": True}
+    assert checked(yes_no, "Yes, a tomato is a fruit.") == {"format_choice": False}
+    assert checked(yes_no, "True") == {"format_choice": False}
+
+
+def test_word_frequency_is_read_and_checked() -> None:
+    task = "Write an essay on payday loans. Make sure the word predatory appears at least twice."
+    assert checked(task, "Predatory lenders target the poor; predatory terms trap them.") == {
+        "include": True
+    }
+    assert checked(task, "Predatory lenders target the poor.") == {"include": False}
+    (requirement,) = stated("Mention Acme at least 3 times in the ad.")
+    assert (requirement.text, requirement.relation, requirement.count) == ("Acme", "at least", 3)
+
+
+def test_loose_amounts_tones_and_languages_are_judged_never_failed() -> None:
+    for task in (
+        "explain gravity to me in a couple of sentences",
+        "Can you write around 200 words on why sleep matters for students?",
+        "Write a 500-word article about the benefits of adopting rescue dogs.",
+        "Please compose a formal apology to a customer.",
+        "Write a welcome message for French guests at our guesthouse, in French.",
+    ):
+        read = stated(task)
+        assert read and all(check_requirement(r, "Hi.") is None for r in read), task
+        assert {r.check for r in read} <= {"judgement", "language"}, task

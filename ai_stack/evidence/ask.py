@@ -49,9 +49,15 @@ def read(task: str, answer: str) -> Ask | None:
     if function or calls:
         return Ask(kind="code", language="python", function=function, by="task")
     requirements = tuple(stated(task))
-    if requirements and not program_blocks(answer):
+    textual = [r for r in requirements if r.check not in ANY_ANSWER]
+    if textual and not program_blocks(answer):
         return Ask(kind="prose", requirements=requirements, by="task")
     return None
+
+
+ANY_ANSWER = frozenset({"nothing_else", "format_choice", "language", "judgement"})
+"""Requirements a result may state as well ("the number only", "yes or no", "briefly"): they
+say nothing of whether the task asks for prose."""
 
 
 def planned(contract: Contract | None, task: str, answer: str) -> Ask:
