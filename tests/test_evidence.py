@@ -413,3 +413,44 @@ def test_loose_amounts_tones_and_languages_are_judged_never_failed() -> None:
         read = stated(task)
         assert read and all(check_requirement(r, "Hi.") is None for r in read), task
         assert {r.check for r in read} <= {"judgement", "language"}, task
+
+
+def test_what_code_does_exactly_is_mended_and_a_word_count_is_not() -> None:
+    from ai_stack.shape import mend
+
+    yes_no = stated("Is a tomato a fruit? Reply only with yes or no.")
+    assert mend("Yes, a tomato is botanically a fruit.", yes_no) == "Yes"
+    assert mend("Yes and no: it depends on who you ask.", yes_no) is None
+    note = stated("Write a short thank-you note to my neighbour. Sign it Sam.")
+    assert mend("Thank you for the plants!\n\nBest,\n[Your Name]", note) == (
+        "Thank you for the plants!\n\nBest,\nSam"
+    )
+    assert mend("Thank you for the plants!", note) == "Thank you for the plants!\n\nSam"
+    poem = stated("Write a poem about Monday mornings. Three lines and nothing else.")
+    three = "Alarm screams at six\nCoffee cannot save me now\nMonday wins again"
+    assert mend(f"Here is your poem:\n{three}\nHope you like it!", poem) == three
+    menu = stated("Rewrite these so every word is capitalised: starters, sides and extras")
+    assert mend("starters\nsides and extras", menu) == "Starters\nSides and Extras"
+    # a word's frequency is the writer's to meet: code does not stuff words in
+    twice = stated("Write about payday loans. Make sure the word predatory appears twice.")
+    assert mend("Payday loans cost a lot.", twice) is None
+
+
+def test_a_shape_holds_numbered_and_separated_lists_and_code_signs_it() -> None:
+    from ai_stack.shape import shape_for
+
+    numbered = shape_for(stated("Give me a numbered list of 3 reasons to visit Lisbon."))
+    assert numbered is not None
+    reply = numbered.model(numbered=["Mild sun", "2. Fewer crowds", "Pastries"])
+    assert numbered.compose(reply) == "1. Mild sun\n2. Fewer crowds\n3. Pastries"
+    keywords = shape_for(stated("Give me 3 keywords for a dog groomer, separated by semicolons."))
+    assert keywords is not None
+    reply = keywords.model(separator=["dog grooming", "puppy cut", "Leeds groomer"])
+    assert keywords.compose(reply) == "dog grooming; puppy cut; Leeds groomer"
+    task = "Write a two-paragraph note to a neighbour thanking her for the plants. Sign it Sam."
+    letter = shape_for(stated(task))
+    assert letter is not None
+    reply = letter.model(paragraphs=["Thank you for watering them.", "They look great now."])
+    text = letter.compose(reply)
+    assert text.endswith("\n\nSam")
+    assert all(c and c.passed for r in stated(task) if (c := check_requirement(r, text)))

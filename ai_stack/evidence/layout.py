@@ -28,7 +28,9 @@ OPENERS = re.compile(
 )
 """How chatter before an answer begins: "Sure! Here is your list:"."""
 CLOSERS = re.compile(
-    r"^(?:note:|i hope|hope this|let me know|feel free|if you(?:'d| would) like|want me to)", re.I
+    r"^(?:note:|i hope|hope (?:this|that|you)|let me know|feel free|if you(?:'d| would) like"
+    r"|want me to|enjoy\b)",
+    re.I,
 )
 """How chatter after an answer begins: "Let me know if you want more."."""
 _GREETING = re.compile(
