@@ -212,6 +212,8 @@ def mend(text: str, requirements: Sequence[Requirement]) -> str | None:
     True
     >>> mend("Yes, a tomato is a fruit.", stated("Is a tomato a fruit? Reply only with yes or no."))
     'Yes'
+    >>> mend("True", stated("Reply only with yes or no: is 17 a prime number?"))
+    'yes'
     """
     kinds = {r.check: r for r in requirements}
     mended = text.strip()
@@ -220,7 +222,11 @@ def mend(text: str, requirements: Sequence[Requirement]) -> str | None:
     if "format_choice" in kinds:
         options = kinds["format_choice"].text.split("|")
         if not layout.choice(mended, options):
-            mended = layout.leading_choice(mended, options) or mended
+            mended = (
+                layout.truth_as(mended, options)  # a program's True, where "yes or no" was asked
+                or layout.leading_choice(mended, options)
+                or mended
+            )
     if "title_case" in kinds:
         mended = layout.to_title_case(mended)
     case = next((r.check for r in requirements if r.check in ("lowercase", "uppercase")), "")

@@ -209,6 +209,23 @@ def choice(text: str, options: list[str]) -> str:
     return next((option for option in options if bare == option.lower()), "")
 
 
+_TRUTHS = {"true": ("yes", "true"), "false": ("no", "false")}
+
+
+def truth_as(text: str, options: list[str]) -> str:
+    """A truth value given as the option that means it: a program's ``True`` where the task
+    asked for "yes or no" is ``yes``; "" when the text is no truth value or no option means it.
+
+    >>> truth_as("True", ["yes", "no"]), truth_as("no", ["True", "False"]), truth_as("7", ["A"])
+    ('yes', 'False', '')
+    """
+    word = re.sub(r"[*_`\"'.!\s]+", " ", text).strip().lower()
+    for truth, words in (("true", ("true", "yes")), ("false", ("false", "no"))):
+        if word in words:
+            return next((o for o in options if o.lower() in _TRUTHS[truth]), "")
+    return ""
+
+
 def leading_choice(text: str, options: list[str]) -> str:
     """The option an answer opens with ("Yes, a tomato is a fruit." -> "Yes"), as the answer
     writes it; "" when it opens with none, or names more than one of them.
