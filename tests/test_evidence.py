@@ -342,6 +342,31 @@ def test_everyday_look_alikes_state_nothing(task: str) -> None:
     assert stated(task) == []
 
 
+@pytest.mark.parametrize(
+    ("task", "read"),
+    [
+        # wording written for this test, not taken from the corpus
+        ("List three fun facts about owls, bullet points please.", ["bullets: exactly 3"]),
+        ("Can you give me a list of 5 dinner ideas, numbered?", ["numbered: exactly 5"]),
+        ("Give me the capital of Australia. One word answer.", ["words: exactly 1"]),
+        ("Write a 3-word slogan for a bakery.", ["words: exactly 3"]),
+        ("Write a LinkedIn post, max 1,300 characters.", ["characters: at most 1300"]),
+        ("Explain it in 3 sentences or less.", ["sentences: at most 3"]),
+        ("Summarize in 3-5 bullet points.", ["bullets: at least 3", "bullets: at most 5"]),
+        ("Write 3 bullet points, each under 15 words.", ["bullets: exactly 3"]),
+        ("Give me a comma separated list of 10 fruits.", ["separator: exactly 10 ','"]),
+        (
+            'Don\'t use the words "cheap", "budget" or "discount".',
+            ["avoid 'cheap'", "avoid 'budget'", "avoid 'discount'"],
+        ),
+        ("Sign off as Dr. Lee", ["signature 'Dr. Lee'"]),
+        ("Respond in german.", ["language 'German'"]),
+    ],
+)
+def test_everyday_phrasings_are_read(task: str, read: list[str]) -> None:
+    assert [r.describe().split(" (")[0] for r in stated(task)] == read
+
+
 def test_characters_lines_and_nothing_else() -> None:
     tweet = "write a tweet announcing our new oat milk latte, under 200 characters, no hashtags"
     assert checked(tweet, "Our oat milk latte is here. Come taste it!") == {

@@ -232,6 +232,10 @@ def _requirement(
 def _counted(task: str, match: re.Match[str], check: str, text: str = "") -> Requirement:
     """A list phrase with the count of its items where the task states it."""
     items = items_before(task, match.start())
+    after = re.match(rf"\s+list of ({NUMBER})\b", task[match.end() :], re.I)
+    if items is None and after:  # "a comma-separated list of 10 fruits"
+        end = match.end() + after.end()
+        return _requirement(task, match.start(), end, check, text, number(after.group(1)))
     if items is None:
         return _requirement(task, match.start(), match.end(), check, text)
     return _requirement(task, items.start(), match.end(), check, text, number(items.group(1)))
@@ -241,7 +245,7 @@ _NUMBERED = re.compile(
     rf"\bnumbered list(?: of ({NUMBER})\b)?|\b({NUMBER}) numbered [\w-]+"
     rf"|\bnumbered (?:1|one) ?(?:-|\u2013|to|through) ?({NUMBER})\b"
     r"|\bnumber (?:them|each (?:one|item|step|point|idea))\b|\bas numbered [\w-]+"
-    r"|(?<=, )numbered(?=[.!;]|$)",
+    r"|(?<=, )numbered(?=[.!?;]|$)",
     re.I,
 )
 _ONE_PER_LINE = re.compile(rf"\b(?:{_alternatives(ONE_PER_LINE)})\b", re.I)
@@ -283,10 +287,22 @@ _LOOSE_COUNT = re.compile(
     rf"(?:(?<!\w)(?:{_alternatives(tuple(re.escape(w) for w in LOOSE_WORDS))}) ?({NUMBER})"
     rf"|\b(?:{_alternatives(LOOSE_AMOUNTS)}))[\s-]+(?:[a-z]+ )?"
     rf"({_alternatives(tuple(UNITS))})s?\b"
-    rf"|\ba (sentence|paragraph|line) or two\b|\b({NUMBER})-word\b"
-    rf"|\b({NUMBER}) ({_alternatives(tuple(UNITS))})s? or so\b|\b({NUMBER}) word(?= [a-z])",
+    rf"|\ba (sentence|paragraph|line) or two\b|\b(?P<target>{NUMBER})[- ]word(?= [a-z])"
+    rf"|\b({NUMBER}) ({_alternatives(tuple(UNITS))})s? or so\b",
     re.I,
 )
+TARGET_WORDS = 10
+"""From how many words a length written before a noun ("a 500-word article") is a target to
+aim at, judged; under it ("a one-word answer", "a 3-word slogan") it is exact."""
+
+
+def _loose_counts(task: str) -> Iterator[re.Match[str]]:
+    for match in _LOOSE_COUNT.finditer(task):
+        target = match.group("target")
+        if target is None or number(target) >= TARGET_WORDS:
+            yield match
+
+
 _TONE = re.compile(rf"\b({_alternatives(TONES)})\b(?= [a-z][\w-]*)", re.I)
 _JUDGED = re.compile(rf"\b(?:{_alternatives(JUDGED)})", re.I)
 
@@ -351,12 +367,12 @@ def _found(task: str) -> Iterator[Requirement]:
 
 def loose_spans(task: str) -> list[range]:
     """Where the task states an amount loosely: no strict count is read there."""
-    return [range(m.start(), m.end()) for m in _LOOSE_COUNT.finditer(task)]
+    return [range(m.start(), m.end()) for m in _loose_counts(task)]
 
 
 def judged(task: str) -> Iterator[Requirement]:
     """Loose amounts, tones, audiences: requirements for judgement, never failed by code."""
-    for match in _LOOSE_COUNT.finditer(task):
+    for match in _loose_counts(task):
         yield _requirement(task, match.start(), match.end(), "judgement", match.group(0))
     loose = loose_spans(task)
     for match in _TONE.finditer(task):

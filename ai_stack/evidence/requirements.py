@@ -98,7 +98,10 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             re.I,
         ),
     ),
-    ("count-hyphen", re.compile(rf"\b{_NUM}-(sentence|paragraph|line|character|char)\b", re.I)),
+    (
+        "count-hyphen",
+        re.compile(rf"\b{_NUM}-(sentence|paragraph|line|character|char|word)\b", re.I),
+    ),
     (
         "lowercase",
         re.compile(
@@ -251,7 +254,8 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         "bullets",
         re.compile(
             r"\b(?:as|in|use|using|with|into) (?:a )?(?:bulleted list|bullet[- ]?point list"
-            r"|bullet list|bullet[- ]?points|bullets|bullet form)\b|\bbullet[- ]?pointed\b",
+            r"|bullet list|bullet[- ]?points|bullets|bullet form)\b|\bbullet[- ]?pointed\b"
+            r"|(?<=, )(?:in )?bullet(?:[- ]?point)?s(?= please\b|[.!?;]|$)",
             re.I,
         ),
     ),
@@ -428,7 +432,8 @@ def _read(kind: str, match: re.Match[str], task: str) -> list[Requirement]:
         if not quoted and "the " not in quote.lower() and bare.lower() != "commas":
             return []  # "without a doubt": only a quoted term or "the word X" is one
         text = "," if (bare or "").lower() in ("comma", "commas") else quoted or bare
-        return [Requirement(quote=quote, check="avoid", text=text[:80])]
+        more = _more_terms("avoid", task, match.end()) if quoted else []
+        return [Requirement(quote=quote, check="avoid", text=text[:80]), *more]
     if kind == "frequency":
         groups = match.groups()
         text, relation_word, times = (
@@ -454,6 +459,11 @@ def _read(kind: str, match: re.Match[str], task: str) -> list[Requirement]:
         if re.search(r"(not|n't|never|without)\s*$", task[: match.start()], re.I):
             return []  # "do not use the word 'x'" is an avoid
         text = next(group for group in match.groups()[:3] if group)
+        if match.group(1) and not match.group(5):  # "the words "a", "b" and "c""
+            return [
+                Requirement(quote=quote, check="include", text=text[:80]),
+                *_more_terms("include", task, match.end()),
+            ]
         times = match.group(5) or match.group(7)
         relation, count = (
             _relation(match.group(4) or "at least", _number(times)) if times else ("none", 0)
@@ -483,6 +493,18 @@ def _read(kind: str, match: re.Match[str], task: str) -> list[Requirement]:
         quote = task[items.start() : match.end()]
         return [Requirement(quote=quote, check="bullets", relation="exactly", count=count)]
     return [Requirement(quote=quote, check=kind, text="")]  # type: ignore[arg-type]
+
+
+_MORE = re.compile(rf"(?:,\s*(?:and\s+|or\s+)?|\s+(?:and|or|nor)\s+){_QUOTED}")
+
+
+def _more_terms(check: str, task: str, end: int) -> list[Requirement]:
+    """The quoted terms that follow a first one in a list: ``"a", "b" and "c"``."""
+    found = []
+    while more := _MORE.match(task, end):
+        found.append(Requirement(quote=more.group(0).strip(" ,"), check=check, text=more.group(1)))  # type: ignore[arg-type]
+        end = more.end()
+    return found
 
 
 def _outermost(found: list[Requirement], task: str) -> list[Requirement]:
