@@ -219,14 +219,14 @@ def items_before(task: str, start: int) -> re.Match[str] | None:
 def _requirement(
     task: str, start: int, end: int, check: str, text: str = "", count: int = 0
 ) -> Requirement:
-    relation = "exactly" if count else "none"
-    return Requirement(
-        quote=task[start:end].strip(),
-        check=check,  # type: ignore[arg-type]
-        relation=relation,
-        count=count,
-        text=text[:80],
-    )
+    fields = {
+        "quote": task[start:end].strip(),
+        "check": check,
+        "relation": "exactly" if count else "none",
+        "count": count,
+        "text": text[:80],
+    }
+    return Requirement.model_validate(fields)
 
 
 def _counted(task: str, match: re.Match[str], check: str, text: str = "") -> Requirement:

@@ -309,6 +309,13 @@ _ASKABLE = {"postscript", "title", "json", "bullets", "quoted", "lowercase", "up
 _NEGATED = re.compile(r"\b(?:don't|do not|never|not|no|without|avoid)\b[^.,;:!?]{0,20}$", re.I)
 
 
+def _counting(quote: str, check: str, relation: str, count: int) -> Requirement:
+    """A count's requirement, its check and relation validated as the model's (a table's
+    strings are no literals to the type checker)."""
+    fields = {"quote": quote, "check": check, "relation": relation, "count": count}
+    return Requirement.model_validate(fields)
+
+
 def _unit(word: str) -> str:
     return _UNITS.get(word.lower().rstrip("s"), "")
 
@@ -381,41 +388,37 @@ def _read(kind: str, match: re.Match[str], task: str) -> list[Requirement]:
     if kind == "count-or":
         unit = _unit(match.group(3))
         relation, count = _relation(match.group(2), _number(match.group(1)), True)
-        return (
-            [Requirement(quote=quote, check=unit, relation=relation, count=count)] if unit else []
-        )  # type: ignore[arg-type]
+        return [_counting(quote, unit, relation, count)] if unit else []
     if kind == "count-limit":
         unit = _unit(match.group(2))
         count = _number(match.group(1))
-        return (
-            [Requirement(quote=quote, check=unit, relation="at most", count=count)] if unit else []
-        )  # type: ignore[arg-type]
+        return [_counting(quote, unit, "at most", count)] if unit else []
     if kind == "count":
-        unit = _UNITS.get(match.group(3).lower().rstrip("s"))
-        if unit is None:
+        unit = _unit(match.group(3))
+        if not unit:
             return []
         if _PART_BEFORE.search(task[: match.start()]) or _PART_AFTER.match(task, match.end()):
             return []  # "each under 10 words", "10 words per bullet": a part, not the answer
         word, suffix = match.group(1), False
         after = _AFTER.match(task, match.end())
         if after and not word:  # "200 words or less", "100 words max", "500+ words"
-            word = next(group for group in after.groups() if group)
+            word = next(group for group in after.groups() if group) or ""
             suffix, quote = True, task[match.start() : after.end()].strip()
             if word.lower() == "or so":
                 return []  # a loose amount: judged (phrasings)
         if unit == "characters" and not word:
             word = "at most"  # "in 160 characters": a limit
         relation, count = _relation(word, _number(match.group(2)), suffix)
-        return [Requirement(quote=quote, check=unit, relation=relation, count=count)]  # type: ignore[arg-type]
+        return [_counting(quote, unit, relation, count)]
     if kind == "count-hyphen":
         unit = _UNITS[match.group(2).lower()]
         count = _number(match.group(1))
         relation = "at most" if unit == "characters" else "exactly"
-        return [Requirement(quote=quote, check=unit, relation=relation, count=count)]  # type: ignore[arg-type]
+        return [_counting(quote, unit, relation, count)]
     if kind == "capital_words":
         word, amount = (match.group(1), match.group(2)) if match.group(2) else match.groups()[2:4]
         relation, count = _relation(word, _number(amount))
-        return [Requirement(quote=quote, check=kind, relation=relation, count=count)]
+        return [_counting(quote, kind, relation, count)]
     if kind == "highlights":
         relation, count = _relation(match.group(1), _number(match.group(2)))
         return [Requirement(quote=quote, check=kind, relation=relation, count=count)]  # type: ignore[arg-type]
