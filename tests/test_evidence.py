@@ -367,6 +367,15 @@ def test_everyday_phrasings_are_read(task: str, read: list[str]) -> None:
     assert [r.describe().split(" (")[0] for r in stated(task)] == read
 
 
+def test_a_phrase_no_requirement_can_hold_is_dropped_not_raised() -> None:
+    """A count beyond any answer's, a list phrase whose count is far before it: the reader
+    reads every task, so what a Requirement cannot hold is no requirement (it raised)."""
+    assert stated("Write a novel, max 99,999 characters.") == []
+    far = "5 " + "very " * 40 + "long names, one per line"
+    assert [r.describe() for r in stated(far)] == ['one per line ("one per line")']
+    assert stated("between 2 and 20000 words") == []
+
+
 def test_characters_lines_and_nothing_else() -> None:
     tweet = "write a tweet announcing our new oat milk latte, under 200 characters, no hashtags"
     assert checked(tweet, "Our oat milk latte is here. Come taste it!") == {

@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from pydantic import ValidationError
+
 from ai_stack.types import Requirement
 
 # -- the vocabulary ----------------------------------------------------------------------------
@@ -173,6 +175,12 @@ def _sentence_of(task: str, start: int, end: int) -> str:
     return task[before + 1 : min(ends) + 1 if ends else len(task)]
 
 
+def before(task: str, at: int, reach: int = 80) -> str:
+    """The few words before ``at``: what a phrase's look-behind rules read (bounded, so a long
+    task costs no more per phrase than a short one)."""
+    return task[max(at - reach, 0) : at]
+
+
 def asked_about(task: str, start: int, end: int) -> bool:
     """Whether the span is inside a question ("when do you use a semicolon?"): a phrase asked
     about, not asked for.
@@ -209,16 +217,24 @@ def items_before(task: str, start: int) -> re.Match[str] | None:
     number about the subject ("my 2 kids")."""
     window_start = max(task.rfind(mark, 0, max(task.rfind(".", 0, start), 0)) for mark in ".?!")
     found = None
-    for match in _ITEMS_BEFORE.finditer(task, max(window_start, 0), start):
-        if match.group(1).lower() in ("one", "zero") or _SUBJECT.search(task[: match.start()]):
+    for match in _ITEMS_BEFORE.finditer(task, max(window_start, start - ITEMS_REACH, 0), start):
+        if match.group(1).lower() in ("one", "zero") or _SUBJECT.search(
+            before(task, match.start())
+        ):
             continue
         found = match
     return found
 
 
+ITEMS_REACH = 100
+"""How far before a list phrase its count may be, in characters."""
+
+
 def _requirement(
     task: str, start: int, end: int, check: str, text: str = "", count: int = 0
-) -> Requirement:
+) -> Requirement | None:
+    """The requirement a span states; None where it cannot be one (a quote over the length a
+    requirement quotes, a count beyond any answer's)."""
     fields = {
         "quote": task[start:end].strip(),
         "check": check,
@@ -226,10 +242,13 @@ def _requirement(
         "count": count,
         "text": text[:80],
     }
-    return Requirement.model_validate(fields)
+    try:
+        return Requirement.model_validate(fields)
+    except ValidationError:
+        return None
 
 
-def _counted(task: str, match: re.Match[str], check: str, text: str = "") -> Requirement:
+def _counted(task: str, match: re.Match[str], check: str, text: str = "") -> Requirement | None:
     """A list phrase with the count of its items where the task states it."""
     items = items_before(task, match.start())
     after = re.match(rf"\s+list of ({NUMBER})\b", task[match.end() :], re.I)
@@ -320,10 +339,10 @@ def read(task: str) -> list[Requirement]:
     >>> read("When do you use a semicolon vs a colon?"), read("Should I say yes or no?")
     ([], [])
     """
-    return [r for r in _found(task) if r.quote]
+    return [r for r in _found(task) if r is not None and r.quote]
 
 
-def _found(task: str) -> Iterator[Requirement]:
+def _found(task: str) -> Iterator[Requirement | None]:
     for match in _NUMBERED.finditer(task):
         count = next((g for g in match.groups() if g), None)
         if count:
@@ -362,7 +381,7 @@ def _found(task: str) -> Iterator[Requirement]:
         if _CHOOSING.search(task[max(match.start() - 60, 0) : match.start()]):
             options = re.split(r",\s*(?:or\s+)?|\s*/\s*|\s+or\s+", match.group(1))
             yield _requirement(task, match.start(), match.end(), "format_choice", "|".join(options))
-    yield from judged(task)
+    yield from _judged(task)
 
 
 def loose_spans(task: str) -> list[range]:
@@ -370,7 +389,7 @@ def loose_spans(task: str) -> list[range]:
     return [range(m.start(), m.end()) for m in _loose_counts(task)]
 
 
-def judged(task: str) -> Iterator[Requirement]:
+def _judged(task: str) -> Iterator[Requirement | None]:
     """Loose amounts, tones, audiences: requirements for judgement, never failed by code."""
     for match in _loose_counts(task):
         yield _requirement(task, match.start(), match.end(), "judgement", match.group(0))
@@ -380,9 +399,7 @@ def judged(task: str) -> Iterator[Requirement]:
             continue  # "a short paragraph": a loose amount, read above
         if any(task[match.start() :].lower().startswith(genre) for genre in GENRES):
             continue
-        if _QUOTES.sub("", task[: match.start()]) != task[: match.start()] and _open_quote(
-            task, match.start()
-        ):
+        if _open_quote(task, match.start()):
             continue  # a word inside quoted text ("Warm regards, Priya") is no tone
         if not asked_about(task, match.start(), match.end()):
             yield _requirement(task, match.start(), match.end(), "judgement", match.group(0))
@@ -391,4 +408,4 @@ def judged(task: str) -> Iterator[Requirement]:
             yield _requirement(task, match.start(), match.end(), "judgement", match.group(0))
 
 
-__all__ = ["LANGUAGES", "SIGN_OFFS", "asked_about", "judged", "loose_spans", "number", "read"]
+__all__ = ["LANGUAGES", "SIGN_OFFS", "asked_about", "before", "loose_spans", "number", "read"]

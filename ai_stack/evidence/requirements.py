@@ -19,8 +19,11 @@ import json
 import re
 from collections.abc import Callable
 
+from pydantic import ValidationError
+
 from ai_stack.evidence import layout, phrasings
 from ai_stack.evidence.markdown import prose_of
+from ai_stack.evidence.phrasings import before
 from ai_stack.types import Check, Requirement
 
 # Typographic quotes, written as escapes: the text compared is the model's and the user's.
@@ -294,6 +297,7 @@ def _relation(word: str | None, count: int, suffix: bool = False) -> tuple[str, 
     return "at most", count
 
 
+MAX_COUNT, MAX_QUOTE = 10_000, 160  # what a Requirement holds (types.py)
 _SYMBOLS = {"<": "less than", "<=": "at most", "\u2264": "at most", ">": "more than",
             ">=": "at least",
             "\u2265": "at least"}  # fmt: skip
@@ -349,9 +353,9 @@ def stated(task: str) -> list[Requirement]:
     found: list[Requirement] = []
     claimed = phrasings.loose_spans(task)  # "around 200 words": judged, not counted
     for match in _RANGE.finditer(task):
-        if not _SUBJECT.search(task[: match.start()]) and (unit := _unit(match.group(3))):
+        if not _SUBJECT.search(before(task, match.start())) and (unit := _unit(match.group(3))):
             low, high = _number(match.group(1)), _number(match.group(2))
-            if low < high:
+            if low < high <= MAX_COUNT and len(match.group(0)) <= MAX_QUOTE:
                 found += [
                     Requirement(quote=match.group(0), check=unit, relation="at least", count=low),  # type: ignore[arg-type]
                     Requirement(quote=match.group(0), check=unit, relation="at most", count=high),  # type: ignore[arg-type]
@@ -361,7 +365,10 @@ def stated(task: str) -> list[Requirement]:
         for match in pattern.finditer(task):
             if kind.startswith("count") and any(match.end() - 1 in span for span in claimed):
                 continue
-            found += _read(kind, match, task)
+            try:
+                found += _read(kind, match, task)
+            except ValidationError:
+                continue  # a quote too long to be one, a count beyond any answer's
     found += phrasings.read(task)
     found = _outermost(_marked(found, task), task)
     cases = {r.check for r in found} & {"lowercase", "uppercase"}
@@ -373,16 +380,16 @@ def stated(task: str) -> list[Requirement]:
 def _read(kind: str, match: re.Match[str], task: str) -> list[Requirement]:
     """The requirements one phrase states (a list of keywords states several)."""
     quote = match.group(0).strip()
-    if kind.startswith("count") and _SUBJECT.search(task[: match.start()]):
+    if kind.startswith("count") and _SUBJECT.search(before(task, match.start())):
         return []  # "my one-paragraph bio", "this 2-page report": the subject, not the answer
     if kind in _ASKABLE and phrasings.asked_about(task, match.start(), match.end()):
         return []
-    if kind in ("lowercase", "uppercase") and _NEGATED.search(task[: match.start()]):
+    if kind in ("lowercase", "uppercase") and _NEGATED.search(before(task, match.start())):
         return []  # "don't write it all in caps"
-    if kind in ("lowercase", "uppercase") and _PART_CASE.search(task[: match.start()]):
+    if kind in ("lowercase", "uppercase") and _PART_CASE.search(before(task, match.start())):
         return []  # "the title in capital letters": a part
     if kind.startswith("count") and re.search(
-        r"\bhighlight\s+\S*\s*\S*\s*$", task[: match.start()], re.I
+        r"\bhighlight\s+\S*\s*\S*\s*$", before(task, match.start()), re.I
     ):
         return []  # "highlight at least 2 sections": highlights
     if kind == "count-or":
@@ -397,7 +404,7 @@ def _read(kind: str, match: re.Match[str], task: str) -> list[Requirement]:
         unit = _unit(match.group(3))
         if not unit:
             return []
-        if _PART_BEFORE.search(task[: match.start()]) or _PART_AFTER.match(task, match.end()):
+        if _PART_BEFORE.search(before(task, match.start())) or _PART_AFTER.match(task, match.end()):
             return []  # "each under 10 words", "10 words per bullet": a part, not the answer
         word, suffix = match.group(1), False
         after = _AFTER.match(task, match.end())
@@ -459,7 +466,7 @@ def _read(kind: str, match: re.Match[str], task: str) -> list[Requirement]:
             if word.strip(" '\"")
         ]
     if kind == "include":
-        if re.search(r"(not|n't|never|without)\s*$", task[: match.start()], re.I):
+        if re.search(r"(not|n't|never|without)\s*$", before(task, match.start()), re.I):
             return []  # "do not use the word 'x'" is an avoid
         text = next(group for group in match.groups()[:3] if group)
         if match.group(1) and not match.group(5):  # "the words "a", "b" and "c""
@@ -514,15 +521,18 @@ def _outermost(found: list[Requirement], task: str) -> list[Requirement]:
     """One reading per phrase: a count read inside a longer phrase of the same kind ("50 words"
     in "keep it to 50 words") is that phrase's, not a second requirement."""
 
-    def span(requirement: Requirement) -> range:
-        start = task.find(requirement.quote)
-        return range(start, start + len(requirement.quote))
+    spans = {
+        r.quote: range(start, start + len(r.quote))
+        for r in found
+        if (start := task.find(r.quote)) >= 0
+    }
 
     def inside(inner: Requirement, outer: Requirement) -> bool:
-        a, b = span(inner), span(outer)
+        a, b = spans.get(inner.quote, range(0)), spans.get(outer.quote, range(0))
         return inner.check == outer.check and a != b and a.start >= b.start and a.stop <= b.stop
 
-    return [r for r in found if r.relation == "none" or not any(inside(r, o) for o in found)]
+    counts = [r for r in found if r.relation != "none"]
+    return [r for r in found if r.relation == "none" or not any(inside(r, o) for o in counts)]
 
 
 def _marked(found: list[Requirement], task: str) -> list[Requirement]:
