@@ -336,6 +336,7 @@ def checked(task: str, answer: str) -> dict[str, bool | None]:
         "What's a good way to sign off an email to my boss's boss?",
         "summarise this 2-page report for me, it's about our Q3 churn: [pasted text]",
         "Should I say yes or no to the job offer?",
+        "Answer yes or no, and explain why.",
     ],
 )
 def test_everyday_look_alikes_state_nothing(task: str) -> None:

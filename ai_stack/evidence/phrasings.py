@@ -302,6 +302,11 @@ _CHOOSING = re.compile(
     r"[^.?!\n]{0,40}$",
     re.I,
 )
+_MORE_THAN_CHOICE = re.compile(
+    r"[^.?!:\n]{0,30}?\b(?:and|then|explain|justify|why|because|with (?:a|an|your)|followed by"
+    r"|plus)\b",
+    re.I,
+)
 _LOOSE_COUNT = re.compile(
     rf"(?:(?<!\w)(?:{_alternatives(tuple(re.escape(w) for w in LOOSE_WORDS))}) ?({NUMBER})"
     rf"|\b(?:{_alternatives(LOOSE_AMOUNTS)}))[\s-]+(?:[a-z]+ )?"
@@ -378,6 +383,8 @@ def _found(task: str) -> Iterator[Requirement | None]:
     for match in _CHOICE.finditer(task):
         if asked_about(task, match.start(), match.end()):
             continue
+        if _MORE_THAN_CHOICE.match(task, match.end()):
+            continue  # "answer yes or no, and explain why": more than the option
         if _CHOOSING.search(task[max(match.start() - 60, 0) : match.start()]):
             options = re.split(r",\s*(?:or\s+)?|\s*/\s*|\s+or\s+", match.group(1))
             yield _requirement(task, match.start(), match.end(), "format_choice", "|".join(options))
