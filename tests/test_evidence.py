@@ -361,6 +361,10 @@ def test_everyday_look_alikes_state_nothing(task: str) -> None:
             ["avoid 'cheap'", "avoid 'budget'", "avoid 'discount'"],
         ),
         ("Sign off as Dr. Lee", ["signature 'Dr. Lee'"]),
+        ("Mention the brand name 'Zest' at least twice.", ["include: at least 2 'Zest'"]),
+        ('Use the keyword "running shoes" twice.', ["include: at least 2 'running shoes'"]),
+        ('"Blue" should appear exactly 4 times.', ["include: exactly 4 'Blue'"]),
+        ("Write an ad with the word 'fresh' appearing 3 times.", ["include: at least 3 'fresh'"]),
         ("Respond in german.", ["language 'German'"]),
     ],
 )

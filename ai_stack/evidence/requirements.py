@@ -79,6 +79,10 @@ _NOT = r"(?<!\bno )(?<!\bnot )(?<!\bwithout )(?<!\bnever )"  # "no capital lette
 _FOLLOWING = r"(?:the|this|these)(?: exact)? (?:words?|phrases?|sentence)"
 # an unquoted phrase, after "this exact phrase", runs to the end of its sentence
 _BARE_PHRASE = r"([^\n\"]{1,60}?[.!?]?)(?=\.?\s+(?:No|Do not|Nothing)\b|\.?\s*$)"
+_APPEARS = (
+    r"(?:should |must |has to |needs to |to )?(?:appears?|appearing|is used|used|occurs?"
+    r"|occurring|shows up|comes up|be used|appear|be mentioned|is mentioned|mentioned)"
+)
 _RESPONSE = r"(?:answer|reply|response|email|letter|text|note|message|poem|story|essay)"
 AVOIDED = {
     "hashtags": "#", "hashtag": "#", "exclamation marks": "!", "exclamation points": "!",
@@ -185,11 +189,12 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     (
         "include",
         re.compile(
-            rf"\b(?:use|include|mention|contain|say|repeat)s?(?: the (?:words?|phrases?|terms?"
-            rf"|keywords?|hashtag))? (?:{_QUOTED}"
+            r"\b(?:use|include|mention|contain|say|repeat)s?"
+            r"(?: (?:the|our|my|your)(?: [\w-]+){1,3}?)?"
+            rf" (?:{_QUOTED}"
             r"|(?:(?<=the word )|(?<=the term )|(?<=the hashtag ))([#\w][\w-]*)"
             rf"|(?<=the phrase )([^,.;:!?\n]{{1,40}}?)(?= at | in |[,.;:!?]|$))"
-            rf"(?: (?:{_RELATION} )?({_NUM}|once|twice|thrice) times?| (once|twice|thrice))?",
+            rf"(?: (?:{_RELATION} )?(?:({_NUM}) times?|(once|twice|thrice)))?",
             re.I,
         ),
     ),
@@ -197,12 +202,11 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         "frequency",
         re.compile(
             rf"\bthe (?:word|term|phrase|name|keyword) (?:{_QUOTED}|([#\w][\w'-]*))"
-            rf" (?:should |must |has to |needs to )?(?:appears?|is used|occurs?|shows up|comes up"
-            rf"|be used|appear|be mentioned|is mentioned)(?: (?:{_RELATION}))? ?({_NUM} times?|once"
-            rf"|twice|thrice)\b"
+            rf" {_APPEARS}(?: (?:{_RELATION}))? ?({_NUM} times?|once|twice|thrice)\b"
             r"|\b(?:mention|use|say|repeat|include)s?"
             r" ((?-i:[A-Z])[\w'-]*(?: (?-i:[A-Z])[\w'-]*)*),?"
-            rf" (?:(?:{_RELATION}) )?({_NUM} times?|twice|thrice)\b",
+            rf" (?:(?:{_RELATION}) )?({_NUM} times?|twice|thrice)\b"
+            rf"|{_QUOTED} {_APPEARS}(?: (?:{_RELATION}))? ?({_NUM} times?|once|twice|thrice)\b",
             re.I,
         ),
     ),
@@ -446,9 +450,12 @@ def _read(kind: str, match: re.Match[str], task: str) -> list[Requirement]:
         return [Requirement(quote=quote, check="avoid", text=text[:80]), *more]
     if kind == "frequency":
         groups = match.groups()
-        text, relation_word, times = (
-            (groups[0] or groups[1], groups[2], groups[3]) if groups[3] else groups[5:8]
-        )
+        if groups[3]:
+            text, relation_word, times = groups[0] or groups[1], groups[2], groups[3]
+        elif groups[7]:
+            text, relation_word, times = groups[5:8]
+        else:
+            text, relation_word, times = groups[9:12]
         relation, count = _relation(relation_word or "at least", _number(times.split()[0]))
         return [
             Requirement(quote=quote, check="include", relation=relation, count=count, text=text)  # type: ignore[arg-type]
@@ -469,7 +476,7 @@ def _read(kind: str, match: re.Match[str], task: str) -> list[Requirement]:
         if re.search(r"(not|n't|never|without)\s*$", before(task, match.start()), re.I):
             return []  # "do not use the word 'x'" is an avoid
         text = next(group for group in match.groups()[:3] if group)
-        if match.group(1) and not match.group(5):  # "the words "a", "b" and "c""
+        if match.group(1) and not (match.group(5) or match.group(7)):  # "a", "b" and "c"
             return [
                 Requirement(quote=quote, check="include", text=text[:80]),
                 *_more_terms("include", task, match.end()),
