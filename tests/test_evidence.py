@@ -420,6 +420,8 @@ def test_title_case_signature_and_a_choice_of_options() -> None:
     note = "Write a two-paragraph note to my neighbour thanking her for the plants. Sign it Sam."
     letter = "Hi Jo,\n\nThank you for watering them.\n\nThey look great.\n\nBest,\nSam"
     assert checked(note, letter) == {"paragraphs": True, "signature": True}
+    signed_above_a_postscript = letter.replace("Best,", "Warm wishes,") + "\n\nP.S. Cake inside."
+    assert checked(note, signed_above_a_postscript) == {"paragraphs": True, "signature": True}
     # addressed to Sam rather than signed by Sam (issue 37's lost task)
     assert checked(note, "Dear Sam,\n\nThanks.\n\nSee you.\n\nBest wishes") == {
         "paragraphs": True,

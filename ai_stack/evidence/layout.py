@@ -254,12 +254,15 @@ def letter_body(text: str) -> str:
     Thanks a lot.
     <BLANKLINE>
     See you.
+    >>> letter_body("Dear Jo,\\n\\nThanks.\\n\\nWarm wishes,\\nSam Lee")
+    'Thanks.'
     """
     pieces = [piece.strip() for piece in re.split(r"\n\s*\n", text.strip()) if piece.strip()]
     if len(pieces) > 1:
         first = pieces[0].splitlines()
         if _GREETING.match(first[0].strip()) and len(first[0].split()) <= 6:
             pieces[0] = "\n".join(first[1:]).strip()
+            pieces = [piece for piece in pieces if piece]
     while len(pieces) > 1 and _closing(pieces[-1]):
         pieces.pop()
     if pieces:
@@ -278,8 +281,8 @@ def _closing(piece: str) -> bool:
 
 def _short_closing_line(line: str) -> bool:
     line = line.strip()
-    if _SIGN_OFF.match(line):
-        return True
+    if _SIGN_OFF.match(line) or re.fullmatch(r"[A-Z][\w'\u2019]*(?: [\w'\u2019]+){0,3},", line):
+        return True  # "Warm wishes," "With love,": a sign-off's shape
     name = re.sub(r"^[-\u2014\u2013~\s]+", "", line)
     return bool(re.fullmatch(r"(?:[A-Z][\w'.-]*|\[[^\]]{1,30}\])(?: [A-Z][\w'.-]*){0,2}", name))
 

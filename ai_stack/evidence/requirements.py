@@ -802,8 +802,8 @@ def check_requirement(requirement: Requirement, answer: str) -> Check | None:
     elif kind == "title_case":
         passed = layout.title_cased(text)
         detail = "" if passed else "not every word is capitalised"
-    elif kind == "signature":
-        passed = layout.signed(text, requirement.text)
+    elif kind == "signature":  # signed above a postscript is signed
+        passed = layout.signed(body_of(text), requirement.text)
         detail = "" if passed else f"the answer does not end signed {requirement.text!r}"
     elif kind == "format_choice":
         options = requirement.text.split("|")
