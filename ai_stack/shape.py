@@ -19,17 +19,31 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, create_model
 
+from ai_stack.evidence import layout
 from ai_stack.evidence.requirements import check_requirement
 from ai_stack.types import Requirement
 
-Unit = Literal["sentences", "paragraphs", "bullets", "text"]
-_JOIN: dict[Unit, str] = {"sentences": " ", "paragraphs": "\n\n", "bullets": "\n", "text": ""}
+Unit = Literal[
+    "sentences", "paragraphs", "bullets", "numbered", "one_per_line", "lines", "separator", "text"
+]  # fmt: skip
+_JOIN: dict[Unit, str] = {
+    "sentences": " ", "paragraphs": "\n\n", "bullets": "\n", "numbered": "\n",
+    "one_per_line": "\n", "lines": "\n", "separator": ", ", "text": "",
+}  # fmt: skip
 _EACH: dict[Unit, str] = {
     "sentences": "one sentence",
     "paragraphs": "one paragraph",
     "bullets": "one bullet point's text",
+    "numbered": "one item's text, without its number",
+    "one_per_line": "one item",
+    "lines": "one line",
+    "separator": "one item",
     "text": "the whole text",
 }
+_UNITS: tuple[Unit, ...] = (
+    "numbered", "bullets", "one_per_line", "separator", "lines", "paragraphs", "sentences"
+)  # fmt: skip
+"""The unit a shape is made of, where several are stated: the most specific list first."""
 CHARS_PER_WORD = (5, 7)  # a word and its space, at the fewest and the most: bounds from counts
 
 
@@ -47,6 +61,8 @@ class Shape:
     case: Literal["", "lowercase", "uppercase"] = ""
     divider: str = ""  # between paragraphs, besides the blank line: "***"
     quoted: bool = False  # the whole answer in double quotes
+    separator: str = ""  # between the items of a separated list: ","
+    signature: str = ""  # the name the answer is signed with, added by code
 
     def describe(self) -> str:
         """What the prompt asks for: ``a JSON object with "title" (the title) and "sentences"
@@ -81,8 +97,12 @@ class Shape:
         """
         data: dict[str, Any] = reply.model_dump()
         parts = [str(part).strip() for part in data.get(self.unit) or []]
+        if self.unit in ("bullets", "numbered", "one_per_line"):
+            parts = [re.sub(r"^[-*\u2022\d.)\s]+", "", part) for part in parts]
         if self.unit == "bullets":
-            parts = ["- " + re.sub(r"^[-*\u2022\d.)\s]+", "", part) for part in parts]
+            parts = ["- " + part for part in parts]
+        if self.unit == "numbered":
+            parts = [f"{index}. {part}" for index, part in enumerate(parts, 1)]
         if self.unit == "text":
             parts = [str(data["text"]).strip()]
         blocks = []
@@ -92,6 +112,8 @@ class Shape:
         if self.opening:
             blocks.append(data["opening"].strip())
         joiner = f"\n\n{self.divider}\n\n" if self.divider else _JOIN[self.unit]
+        if self.separator:
+            joiner = f"{self.separator} " if self.separator.strip() else self.separator
         blocks.append(joiner.join(parts))
         if self.closing:
             blocks.append(data["closing"].strip())
@@ -99,6 +121,8 @@ class Shape:
             note = data["postscript"].strip().removeprefix(self.postscript).strip()
             blocks.append(f"{self.postscript} {note}")
         text = _cased("\n\n".join(block for block in blocks if block), self.case)
+        if self.signature and not layout.signed(text, self.signature):
+            text = layout.signed_with(text, self.signature)  # the name, as written: by code
         return f'"{text}"' if self.quoted else text
 
 
@@ -117,7 +141,7 @@ def shape_for(requirements: Sequence[Requirement]) -> Shape | None:
         by_kind.setdefault(requirement.check, requirement)
     no_commas = any(r.check == "avoid" and r.text.strip() == "," for r in requirements)
     banned = '\\n"\\\\' + ("," if no_commas else "")  # quotes would break the JSON string
-    unit: Unit = next((u for u in ("bullets", "paragraphs", "sentences") if u in by_kind), "text")
+    unit: Unit = next((u for u in _UNITS if u in by_kind), "text")
     fields: dict[str, Any] = {}
     title: Literal["", "plain", "angled"] = ""
     if "title" in by_kind:
@@ -136,10 +160,13 @@ def shape_for(requirements: Sequence[Requirement]) -> Shape | None:
         count = requirement.relation if requirement.relation != "none" else ""
         count = f"{count} {requirement.count}" if count else ""
         share = max(least, 1)
+        if unit in ("one_per_line", "separator") and requirement.relation == "none":
+            least, count = 2, ""
+        item_banned = banned + (by_kind[unit].text if unit == "separator" else "")
         item = (
             _sentence(banned, low // share, high // share if high else 0)
             if unit == "sentences"
-            else _line(banned, max(low // share, 2), high // share if high else 0)
+            else _line(item_banned, max(low // share, 2), high // share if high else 0)
         )
         fields[unit] = (list[item], Field(min_length=least, max_length=most))  # type: ignore[valid-type]
     closing = by_kind["ends_with"].text if "ends_with" in by_kind else ""
@@ -165,22 +192,47 @@ def shape_for(requirements: Sequence[Requirement]) -> Shape | None:
         case,  # type: ignore[arg-type]
         divider,
         quoted="quoted" in by_kind,
+        separator=by_kind["separator"].text if unit == "separator" else "",
+        signature=by_kind["signature"].text if "signature" in by_kind else "",
     )
 
 
 def mend(text: str, requirements: Sequence[Requirement]) -> str | None:
-    """The answer with what code can do exactly done: the case the task asks for, the double
-    quotes it is to be wrapped in. None when that changes nothing, or something else still
-    fails.
+    """The answer with what code can do exactly done: the chatter around it dropped where the
+    task wants nothing else, an answer that opens with one of the task's options reduced to it
+    ("Yes, a tomato is a fruit." to "Yes"), title case, the case the task asks for, the name it
+    is to be signed with, the double quotes it is to be wrapped in. None when that changes
+    nothing, or something else still fails. A word's frequency is never mended by code: words
+    put in by code would not read.
 
     >>> from ai_stack.evidence.requirements import stated
     >>> mend("Fresh Bread Daily", stated("A slogan in all capital letters."))
     'FRESH BREAD DAILY'
     >>> mend("Fresh bread", stated("A slogan in capital letters, in two sentences.")) is None
     True
+    >>> mend("Yes, a tomato is a fruit.", stated("Is a tomato a fruit? Reply only with yes or no."))
+    'Yes'
+    >>> mend("True", stated("Reply only with yes or no: is 17 a prime number?"))
+    'yes'
     """
+    kinds = {r.check: r for r in requirements}
+    mended = text.strip()
+    if "nothing_else" in kinds:
+        mended = layout.without_chatter(mended)
+    if "format_choice" in kinds:
+        options = kinds["format_choice"].text.split("|")
+        if not layout.choice(mended, options):
+            mended = (
+                layout.truth_as(mended, options)  # a program's True, where "yes or no" was asked
+                or layout.leading_choice(mended, options)
+                or mended
+            )
+    if "title_case" in kinds:
+        mended = layout.to_title_case(mended)
     case = next((r.check for r in requirements if r.check in ("lowercase", "uppercase")), "")
-    mended = _cased(text.strip(), case)  # type: ignore[arg-type]
+    mended = _cased(mended, case)  # type: ignore[arg-type]
+    if "signature" in kinds and not layout.signed(mended, kinds["signature"].text):
+        mended = layout.signed_with(mended, kinds["signature"].text)
     if any(r.check == "quoted" for r in requirements) and not mended.startswith('"'):
         mended = f'"{mended}"'
     if mended == text.strip():

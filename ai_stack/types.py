@@ -116,12 +116,25 @@ RequirementKind = Literal[
     "capital_words",
     "highlights",
     "quoted",
+    "characters",
+    "lines",
+    "numbered",
+    "one_per_line",
+    "separator",
+    "nothing_else",
+    "title_case",
+    "language",
+    "signature",
+    "format_choice",
     "judgement",
 ]
 """What a requirement asks of an answer: a count (of words, sentences, paragraphs, bullets,
-sections, ``[placeholders]``, ``*highlighted*`` spans, words in capitals, a letter), a case, a
-word or phrase to use or avoid, a start or an end, a title, a postscript, JSON, the whole answer
-in double quotes; ``judgement`` is what no code can check (a tone, a topic)."""
+sections, ``[placeholders]``, ``*highlighted*`` spans, words in capitals, a letter, characters,
+lines, numbered items, items one per line), a case (or title case), a word or phrase to use or
+avoid, a start or an end, a title, a postscript, JSON, the whole answer in double quotes, items
+split by a separator, nothing but the answer, a signature, one of stated options (``text``:
+``yes|no``); ``language`` and ``judgement`` are what no code checks (a language, a tone, a
+loose amount such as "a couple of sentences" — judged, never failed)."""
 Relation = Literal["at least", "at most", "exactly", "none"]
 
 

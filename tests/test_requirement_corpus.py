@@ -2,8 +2,10 @@
 unique, every requirement's quote is the task's own words, and it speaks the agreed vocabulary.
 
 The corpus measures the reader of a task's stated requirements (issue 37); it was written before
-the reader was tuned, so this file validates the corpus alone and never imports the reader — a
-corpus checked against the reader would drift towards whatever the reader already reads."""
+the reader was tuned, so the validation below never imports the reader — a corpus checked against
+the reader would drift towards whatever the reader already reads. The scorer at the end runs the
+real reader over it and measures recall and precision, on a development half and a held-out
+half (docs/eval.md)."""
 
 from __future__ import annotations
 
@@ -155,3 +157,141 @@ def test_a_broken_requirement_is_reported() -> None:
     assert any("at most 0" in line for line in problems)
     assert any("without the text" in line for line in problems)
     assert any("strict 'yes'" in line for line in problems)
+
+
+# -- the scorer: the real reader against the corpus (issue 37) ---------------------------------
+#
+# Protocol against overfitting: items at even positions are the development half (read, tuned
+# on); items at odd positions are held out and only ever scored in aggregate. Run
+# ``python -m tests.test_requirement_corpus`` for the figures of both halves and the dev half's
+# misses one by one.
+
+
+def _span(task: str, quote: str) -> range:
+    start = task.find(quote)
+    return range(start, start + len(quote)) if start >= 0 else range(0)
+
+
+def _same_text(gold: str, read: str) -> bool:
+    def key(text: str) -> str:
+        return text.strip(" '\"").lower()
+
+    return key(gold) == key(read)
+
+
+def _same_amount(gold: dict[str, Any], read: Any) -> bool:
+    """The relation and count agree. The corpus reads "under N" / "less than N" as ``at most N``
+    (its header's convention); the reader reads them strictly, as ``at most N-1``, the way the
+    instruction-following checks it was first built for count them: the same requirement."""
+    if gold["relation"] == "none":
+        return True
+    if (gold["relation"], gold["count"]) == (read.relation, read.count):
+        return True
+    return gold["relation"] == read.relation == "at most" and read.count == gold["count"] - 1
+
+
+def matches(gold: dict[str, Any], read: Any, task: str) -> bool:
+    """Whether the reader's requirement is the gold one. Strict gold: the same check, with the
+    same relation, count and text where the gold has them. Loose gold (``strict: false``, never
+    to be failed): a judgement whose quote overlaps the gold's — a strict reading of a loose
+    phrase is wrong, since it could fail a right answer."""
+    if not gold["strict"]:
+        overlap = set(_span(task, gold["quote"])) & set(_span(task, read.quote))
+        return read.check == "judgement" and bool(overlap)
+    if read.check != gold["check"]:
+        return False
+    if gold["text"] and not _same_text(gold["text"], read.text):
+        return False
+    return _same_amount(gold, read)
+
+
+class Score:
+    """Recall and precision of the reader on some of the corpus, with what it missed."""
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        from ai_stack.evidence.requirements import stated  # the entry point ask.py calls
+
+        self.gold = self.recalled = self.read = self.right = 0
+        self.missed: dict[str, int] = {}
+        self.wrong: dict[str, int] = {}
+        self.details: list[str] = []
+        for item in items:
+            task, golds = item["task"], item["requirements"]
+            reads = stated(task)
+            for gold in golds:
+                self.gold += 1
+                if any(matches(gold, read, task) for read in reads):
+                    self.recalled += 1
+                    continue
+                what = gold["check"] if gold["strict"] else f"loose {gold['check']}"
+                self.missed[what] = self.missed.get(what, 0) + 1
+                self.details.append(f"{item['id']}: missed {what} «{gold['quote']}»")
+            for read in reads:
+                self.read += 1
+                if any(matches(gold, read, task) for gold in golds):
+                    self.right += 1
+                    continue
+                self.wrong[read.check] = self.wrong.get(read.check, 0) + 1
+                self.details.append(f"{item['id']}: wrongly read {read.describe()}")
+
+    @property
+    def recall(self) -> float:
+        return self.recalled / self.gold if self.gold else 1.0
+
+    @property
+    def precision(self) -> float:
+        return self.right / self.read if self.read else 1.0
+
+    def summary(self) -> str:
+        return (
+            f"recall {self.recall:.2f} ({self.recalled}/{self.gold}), "
+            f"precision {self.precision:.2f} ({self.right}/{self.read}); "
+            f"missed {dict(sorted(self.missed.items()))}; wrong {dict(sorted(self.wrong.items()))}"
+        )
+
+
+def halves(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The development half (even positions) and the held-out half (odd positions)."""
+    return items[0::2], items[1::2]
+
+
+# Floors a little under what the reader measured (docs/eval.md): a regression guard, not the
+# issue's target (recall 0.8 and precision 0.95 on the held-out half), which it does not reach.
+FLOORS = {"dev": (0.95, 0.95), "held out": (0.7, 0.8)}
+
+
+@pytest.mark.parametrize("half", ["dev", "held out"])
+def test_the_reader_recalls_the_corpus_requirements_without_inventing_any(
+    everyday: list[dict[str, Any]], half: str
+) -> None:
+    """Every task through the reader as :mod:`ai_stack.evidence.ask` calls it; only the
+    aggregate is shown for the held-out half."""
+    dev, held_out = halves(everyday)
+    score = Score(dev if half == "dev" else held_out)
+    print(f"{half}: {score.summary()}")
+    recall, precision = FLOORS[half]
+    assert score.recall >= recall and score.precision >= precision, score.summary()
+
+
+def test_the_scorer_tells_a_loose_reading_from_a_strict_one() -> None:
+    """A loose phrase read as a strict count could fail a right answer: no match."""
+    from ai_stack.types import Requirement
+
+    task = "Write around 200 words on sleep, in under 3 paragraphs."
+    loose = {"check": "words", "relation": "exactly", "count": 200, "text": "",
+             "quote": "around 200 words", "strict": False}  # fmt: skip
+    strict = {"check": "paragraphs", "relation": "at most", "count": 3, "text": "",
+              "quote": "under 3 paragraphs", "strict": True}  # fmt: skip
+    judged = Requirement(quote="around 200 words", check="judgement")
+    counted = Requirement(quote="200 words", check="words", relation="exactly", count=200)
+    assert matches(loose, judged, task) and not matches(loose, counted, task)
+    under = Requirement(quote="under 3 paragraphs", check="paragraphs", relation="at most", count=2)
+    assert matches(strict, under, task)
+    assert not matches(strict, under.model_copy(update={"relation": "exactly"}), task)
+
+
+if __name__ == "__main__":
+    dev, held_out = halves(load(EVERYDAY))
+    print("dev:     ", Score(dev).summary())
+    print("held out:", Score(held_out).summary())
+    print("\n".join(Score(dev).details))

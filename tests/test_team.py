@@ -124,6 +124,26 @@ def test_a_result_that_agrees_with_its_program_stands(scripted: ScriptedBackend)
     assert result.output == "36" and result.answers[0].evidence.failures == []  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(
+    ("question", "answer", "program"),
+    [
+        # issue 37's lost task: True replaced the right yes, and the form asked for was dropped
+        (
+            "Reply only with yes or no: is 17 a prime number?",
+            "yes",
+            "print(all(17 % d for d in range(2, 17)))",
+        ),
+        ("What share of 8 is 4? Give a percentage.", "50 %", "print(4 / 8)"),
+    ],
+)
+def test_a_result_that_means_what_its_program_printed_stands(
+    scripted: ScriptedBackend, question: str, answer: str, program: str
+) -> None:
+    scripted.enqueue(answer, kind("value"), f"```python\n{program}\n```")
+    result, _ = run(team(scripted), question)  # type: ignore[arg-type]
+    assert result.output == answer and result.answers[0].evidence.failures == []  # type: ignore[union-attr]
+
+
 # -- prose ---------------------------------------------------------------------------------------
 
 

@@ -49,9 +49,15 @@ def read(task: str, answer: str) -> Ask | None:
     if function or calls:
         return Ask(kind="code", language="python", function=function, by="task")
     requirements = tuple(stated(task))
-    if requirements and not program_blocks(answer):
+    textual = [r for r in requirements if r.check not in ANY_ANSWER]
+    if textual and not program_blocks(answer):
         return Ask(kind="prose", requirements=requirements, by="task")
     return None
+
+
+ANY_ANSWER = frozenset({"nothing_else", "format_choice", "language", "judgement"})
+"""Requirements a result may state as well ("the number only", "yes or no", "briefly"): they
+say nothing of whether the task asks for prose."""
 
 
 def planned(contract: Contract | None, task: str, answer: str) -> Ask:
@@ -199,18 +205,29 @@ def result_form(ask: Ask, checks: Sequence[Check]) -> list[Check]:
 
 
 def result_agrees(printed: str, answer: str) -> Check:
-    """Whether an answer gives the result a program computing it printed: numbers compared at
-    the precision the answer shows, words compared without case.
+    """Whether an answer gives the result a program computing it printed, by meaning: numbers
+    compared at the precision the answer shows (a fraction and its percentage are one value),
+    a truth value and a yes or no alike (``True`` and ``yes``), words compared without case.
 
     >>> result_agrees("22.2222", "It is about 22.2 degrees.").passed
     True
     >>> result_agrees("Tuesday", "It was a Monday.").detail
     'a program computing it printed: Tuesday'
+    >>> result_agrees("True", "Yes.").passed, result_agrees("0.5", "About 50 %.").passed
+    (True, True)
+    >>> result_agrees("False", "Yes, 17 is prime.").passed
+    False
     """
+    truth, said = truth_of(printed), _leading_truth(answer)
     found = _numbers(printed)
-    if found and len(found) == 1:
+    if truth is not None and said is not None:
+        agrees = truth == said
+    elif found and len(found) == 1:
         value = found[0]
-        agrees = any(_same_number(value, shown) for shown in re.findall(_NUMBER, answer))
+        agrees = any(
+            _same_number(value, shown) or _same_share(value, shown, printed, answer, end)
+            for shown, end in ((m.group(0), m.end()) for m in re.finditer(_NUMBER, answer))
+        )
     else:
         agrees = normal(printed) in normal(answer)
     if agrees:
@@ -229,6 +246,34 @@ def result_agrees(printed: str, answer: str) -> Check:
 
 
 _NUMBER = r"-?\d+(?:,\d{3})*(?:\.\d+)?"
+_TRUE = frozenset({"true", "yes", "correct", "right"})
+_FALSE = frozenset({"false", "no", "incorrect", "wrong"})
+_PERCENT = re.compile(r"\s?(?:%|percent\b|per cent\b)", re.I)
+
+
+def truth_of(text: str) -> bool | None:
+    """The truth value a whole text is (``True``, ``yes.``, ``**No**``), or None.
+
+    >>> truth_of("True"), truth_of(" no. "), truth_of("17")
+    (True, False, None)
+    """
+    word = re.sub(r"[*_`\"'.!\s]+", " ", text).strip().lower()
+    return True if word in _TRUE else False if word in _FALSE else None
+
+
+def _leading_truth(answer: str) -> bool | None:
+    """The truth value an answer opens with ("Yes, 17 is prime." is yes), or None."""
+    first = re.match(r"[\s*_`\"']*([A-Za-z]+)", answer)
+    return truth_of(first.group(1)) if first else None
+
+
+def _same_share(value: float, shown: str, printed: str, answer: str, end: int) -> bool:
+    """A fraction and its percentage: 0.5 printed, ``50 %`` answered (or the other way)."""
+    if _PERCENT.match(answer, end):
+        return _same_number(value * 100, shown)
+    if _PERCENT.search(printed):
+        return _same_number(value / 100, shown)
+    return False
 
 
 def _numbers(text: str) -> list[float]:
