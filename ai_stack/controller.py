@@ -855,7 +855,9 @@ class Pipeline:
                 iter(printed_by(best.evidence.checks if best.evidence else [])), None
             )
             if value and value.strip() and "\n" not in value.strip():
-                return AnswerVersion(version=number, text=value.strip(), phase="computed")
+                # in the form the task asks for: "yes or no" gets yes, not the printed True
+                text = mend(value.strip(), ask.checked) or value.strip()
+                return AnswerVersion(version=number, text=text, phase="computed")
         text_only = kinds <= {"requirement", "form", "result"} and ask.kind in ("prose", "result")
         if text_only and "requirement" in kinds:
             if not tries["mended"]:

@@ -144,6 +144,16 @@ def test_a_result_that_means_what_its_program_printed_stands(
     assert result.output == answer and result.answers[0].evidence.failures == []  # type: ignore[union-attr]
 
 
+def test_a_computed_value_takes_the_form_the_task_asks_for(scripted: ScriptedBackend) -> None:
+    """A wrong "no" is replaced by what the program printed, in the task's own form: yes, never
+    the program's True."""
+    question = "Reply only with yes or no: is 17 a prime number?"
+    program = "```python\nprint(all(17 % d for d in range(2, 17)))\n```"
+    scripted.enqueue("no", kind("value"), program)
+    result, _ = run(team(scripted), question)  # type: ignore[arg-type]
+    assert result.output == "yes", [a.text for a in result.answers]
+
+
 # -- prose ---------------------------------------------------------------------------------------
 
 
