@@ -1,0 +1,303 @@
+"""Knowledge indexes: chunking, the SQLite/FTS5 store, incremental updates, the file-access
+policy's refusals, and the `kb` commands — real SQLite, real files in tmp_path, the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ai_stack.access import FilePolicy
+from ai_stack.knowledge.chunking import chunk_text
+from ai_stack.knowledge.indexer import index, resolve_roots
+from ai_stack.knowledge.retrieval import retrieve
+from ai_stack.knowledge.store import IndexStore
+from tests.conftest import invoke
+from tests.test_cli import assert_clean_error
+
+GUIDE = """# Install
+
+Install with pip install ai-stack.
+
+## Models
+
+Pull a model with `ollama pull qwen2.5-coder`.
+The memory manager keeps one model resident.
+
+# Thermal
+
+The thermal monitor pauses when the machine throttles.
+"""
+
+CODE = '''"""A module."""
+
+import os
+
+@decorated
+def first(x):
+    return x + 1
+
+
+class Second:
+    def method(self):
+        return os.sep
+'''
+
+
+@pytest.fixture
+def docs(isolated_home: Path) -> Path:
+    """A small docs tree in the working directory (./docs)."""
+    root = Path("docs")
+    (root / "sub").mkdir(parents=True)
+    (root / "guide.md").write_text(GUIDE)
+    (root / "sub" / "code.py").write_text(CODE)
+    (root / "notes.txt").write_text("First paragraph about llamas.\n\nSecond about alpacas.\n")
+    return root
+
+
+def kb_search(name: str, query: str) -> list[dict[str, object]]:
+    code, out, err = invoke("kb", "search", name, query, "--json")
+    assert code == 0, err
+    rows: list[dict[str, object]] = json.loads(out)
+    return rows
+
+
+# -- chunking ----------------------------------------------------------------------------------
+
+
+def test_markdown_is_cut_at_its_headings_with_line_ranges() -> None:
+    chunks = chunk_text("guide.md", GUIDE)
+    assert [(c.start, c.end) for c in chunks] == [(1, 4), (5, 9), (10, 12)]
+    assert chunks[1].text.startswith("## Models") and "resident" in chunks[1].text
+    assert len({c.hash for c in chunks}) == 3
+
+
+def test_a_heading_inside_a_code_fence_does_not_cut_a_section() -> None:
+    text = "# A\n\n```sh\n# not a heading\nls\n```\n"
+    assert [(c.start, c.end) for c in chunk_text("a.md", text)] == [(1, 6)]
+
+
+def test_python_is_cut_at_top_level_functions_and_classes() -> None:
+    chunks = chunk_text("code.py", CODE)
+    spans = [(c.start, c.end) for c in chunks]
+    assert spans == [(1, 3), (5, 7), (10, 12)]  # module code; decorator + def; the class
+    assert chunks[1].text.startswith("@decorated")
+
+
+def test_unparsable_python_and_other_text_are_cut_at_blank_lines() -> None:
+    broken = "def f(:\n    pass\n\n" + "x = 1\n" * 3
+    assert chunk_text("bad.py", broken, max_chars=20)[0].start == 1
+    text = "a" * 30 + "\n\n" + "b" * 30 + "\n"
+    assert [(c.start, c.end) for c in chunk_text("n.txt", text, max_chars=40)] == [
+        (1, 1),
+        (3, 3),
+    ]
+
+
+def test_a_block_over_the_limit_is_cut_at_lines() -> None:
+    text = "\n".join(f"line {i}" for i in range(100))
+    chunks = chunk_text("long.txt", text, max_chars=100)
+    assert len(chunks) > 5 and all(len(c.text) <= 100 for c in chunks)
+    assert chunks[0].start == 1 and chunks[-1].end == 100
+
+
+# -- the commands ------------------------------------------------------------------------------
+
+
+def test_add_search_show_list_and_rm(docs: Path, isolated_home: Path) -> None:
+    code, _, err = invoke("kb", "add", "docs", "./docs", "-q")
+    assert code == 0, err
+    assert "3 files" in err
+    assert (isolated_home / "knowledge" / "docs.db").is_file()  # beside the history
+
+    rows = kb_search("docs", "how do I pull a model?")
+    assert rows[0]["path"] == "docs/guide.md"
+    assert (rows[0]["start"], rows[0]["end"]) == (5, 9)
+    assert "ollama pull" in str(rows[0]["text"])
+
+    code, out, _ = invoke("kb", "search", "docs", "alpacas")
+    assert code == 0 and "[1] docs/notes.txt:1-3" in out
+
+    code, out, _ = invoke("kb", "show", "docs", "--json")
+    shown = json.loads(out)
+    assert [f["path"] for f in shown["files"]] == [
+        "docs/guide.md",
+        "docs/notes.txt",
+        "docs/sub/code.py",
+    ]
+    assert shown["complete"] is True
+
+    code, out, _ = invoke("kb", "list", "--json")
+    assert code == 0 and json.loads(out)[0]["name"] == "docs"
+    assert json.loads(out)[0]["passages"] == 3 + 1 + 3
+
+    code, _, err = invoke("kb", "add", "docs", "./docs")
+    assert_clean_error(code, err, "already a knowledge index named 'docs'")
+
+    code, _, _ = invoke("kb", "rm", "docs")
+    assert code == 0
+    assert not (isolated_home / "knowledge" / "docs.db").exists()
+    code, _, err = invoke("kb", "search", "docs", "llamas")
+    assert_clean_error(code, err, "No knowledge index named 'docs'")
+    assert docs.joinpath("guide.md").exists()  # the files themselves stay
+
+
+def test_update_reindexes_only_what_changed_and_drops_removed_files(docs: Path) -> None:
+    assert invoke("kb", "add", "docs", "docs", "-q")[0] == 0
+    (docs / "notes.txt").write_text("Now about vicunas only.\n")
+    (docs / "sub" / "code.py").unlink()
+    (docs / "new.md").write_text("# New\n\nGuanacos live here.\n")
+    code, _, err = invoke("kb", "update", "docs", "-q")
+    assert code == 0, err
+    assert "added 1, changed 1, unchanged 1, removed 1" in err
+    assert kb_search("docs", "vicunas")[0]["path"] == "docs/notes.txt"
+    assert kb_search("docs", "alpacas") == []
+    assert kb_search("docs", "guanacos")[0]["path"] == "docs/new.md"
+    assert kb_search("docs", "Second method") == []
+
+    os.utime(docs / "guide.md", ns=(1, 1))  # touched, not changed: read, hash equal, kept
+    code, _, err = invoke("kb", "update", "docs", "-q")
+    assert "added 0, changed 0, unchanged 3, removed 0" in err
+
+
+def test_query_words_are_never_taken_as_fts5_syntax(docs: Path) -> None:
+    assert invoke("kb", "add", "docs", "docs", "-q")[0] == 0
+    assert kb_search("docs", 'pull" OR NEAR(model AND -x*')[0]["path"] == "docs/guide.md"
+    code, _, err = invoke("kb", "search", "docs", "?!")
+    assert_clean_error(code, err, "has no words to search for")
+    assert code == 2
+
+
+# -- what is refused ---------------------------------------------------------------------------
+
+
+def test_a_binary_named_md_is_refused_when_named_and_skipped_in_a_directory(docs: Path) -> None:
+    (docs / "picture.md").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0binary")
+    code, _, err = invoke("kb", "add", "pic", "docs/picture.md")
+    assert_clean_error(code, err, "docs/picture.md is a binary file")
+    assert IndexStore.names() == []  # nothing left behind
+
+    code, _, err = invoke("kb", "add", "docs", "docs", "-q")
+    assert code == 0
+    assert "docs/picture.md: a binary file" in err
+    assert "3 files" in err
+
+
+def test_secrets_and_links_leading_outside_are_skipped(docs: Path, tmp_path: Path) -> None:
+    (docs / ".env").write_text("TOKEN=hunter2\n")  # hidden: not even walked
+    (docs / "server.key").write_text("-----BEGIN PRIVATE KEY-----\n")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("private notes\n")
+    (docs / "linked.txt").symlink_to(outside)
+    code, _, err = invoke("kb", "add", "docs", "docs", "-q")
+    assert code == 0, err
+    assert "docs/server.key: files named *.key hold secrets" in err
+    assert "docs/linked.txt: " in err and "outside the allowed directories" in err
+    assert kb_search("docs", "private notes") == []
+    assert kb_search("docs", "hunter2") == []
+
+
+def test_a_project_config_cannot_widen_what_may_be_indexed(docs: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("private notes\n")
+    (docs / "linked.txt").symlink_to(outside / "secret.txt")
+    Path("ai-stack.toml").write_text(f'[files]\nallow_paths = ["{outside}"]\n')
+    code, _, err = invoke("kb", "add", "docs", "docs")
+    assert_clean_error(code, err, "allow_paths")
+    assert IndexStore.names() == []
+
+
+def test_symlink_loops_neither_hang_nor_crash(docs: Path) -> None:
+    (docs / "loop-a").symlink_to("loop-b")
+    (docs / "loop-b").symlink_to("loop-a")
+    (docs / "sub" / "up").symlink_to("..", target_is_directory=True)
+    code, _, err = invoke("kb", "add", "docs", "docs", "-q")
+    assert code == 0, err
+    assert "docs/loop-a: a symlink loop" in err
+    assert "docs/sub/up: a link to a directory" in err
+    code, _, err = invoke("kb", "add", "loop", "docs/loop-a")
+    assert_clean_error(code, err, "Cannot index docs/loop-a: a symlink loop")
+
+
+def test_a_missing_path_and_a_bad_name_are_refused(docs: Path) -> None:
+    code, _, err = invoke("kb", "add", "docs", "nowhere")
+    assert_clean_error(code, err, "Cannot index nowhere: not found")
+    code, _, err = invoke("kb", "add", "../up", "docs")
+    assert_clean_error(code, err, "Cannot name an index '../up'")
+    assert code == 2
+
+
+def test_a_directory_with_too_many_files_is_refused_before_indexing(tmp_path: Path) -> None:
+    many = Path("many")
+    many.mkdir()
+    for i in range(60):
+        (many / f"{i}.txt").write_text(f"file {i}\n")
+    code, _, err = invoke("kb", "add", "many", "many", "--max-files", "50")
+    assert_clean_error(code, err, "many holds more than 50 files; nothing was indexed")
+    assert IndexStore.names() == []
+    code, _, err = invoke("kb", "add", "many", "many", "--max-files", "60", "-q")
+    assert code == 0 and "60 files" in err
+
+
+# -- interruption, files that move, damage -----------------------------------------------------
+
+
+def test_an_interrupted_indexing_keeps_finished_files_and_update_goes_on(docs: Path) -> None:
+    store = IndexStore.create("docs", resolve_roots([docs]))
+    policy = FilePolicy.create([docs])
+
+    def interrupt(done: int, total: int, path: str) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with store, pytest.raises(KeyboardInterrupt):
+        index(store, policy, progress=interrupt)
+    with IndexStore.open("docs") as store:
+        assert store.counts()[0] == 2  # each finished file was committed
+        assert store.state("complete") == "no"
+    code, out, _ = invoke("kb", "list", "--json")
+    assert json.loads(out)[0]["complete"] is False
+
+    code, _, err = invoke("kb", "update", "docs", "-q")
+    assert code == 0 and "added 1, changed 0, unchanged 2" in err
+    with IndexStore.open("docs") as store:
+        assert store.counts()[0] == 3 and store.state("complete") == "yes"
+
+
+class ChangingPolicy(FilePolicy):
+    """A policy whose reads are followed by another program appending to the file."""
+
+    def read(self, path: Path) -> str:
+        text = super().read(path)
+        if path.name == "notes.txt":
+            with path.open("a") as handle:
+                handle.write("\nA line written while indexing about guanacos.\n")
+        return text
+
+
+def test_a_file_that_changes_while_read_is_indexed_as_read_and_read_again(docs: Path) -> None:
+    policy = ChangingPolicy(roots=(docs.resolve(),))
+    with IndexStore.create("docs", resolve_roots([docs])) as store:
+        report = index(store, policy)
+    assert report.moving == ["docs/notes.txt"]
+    assert retrieve(["docs"], "guanacos") == []  # indexed as it was read
+    code, _, err = invoke("kb", "update", "docs", "-q")
+    assert code == 0 and "changed 1" in err
+    assert retrieve(["docs"], "guanacos")[0].path == "docs/notes.txt"
+
+
+def test_a_damaged_index_says_so_and_rebuild_repairs_it(docs: Path, isolated_home: Path) -> None:
+    assert invoke("kb", "add", "docs", "docs", "-q")[0] == 0
+    database = isolated_home / "knowledge" / "docs.db"
+    for suffix in ("-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    database.write_bytes(b"this is not a database" * 100)
+    code, _, err = invoke("kb", "search", "docs", "llamas")
+    assert_clean_error(code, err, "The knowledge index 'docs' is damaged")
+    assert "ai-stack kb update docs --rebuild" in err
+    code, _, err = invoke("kb", "update", "docs", "--rebuild", "-q")
+    assert code == 0, err
+    assert kb_search("docs", "llamas")[0]["path"] == "docs/notes.txt"
