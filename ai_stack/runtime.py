@@ -1,7 +1,8 @@
 """What every front end (the one-shot, the REPL, the MCP server) does with a run: drive its
 events to a result while recording each as it arrives, open the recorder, read the files given
-as context through the file-access policy, find the conversation to continue. Plain functions,
-no click and no console: the front ends import them, never one another.
+as context through the file-access policy, give the passages of knowledge indexes as numbered
+sources, find the conversation to continue. Plain functions, no click and no console: the
+front ends import them, never one another.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from ai_stack.access import FilePolicy
 from ai_stack.config import Settings
 from ai_stack.controller import Pipeline
 from ai_stack.conversation import Conversation, Summary
-from ai_stack.errors import HistoryError, UsageError
+from ai_stack.errors import HistoryError, InputLimitError, UsageError
 from ai_stack.history import HistoryRecorder, HistoryStore
+from ai_stack.knowledge.retrieval import Passage, retrieve
 from ai_stack.session import Session
-from ai_stack.types import Attachment, Event, RunFinished, RunResult
+from ai_stack.types import Attachment, Event, RunFinished, RunResult, Source
 
 
 class EventSink(Protocol):
@@ -99,6 +101,45 @@ def attach(policy: FilePolicy, paths: Sequence[Path]) -> list[Attachment]:
     return [Attachment(path=str(path), text=policy.read(path)) for path in paths]
 
 
+PASSAGES = 5  # passages retrieved for a task; fewer are given when they do not all fit
+SOURCE_LABEL_TOKENS = 24  # what the "Source [n], file:lines" lines around a passage take
+
+
+def find_passages(names: Sequence[str], task: str) -> list[Passage]:
+    """The passages of the knowledge indexes ``names`` that match ``task`` best (before any
+    model loads: an unknown or damaged index stops here)."""
+    return retrieve(names, task, PASSAGES) if names else []
+
+
+def cite_passages(
+    pipeline: Pipeline, passages: Sequence[Passage], task: str, files: Sequence[Attachment] = ()
+) -> list[Attachment]:
+    """``passages`` as numbered sources ([1] docs/x.md:10-24): as many of the best as fit what
+    the roles' contexts leave after the task and the other ``files`` — a passage is dropped,
+    never summarised, so that what the answer cites is what the index holds."""
+    if not passages:
+        return []
+    spec = pipeline.specs["executor"]
+    room = pipeline.spare_tokens(task, None)
+    room -= sum(pipeline.manager.count_tokens(spec, f.text) + SOURCE_LABEL_TOKENS for f in files)
+    kept: list[Attachment] = []
+    for passage in passages:
+        room -= pipeline.manager.count_tokens(spec, passage.text) + SOURCE_LABEL_TOKENS
+        if room < 0:
+            break
+        n = len(kept) + 1
+        source = Source(
+            n=n, index=passage.index, path=passage.path, start=passage.start, end=passage.end
+        )
+        kept.append(Attachment(path=passage.source, text=passage.text, source=source))
+    if not kept:
+        raise InputLimitError(
+            f"No passage of {passages[0].index} fits beside the task in the models' context.",
+            hint="Raise num_ctx for the roles, or attach fewer files.",
+        )
+    return kept
+
+
 def find_conversation(settings: Settings, latest: bool, ref: str | None) -> Conversation:
     """The conversation to continue from the history: the most recent (``latest``, ``-c``) or
     the one whose id starts with ``ref``; a new one when neither is asked for."""
@@ -127,4 +168,13 @@ def find_conversation(settings: Settings, latest: bool, ref: str | None) -> Conv
         return conversation
 
 
-__all__ = ["EventSink", "attach", "drive", "execute", "find_conversation", "open_recorder"]
+__all__ = [
+    "EventSink",
+    "attach",
+    "cite_passages",
+    "drive",
+    "execute",
+    "find_conversation",
+    "find_passages",
+    "open_recorder",
+]

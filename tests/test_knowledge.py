@@ -15,6 +15,7 @@ from ai_stack.knowledge.indexer import index, resolve_roots
 from ai_stack.knowledge.retrieval import retrieve
 from ai_stack.knowledge.store import IndexStore
 from tests.conftest import invoke
+from tests.ollama_double import OllamaDouble
 from tests.test_cli import assert_clean_error
 
 GUIDE = """# Install
@@ -301,3 +302,65 @@ def test_a_damaged_index_says_so_and_rebuild_repairs_it(docs: Path, isolated_hom
     code, _, err = invoke("kb", "update", "docs", "--rebuild", "-q")
     assert code == 0, err
     assert kb_search("docs", "llamas")[0]["path"] == "docs/notes.txt"
+
+
+# -- answering from an index (--kb) -------------------------------------------------------------
+
+
+def prompts_sent(double: OllamaDouble) -> list[str]:
+    """The user message of each chat request the double served."""
+    return [
+        next(m["content"] for m in e["messages"] if m["role"] == "user")
+        for e in double.events("generate")
+        if e.get("messages")
+    ]
+
+
+def test_kb_passages_reach_the_prompt_as_numbered_sources(
+    docs: Path, on_double: OllamaDouble
+) -> None:
+    assert invoke("kb", "add", "docs", "docs", "-q")[0] == 0
+    on_double.enqueue("Run `ollama pull qwen2.5-coder` [1].", model="qwen2.5:14b")
+    code, out, err = invoke("--kb", "docs", "--direct", "--json", "How do I pull a model?")
+    assert code == 0, err
+    prompt = prompts_sent(on_double)[-1]
+    assert "Source [1], docs/guide.md:5-9:" in prompt
+    assert "Pull a model with `ollama pull qwen2.5-coder`." in prompt
+    assert "cite each source you use by its number, as [1]" in prompt
+    assert prompt.index("Source [1]") < prompt.index("Task: How do I pull a model?")
+    result = json.loads(out)
+    assert result["sources"][0] == {
+        "n": 1,
+        "index": "docs",
+        "path": "docs/guide.md",
+        "start": 5,
+        "end": 9,
+    }
+    assert result["files"] == []
+    assert result["citations"] == {"cited": [1], "unknown": []}
+    assert "Sources: [1] docs/guide.md:5-9" in err
+
+
+def test_a_citation_of_nothing_fails_the_check(docs: Path, on_double: OllamaDouble) -> None:
+    assert invoke("kb", "add", "docs", "docs", "-q")[0] == 0
+    on_double.enqueue("Pull it [1]; the manual says so [9]. Code: `xs[3]`", model="qwen2.5:14b")
+    code, out, err = invoke("--kb", "docs", "--direct", "--json", "How do I pull a model?")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["citations"] == {"cited": [1, 9], "unknown": [9]}
+    assert "the answer cites [9], which names none of the" in err
+
+
+def test_without_kb_the_prompt_asks_for_no_citation(on_double: OllamaDouble) -> None:
+    on_double.enqueue("An answer.", model="qwen2.5:14b")
+    code, out, _ = invoke("--direct", "--json", "How do I pull a model?")
+    assert code == 0
+    assert "cite" not in prompts_sent(on_double)[-1]
+    result = json.loads(out)
+    assert result["sources"] == [] and result["citations"] is None
+
+
+def test_an_unknown_index_stops_the_run_before_any_load(on_double: OllamaDouble) -> None:
+    code, _, err = invoke("--kb", "nothing", "--direct", "a task")
+    assert_clean_error(code, err, "No knowledge index named 'nothing'")
+    assert not on_double.events("load") and not on_double.events("generate")

@@ -29,7 +29,14 @@ from ai_stack.display import Display
 from ai_stack.errors import FileAccessError, UsageError
 from ai_stack.files import read_limited
 from ai_stack.modes import MODES
-from ai_stack.runtime import attach, execute, find_conversation, open_recorder
+from ai_stack.runtime import (
+    attach,
+    cite_passages,
+    execute,
+    find_conversation,
+    find_passages,
+    open_recorder,
+)
 from ai_stack.sandbox import SandboxReport
 from ai_stack.session import Session
 from ai_stack.types import Attachment
@@ -85,6 +92,14 @@ def piped_input(policy: FilePolicy) -> Attachment | None:
     help="Attach a file to the task as context (repeatable; docs/files.md says which).",
 )
 @click.option(
+    "--kb",
+    "knowledge",
+    multiple=True,
+    metavar="NAME",
+    help="Answer from the knowledge index NAME: its best passages become numbered sources "
+    "the answer cites (repeatable; docs/knowledge.md).",
+)
+@click.option(
     "-c", "--continue", "continue_", is_flag=True, help="Continue the most recent conversation."
 )
 @click.option("--conversation", metavar="ID", help="Continue the conversation with this id.")
@@ -96,6 +111,7 @@ def piped_input(policy: FilePolicy) -> Attachment | None:
 def run_command(
     task: tuple[str, ...],
     files: tuple[Path, ...],
+    knowledge: tuple[str, ...],
     continue_: bool,
     conversation: str | None,
     interactive: bool,
@@ -141,6 +157,12 @@ def run_command(
                     "The task is empty.",
                     hint='Usage: ai-stack "TASK"  (or --interactive; see --help)',
                 )
+        if knowledge and interactive:
+            raise UsageError(
+                "--kb works on a one-shot task; the REPL does not take it yet.",
+                hint='Give the task: ai-stack --kb NAME "TASK"',
+            )
+        passages = find_passages(knowledge, text)  # before any model loads
         talk = find_conversation(settings, continue_, conversation)
         with Session.open(settings) as session:
             if not quiet:
@@ -168,6 +190,7 @@ def run_command(
                         policy=policy,
                     )
                     sys.exit(repl.loop())
+                attached += cite_passages(pipeline, passages, text, attached)
                 display = Display(console, None if as_json else sys.stdout, quiet=quiet)
                 result = execute(
                     pipeline, text, display, recorder, conversation=talk, files=attached
