@@ -8,8 +8,11 @@ import os
 from pathlib import Path
 
 import pytest
+from mcp import Client
 
 from ai_stack.access import FilePolicy
+from ai_stack.cli.serve_mcp import Service
+from ai_stack.config import Settings
 from ai_stack.knowledge.chunking import chunk_text
 from ai_stack.knowledge.indexer import index, resolve_roots
 from ai_stack.knowledge.retrieval import retrieve
@@ -17,6 +20,7 @@ from ai_stack.knowledge.store import IndexStore
 from tests.conftest import invoke
 from tests.ollama_double import OllamaDouble
 from tests.test_cli import assert_clean_error
+from tests.test_mcp import structured, with_client
 
 GUIDE = """# Install
 
@@ -364,3 +368,28 @@ def test_an_unknown_index_stops_the_run_before_any_load(on_double: OllamaDouble)
     code, _, err = invoke("--kb", "nothing", "--direct", "a task")
     assert_clean_error(code, err, "No knowledge index named 'nothing'")
     assert not on_double.events("load") and not on_double.events("generate")
+
+
+# -- the MCP server ----------------------------------------------------------------------------
+
+
+def test_mcp_search_knowledge_and_run_task_with_kb(docs: Path, on_double: OllamaDouble) -> None:
+    assert invoke("kb", "add", "docs", "docs", "-q")[0] == 0
+    on_double.enqueue("Use `ollama pull` [1].", model="qwen2.5:14b")
+    service = Service(Settings(), root=Path.cwd())
+
+    async def body(client: Client) -> None:
+        found = structured(
+            await client.call_tool("search_knowledge", {"index": "docs", "query": "thermal"})
+        )
+        assert found["passages"][0]["path"] == "docs/guide.md"
+        assert found["passages"][0]["start"] == 10
+        arguments = {"task": "How do I pull a model?", "direct": True, "kb": ["docs"]}
+        result = structured(await client.call_tool("run_task", arguments))
+        assert result["sources"][0]["path"] == "docs/guide.md"
+        assert result["citations"] == {"cited": [1], "unknown": []}
+        missing = await client.call_tool("search_knowledge", {"index": "none", "query": "x"})
+        assert missing.is_error and "No knowledge index named 'none'" in str(missing.content)
+
+    with_client(service, body)
+    assert "Source [1], docs/guide.md:5-9" in prompts_sent(on_double)[-1]
