@@ -393,3 +393,16 @@ def test_mcp_search_knowledge_and_run_task_with_kb(docs: Path, on_double: Ollama
 
     with_client(service, body)
     assert "Source [1], docs/guide.md:5-9" in prompts_sent(on_double)[-1]
+
+
+def test_the_repl_answers_from_the_indexes_kb_names(docs: Path, on_double: OllamaDouble) -> None:
+    assert invoke("kb", "add", "docs", "docs", "-q")[0] == 0
+    on_double.enqueue("Pull it [1].", "No sources here.", model="qwen2.5:14b")
+    script = "/kb nothing\n/kb docs\nHow do I pull a model?\n/kb off\nWhat is thermal?\n"
+    code, _, err = invoke("--interactive", "--direct", input=script)
+    assert code == 0, err
+    assert "No knowledge index named 'nothing'" in err
+    assert "Answering from: docs" in err
+    with_kb, without = prompts_sent(on_double)[-2:]
+    assert "Source [1], docs/guide.md:5-9:" in with_kb
+    assert "Source [" not in without and "Earlier in this conversation" in without

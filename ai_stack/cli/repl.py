@@ -1,6 +1,7 @@
 """The interactive loop: each line is a task, and the next turn of one conversation, so a
 follow-up ("now do it for .js files too") reaches every role with the turns before it. Slash
-commands start a new conversation, list its turns, attach files and re-run the last turn.
+commands start a new conversation, list its turns, attach files, answer from knowledge indexes
+and re-run the last turn.
 
 Works at a terminal (rich prompt) and with piped input (no prompt, ends at EOF), so
 ``printf 'task one\\ntask two\\n' | ai-stack --interactive`` runs two turns.
@@ -28,7 +29,8 @@ from ai_stack.conversation import Conversation
 from ai_stack.display import Display
 from ai_stack.errors import AiStackError
 from ai_stack.history import HistoryRecorder
-from ai_stack.runtime import attach, execute
+from ai_stack.knowledge.store import IndexStore
+from ai_stack.runtime import attach, cite_passages, execute, find_passages
 from ai_stack.types import Attachment
 
 HELP = """\
@@ -36,6 +38,8 @@ Type a task and press Enter; each task follows the conversation so far. Commands
   /new         start a new conversation
   /history     the turns of this conversation
   /file PATH   attach a file to the next task (repeatable)
+  /kb NAME...  answer the following tasks from these knowledge indexes, citing
+               their passages (/kb alone: which; /kb off: none)
   /retry       run the last turn again
   /models      the model of each role, and what is loaded now
   /config      the settings in force
@@ -59,6 +63,7 @@ class Repl:
         conversation: Conversation | None = None,
         files: Sequence[Attachment] = (),
         policy: FilePolicy | None = None,
+        knowledge: Sequence[str] = (),
     ) -> None:
         self.pipeline = pipeline
         self.console = console
@@ -77,6 +82,7 @@ class Repl:
         self.pending: list[Attachment] = list(files)  # attached to the next task
         self.last_files: list[Attachment] = []  # attached to the last task (for /retry)
         self.policy = policy or pipeline.settings.file_policy()
+        self.knowledge: list[str] = list(knowledge)  # indexes every task answers from
 
     def loop(self) -> int:
         """Run until /quit or end of input; the exit status is 1 if any task failed."""
@@ -119,6 +125,8 @@ class Repl:
             files, self.pending = self.pending, []
         self.last_files = list(files)
         try:
+            passages = find_passages(self.knowledge, task)
+            files = [*files, *cite_passages(self.pipeline, passages, task, files)]
             result = execute(
                 self.pipeline,
                 task,
@@ -164,6 +172,8 @@ class Repl:
             self._attach(line[len(name) :].strip())
         elif name == "/retry":
             self._retry()
+        elif name == "/kb":
+            self._use_knowledge(line[len(name) :].split())
         else:
             self.console.print(f"[yellow]Unknown command {escape(name)}.[/] /help lists them.")
         return True
@@ -203,6 +213,23 @@ class Repl:
         self.pending += attached
         names = ", ".join(attachment.path for attachment in self.pending)
         self.console.print(f"Attached to the next task: {escape(names)}")
+
+    def _use_knowledge(self, names: list[str]) -> None:
+        """``/kb NAME...``: the indexes the following tasks answer from (each checked now)."""
+        if names == ["off"]:
+            self.knowledge = []
+        elif names:
+            try:
+                for name in names:
+                    IndexStore.open(name).close()
+            except AiStackError as exc:
+                print_error(self.console, exc)
+                return
+            self.knowledge = names
+        if self.knowledge:
+            self.console.print(f"Answering from: {escape(', '.join(self.knowledge))}")
+        else:
+            self.console.print("Answering from no knowledge index (/kb NAME to use one).")
 
     def _retry(self) -> None:
         turn = self.conversation.drop_last()

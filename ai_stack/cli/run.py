@@ -28,6 +28,7 @@ from ai_stack.cli.repl import Repl
 from ai_stack.display import Display
 from ai_stack.errors import FileAccessError, UsageError
 from ai_stack.files import read_limited
+from ai_stack.knowledge.store import IndexStore
 from ai_stack.modes import MODES
 from ai_stack.runtime import (
     attach,
@@ -157,12 +158,9 @@ def run_command(
                     "The task is empty.",
                     hint='Usage: ai-stack "TASK"  (or --interactive; see --help)',
                 )
-        if knowledge and interactive:
-            raise UsageError(
-                "--kb works on a one-shot task; the REPL does not take it yet.",
-                hint='Give the task: ai-stack --kb NAME "TASK"',
-            )
-        passages = find_passages(knowledge, text)  # before any model loads
+        for name in knowledge:  # an unknown or damaged index stops here, before any load
+            IndexStore.open(name).close()
+        passages = find_passages(knowledge, text) if text else []
         talk = find_conversation(settings, continue_, conversation)
         with Session.open(settings) as session:
             if not quiet:
@@ -188,6 +186,7 @@ def run_command(
                         conversation=talk,
                         files=attached,
                         policy=policy,
+                        knowledge=knowledge,
                     )
                     sys.exit(repl.loop())
                 attached += cite_passages(pipeline, passages, text, attached)
