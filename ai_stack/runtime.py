@@ -15,11 +15,12 @@ from ai_stack.access import FilePolicy
 from ai_stack.config import Settings
 from ai_stack.controller import Pipeline
 from ai_stack.conversation import Conversation, Summary
-from ai_stack.errors import HistoryError, InputLimitError, UsageError
+from ai_stack.errors import HistoryError, UsageError
 from ai_stack.history import HistoryRecorder, HistoryStore
+from ai_stack.knowledge.citations import PASSAGES, SOURCE_LABEL_TOKENS, as_sources
 from ai_stack.knowledge.retrieval import Passage, retrieve
 from ai_stack.session import Session
-from ai_stack.types import Attachment, Event, RunFinished, RunResult, Source
+from ai_stack.types import Attachment, Event, RunFinished, RunResult
 
 
 class EventSink(Protocol):
@@ -101,10 +102,6 @@ def attach(policy: FilePolicy, paths: Sequence[Path]) -> list[Attachment]:
     return [Attachment(path=str(path), text=policy.read(path)) for path in paths]
 
 
-PASSAGES = 5  # passages retrieved for a task; fewer are given when they do not all fit
-SOURCE_LABEL_TOKENS = 24  # what the "Source [n], file:lines" lines around a passage take
-
-
 def find_passages(names: Sequence[str], task: str) -> list[Passage]:
     """The passages of the knowledge indexes ``names`` that match ``task`` best (before any
     model loads: an unknown or damaged index stops here)."""
@@ -114,30 +111,18 @@ def find_passages(names: Sequence[str], task: str) -> list[Passage]:
 def cite_passages(
     pipeline: Pipeline, passages: Sequence[Passage], task: str, files: Sequence[Attachment] = ()
 ) -> list[Attachment]:
-    """``passages`` as numbered sources ([1] docs/x.md:10-24): as many of the best as fit what
-    the roles' contexts leave after the task and the other ``files`` — a passage is dropped,
-    never summarised, so that what the answer cites is what the index holds."""
+    """``passages`` as numbered sources, as many as fit what the roles' contexts leave after
+    the task and the other ``files``."""
     if not passages:
         return []
     spec = pipeline.specs["executor"]
+
+    def count(text: str) -> int:
+        return pipeline.manager.count_tokens(spec, text)
+
     room = pipeline.spare_tokens(task, None)
-    room -= sum(pipeline.manager.count_tokens(spec, f.text) + SOURCE_LABEL_TOKENS for f in files)
-    kept: list[Attachment] = []
-    for passage in passages:
-        room -= pipeline.manager.count_tokens(spec, passage.text) + SOURCE_LABEL_TOKENS
-        if room < 0:
-            break
-        n = len(kept) + 1
-        source = Source(
-            n=n, index=passage.index, path=passage.path, start=passage.start, end=passage.end
-        )
-        kept.append(Attachment(path=passage.source, text=passage.text, source=source))
-    if not kept:
-        raise InputLimitError(
-            f"No passage of {passages[0].index} fits beside the task in the models' context.",
-            hint="Raise num_ctx for the roles, or attach fewer files.",
-        )
-    return kept
+    room -= sum(count(f.text) + SOURCE_LABEL_TOKENS for f in files)
+    return as_sources(passages, room, count)
 
 
 def find_conversation(settings: Settings, latest: bool, ref: str | None) -> Conversation:

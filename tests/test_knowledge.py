@@ -406,3 +406,44 @@ def test_the_repl_answers_from_the_indexes_kb_names(docs: Path, on_double: Ollam
     with_kb, without = prompts_sent(on_double)[-2:]
     assert "Source [1], docs/guide.md:5-9:" in with_kb
     assert "Source [" not in without and "Earlier in this conversation" in without
+
+
+# -- workflows ---------------------------------------------------------------------------------
+
+
+def test_a_workflow_task_answers_from_its_kb(docs: Path, on_double: OllamaDouble) -> None:
+    assert invoke("kb", "add", "docs", "docs", "-q")[0] == 0
+    flow = Path("flow.yaml")
+    flow.write_text(
+        "name: flow\ndefaults: {direct: true}\ntasks:\n"
+        "  - {id: a, task: 'How do I pull a model?', kb: [docs]}\n"
+        "  - {id: b, task: 'How do I pull a model?'}\n"
+    )
+    on_double.enqueue("Pull it [1].", "Pull it.", model="qwen2.5:14b")
+    code, _, err = invoke("batch", str(flow))
+    assert code == 0, err
+    results = Path("flow-results")
+    a = json.loads((results / "a.json").read_text())
+    assert a["sources"][0]["path"] == "docs/guide.md"
+    assert a["citations"] == {"cited": [1], "unknown": []}
+    b = json.loads((results / "b.json").read_text())
+    assert b["sources"] == [] and b["citations"] is None
+    with_kb = [p for p in prompts_sent(on_double) if "Source [1]" in p]
+    assert len(with_kb) == 1 and "docs/guide.md:5-9" in with_kb[0]
+
+
+def test_a_workflow_may_not_read_an_index_of_files_outside_it(
+    docs: Path, tmp_path: Path, on_double: OllamaDouble
+) -> None:
+    assert invoke("kb", "add", "docs", "docs", "-q")[0] == 0
+    inside = Path("flows")
+    inside.mkdir()
+    flow = inside / "flow.yaml"
+    flow.write_text("name: f\ntasks:\n  - id: a\n    task: t\n    kb: [docs]\n")
+    code, _, err = invoke("batch", str(flow))
+    assert_clean_error(code, err, "flows/flow.yaml:5: tasks.0.kb.0: the knowledge index 'docs'")
+    assert "outside the allowed directories" in err
+    flow.write_text("name: f\ntasks:\n  - {id: a, task: t, kb: [nothing]}\n")
+    code, _, err = invoke("batch", str(flow))
+    assert_clean_error(code, err, "No knowledge index named 'nothing'")
+    assert not on_double.events("load")
