@@ -13,6 +13,7 @@ from mcp import Client
 from ai_stack.access import FilePolicy
 from ai_stack.cli.serve_mcp import Service
 from ai_stack.config import Settings
+from ai_stack.knowledge import retrieval
 from ai_stack.knowledge.chunking import chunk_text
 from ai_stack.knowledge.indexer import index, resolve_roots
 from ai_stack.knowledge.retrieval import retrieve
@@ -447,3 +448,24 @@ def test_a_workflow_may_not_read_an_index_of_files_outside_it(
     code, _, err = invoke("batch", str(flow))
     assert_clean_error(code, err, "No knowledge index named 'nothing'")
     assert not on_double.events("load")
+
+
+# -- large indexes -----------------------------------------------------------------------------
+
+
+def test_a_large_index_leaves_common_words_out_of_the_query(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a large index, a word most passages hold ("the", stemmed "was" -> "wa") would make
+    FTS5 score nearly every passage: it is left out while a rarer word remains."""
+    folder = Path("many")
+    folder.mkdir()
+    sections = [f"## Part {i}\n\nThe story was long, part {i}.\n" for i in range(40)]
+    sections[7] = "## Part 7\n\nThe llamas were here.\n"
+    (folder / "story.md").write_text("\n".join(sections))
+    assert invoke("kb", "add", "story", "many", "-q")[0] == 0
+    assert len(retrieve(["story"], "the llamas was", 10)) == 10  # a small index: every word
+    monkeypatch.setattr(retrieval, "LARGE", 20)
+    found = retrieve(["story"], "the llamas was", 10)
+    assert [p.start for p in found] == [29]  # only "llamas" was searched for
+    assert len(retrieve(["story"], "the story", 10)) == 10  # none rare: the rarest is kept

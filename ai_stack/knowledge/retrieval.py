@@ -14,6 +14,8 @@ from ai_stack.knowledge.store import IndexStore
 
 MAX_TERMS = 64  # a query is a question, not a document
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009)
+LARGE = 10_000  # passages from which common words are left out of a query (rare_terms)
+COMMON = 0.1  # the share of passages past which a word is common
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +36,16 @@ class Passage:
         return f"{self.path}:{self.start}-{self.end}"
 
 
-def match_expression(query: str) -> str:
+def terms(query: str) -> list[str]:
+    """The query's words, lower-cased, each once, at most ``MAX_TERMS``.
+
+    >>> terms('How do I "pull" a model? (ollama) a')
+    ['how', 'do', 'i', 'pull', 'a', 'model', 'ollama']
+    """
+    return list(dict.fromkeys(re.findall(r"\w+", query.lower())))[:MAX_TERMS]
+
+
+def match_expression(query: str | list[str]) -> str:
     """The query's words as an FTS5 expression any of whose terms may match, each quoted so
     that no character of the query is taken as FTS5 syntax.
 
@@ -43,18 +54,63 @@ def match_expression(query: str) -> str:
     >>> match_expression("?!")
     ''
     """
-    terms = list(dict.fromkeys(re.findall(r"\w+", query.lower())))[:MAX_TERMS]
-    return " OR ".join(f'"{term}"' for term in terms)
+    words = terms(query) if isinstance(query, str) else query
+    return " OR ".join(f'"{term}"' for term in words)
+
+
+def rare_terms(words: list[str], frequency: dict[str, int], passages: int) -> list[str]:
+    """``words`` without those in more than ``COMMON`` of a large index's passages, while
+    rarer ones remain. Such a word ("the", "how") makes FTS5 score most of the index — at 100k
+    passages, hundreds of milliseconds — and hardly changes BM25's order, whose weight for a
+    word falls with the share of passages holding it. A word's frequency is that of its stem
+    (:func:`stem_frequencies`); a word not found keeps its place.
+
+    >>> rare_terms(["how", "pull", "model"], {"how": 9_000, "pull": 30, "model": 800}, 20_000)
+    ['pull', 'model']
+    >>> rare_terms(["how", "the"], {"how": 9_000, "the": 19_000}, 20_000)
+    ['how']
+    >>> rare_terms(["how", "pull"], {"how": 900}, 1_000)
+    ['how', 'pull']
+    """
+    if passages < LARGE:
+        return words
+    kept = [w for w in words if frequency.get(w, 0) <= COMMON * passages]
+    return kept or [min(words, key=lambda w: frequency.get(w, 0))]
+
+
+def stem_frequencies(store: IndexStore, words: list[str]) -> dict[str, int]:
+    """How many passages hold each word, read from the FTS5 vocabulary. The index stores
+    Porter stems, which are (nearly always) prefixes of the word ("models" -> "model", "was" ->
+    "wa"): a word's frequency is that of the longest of its prefixes the vocabulary holds."""
+    prefixes = {word[:k] for word in words for k in range(2, len(word) + 1)}
+    if not prefixes:
+        return {}
+    marks = ", ".join("?" for _ in prefixes)
+    rows = store.query(
+        f"SELECT term, doc FROM chunks_vocab WHERE term IN ({marks})", tuple(prefixes)
+    )
+    found = {row["term"]: int(row["doc"]) for row in rows}
+    frequency = {}
+    for word in words:
+        for k in range(len(word), 1, -1):
+            if word[:k] in found:
+                frequency[word] = found[word[:k]]
+                break
+    return frequency
 
 
 def search_index(store: IndexStore, query: str, limit: int) -> list[Passage]:
     """The ``limit`` passages of one index that match ``query`` best, by BM25."""
-    expression = match_expression(query)
-    if not expression:
+    words = terms(query)
+    if not words:
         raise UsageError(
             f"The query {query!r} has no words to search for.",
             hint="Search for words that the documents contain.",
         )
+    passages = store.passages()
+    if passages >= LARGE:
+        words = rare_terms(words, stem_frequencies(store, words), passages)
+    expression = match_expression(words)
     rows = store.query(
         "SELECT f.shown AS path, c.start, c.end, c.text, chunks_fts.rank AS score "
         "FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
@@ -99,4 +155,4 @@ def retrieve(names: Sequence[str], query: str, limit: int = 5) -> list[Passage]:
     return fuse(rankings, limit)
 
 
-__all__ = ["Passage", "fuse", "match_expression", "retrieve", "search_index"]
+__all__ = ["Passage", "fuse", "match_expression", "rare_terms", "retrieve", "search_index", "terms"]

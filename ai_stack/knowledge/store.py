@@ -50,6 +50,7 @@ CREATE INDEX chunks_file ON chunks (file_id);
 CREATE VIRTUAL TABLE chunks_fts USING fts5 (
     text, content = 'chunks', content_rowid = 'id', tokenize = 'porter unicode61'
 );
+CREATE VIRTUAL TABLE chunks_vocab USING fts5vocab (chunks_fts, 'row');
 CREATE TRIGGER chunks_added AFTER INSERT ON chunks BEGIN
     INSERT INTO chunks_fts (rowid, text) VALUES (new.id, new.text);
 END;
@@ -247,6 +248,12 @@ class IndexStore:
             files = self.db.execute("SELECT count(*) FROM files").fetchone()[0]
             chunks = self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
         return int(files), int(chunks)
+
+    def passages(self) -> int:
+        """Passages held (FTS5's own count, kept with its BM25 statistics)."""
+        with self.guarded():
+            row = self.db.execute("SELECT count(*) FROM chunks").fetchone()
+        return int(row[0])
 
     def file_rows(self) -> list[tuple[str, int, int]]:
         """Each file as shown, its size and its passages."""
