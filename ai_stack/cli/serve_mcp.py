@@ -59,9 +59,8 @@ INSTRUCTIONS = """\
 Local models on this machine (ai-stack): a Planner, a Critic and an Executor that check and fix
 their answers by running the code in a sandbox. Use run_task for self-contained grunt work
 (small functions, shell one-liners, summaries, boilerplate) and check what comes back; plan for
-a reviewed plan only; batch_run for many independent tasks at once; search_knowledge for
-passages of the user's knowledge indexes (run_task's kb answers from them, citing them). Calls
-take seconds to minutes: the models are small and run locally, one at a time."""
+a reviewed plan only; batch_run for many independent tasks at once. Calls take seconds to
+minutes: the models are small and run locally, one at a time."""
 
 
 class PlanOutcome(BaseModel):
