@@ -469,3 +469,13 @@ def test_a_large_index_leaves_common_words_out_of_the_query(
     found = retrieve(["story"], "the llamas was", 10)
     assert [p.start for p in found] == [29]  # only "llamas" was searched for
     assert len(retrieve(["story"], "the story", 10)) == 10  # none rare: the rarest is kept
+
+
+def test_an_update_whose_directory_is_gone_changes_nothing(docs: Path, tmp_path: Path) -> None:
+    """An unmounted disk or a moved directory is not "every file was deleted"."""
+    assert invoke("kb", "add", "docs", "docs", "-q")[0] == 0
+    docs.rename(tmp_path / "moved")
+    code, _, err = invoke("kb", "update", "docs", "-q")
+    assert_clean_error(code, err, "docs (")
+    assert "no longer exists; the index is unchanged" in err and "kb rm docs" in err
+    assert kb_search("docs", "llamas")[0]["path"] == "docs/notes.txt"

@@ -78,13 +78,19 @@ def _is_loop(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == 40  # ELOOP
 
 
-def walk(roots: tuple[Root, ...], limit: int, report: Report) -> list[Found]:
+def walk(roots: tuple[Root, ...], limit: int, report: Report, name: str = "NAME") -> list[Found]:
     """Every file under ``roots``, at most ``limit`` (more is refused: name a narrower
     directory or raise ``--max-files``). Symlinked directories are not followed (no loop can
     hold the walk); hidden directories (``.git``) and build directories are left out."""
     found: list[Found] = []
     for root in roots:
         real = Path(root.real)
+        if not real.exists():  # unmounted, moved, deleted: never read as "every file is gone"
+            raise KnowledgeError(
+                f"{root.shown} ({root.real}) no longer exists; the index is unchanged.",
+                hint="Restore it (or mount its disk) and update again, or remove the index: "
+                f"ai-stack kb rm {name}",
+            )
         items = [Found(real, root.shown, named=True)] if real.is_file() else None
         for item in items or _tree(real, root.shown, report):
             found.append(item)
@@ -127,7 +133,7 @@ def index(
 ) -> Report:
     """Bring ``store`` up to date with its files (the first time: index them all)."""
     report = Report()
-    found = walk(store.info.roots, limit, report)
+    found = walk(store.info.roots, limit, report, store.name)
     # The total bounds what one run sends to a model; an index sends only retrieved passages,
     # and the number of files bounds it: each file is still held to the per-file limit.
     policy = dataclasses.replace(policy, max_total_bytes=sys.maxsize, read_bytes=0)
