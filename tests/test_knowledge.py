@@ -479,3 +479,30 @@ def test_an_update_whose_directory_is_gone_changes_nothing(docs: Path, tmp_path:
     assert_clean_error(code, err, "docs (")
     assert "no longer exists; the index is unchanged" in err and "kb rm docs" in err
     assert kb_search("docs", "llamas")[0]["path"] == "docs/notes.txt"
+
+
+def test_only_the_passages_that_fit_the_context_are_given(
+    isolated_home: Path, on_double: OllamaDouble
+) -> None:
+    """Passages are fitted by the context sizing: the best first, as many as fit what the
+    roles' contexts leave; none fitting is one clear error before any model loads."""
+    folder = Path("big")
+    folder.mkdir()
+    body = " ".join(["llama"] + ["wool"] * 250)
+    (folder / "a.md").write_text("\n".join(f"# Part {i}\n\n{body} {i}\n" for i in range(5)))
+    assert invoke("kb", "add", "big", "big", "-q")[0] == 0
+    assert len(kb_search("big", "llama")) == 5
+    sizes = {}
+    for num_ctx in (8192, 1536, 768):
+        Path("ai-stack.toml").write_text(
+            f"direct = true\n[executor]\nnum_ctx = {num_ctx}\nmax_tokens = 64\n"
+        )
+        on_double.enqueue("Wool [1].", model="qwen2.5:14b")
+        code, out, err = invoke("--kb", "big", "--json", "Tell me about the llama")
+        if num_ctx == 768:
+            assert_clean_error(code, err, "No passage of big fits beside the task")
+        else:
+            assert code == 0, err
+            sizes[num_ctx] = [s["start"] for s in json.loads(out)["sources"]]
+    assert len(sizes[8192]) == 5
+    assert 1 <= len(sizes[1536]) < 5 and sizes[1536] == sizes[8192][: len(sizes[1536])]
