@@ -506,3 +506,52 @@ def test_only_the_passages_that_fit_the_context_are_given(
             sizes[num_ctx] = [s["start"] for s in json.loads(out)["sources"]]
     assert len(sizes[8192]) == 5
     assert 1 <= len(sizes[1536]) < 5 and sizes[1536] == sizes[8192][: len(sizes[1536])]
+
+
+# -- PDF ---------------------------------------------------------------------------------------
+
+
+def make_pdf(*pages: str) -> bytes:
+    """A minimal PDF (one Helvetica text line per page), written out object by object."""
+    count = len(pages)
+    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(count))
+    objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {count} >>",
+    ]
+    font = 3 + 2 * count
+    for i, text in enumerate(pages):
+        stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET"
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
+            f"/Resources << /Font << /F1 {font} 0 R >> >> >>"
+        )
+        objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream")
+    objects.append("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    out = b"%PDF-1.4\n"
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n{body}\nendobj\n".encode()
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{offset:010} 00000 n \n".encode() for offset in offsets)
+    out += (
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
+    return out
+
+
+def test_a_pdf_is_indexed_by_page_and_a_broken_one_is_skipped(docs: Path) -> None:
+    (docs / "manual.pdf").write_bytes(
+        make_pdf("Install the llama farm first.", "Shear the alpacas in spring.")
+    )
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4\nthis is not really a pdf\n")
+    code, _, err = invoke("kb", "add", "docs", "docs", "-q")
+    assert code == 0, err
+    assert "docs/broken.pdf: not a PDF pypdf can read" in err
+    found = kb_search("docs", "shear alpacas")
+    assert (found[0]["path"], found[0]["start"], found[0]["end"]) == ("docs/manual.pdf", 2, 2)
+    assert "Shear the alpacas in spring." in str(found[0]["text"])
+    code, _, err = invoke("kb", "add", "broken", "docs/broken.pdf")
+    assert_clean_error(code, err, "docs/broken.pdf is not a PDF pypdf can read")

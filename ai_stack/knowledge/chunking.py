@@ -6,6 +6,7 @@ whole section, paragraph, function or class rather than an arbitrary window of c
 - Python (``.py``): one passage per top-level function or class (decorators included), with the
   module-level code between them grouped; a file ``ast`` cannot parse is cut like other text.
 - Anything else (code or prose): blocks separated by blank lines, grouped up to the size limit.
+- A PDF's pages (:func:`chunk_pages`): each page's text cut like prose; cited by page.
 
 Every passage keeps its 1-based first and last line, so a citation can name ``file:10-24``, and
 a hash of its text. A passage is at most ``MAX_CHARS`` long: longer blocks are cut at lines.
@@ -68,6 +69,19 @@ def chunk_text(name: str, text: str, max_chars: int = MAX_CHARS) -> list[Chunk]:
         body = "\n".join(lines[first:stop]).strip("\n")
         if body.strip():
             chunks.append(Chunk(first + 1, stop, body))
+    return chunks
+
+
+def chunk_pages(pages: list[str], max_chars: int = MAX_CHARS) -> list[Chunk]:
+    """The passages of a PDF's pages: each page's paragraphs, grouped; a passage's ``start``
+    and ``end`` are its page's number (a PDF has no lines to cite, its pages are).
+
+    >>> [(c.start, c.end, c.text) for c in chunk_pages(["One.\\n\\nTwo.", "", "Three."])]
+    [(1, 1, 'One.\\n\\nTwo.'), (3, 3, 'Three.')]
+    """
+    chunks = []
+    for number, page in enumerate(pages, start=1):
+        chunks += [Chunk(number, number, c.text) for c in chunk_text("page.txt", page, max_chars)]
     return chunks
 
 
@@ -165,4 +179,4 @@ def _python(text: str, lines: list[str], max_chars: int) -> list[Block]:
     return blocks
 
 
-__all__ = ["MAX_CHARS", "Chunk", "chunk_text", "content_hash"]
+__all__ = ["MAX_CHARS", "Chunk", "chunk_pages", "chunk_text", "content_hash"]

@@ -21,7 +21,9 @@ from pathlib import Path
 
 from ai_stack.access import FilePolicy
 from ai_stack.errors import FileAccessError, KnowledgeError
-from ai_stack.knowledge.chunking import chunk_text, content_hash
+from ai_stack.files import read_regular
+from ai_stack.knowledge.chunking import Chunk, chunk_pages, chunk_text, content_hash
+from ai_stack.knowledge.pdf import MAX_PDF_BYTES, pdf_pages
 from ai_stack.knowledge.store import IndexStore, Root
 
 MAX_FILES = 20_000  # a docs tree or a codebase; past this, say so rather than walk on for hours
@@ -170,7 +172,7 @@ def _index_one(
         if old is not None and (old[1], old[2]) == (before.st_size, before.st_mtime_ns):
             report.unchanged += 1
             return real
-        text = policy.read(item.path)
+        data, chunks = _read(policy, item, Path(real))
         after = os.stat(real)
     except FileAccessError as exc:
         if item.named:
@@ -183,7 +185,7 @@ def _index_one(
             raise KnowledgeError(f"Cannot index {item.shown}: {why}.") from None
         report.skipped.append((item.shown, why))
         return None
-    digest = content_hash(text.encode("utf-8"))
+    digest = content_hash(data)
     mtime = after.st_mtime_ns
     if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
         report.moving.append(item.shown)
@@ -192,14 +194,30 @@ def _index_one(
         store.file_touched(old[0], mtime)
         report.unchanged += 1
         return real
-    chunks = chunk_text(item.shown, text)
-    store.file_written(real, item.shown, len(text.encode("utf-8")), mtime, digest, chunks)
+    store.file_written(real, item.shown, before.st_size, mtime, digest, chunks)
     report.chunks += len(chunks)
     if old is None:
         report.added += 1
     else:
         report.changed += 1
     return real
+
+
+def _read(policy: FilePolicy, item: Found, real: Path) -> tuple[bytes, list[Chunk]]:
+    """A file's bytes (what its hash is of) and its passages. Text through the policy's
+    ``read``; a PDF, binary to the policy, by its own bounded path: its text extracted, then
+    held to the policy's text checks and per-file limit."""
+    if real.suffix.lower() != ".pdf":
+        text = policy.read(item.path)
+        return text.encode("utf-8"), chunk_text(item.shown, text)
+    data = read_regular(real, MAX_PDF_BYTES)
+    if data is None:
+        raise FileAccessError(
+            item.shown, f"{item.shown} is over the {MAX_PDF_BYTES // 1024**2} MiB limit for a PDF."
+        )
+    pages = pdf_pages(item.shown, data)
+    policy.admit(item.shown, "\n".join(pages).encode("utf-8"))
+    return data, chunk_pages(pages)
 
 
 def _reason(exc: FileAccessError) -> str:
