@@ -555,3 +555,13 @@ def test_a_pdf_is_indexed_by_page_and_a_broken_one_is_skipped(docs: Path) -> Non
     assert "Shear the alpacas in spring." in str(found[0]["text"])
     code, _, err = invoke("kb", "add", "broken", "docs/broken.pdf")
     assert_clean_error(code, err, "docs/broken.pdf is not a PDF pypdf can read")
+
+
+def test_a_secret_is_indexed_only_when_named_with_allow_sensitive(docs: Path) -> None:
+    (docs / "deploy.key").write_text("the llama deploy key\n")
+    code, _, err = invoke("kb", "add", "docs", "docs", "-q")
+    assert "docs/deploy.key: files named *.key hold secrets" in err
+    assert kb_search("docs", "deploy") == []
+    code, _, err = invoke("kb", "update", "docs", "-q", "--allow-sensitive", "docs/deploy.key")
+    assert code == 0 and "added 1" in err
+    assert kb_search("docs", "deploy")[0]["path"] == "docs/deploy.key"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -34,8 +35,7 @@ def _policy(settings: Settings, store: IndexStore, sensitive: tuple[Path, ...]) 
     roots = [Path(root.real) for root in store.info.roots]
     policy = settings.file_policy(*roots)
     named = FilePolicy.create(allowed_sensitive=sensitive).allowed_sensitive
-    policy.allowed_sensitive = policy.allowed_sensitive | named
-    return policy
+    return dataclasses.replace(policy, allowed_sensitive=policy.allowed_sensitive | named)
 
 
 def _run_index(
