@@ -226,11 +226,13 @@ def test_symlink_loops_neither_hang_nor_crash(docs: Path) -> None:
     assert "docs/sub/up: a link to a directory" in err
     code, _, err = invoke("kb", "add", "loop", "docs/loop-a")
     assert_clean_error(code, err, "Cannot index docs/loop-a: a symlink loop")
+    assert code == 2
 
 
 def test_a_missing_path_and_a_bad_name_are_refused(docs: Path) -> None:
     code, _, err = invoke("kb", "add", "docs", "nowhere")
     assert_clean_error(code, err, "Cannot index nowhere: not found")
+    assert code == 2
     code, _, err = invoke("kb", "add", "../up", "docs")
     assert_clean_error(code, err, "Cannot name an index '../up'")
     assert code == 2
@@ -243,6 +245,7 @@ def test_a_directory_with_too_many_files_is_refused_before_indexing(tmp_path: Pa
         (many / f"{i}.txt").write_text(f"file {i}\n")
     code, _, err = invoke("kb", "add", "many", "many", "--max-files", "50")
     assert_clean_error(code, err, "many holds more than 50 files; nothing was indexed")
+    assert code == 2
     assert IndexStore.names() == []
     code, _, err = invoke("kb", "add", "many", "many", "--max-files", "60", "-q")
     assert code == 0 and "60 files" in err

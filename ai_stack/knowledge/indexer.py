@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ai_stack.access import FilePolicy
-from ai_stack.errors import FileAccessError, KnowledgeError
+from ai_stack.errors import FileAccessError, InputLimitError, KnowledgeError
 from ai_stack.files import read_regular
 from ai_stack.knowledge.chunking import Chunk, chunk_pages, chunk_text, content_hash
 from ai_stack.knowledge.pdf import MAX_PDF_BYTES, pdf_pages
@@ -64,11 +64,12 @@ def resolve_roots(paths: list[Path]) -> tuple[Root, ...]:
             real = path.expanduser().resolve(strict=True)
         except (OSError, RuntimeError) as exc:
             why = "a symlink loop" if _is_loop(exc) else "not found"
-            raise KnowledgeError(
-                f"Cannot index {path}: {why}.", hint="Check the path and try again."
+            raise FileAccessError(
+                str(path), f"Cannot index {path}: {why}.", hint="Check the path and try again."
             ) from None
         if not (real.is_dir() or real.is_file()):
-            raise KnowledgeError(
+            raise FileAccessError(
+                str(path),
                 f"Cannot index {path}: it is neither a file nor a directory.",
                 hint="Name text files or directories holding them.",
             )
@@ -97,7 +98,7 @@ def walk(roots: tuple[Root, ...], limit: int, report: Report, name: str = "NAME"
         for item in items or _tree(real, root.shown, report):
             found.append(item)
             if len(found) > limit:  # stop walking here: a tree of millions is not walked
-                raise KnowledgeError(
+                raise InputLimitError(
                     f"{root.shown} holds more than {limit:,} files; nothing was indexed.",
                     hint="Name the directories that hold the documents, or raise the limit "
                     "with --max-files N.",
@@ -182,7 +183,7 @@ def _index_one(
     except (OSError, RuntimeError) as exc:  # vanished, unreadable, a symlink loop
         why = "a symlink loop" if _is_loop(exc) else (getattr(exc, "strerror", None) or str(exc))
         if item.named:
-            raise KnowledgeError(f"Cannot index {item.shown}: {why}.") from None
+            raise FileAccessError(item.shown, f"Cannot index {item.shown}: {why}.") from None
         report.skipped.append((item.shown, why))
         return None
     digest = content_hash(data)
