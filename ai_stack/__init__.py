@@ -1,5 +1,6 @@
-"""ai_stack: a local, Claude-like assistant from a team of local models — a Planner, a Critic and
-an Executor that answer a task and check and fix the answer — inside a memory budget.
+"""ai_stack: a local, Claude-like assistant from a team of local models — an Executor that answers,
+a Planner asked what a task wants where its words do not say, checks that replace a failing
+answer, and a Critic in the review modes — inside a memory budget.
 
 Importing this package has no side effects: no models, clients or files are touched, and the
 names below are imported on first use (so the command line starts fast).

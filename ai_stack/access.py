@@ -7,7 +7,8 @@ a workflow file may come from someone else. So a file is read only if:
   directory, or one the user allowed (``--allow-path DIR``, ``files.allow_paths``); files the
   user names on the command line are allowed by naming them;
 - it is not in a secret location (keys, credentials, keychains, browser profiles, ``.env``
-  files, ...), unless the user named that very path with ``--allow-sensitive PATH``;
+  files, ...; names compared without regard to case, as macOS and Windows file systems do),
+  unless the user named that path, or a directory holding it, with ``--allow-sensitive PATH``;
 - it is text (UTF-8, no NUL bytes) and within the size limits, per file and in total.
 
 docs/files.md lists the rules; keep the two in step.
@@ -43,6 +44,10 @@ SENSITIVE_IN_HOME = (
     ".npmrc",
     ".password-store",
     ".config/gh",
+    ".config/git/credentials",
+    ".cache/huggingface/token",
+    ".huggingface/token",
+    ".vault-token",
     "Library/Keychains",
     ".mozilla",
     ".config/google-chrome",
@@ -58,6 +63,7 @@ SENSITIVE_IN_HOME = (
 SENSITIVE_NAMES = (
     ".env",
     ".env.*",
+    ".envrc",
     "*.pem",
     "*.key",
     "*.p12",
@@ -79,26 +85,29 @@ SENSITIVE_ABSOLUTE = (
 
 
 def sensitive_reason(path: Path, home: Path) -> str | None:
-    """Why ``path`` (resolved) is a secret location, or None.
+    """Why ``path`` (resolved) is a secret location, or None. Case does not matter: on a file
+    system that ignores it (macOS, Windows) ``~/.SSH/ID_RSA`` is ``~/.ssh/id_rsa``, and a
+    ``server.PEM`` holds what a ``server.pem`` does.
 
     >>> home = Path("/home/u")
     >>> sensitive_reason(Path("/home/u/.ssh/config"), home)
     '~/.ssh holds secrets'
     >>> sensitive_reason(Path("/srv/app/.env.local"), home)
     'files named .env.* hold secrets'
+    >>> sensitive_reason(Path("/srv/app/ID_RSA"), home)
+    'files named id_rsa* hold secrets'
     >>> sensitive_reason(Path("/srv/app/notes.txt"), home) is None
     True
     """
+    folded = _folded(path)
     for name in SENSITIVE_IN_HOME:
-        place = home / name
-        if path == place or place in path.parents:
+        if _within(folded, _folded(home / name)):
             return f"~/{name} holds secrets"
     for pattern in SENSITIVE_NAMES:
-        if fnmatch.fnmatch(path.name, pattern):
+        if fnmatch.fnmatchcase(folded.name, pattern):
             return f"files named {pattern} hold secrets"
     for name in SENSITIVE_ABSOLUTE:
-        place = Path(name)
-        if path == place or place in path.parents:
+        if _within(folded, _folded(Path(name))):
             return f"{name} holds secrets"
     return None
 
@@ -139,19 +148,18 @@ class FilePolicy:
     def check(self, path: Path) -> Path:
         """The real path of ``path`` if it may be read; a FileAccessError saying why not."""
         real = _real(path)
-        if self.roots and not any(real == root or root in real.parents for root in self.roots):
+        if self.roots and not any(_within(real, root) for root in self.roots):
             where = " or ".join(str(root) for root in self.roots)
             raise FileAccessError(
                 str(path),
-                f"{path} is outside the allowed directories ({where}).",
+                f"{_shown(path, real)} is outside the allowed directories ({where}).",
                 hint="Allow its directory with --allow-path DIR (or files.allow_paths).",
             )
         reason = sensitive_reason(real, self.home)
-        if reason is not None and real not in self.allowed_sensitive:
-            shown = f"{path} (a link to {real})" if real != _absolute(path) else str(path)
+        if reason is not None and not any(_within(real, p) for p in self.allowed_sensitive):
             raise FileAccessError(
                 str(path),
-                f"Refusing to read {shown}: {reason}.",
+                f"Refusing to read {_shown(path, real)}: {reason}.",
                 hint=f"If you really mean to send it to a model, name it: --allow-sensitive {real}",
             )
         return real
@@ -232,8 +240,21 @@ class FilePolicy:
         return text
 
 
-def _absolute(path: Path) -> Path:
-    return Path(path).expanduser().absolute()
+def _within(path: Path, place: Path) -> bool:
+    """Whether ``path`` is ``place`` or lies inside it."""
+    return path == place or place in path.parents
+
+
+def _folded(path: Path) -> Path:
+    return Path(str(path).casefold())
+
+
+def _shown(path: Path, real: Path) -> str:
+    """``path`` as a message names it: with where it really points when that differs (a link,
+    or a link among its directories), so a refusal says what it refused."""
+    if real != Path(os.path.normpath(Path(path).expanduser().absolute())):
+        return f"{path} (a link to {real})"
+    return str(path)
 
 
 def _real(path: Path) -> Path:

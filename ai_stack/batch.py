@@ -34,7 +34,7 @@ from ai_stack.context import choose_contexts, estimate_tokens
 from ai_stack.controller import Pipeline, Resume, Tally, smallest_loads
 from ai_stack.errors import AiStackError, HistoryError, UsageError
 from ai_stack.evidence import EvidenceCollector
-from ai_stack.files import write_atomically
+from ai_stack.files import OutputDir
 from ai_stack.history import HistoryRecorder, HistoryStore
 from ai_stack.knowledge.citations import PASSAGES, as_sources
 from ai_stack.knowledge.retrieval import retrieve
@@ -276,6 +276,7 @@ class BatchRunner:
         self.prompts = prompts
         self.snapshot = snapshot
         self._store = store
+        self._output: OutputDir | None = None
         self.guard = guard
         self.evidence = evidence
         self.out_dir = out_dir
@@ -298,6 +299,18 @@ class BatchRunner:
     @store.setter
     def store(self, store: HistoryStore) -> None:
         self._store = store
+
+    @property
+    def output(self) -> OutputDir:
+        """The output directory, opened and locked by whoever runs the batch (so a second run
+        into it is refused before anything loads)."""
+        if self._output is None:
+            raise RuntimeError("BatchRunner.output is set before begin()")
+        return self._output
+
+    @output.setter
+    def output(self, output: OutputDir) -> None:
+        self._output = output
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -354,7 +367,10 @@ class BatchRunner:
         return None, None
 
     def begin(self, *, resume: bool) -> None:
-        """Open (or reopen, with ``resume``) this batch in the journal."""
+        """Open (or reopen, with ``resume``) this batch in the journal. A link planted where a
+        result will be written is refused now, before any load."""
+        names = [f"{t.id}.{kind}" for t in self.workflow.tasks for kind in ("md", "json")]
+        self.output.refuse_links([*names, "summary.json"])
         workflow, out_dir = str(self.workflow.path), str(self.out_dir)
         previous = self.store.latest_batch(workflow, out_dir) if resume else None
         if resume and previous is None:
@@ -600,9 +616,9 @@ class BatchRunner:
         assert run.result is not None
         task_id = run.planned.id
         # The answer file is the answer, as asked for; every other copy is redacted.
-        write_atomically(self.out_dir / f"{task_id}.md", run.result["output"].rstrip() + "\n")
-        write_atomically(
-            self.out_dir / f"{task_id}.json",
+        self.output.write(f"{task_id}.md", run.result["output"].rstrip() + "\n")
+        self.output.write(
+            f"{task_id}.json",
             json.dumps(redact_all(run.result), indent=2, ensure_ascii=False) + "\n",
         )
 
@@ -629,9 +645,7 @@ class BatchRunner:
             "unloads": self.tally.unloads,
             "load_s": round(self.tally.load_s, 4),
         }
-        write_atomically(self.out_dir / "summary.json", json.dumps(partial, indent=2) + "\n")
+        self.output.write("summary.json", json.dumps(partial, indent=2) + "\n")
 
     def _write_summary(self, summary: BatchSummary) -> None:
-        write_atomically(
-            self.out_dir / "summary.json", json.dumps(summary.as_dict(), indent=2) + "\n"
-        )
+        self.output.write("summary.json", json.dumps(summary.as_dict(), indent=2) + "\n")

@@ -1,7 +1,8 @@
 """Settings: one pydantic model, filled from defaults < TOML file < environment < CLI flags.
 
-Everything the user owns (config, registered models, the history database, logs) lives under
-one directory, :func:`user_dir`, which ``AI_STACK_HOME`` overrides.
+Everything the user owns (registered models, the history database, logs) lives under one
+directory, :func:`user_dir`; the config file is in the platform's config directory
+(:func:`user_config_file`). ``AI_STACK_HOME`` overrides both.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ai_stack import trust
 from ai_stack.access import FilePolicy
 from ai_stack.errors import ConfigError
 from ai_stack.files import NotARegularFile, read_regular
+from ai_stack.redaction import without_password
 from ai_stack.types import ROLES, Mode, Review, Role
 
 if sys.version_info >= (3, 11):
@@ -74,6 +76,19 @@ def user_dir() -> Path:
     return Path(platformdirs.user_data_dir("ai-stack", appauthor=False))
 
 
+def user_config_file() -> Path:
+    """The user's own config file: ``$AI_STACK_HOME/config.toml``, else the platform's config
+    directory's (``~/.config/ai-stack`` on Linux, ``~/Library/Application Support/ai-stack`` on
+    macOS), where users and dotfile managers look for it. The user data directory's, where it
+    used to live, is still read while the new one does not exist."""
+    home = os.environ.get("AI_STACK_HOME")
+    if home:
+        return Path(home).expanduser() / CONFIG_NAME
+    config = Path(platformdirs.user_config_dir("ai-stack", appauthor=False)) / CONFIG_NAME
+    legacy = user_dir() / CONFIG_NAME
+    return legacy if legacy.is_file() and not config.is_file() else config
+
+
 class RoleSettings(BaseModel):
     """How one role calls its model. ``model`` is a spec such as ``embedded:smollm2``;
     ``None`` lets the backend pick its default."""
@@ -114,6 +129,8 @@ class EndpointSettings(BaseModel):
     api_key_env: str | None = None  # the environment variable holding its key, if it wants one
     kind: ServerKind | Literal["auto"] = "auto"  # auto: told from what the server answers
     request_timeout_s: float = Field(default=600.0, gt=0)
+    stall_timeout_s: float = Field(default=120.0, gt=0)  # no new piece of a reply for this long
+    reply_max_bytes: int = Field(default=16 * 1024**2, ge=64 * 1024)  # one reply, on the wire
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
@@ -129,7 +146,7 @@ class EndpointSettings(BaseModel):
             return cls(base_url=url, api_key_env="OPENAI_API_KEY")
         except ValidationError:
             raise ConfigError(
-                f"OPENAI_BASE_URL={url!r} is not an http:// or https:// URL",
+                f"OPENAI_BASE_URL={without_password(url)!r} is not an http:// or https:// URL",
                 hint="e.g. http://127.0.0.1:1234/v1",
             ) from None
 
@@ -197,6 +214,8 @@ class OllamaSettings(BaseModel):
     keep_alive: str = "10m"
     autostart: bool = False
     request_timeout_s: float = Field(default=600.0, gt=0)
+    stall_timeout_s: float = Field(default=120.0, gt=0)  # no new piece of a reply for this long
+    reply_max_bytes: int = Field(default=16 * 1024**2, ge=64 * 1024)  # one reply, on the wire
 
     @field_validator("host")
     @classmethod
@@ -241,10 +260,11 @@ class EvidenceSettings(BaseModel):
     exec: bool = False  # run answer code even where no isolating sandbox exists (opt-in)
     # edge-case calls the Critic may propose in the answer review (--review answer, both)
     probes: int = Field(default=3, ge=0, le=5)
-    # When the answer fails its checks (team mode): up to this many answers written afresh of
-    # each kind — in the shape a task's stated requirements give, and fresh answers that never
-    # see the failed one, sampled from the second on at attempt_temperature
-    attempts: int = Field(default=4, ge=0, le=8)
+    # Deprecated (read for one more release): the team's answers written afresh of each kind
+    # are bounded by max_rounds, like every mode's extra work; where a config still sets this,
+    # the lower of the two bounds holds (Settings.repair_attempts)
+    attempts: int | None = Field(default=None, ge=0, le=8)
+    # fresh answers after a failing one are sampled from the second on at this temperature
     attempt_temperature: float = Field(default=0.8, ge=0.0, le=2.0)
     # before the first fresh answer to code that fails its checks, the Planner says what went
     # wrong and another approach (planning after trial). Off by default: within the default
@@ -320,6 +340,7 @@ class ClusterSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=600)  # for the head to answer
     start_timeout_s: float = Field(default=120.0, gt=0, le=3600)  # a slower worker is left out
     release_timeout_s: float = Field(default=60.0, gt=0, le=3600)  # unloading at the end
     slots: dict[str, ClusterSlotSettings] = Field(default_factory=dict)  # by worker name
@@ -348,7 +369,9 @@ class Settings(BaseModel):
     approve_score: int = Field(default=8, ge=0, le=10)
     max_reasks: int = Field(default=2, ge=0, le=5)
     repeat_penalty: float = Field(default=1.15, ge=1.0, le=2.0)
-    seed: int | None = 42
+    # the sampling seed: a number makes runs repeatable; "random" draws a fresh one per run
+    # (recorded with the run, so --seed N reproduces it); null (JSON) is read as "random"
+    seed: int | Literal["random"] = 42
     prompts_dir: Path | None = None
     models_dir: Path | None = None
     memory: MemorySettings = Field(default_factory=MemorySettings)
@@ -370,6 +393,12 @@ class Settings(BaseModel):
     def source(self) -> Path | None:
         """The config file read for these settings (None: defaults and flags only)."""
         return self._source
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _random_seed(cls, value: Any) -> Any:
+        """``None`` (from JSON, or an older caller) meant unseeded: a fresh seed per run."""
+        return "random" if value is None else value
 
     @field_validator("planner", "critic", "executor", mode="before")
     @classmethod
@@ -403,6 +432,20 @@ class Settings(BaseModel):
     def role(self, role: Role) -> RoleSettings:
         settings: RoleSettings = getattr(self, role)
         return settings
+
+    @property
+    def repair_attempts(self) -> int:
+        """How many answers of each kind the team's repair may write (in the requirements'
+        shape; fresh): ``max_rounds``, the one bound on every mode's extra work, and no more
+        than the deprecated ``evidence.attempts`` where a config still sets it.
+
+        >>> Settings(max_rounds=1).repair_attempts
+        1
+        >>> Settings(evidence={"attempts": 0}).repair_attempts
+        0
+        """
+        legacy = self.evidence.attempts
+        return self.max_rounds if legacy is None else min(self.max_rounds, legacy)
 
     def resolved_models_dir(self) -> Path:
         return self.models_dir or user_dir() / "models"
@@ -476,7 +519,7 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _own_config() -> tuple[dict[str, Any], Path | None]:
-    path = user_dir() / CONFIG_NAME
+    path = user_config_file()
     return (read_config_file(path), path) if path.is_file() else ({}, None)
 
 
@@ -595,5 +638,6 @@ __all__ = [
     "narrowed",
     "raw_settings",
     "read_config_file",
+    "user_config_file",
     "user_dir",
 ]

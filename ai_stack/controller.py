@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import operator
+import re
+import secrets
 import time
 import uuid
 from collections import Counter
@@ -224,6 +226,12 @@ class Pipeline:
         # where the calls are made: here, or (a cluster's runner) handed off to a node
         self.runner = runner_type(manager, max_reasks=settings.max_reasks, guard=guard)
         self.contexts: dict[ModelSpec, ContextChoice] = {}  # the current run's
+        self.seed = run_seed(settings.seed)  # the current run's
+        self._fresh = False  # the next run samples afresh (reseed)
+
+    def reseed(self) -> None:
+        """Have the next run draw a fresh seed (``/retry``: another sample of the same turn)."""
+        self._fresh = True
 
     def preflight(self) -> None:
         """Fail before any task if a configured model is missing, or one the mode calls cannot
@@ -293,6 +301,8 @@ class Pipeline:
             {spec: self._load(spec) for spec in self.contexts}  # before anything loads
         )
         started = time.perf_counter()
+        self.seed = run_seed("random" if self._fresh else self.settings.seed)
+        self._fresh = False
         done = resume or Resume(run_id=uuid.uuid4().hex[:12])
         tally = Tally(phases=list(done.phases))
         mode = self.settings.mode
@@ -311,6 +321,12 @@ class Pipeline:
         )
         if fitted.note:
             yield Notice("context", fitted.note)
+        if self.settings.evidence.attempts is not None:
+            yield Notice(
+                "config",
+                "evidence.attempts is deprecated and will be removed: max_rounds bounds the "
+                f"team's new versions too (now {self.settings.repair_attempts} of each kind)",
+            )
         fitted_files, view, summarised, budget = yield from tally.relay(
             self._fit_extras(task, context, list(files), conversation)
         )
@@ -382,7 +398,7 @@ class Pipeline:
             answers = yield from tally.relay(
                 self._review_answer(base("executor"), executor, first, done, allowance)
             )
-        chosen = best_answer(answers.versions)
+        chosen = answers.subject if calls.repairs else best_answer(answers.versions)
         sources = [attachment.source for attachment in files if attachment.source is not None]
         citations = check_citations(chosen.text, [s.n for s in sources]) if sources else None
         if citations is not None and not citations.passed:
@@ -411,6 +427,8 @@ class Pipeline:
             answer_stop_reason=answers.stop_reason if calls.reviews_answer else None,
             chosen_answer=chosen.version,
             output=chosen.text,
+            unmet=unmet(chosen),
+            seed=self.seed,
             metrics=RunMetrics(
                 phases=tally.phases,
                 loads=tally.loads,
@@ -757,12 +775,15 @@ class Pipeline:
         tries: Counter[str] = Counter(v.phase for v in done.answers[1:])
         stop: StopReason = "approved"
         while True:
-            best = best_answer(versions)
+            best = team_best(versions, task, ask)
             if not (best.evidence and best.evidence.failures):
                 stop = "approved"
                 break
             if budget.spent():
                 stop = "budget"
+                break
+            if not self.settings.repair_attempts:
+                stop = "max_rounds"  # --max-rounds 0: the answer is checked, never replaced
                 break
             if len(versions) < len(done.answers):
                 made: AnswerVersion | None = done.answers[len(versions)]
@@ -779,7 +800,7 @@ class Pipeline:
             yield EvidenceReady(made.version, 0, made.evidence)
             versions.append(made)
         yield LoopStopped(stop, len(versions) - 1, "answer")
-        return ReviewOutcome(best_answer(versions), versions, stop_reason=stop)
+        return ReviewOutcome(team_best(versions, task, ask), versions, stop_reason=stop)
 
     def _examine(
         self,
@@ -827,19 +848,19 @@ class Pipeline:
         - A stated requirement of the text: first what code does exactly (the case, quotes:
           :func:`~ai_stack.shape.mend`), then the answer written afresh in the shape the
           requirements give (:mod:`ai_stack.shape`; constrained, a count of sentences cannot
-          be missed), up to ``evidence.attempts`` times.
+          be missed), up to ``max_rounds`` times.
         - Anything else — code failing its examples or crashing, a form the task does not ask
           for: fresh answers that never see the failed one, sampled more freely
-          (``evidence.attempts``); code is asked for without explanation (a third of the
+          (``max_rounds`` of them); code is asked for without explanation (a third of the
           tokens); with ``evidence.rethink`` the first follows the Planner's new approach
           (planning after trial), where half a first answer's cost is left in the budget: the
           rethink and the code alone after it cost about one first answer.
         """
-        best = best_answer(versions)
+        best = team_best(versions, base("executor")["task"], ask)
         failed = best.evidence.failures if best.evidence else []
         kinds = {check.kind for check in failed}
         number = versions[-1].version + 1
-        attempts = self.settings.evidence.attempts
+        attempts = self.settings.repair_attempts
         if ask.kind == "result" and "result" in kinds and not tries["computed"]:
             tries["computed"] += 1
             value = computed or next(
@@ -947,10 +968,21 @@ class Pipeline:
                 temperature=settings.temperature,
                 max_tokens=settings.max_tokens,
                 repeat_penalty=self.settings.repeat_penalty,
-                seed=self.settings.seed,
+                seed=self.seed,
             ),
             round=round_,
         )
+
+
+def run_seed(seed: int | Literal["random"]) -> int:
+    """The seed a run samples with: the configured one, or a fresh one for ``random``.
+
+    >>> run_seed(42)
+    42
+    >>> run_seed("random") != run_seed("random")
+    True
+    """
+    return seed if isinstance(seed, int) else secrets.randbelow(2**31 - 1) + 1
 
 
 @dataclass
@@ -974,11 +1006,71 @@ def _same_text(a: str, b: str) -> bool:
     return a.strip() == b.strip()
 
 
+EDGE_CASES = ("probe", "script")  # checks the run chose, not the task's own
+
+
 def _failures(version: AnswerVersion) -> tuple[int, int]:
     """How badly a version fails: the task's own checks first, then edge cases."""
     failed = version.evidence.failures if version.evidence else []
-    edge = sum(1 for check in failed if check.kind in ("probe", "script"))
+    edge = sum(1 for check in failed if check.kind in EDGE_CASES)
     return len(failed) - edge, edge
+
+
+def unmet(version: AnswerVersion) -> list[str]:
+    """The task's own checks ``version`` fails, each as ``name (detail)``: what the run must
+    say it did not meet.
+
+    >>> from ai_stack.types import Check
+    >>> failed = Check(kind="requirement", name="two sentences", passed=False, detail="3 found")
+    >>> unmet(AnswerVersion(version=1, text="x", evidence=Evidence(checks=[failed])))
+    ['two sentences (3 found)']
+    """
+    failed = version.evidence.failures if version.evidence else []
+    return [
+        f"{check.name} ({check.detail})" if check.detail else check.name
+        for check in failed
+        if check.kind not in EDGE_CASES
+    ]
+
+
+def _words(text: str) -> set[str]:
+    return {word.lower() for word in re.findall(r"[^\W\d]\w{3,}", text)}
+
+
+def no_worse(first: AnswerVersion, version: AnswerVersion, task: str, ask: Ask) -> bool:
+    """Whether ``version`` may replace the first answer: it fails no check of the task's own
+    that the first passed and, for an answer in prose, it is not far shorter (under a third of
+    its words) and keeps at least half of the task's words the first used. A version that only
+    meets a count (``is_even 1.`` for two sentences) has lost what the answer was for.
+
+    >>> first = AnswerVersion(version=1, text="An even number divides by two. Zero is even.")
+    >>> task = "Explain what an even number is in two sentences."
+    >>> no_worse(first, AnswerVersion(version=2, text="is_even 1."), task, Ask(kind="prose"))
+    False
+    >>> again = AnswerVersion(version=2, text="An even number has no remainder by two. Four is.")
+    >>> no_worse(first, again, task, Ask(kind="prose"))
+    True
+    """
+    passed = {
+        (c.kind, c.name)
+        for c in (first.evidence.checks if first.evidence else [])
+        if c.passed is True and c.kind not in EDGE_CASES
+    }
+    failed = {(c.kind, c.name) for c in (version.evidence.failures if version.evidence else [])}
+    if passed & failed:
+        return False
+    if ask.kind != "prose":
+        return True  # code alone or a computed value: shorter is what was asked for
+    if 3 * len(version.text.split()) < len(first.text.split()):
+        return False
+    used = _words(task) & _words(first.text)
+    return 2 * len(used & _words(version.text)) >= len(used)
+
+
+def team_best(versions: list[AnswerVersion], task: str, ask: Ask) -> AnswerVersion:
+    """The team's answer: the best of the first and the versions :func:`no_worse` than it."""
+    first = versions[0]
+    return best_answer([first, *(v for v in versions[1:] if no_worse(first, v, task, ask))])
 
 
 def best_answer(versions: list[AnswerVersion]) -> AnswerVersion:

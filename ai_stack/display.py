@@ -7,13 +7,16 @@ the answer is reviewed: then a fix may replace it, and only the final answer is 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import PurePath
 from typing import TextIO
 
 from rich.console import Console
-from rich.markup import escape
 from rich.status import Status
 
 from ai_stack.modes import MODES
+from ai_stack.terminal import ControlFilter, escape
 from ai_stack.types import (
     AnswerReady,
     AskDecided,
@@ -107,6 +110,36 @@ def format_evidence(evidence: Evidence, version: int) -> str:
     return "\n".join(lines)
 
 
+def short_model(name: str) -> str:
+    """How progress names a model: a server's model whose id is a file path (llama-cpp-python's
+    server, an embedded GGUF) by its file name; every other id as it is.
+
+    >>> short_model("openai:/home/me/models/qwen2.5-coder-1.5b-q4_k_m.gguf")
+    'openai:qwen2.5-coder-1.5b-q4_k_m.gguf'
+    >>> short_model("ollama:hf.co/bartowski/Qwen2.5-7B-GGUF:Q4_K_M"), short_model("qwen2.5:7b")
+    ('ollama:hf.co/bartowski/Qwen2.5-7B-GGUF:Q4_K_M', 'qwen2.5:7b')
+    """
+    backend, colon, model = name.partition(":")
+    if not colon:
+        backend, model = "", name
+    path = model.startswith(("/", "~", "./", "../")) or model.lower().endswith(".gguf")
+    return f"{backend}{colon}{PurePath(model).name}" if "/" in model and path else name
+
+
+def named(model: str) -> str:
+    """A model's name as progress shows it: short, and with no markup or control sequences."""
+    return escape(short_model(model))
+
+
+def unmet_line(unmet: list[str]) -> str:
+    """The line that ends a run whose answer fails checks of the task's own.
+
+    >>> unmet_line(["two sentences (3 found)", "running the code (NameError)"])
+    'unmet: two sentences (3 found); running the code (NameError)'
+    """
+    return "unmet: " + "; ".join(unmet)
+
+
 def format_ask(event: AskDecided) -> str:
     """What the task asks for, who decided, and the requirements its words state."""
     ask = event.ask
@@ -126,6 +159,8 @@ class Display:
     """Turns events into terminal output.
 
     ``answer`` receives the executor's streamed text; ``None`` means don't stream it (``--json``).
+    At a terminal the answer is shown without its control sequences; to a file or a pipe it is
+    written verbatim.
     """
 
     def __init__(self, console: Console, answer: TextIO | None = None, *, quiet: bool = False):
@@ -138,6 +173,8 @@ class Display:
         self._answer_open = False
         self._streaming = True  # False while answers are reviewed: the final one is written once
         self._repairs = False  # the mode replaces failing answers: versions, not rounds
+        shown = answer is not None and answer.isatty()
+        self._filter = ControlFilter() if shown else None
 
     def handle(self, event: Event) -> None:
         if isinstance(event, Token):
@@ -150,18 +187,31 @@ class Display:
             self._end_answer()
             self._stop_status()
             if not self._streaming and self.answer is not None:
-                self.answer.write(event.result.output.rstrip() + "\n")
-                self.answer.flush()
-        if self.quiet:
-            return
-        self._render(event)
+                self._write_answer(event.result.output.rstrip() + "\n")
+                self._end_answer()
+        with self._wrapped():
+            if not self.quiet:
+                self._render(event)
+            if isinstance(event, RunFinished) and event.result.unmet:
+                # the last line, also with --quiet: the answer given does not do what was asked
+                self.console.print(f"[bold yellow]{escape(unmet_line(event.result.unmet))}[/]")
+
+    @contextmanager
+    def _wrapped(self) -> Iterator[None]:
+        """Progress wrapped at words to the console's width (the CLI's console soft-wraps,
+        which leaves a terminal to cut long lines mid-word and a log file with long lines)."""
+        soft_wrap, self.console.soft_wrap = self.console.soft_wrap, False
+        try:
+            yield
+        finally:
+            self.console.soft_wrap = soft_wrap
 
     def _render(self, event: Event) -> None:
         """What one event shows on the console (progress; the answer is written by handle)."""
         match event:
             case RunStarted():
                 roles = " · ".join(
-                    f"{role} [cyan]{escape(model)}[/]"
+                    f"{role} [cyan]{named(model)}[/]"
                     for role, model in event.models.items()
                     if role in MODES[event.mode].roles
                 )
@@ -192,7 +242,7 @@ class Display:
                     self.console.print(
                         f"[yellow]Waiting for another ai-stack process using "
                         f"{escape(event.holder_model)} (pid {event.holder_pid}) before using "
-                        f"{escape(event.model)}.[/]"
+                        f"{named(event.model)}.[/]"
                     )
                     self._set_status(f"Waiting for pid {event.holder_pid}…")
             case Summarised():
@@ -207,24 +257,24 @@ class Display:
                 )
             case PhaseStarted():
                 self._phase, self._tokens = event, 0
-                if event.phase == "execute" and self.answer is not None and self._streaming:
+                if self._streams(event):
                     self._stop_status()
                     return
                 self._set_status(self._status_text())
             case ModelLoading():
-                self._set_status(f"Loading [cyan]{escape(event.model)}[/]…")
+                self._set_status(f"Loading [cyan]{named(event.model)}[/]…")
             case ModelLoaded():
                 memory = f"estimated {gib(event.estimate_bytes)}"
                 if event.resident_bytes is not None:
                     memory += f", measured {gib(event.resident_bytes)}"
                 self.console.print(
-                    f"[dim]Loaded {escape(event.model)} in {event.seconds:.2f} s ({memory})[/]"
+                    f"[dim]Loaded {named(event.model)} in {event.seconds:.2f} s ({memory})[/]"
                 )
-                if self._phase is not None:
+                if self._phase is not None and not self._streams(self._phase):
                     self._set_status(self._status_text())
             case ModelUnloaded():
                 reason = escape(event.reason)
-                self.console.print(f"[dim]Unloaded {escape(event.model)} ({reason})[/]")
+                self.console.print(f"[dim]Unloaded {named(event.model)} ({reason})[/]")
             case CallRetried():
                 self._end_answer()
                 self.console.print(
@@ -257,7 +307,7 @@ class Display:
                 self._stop_status()
                 m = event.metrics
                 self.console.print(
-                    f"[dim]{m.role} · {m.phase} · {escape(m.model)} · {m.output_tokens} tokens · "
+                    f"[dim]{m.role} · {m.phase} · {named(m.model)} · {m.output_tokens} tokens · "
                     f"{m.tokens_per_s:.1f} tok/s · {m.wall_s:.2f} s[/]"
                 )
             case PlanReady():
@@ -324,12 +374,21 @@ class Display:
         if event.role == "executor" and answering and self.answer is not None and self._streaming:
             if not self._answer_open:
                 self._answer_open = True
+                self._stop_status()  # a spinner redrawn on the answer's line would erase it
                 if not self.quiet:
                     self.console.print("[bold]Answer[/]")
-            self.answer.write(event.text)
-            self.answer.flush()
+            self._write_answer(event.text)
         elif self._status is not None and self._tokens % 8 == 0:
             self._status.update(self._status_text())
+
+    def _streams(self, phase: PhaseStarted) -> bool:
+        """Whether this call's reply is the answer, shown as it is written (so no spinner)."""
+        return phase.phase == "execute" and self.answer is not None and self._streaming
+
+    def _write_answer(self, text: str) -> None:
+        assert self.answer is not None
+        self.answer.write(self._filter.feed(text) if self._filter is not None else text)
+        self.answer.flush()
 
     def _status_text(self) -> str:
         phase = self._phase
@@ -340,7 +399,7 @@ class Display:
             label += f" (round {phase.round})"
         if phase.attempt > 1:
             label += f", attempt {phase.attempt}"
-        return f"{label} · [cyan]{escape(phase.model)}[/] · {self._tokens} tokens"
+        return f"{label} · [cyan]{named(phase.model)}[/] · {self._tokens} tokens"
 
     def _set_status(self, text: str) -> None:
         if self.quiet:
@@ -357,7 +416,8 @@ class Display:
             self._status = None
 
     def _end_answer(self) -> None:
-        if self._answer_open and self.answer is not None:
-            self.answer.write("\n")
+        if self.answer is not None and (self._answer_open or self._filter is not None):
+            rest = self._filter.flush() if self._filter is not None else ""  # held: cut off
+            self.answer.write(rest + ("\n" if self._answer_open else ""))
             self.answer.flush()
         self._answer_open = False

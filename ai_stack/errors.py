@@ -115,6 +115,18 @@ class TransientBackendError(BackendError):
         self.partial = partial
 
 
+class ReplyLimitError(BackendError):
+    """A server's reply went past a bound: no new piece of the answer for the stall timeout,
+    longer than the request timeout, more bytes than the reply cap, or more pieces than
+    ``max_tokens`` (a server that does not stop). Not retried: the next reply would do the
+    same, and no run may hang for longer than its bounds."""
+
+
+class BadReplyError(BackendError):
+    """A server answered something that is not its API: an HTML page (a proxy, a login
+    portal, another program on the port), invalid JSON, or JSON of the wrong shape."""
+
+
 class MemoryBudgetError(AiStackError):
     """A model cannot be loaded inside the memory budget, or memory is too short right now."""
 

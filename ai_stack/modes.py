@@ -13,8 +13,10 @@ from it whether the first answer is the one given (:attr:`ModeCalls.streams`).
 >>> from ai_stack.config import Settings
 >>> [f"{phase}:{role}" for phase, _, role in MODES["team"].steps(Settings())]
 ['execute:executor', 'contract:planner', 'compute:executor', 'shape:executor', 'shape:executor', \
-'shape:executor', 'shape:executor', 'attempt:executor', 'attempt:executor', 'attempt:executor', \
-'attempt:executor']
+'attempt:executor', 'attempt:executor']
+>>> no_repair = Settings(max_rounds=0, evidence={"rethink": True})
+>>> [f"{phase}:{role}" for phase, _, role in MODES["team"].steps(no_repair)]
+['execute:executor', 'contract:planner', 'compute:executor']
 """
 
 from __future__ import annotations
@@ -55,14 +57,32 @@ class Call:
     when: str = ""  # the condition it is made on, in words ("" : always)
     last_round: bool = True  # False: not in a review's last round (nobody would review it)
     switch: Switch = ""  # the evidence setting that turns it on ("": none)
+    repair: bool = False  # made only to replace a failing answer: off when no attempt is allowed
 
     def on(self, settings: Settings) -> bool:
-        """Whether the settings let the call be made at all."""
-        if self.repeat == "round" and settings.max_rounds == 0:
-            return False
-        if self.repeat == "attempt" and settings.evidence.attempts == 0:
+        """Whether the settings let the call be made at all: ``max_rounds`` bounds every
+        repeated call (0: none), and a repair's calls with it."""
+        if rounds("attempt" if self.repair else self.repeat, settings) == 0:
             return False
         return not self.switch or bool(getattr(settings.evidence, self.switch))
+
+
+def rounds(repeat: Repeat, settings: Settings) -> int:
+    """How many times a call repeated so may be made: a review's rounds are ``max_rounds``,
+    and so are a repair's attempts of each kind (:attr:`Settings.repair_attempts`), so one
+    flag bounds the extra work of whatever mode runs.
+
+    >>> from ai_stack.config import Settings
+    >>> [rounds(r, Settings(max_rounds=1)) for r in ("once", "round", "attempt")]
+    [1, 1, 1]
+    >>> rounds("attempt", Settings(max_rounds=0))
+    0
+    """
+    if repeat == "round":
+        return settings.max_rounds
+    if repeat == "attempt":
+        return settings.repair_attempts
+    return 1
 
 
 @dataclass(frozen=True)
@@ -135,7 +155,7 @@ class ModeCalls:
             ):
                 group.append(calls[index + len(group)])
             index += len(group)
-            count = settings.max_rounds if call.repeat == "round" else settings.evidence.attempts
+            count = rounds(call.repeat, settings)
             for number in range(1, count + 1):
                 steps += [
                     (member.phase, number, member.role)
@@ -231,6 +251,7 @@ _TEAM = (
         ("task", "follow-up"),
         "attempt",
         "a stated requirement fails that a shape can hold",
+        repair=True,
     ),
     Call(
         "rethink",
@@ -239,6 +260,7 @@ _TEAM = (
         ("task", "answer", "evidence", "follow-up"),
         when="the answer's code fails its checks, with room in the budget",
         switch="rethink",
+        repair=True,
     ),
     Call(
         "attempt",
@@ -247,6 +269,7 @@ _TEAM = (
         ("task", "approach", "follow-up"),
         "attempt",
         "the answer fails its checks",
+        repair=True,
     ),
 )
 
@@ -307,4 +330,5 @@ __all__ = [
     "Part",
     "Step",
     "phase_rank",
+    "rounds",
 ]

@@ -28,7 +28,7 @@ from ai_stack.backends import (
     create_backend,
     require_available,
 )
-from ai_stack.backends.base import LoadOptions
+from ai_stack.backends.base import LoadOptions, on_this_machine
 from ai_stack.batch import BatchRunner
 from ai_stack.config import Settings, user_dir
 from ai_stack.context import typical_context
@@ -161,13 +161,13 @@ class Session:
 
     def choose_backend(self) -> str:
         """The backend for specs without a prefix (``auto``: a reachable Ollama, else the first
-        OpenAI-compatible server that answers, else embedded)."""
+        OpenAI-compatible server of :attr:`auto_servers` that answers, else embedded)."""
         if self.backend is None:
             self.backend, self.backend_note = choose_backend(
                 self.settings.backend,
                 self.manager.backend,
                 autostart=self.settings.ollama.autostart,
-                servers=self.servers,
+                servers=self.auto_servers,
             )
         return self.backend
 
@@ -179,6 +179,36 @@ class Session:
         if "openai" not in names and self.settings.endpoint("openai") is not None:
             names.append("openai")
         return names
+
+    @property
+    def auto_servers(self) -> list[str]:
+        """The servers ``auto`` may find (choose, list, check): the configured endpoints, and
+        ``openai`` only where ``$OPENAI_BASE_URL`` is this machine. Other tools read that
+        variable too, often pointing at a hosted API: a server off this machine gets prompts
+        only when named (``--backend openai``, ``openai:MODEL``, an ``[endpoints.NAME]``)."""
+        names = list(self.settings.endpoints)
+        from_environment = self.settings.endpoint("openai") if "openai" not in names else None
+        if from_environment is not None and on_this_machine(from_environment.base_url):
+            names.append("openai")
+        return names
+
+    def remote_note(self, *runs: Settings) -> str | None:
+        """One line naming where prompts go when a role the runs' modes call (default: the
+        session's) is on a server off this machine; None when every one is here."""
+        away: dict[str, list[str]] = {}
+        for settings in runs or (self.settings,):
+            specs = self.role_specs(settings)
+            for role in ROLES_CALLED[settings.mode]:
+                backend = self.manager.backend(specs[role].backend_name)
+                if getattr(backend, "local", True):  # in-process, or a loopback server
+                    continue
+                roles = away.setdefault(getattr(backend, "host", backend.name), [])
+                if role not in roles:
+                    roles.append(role)
+        if not away:
+            return None
+        where = "; ".join(f"{', '.join(roles)} to {host}" for host, roles in away.items())
+        return f"Prompts go off this machine: {where}"
 
     def available(self, name: str, *, required: bool) -> Backend | None:
         """The backend ``name`` if it answers; else None, or an error saying how to fix it."""
@@ -192,7 +222,8 @@ class Session:
         listings show them, and a note for each that does not answer."""
         rows: list[dict[str, Any]] = []
         notes: list[str] = []
-        for name in ("ollama", *self.servers, "embedded"):
+        servers = self.auto_servers if backend == "auto" else self.servers
+        for name in ("ollama", *servers, "embedded"):
             if backend not in ("auto", name):
                 continue
             found = self.available(name, required=backend == name)
@@ -212,7 +243,7 @@ class Session:
         spec = ModelSpec.parse(name, self.settings.backend_names)
         chosen = spec.backend or (None if backend == "auto" else backend)
         if chosen is None:
-            chosen, _ = choose_backend("auto", self.manager.backend, servers=self.servers)
+            chosen, _ = choose_backend("auto", self.manager.backend, servers=self.auto_servers)
         found = self.available(chosen, required=True)
         assert found is not None
         return found, spec.with_backend(chosen)

@@ -149,6 +149,8 @@ RULES: dict[str, dict[str, Rule]] = {
         "keep_alive": refused("choose how long the server keeps models"),
         "autostart": refused("start a server"),
         "request_timeout_s": lower("wait longer for the server"),
+        "stall_timeout_s": lower("wait longer for the server"),
+        "reply_max_bytes": lower("take longer replies"),
     },
     "HistorySettings": {
         "enabled": only(True, "turn the history off"),
@@ -165,7 +167,9 @@ RULES: dict[str, dict[str, Rule]] = {
     "EvidenceSettings": {
         "exec": only(False, "run answer code without a sandbox"),
         "probes": lower("widen the review's budget"),
-        "attempts": lower("widen the review's budget"),
+        # deprecated: the lower of it and max_rounds (the task's own) bounds the repair, so a
+        # value can only narrow what max_rounds allows
+        "attempts": own(),
         "attempt_temperature": own(),
         "rethink": own(),  # one Planner call, inside the budget
         "budget": lower("widen the review's budget"),

@@ -406,6 +406,10 @@ class RunResult(BaseModel):
     answer_stop_reason: StopReason | None = None
     chosen_answer: int = 1
     output: str
+    # the task's own checks the answer given fails, "name (detail)": a run that checked its
+    # answer says what it did not meet (--strict turns it into the exit code)
+    unmet: list[str] = Field(default_factory=list)
+    seed: int | None = None  # the sampling seed the run used: --seed N reproduces it
     metrics: RunMetrics
     conversation_id: str | None = None
     turn: int | None = None  # this run's place in its conversation, from 1

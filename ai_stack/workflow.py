@@ -36,7 +36,7 @@ from ai_stack.errors import (
     UntrustedSettingError,
     WorkflowError,
 )
-from ai_stack.files import NotARegularFile, read_regular
+from ai_stack.files import NotARegularFile, read_regular, unresolved
 from ai_stack.knowledge.store import IndexStore
 from ai_stack.templating import BoundedEnvironment
 from ai_stack.trust import Untrusted
@@ -245,7 +245,8 @@ def load_workflow(
         path=path.resolve(),
         name=parsed.name,
         tasks=[planned[task_id] for task_id in order],
-        output_dir=(output_dir or path.parent / f"{path.stem}-results").resolve(),
+        # its own name unresolved: a link there is refused when the batch opens it
+        output_dir=unresolved(output_dir or path.parent / f"{path.stem}-results"),
         digest=hashlib.sha256(raw_bytes).hexdigest(),
     )
 

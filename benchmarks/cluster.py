@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ai_stack.config import ClusterSettings, ClusterSlotSettings, raw_settings
+from ai_stack.files import OutputDir
 from ai_stack.history import HistoryStore
 from ai_stack.session import Session
 from ai_stack.units import GIB
@@ -79,7 +80,7 @@ def run_batch(path: Path, folder: Path, cluster: Any | None) -> dict[str, float]
         runner = session.batch_runner(
             workflow, out, runner=functools.partial(ClusterBatchRunner, cluster=cluster)
         )
-    with session:
+    with session, OutputDir.open(out) as runner.output:
         runner.preflight()
         runner.store = HistoryStore.open(out / "journal.db")
         runner.begin(resume=False)

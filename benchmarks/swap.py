@@ -27,6 +27,7 @@ from ai_stack.backends.base import Backend, ChatOptions, ChatResult, ChatStream,
 from ai_stack.backends.embedded import EmbeddedBackend
 from ai_stack.config import raw_settings
 from ai_stack.controller import Pipeline, Tally
+from ai_stack.files import OutputDir
 from ai_stack.history import HistoryStore
 from ai_stack.memory import MemoryManager
 from ai_stack.session import Session, resolve_roles
@@ -133,9 +134,10 @@ def run_mode(mode: str, path: Path, folder: Path, backend: str) -> dict[str, flo
         else:
             out = folder / f"out-{mode}-{time.monotonic_ns()}"
             runner = session.batch_runner(workflow, out)
-            runner.store = HistoryStore.open(out / "journal.db")
-            runner.begin(resume=False)
-            summary = runner.run()
+            with OutputDir.open(out) as runner.output:
+                runner.store = HistoryStore.open(out / "journal.db")
+                runner.begin(resume=False)
+                summary = runner.run()
             assert summary.status == "ok", summary.tasks
             tally = runner.tally
     return {"loads": tally.loads, "load_s": tally.load_s, "wall_s": time.perf_counter() - started}

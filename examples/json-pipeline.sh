@@ -26,6 +26,9 @@ for phase in run["metrics"]["phases"]:
     print(f"{phase['role']:>8} {phase['phase']:<8} {phase['output_tokens']:>4} tokens"
           f"  {phase['tokens_per_s']:6.1f} tok/s  wall {phase['wall_s']:.2f} s")
 print(f"loads: {run['metrics']['loads']}, total {run['metrics']['wall_s']:.1f} s")
+if run["unmet"]:
+    print(f"unmet: {'; '.join(run['unmet'])}")
+print(f"seed: {run['seed']} (--seed {run['seed']} reproduces this run)")
 print(f"--- answer (v{run['chosen_answer']}) ---")
 print(run["output"])
 PY

@@ -3,7 +3,9 @@
 sizes and sha256 sums, and HEAD/GET of ``/{repo}/resolve/{revision}/{file}`` with ranges.
 
 Faults on demand: a repo that is gated (401, ``X-Error-Code: GatedRepo``), one that does not
-exist (404, ``RepoNotFound``), a download cut after N bytes, a wrong sha256 in the record.
+exist (404, ``RepoNotFound``), a download cut after N bytes, a wrong sha256 in the record, and
+an endpoint that is no Hub at all (``html``: every request answered 200 with a web page, as a
+login portal, a proxy or a mistyped ``HF_ENDPOINT`` does).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class HubDouble:
     gated: set[str] = field(default_factory=set)
     wrong_sha: set[str] = field(default_factory=set)  # file names recorded with a wrong sum
     cut_after: int | None = None  # the first download of a file stops after this many bytes
+    html: bool = False  # answer every request with a web page
     requests: list[dict[str, Any]] = field(default_factory=list)
     host: str = ""
     _sums: dict[Path, str] = field(default_factory=dict)
@@ -69,6 +72,8 @@ def _handler(hub: HubDouble) -> type[BaseHTTPRequestHandler]:
             hub.requests.append(
                 {"method": self.command, "path": path, "range": self.headers.get("Range")}
             )
+            if hub.html:
+                return self._page(body=body)
             info = re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/[^/]+)?", path)
             resolve = re.fullmatch(r"/([^/]+/[^/]+)/resolve/[^/]+/(.+)", path)
             repo = (info or resolve).group(1) if (info or resolve) else None
@@ -136,6 +141,15 @@ def _handler(hub: HubDouble) -> type[BaseHTTPRequestHandler]:
                         return
                     self.wfile.write(chunk)
                     sent += len(chunk)
+
+        def _page(self, *, body: bool) -> None:
+            payload = b"<!doctype html><html><body><h1>Sign in to continue</h1></body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if body:
+                self.wfile.write(payload)
 
         def _json(self, data: dict[str, Any]) -> None:
             payload = json.dumps(data).encode()

@@ -16,6 +16,9 @@ What it reproduces, because the client code depends on it:
   runs on the CPU. ``/api/tags``, ``/api/show`` (``model_info``), ``/api/pull`` progress,
   ``/api/delete``, ``/api/version`` and ``GET /``.
 - 404 for unknown models, injected 500/503 errors, in-stream error lines, and cut streams.
+- Misbehaviours of what is not Ollama or not well (``misbehave``, by path): an HTML page,
+  invalid JSON, JSON of the wrong shape, a garbage line in a stream, a stream without end, and
+  one that drips a byte at a time and never completes a line.
 - Load latency proportional to model size.
 
 Tests read its ``log`` to assert invariants at every step (residency, reloads, verified unloads).
@@ -138,6 +141,12 @@ class _QuietServer(ThreadingHTTPServer):
         pass
 
 
+MISBEHAVIOURS = ("html", "invalid-json", "wrong-shape", "garbage", "endless", "drip")
+HTML_PAGE = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Log in</body></html>"
+# Wrong for every endpoint: each key a client reads has the wrong type
+WRONG_SHAPE = {"models": "none", "details": "none", "model_info": "none", "version": 5}
+
+
 class BadRequest(Exception):
     pass
 
@@ -167,6 +176,9 @@ class OllamaDouble:
     unload_delay_s: float = 0.05
     load_bytes_per_s: float = 100 * GIB
     seconds_per_token: float = 0.0
+    # path -> one of MISBEHAVIOURS: how every request to that path is answered
+    misbehave: dict[str, str] = field(default_factory=dict)
+    drip_s: float = 0.05  # the pause between two bytes of a drip
     # While set, a generation streams its first piece and then waits until the gate opens: a
     # test holds a model busy for as long as it needs, whatever the machine's speed.
     gate: threading.Event | None = None
@@ -372,6 +384,26 @@ def _instance(schema: dict[str, Any]) -> Any:
     return None
 
 
+def _misbehaving_lines(behaviour: str) -> Iterator[bytes]:
+    """The body of a misbehaving stream: a good line then garbage; good lines without end; or
+    a line that never ends, a byte at a time."""
+    line = {"model": "m", "created_at": _rfc3339(0), "done": False}
+    good = (json.dumps({**line, "message": {"role": "assistant", "content": "la"}}) + "\n").encode()
+    if behaviour == "garbage":
+        yield good
+        yield b"this is not JSON\n"
+    elif behaviour == "endless":
+        while True:
+            yield good
+    elif behaviour == "drip":
+        yield good
+        yield b'{"model": "m", "message": {"content": "'
+        while True:
+            yield b"a"
+    else:
+        raise ValueError(f"unknown misbehaviour {behaviour!r}")
+
+
 def _rfc3339(seconds_from_now: float) -> str:
     if seconds_from_now == float("inf"):
         when = datetime(2318, 1, 1, tzinfo=timezone.utc)
@@ -449,9 +481,42 @@ def _handler_for(double: OllamaDouble) -> type[BaseHTTPRequestHandler]:
                 raise _HTTPError(404, f"model '{name}' not found")
             return model
 
+        def _misbehave(self, behaviour: str) -> None:
+            """Answer as a server that is not Ollama, or not well, would."""
+            self._body_or_none()
+            if behaviour == "html":
+                self._send(200, HTML_PAGE, "text/html")
+            elif behaviour == "invalid-json":
+                self._send(200, b'{"models": [', "application/json")
+            elif behaviour == "wrong-shape":
+                if self.path.startswith("/api/chat"):
+                    self._stream(iter([{"message": "text", "done": "maybe"}]))
+                else:
+                    self._send(200, WRONG_SHAPE)
+            else:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-ndjson")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for data in _misbehaving_lines(behaviour):
+                    self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
+                    self.wfile.flush()
+                    if behaviour == "drip":
+                        time.sleep(double.drip_s)
+                self.wfile.write(b"0\r\n\r\n")
+
+        def _body_or_none(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+
         def _dispatch(self, routes: dict[str, Any]) -> None:
             path = self.path.split("?")[0]
             double._record("request", method=self.command, path=path)
+            behaviour = double.misbehave.get(path)
+            if behaviour is not None:
+                self._misbehave(behaviour)
+                return
             route = routes.get(path)
             if route is None:
                 self._error(404, "404 page not found")

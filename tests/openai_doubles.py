@@ -12,7 +12,10 @@ and one model), llama-swap, LM Studio, vLLM (sleep mode) and mlx-lm — written 
   (``/running`` states, a request swaps models, ``/api/models/unload/{m}``, ``/upstream``),
   LM Studio (``/api/v1/models`` with ``loaded_instances``, a second load makes ``key:2``, an
   unknown path answers 200 with an ``error``), vLLM (``/sleep``, ``/wake_up``,
-  ``/is_sleeping``), mlx-lm (no lifecycle: naming another model replaces the resident one).
+  ``/is_sleeping``), mlx-lm (no lifecycle: naming another model replaces the resident one);
+- misbehaviours of what is not such a server, or not well (``misbehave``, by path): an HTML
+  page, invalid JSON, JSON of the wrong shape, garbage in a stream, a stream without end, and
+  one that drips a byte at a time and never completes an event.
 
 Every change of what is resident is logged with the resident set, so tests assert the peak.
 """
@@ -27,10 +30,11 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from itertools import chain, repeat
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tests.ollama_double import _instance, _QuietServer
+from tests.ollama_double import HTML_PAGE, _instance, _QuietServer
 
 KINDS = ("llama-server-router", "llama-server", "llama-swap", "lmstudio", "vllm-sleep", "mlx-lm")
 MIB = 1024**2
@@ -60,6 +64,9 @@ class ServerDouble:
     cut_next_stream: bool = False  # end the next stream with [DONE] and no finish chunk
     break_streams: int = 0  # drop the connection mid-answer in this many next streams
     fail_loads: set[str] = field(default_factory=set)  # models whose load fails
+    # path -> one of tests.ollama_double.MISBEHAVIOURS: how every request to it is answered
+    misbehave: dict[str, str] = field(default_factory=dict)
+    drip_s: float = 0.05  # the pause between two bytes of a drip
     # state
     running: dict[str, str] = field(default_factory=dict)  # model -> loading/loaded/stopping
     instances: dict[str, list[str]] = field(default_factory=dict)  # LM Studio
@@ -506,10 +513,39 @@ def _handler_for(double: ServerDouble) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(b"data: [DONE]\n\n")
             self.close_connection = True
 
+        def _misbehave(self, behaviour: str) -> None:
+            """Answer as a server that is not OpenAI-compatible, or not well, would."""
+            if behaviour == "html":
+                self._send(200, HTML_PAGE.decode(), "text/html")
+                return
+            if behaviour == "invalid-json":
+                self._send(200, '{"data": [', "application/json")
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            good = f"data: {json.dumps(_chunk(double, 'm', {'content': 'la'}, None))}\n\n"
+            events: Iterator[bytes] = {
+                "wrong-shape": iter([f"data: {json.dumps({'choices': 'x'})}\n\n".encode()]),
+                "garbage": iter([good.encode(), b"data: not JSON\n\n"]),
+                "endless": repeat(good.encode()),
+                "drip": chain([good.encode(), b'data: {"choices": "'], repeat(b"a")),
+            }[behaviour]
+            for data in events:
+                self.wfile.write(data)
+                self.wfile.flush()
+                if behaviour == "drip":
+                    time.sleep(double.drip_s)
+            self.close_connection = True
+
         def _handle(self, method: str) -> None:
             parts = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            if parts.path in double.misbehave:
+                self._misbehave(double.misbehave[parts.path])
+                return
             if double.api_key and self.headers.get("Authorization") != f"Bearer {double.api_key}":
                 self._send(
                     401,

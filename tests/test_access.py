@@ -68,6 +68,15 @@ def test_a_symlink_is_judged_by_where_it_points(tmp_path: Path, home: Path) -> N
         (".netrc", "~/.netrc holds secrets"),
         ("Library/Keychains/login.keychain-db", "~/Library/Keychains holds secrets"),
         (".mozilla/firefox/x.default/logins.json", "~/.mozilla holds secrets"),
+        (".config/git/credentials", "~/.config/git/credentials holds secrets"),
+        (".cache/huggingface/token", "~/.cache/huggingface/token holds secrets"),
+        (".vault-token", "~/.vault-token holds secrets"),
+        ("project/.envrc", "files named .envrc hold secrets"),
+        # case does not matter (macOS and Windows file systems ignore it)
+        ("project/.ENV", "files named .env hold secrets"),
+        ("project/ID_RSA", "files named id_rsa* hold secrets"),
+        ("project/server.PEM", "files named *.pem hold secrets"),
+        (".SSH/config", "~/.ssh holds secrets"),
     ],
 )
 def test_secret_locations_are_refused_even_when_allowed(
@@ -83,6 +92,37 @@ def test_secret_locations_are_refused_even_when_allowed(
     assert f"--allow-sensitive {target.resolve()}" in (info.value.hint or "")
     named = policy(tmp_path, home, tmp_path, sensitive=(target,))
     assert named.read(target) == "secret"  # unless named, one by one
+
+
+def test_a_directory_named_with_allow_sensitive_allows_what_it_holds(
+    tmp_path: Path, home: Path
+) -> None:
+    """docs/files.md: name "that exact file (or directory)"; a directory covers its files, and
+    nothing beside it."""
+    (home / ".aws" / "config").write_text("[default]\nregion = eu-west-1\n")
+    allowed = policy(tmp_path, home, sensitive=(home / ".aws",))
+    assert "aws_secret_access_key" in allowed.read(home / ".aws" / "credentials")
+    assert "region" in allowed.read(home / ".aws" / "config")
+    with pytest.raises(FileAccessError, match=r"~/\.ssh holds secrets"):
+        allowed.read(home / ".ssh" / "id_ed25519")
+
+
+def test_a_link_out_of_the_allowed_directory_names_where_it_points(
+    tmp_path: Path, home: Path
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (tmp_path / "elsewhere.txt").write_text("private")
+    (project / "notes.txt").symlink_to(tmp_path / "elsewhere.txt")
+    with pytest.raises(FileAccessError) as info:
+        policy(tmp_path, home, project).read(project / "notes.txt")
+    target = (tmp_path / "elsewhere.txt").resolve()
+    assert f"notes.txt (a link to {target}) is outside the allowed directories" in (
+        info.value.message
+    )
+    with pytest.raises(FileAccessError) as plain:  # a path with ".." is no link: named as given
+        policy(tmp_path, home, project).read(project / ".." / "elsewhere.txt")
+    assert "a link to" not in plain.value.message
 
 
 def test_etc_shadow_is_refused(tmp_path: Path, home: Path) -> None:

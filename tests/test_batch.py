@@ -11,11 +11,14 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from ai_stack.batch import Waiting, choose_model, predict
+from ai_stack.files import OutputDir
 from ai_stack.history import HistoryStore
 from ai_stack.memory import MemoryManager
 from ai_stack.session import Session, resolve_roles
@@ -23,6 +26,7 @@ from ai_stack.workflow import load_workflow
 from tests.conftest import ROOT, invoke
 from tests.ollama_double import OllamaDouble
 from tests.scripted import ScriptedBackend
+from tests.test_cli import assert_clean_error
 from tests.test_workflow import write
 
 THREE = """
@@ -74,9 +78,10 @@ def test_a_bug_stops_the_batch_instead_of_failing_a_task(tmp_path: Path) -> None
     ) as session:
         runner = session.batch_runner(workflow, tmp_path / "out")
         runner.store = HistoryStore.open(tmp_path / "journal.db")
-        runner.begin(resume=False)
-        with pytest.raises(ZeroDivisionError):
-            runner.run()
+        with OutputDir.open(tmp_path / "out") as runner.output:
+            runner.begin(resume=False)
+            with pytest.raises(ZeroDivisionError):
+                runner.run()
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["status"] == "failed"
     assert [t["status"] for t in summary["tasks"]] == ["interrupted"]
@@ -127,6 +132,40 @@ def test_prediction_with_rounds_and_dependencies(tmp_path: Path) -> None:
     # a, b, d: plan, critique, revise, critique, execute = 5 loads; then c the same: 10
     assert prediction.loads == 10
     assert prediction.naive_loads == 20
+
+
+REPAIRS = ("probe", "review", "fix", "shape", "rethink", "attempt", "critique", "revise")
+
+
+def _example_schedule(*flags: str) -> list[str]:
+    """The phases ``batch examples/workflow.yaml --dry-run`` lists, with ``flags``."""
+    roles = ("--planner", "ollama:mistral:7b", "--critic", "ollama:qwen2.5:7b")
+    roles += ("--executor", "ollama:qwen2.5:14b")
+    example = str(ROOT / "examples/workflow.yaml")
+    code, out, err = invoke("batch", example, "--dry-run", "--json", *roles, *flags)
+    assert code == 0, err
+    return [group["phase"] for group in json.loads(out)["groups"]]
+
+
+@pytest.mark.parametrize("review", ["team", "answer", "both"])
+def test_max_rounds_bounds_the_extra_calls_of_every_mode(
+    on_double: OllamaDouble, review: str
+) -> None:
+    """One flag bounds every mode's extra work: 0 leaves no repeated call (a review round, a
+    repair's new version), 1 at most one of each, and the dry run shows it."""
+    none = _example_schedule("--review", review, "--max-rounds", "0")
+    assert not [p for p in none if p.split()[0] in REPAIRS], none
+    one = _example_schedule("--review", review, "--max-rounds", "1")
+    repeated = [p for p in one if p.split()[0] in REPAIRS]
+    assert repeated and all(p.endswith(("round 1", *REPAIRS)) for p in repeated), one
+    assert on_double.loads == 0
+
+
+def test_the_example_workflows_max_rounds_keeps_it_quick(on_double: OllamaDouble) -> None:
+    """examples/workflow.yaml's ``max_rounds: 1`` bounds the team's repair too."""
+    phases = _example_schedule()
+    assert "attempt round 1" in phases and "shape round 1" in phases, phases
+    assert not [p for p in phases if p.endswith("round 2")], phases
 
 
 def test_four_tasks_three_models_load_three_times(on_double: OllamaDouble, tmp_path: Path) -> None:
@@ -266,6 +305,118 @@ def test_resume_without_an_earlier_run_and_after_the_file_changed(
     write(tmp_path, FOUR_TASKS.replace("fourth", "4th"))
     code, _, err = invoke("batch", str(path), "--resume")
     assert code == 2 and "changed since the run being resumed" in err
+
+
+# -- the results directory ------------------------------------------------------------------------
+
+ONE_TASK = """
+name: one
+defaults: {direct: true, executor: ollama:qwen2.5:7b}
+tasks:
+  - {id: a, task: hi}
+"""
+
+
+@pytest.mark.parametrize("planted", ["a.md", "a.json", "summary.json", "journal.db", "."])
+def test_no_result_is_written_through_a_planted_link(
+    on_double: OllamaDouble, tmp_path: Path, planted: str
+) -> None:
+    """A workflow's results directory sits beside it, where whoever wrote the workflow may plant
+    links: ``a.md -> ~/.bashrc`` had the answer overwrite the target, and a results directory
+    that is a link sent every file where it points. Each is refused before any load."""
+    journal = planted == "journal.db"
+    path = write(tmp_path, ONE_TASK)
+    config = tmp_path / "c.toml"  # the user's own: with the history off, the journal is a file
+    config.write_text("[history]\nenabled = false\n")
+    results, elsewhere = tmp_path / "flow-results", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    precious = tmp_path / "precious"
+    precious.write_text("keep me\n")
+    target = tmp_path / "made.db" if journal else precious  # SQLite would make a missing one
+    if planted == ".":
+        results.symlink_to(elsewhere, target_is_directory=True)
+    else:
+        results.mkdir()
+        (results / planted).symlink_to(target)
+    code, _, err = invoke("batch", str(path), "--config", str(config))
+    assert_clean_error(code, err, "is a symbolic link; results are never written through a link")
+    assert on_double.loads == 0
+    assert precious.read_text() == "keep me\n" and not (tmp_path / "made.db").exists()
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_an_output_path_that_is_not_a_directory_is_refused_before_any_load(
+    on_double: OllamaDouble, tmp_path: Path
+) -> None:
+    """``--out /dev/null`` ran every model call, then failed writing the first result."""
+    path = write(tmp_path, ONE_TASK)
+    code, _, err = invoke("batch", str(path), "--out", "/dev/null")
+    assert_clean_error(code, err, "/dev/null is not a directory")
+    assert code == 2 and on_double.loads == 0
+
+
+def test_a_link_planted_while_the_batch_runs_is_refused_at_the_write(tmp_path: Path) -> None:
+    """Checked before any load, and again at each write: a link planted during the model call
+    fails its task with the reason, and its target is untouched."""
+    precious, out = tmp_path / "precious", tmp_path / "out"
+    precious.write_text("keep me\n")
+    out.mkdir()
+
+    def plant(messages: object, schema: object) -> str:
+        (out / "a.md").symlink_to(precious)
+        return "the answer"
+
+    backend = ScriptedBackend(responder=plant)
+    path = write(tmp_path, "name: x\ndefaults: {direct: true}\ntasks:\n  - {id: a, task: t}\n")
+    workflow = load_workflow(path, {})
+    manager = MemoryManager(lambda name: backend, budget_bytes=10**9)
+    with (
+        Session(workflow.tasks[0].settings, manager, backend="embedded") as session,
+        OutputDir.open(out) as output,
+    ):
+        runner = session.batch_runner(workflow, out)
+        runner.output, runner.store = output, HistoryStore.open(tmp_path / "journal.db")
+        runner.begin(resume=False)
+        summary = runner.run()
+    assert summary.status == "failed" and len(backend.chats) == 1
+    assert "a.md is a symbolic link" in summary.tasks[0]["error"]
+    assert precious.read_text() == "keep me\n"
+
+
+@contextmanager
+def held(results: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding ``results`` open as a running batch does, until the block ends
+    (it says when it holds it: nothing depends on timing)."""
+    code = (
+        "import sys; from pathlib import Path; from ai_stack.files import OutputDir; "
+        "held = OutputDir.open(Path(sys.argv[1])); print('held', flush=True); sys.stdin.read()"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code, str(results)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    ) as holder:
+        assert holder.stdin is not None and holder.stdout is not None
+        assert holder.stdout.readline() == "held\n"
+        yield holder
+        holder.stdin.close()
+        holder.wait(timeout=120)
+
+
+def test_a_second_batch_into_the_same_results_directory_is_refused(
+    on_double: OllamaDouble, tmp_path: Path
+) -> None:
+    """Two runs of one workflow both exited 0 with their files mixed in one directory (the
+    summary's run ids differed from the task files'). The second is refused, naming the first."""
+    path = write(tmp_path, ONE_TASK)
+    with held(tmp_path / "flow-results") as first:
+        code, _, err = invoke("batch", str(path))
+        assert_clean_error(code, err, f"is in use by another ai-stack run (pid {first.pid}")
+        assert on_double.loads == 0 and not (tmp_path / "flow-results" / "summary.json").exists()
+    code, _, err = invoke("batch", str(path))  # the first run over: its lock went with it
+    assert code == 0, err
 
 
 # -- interruption and resume in a real subprocess -----------------------------------------------

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -39,6 +40,11 @@ def assert_clean_error(code: int, stderr: str, expected: str) -> None:
 def test_help_and_version() -> None:
     code, out, _ = invoke("--help")
     assert code == 0 and "Planner" in out and "run" in out
+    assert invoke("-h")[1] == out
+    code, out, _ = invoke("run", "-h")  # every command, as click's help_option_names say
+    assert code == 0 and "--interactive" in out
+    code, out, _ = invoke("models", "list", "-h")
+    assert code == 0 and "models list [OPTIONS]" in out and "-h, --help" in out
     code, out, _ = invoke("--version")
     assert code == 0 and "ai-stack" in out
 
@@ -344,7 +350,7 @@ def test_the_short_help_of_every_lazy_command_is_its_own() -> None:
         assert command.get_short_help_str(limit=200) == short, name
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["--version"]])
+@pytest.mark.parametrize("argv", [["--help"], ["-h"], ["--version"]])
 def test_help_and_version_load_none_of_the_runtime(argv: list[str]) -> None:
     probe = (
         "import sys; from ai_stack.cli import cli\n"
@@ -421,3 +427,214 @@ def test_piped_input_is_read_only_up_to_its_limit() -> None:
         [sys.executable, str(ROOT / "main.py"), "-"], input=big, capture_output=True, timeout=60
     )
     assert done.returncode == 2 and b"The task read from stdin is over" in done.stderr
+
+
+# -- bad input through the real CLI (a subprocess: exit codes and streams as a shell sees them) --
+
+
+def main_py(*args: str, **options: Any) -> subprocess.CompletedProcess[str]:
+    options.setdefault("stdout", subprocess.PIPE)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args],
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        timeout=120,
+        **options,
+    )
+
+
+@pytest.mark.parametrize("name", ["magic only", "nested arrays", "a huge key", "a huge string"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["models", "add", "{file}"],
+        ["models", "show", "embedded:{file}"],
+        ["--direct", "--executor", "embedded:{file}", "hi"],
+    ],
+)
+def test_a_crafted_gguf_header_is_one_clear_message(
+    tmp_path: Path, name: str, argv: list[str]
+) -> None:
+    """Each was exit 70: RecursionError, MemoryError, OverflowError, "unexpected end of file"."""
+    from tests.test_gguf import CRAFTED
+
+    path = tmp_path / "crafted.gguf"
+    path.write_bytes(CRAFTED[name])
+    done = main_py(*[arg.replace("{file}", str(path)) for arg in argv])
+    assert_clean_error(done.returncode, done.stderr, "has a damaged GGUF header")
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["system", "--json"]])
+def test_output_into_a_closed_pipe_ends_quietly(argv: list[str]) -> None:
+    """As `ai-stack ... | head -c 1` does once head has its byte: no traceback, no "Exception
+    ignored", not exit 70 (it was, or 120)."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        done = main_py(*argv, stdout=writer)
+    finally:
+        os.close(writer)
+    assert done.returncode == 1 and done.stderr == ""
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["system", "--json"]])
+def test_output_onto_a_full_device_is_one_clear_message(argv: list[str]) -> None:
+    with open("/dev/full", "w") as full:
+        done = main_py(*argv, stdout=full)
+    assert_clean_error(done.returncode, done.stderr, "Cannot write the output: No space left")
+    assert "Exception ignored" not in done.stderr
+
+
+def test_an_age_past_any_history_is_a_usage_error() -> None:
+    done = main_py("history", "prune", "--older-than", "999999999999d", "-y")
+    assert done.returncode == 2, done.stderr
+    assert_clean_error(done.returncode, done.stderr, "is longer than any history")
+
+
+# -- what a run claims, and the sampling it used -------------------------------------------------
+
+SKY = "Explain in two sentences why the sky is blue."
+ONE_SENTENCE = "Air scatters blue sunlight more than red light."
+QWEN = ("--executor", "ollama:qwen2.5:7b", "--planner", "ollama:qwen2.5:7b")
+UNMET = 'sentences: exactly 2 ("two sentences") (the answer has 1 sentence)'
+
+
+def test_an_unmet_check_is_said_in_the_output_json_history_and_strict_exit(
+    on_double: OllamaDouble,
+) -> None:
+    """An answer that fails a check of the task's own is still given, but the run says so: a
+    last line on stderr, ``unmet`` in --json, ``unmet`` as its history status, and exit 3
+    under --strict (0 without it)."""
+    on_double.enqueue(ONE_SENTENCE)
+    code, out, err = invoke(*QWEN, "--max-rounds", "0", "--json", SKY)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["output"] == ONE_SENTENCE
+    assert data["unmet"] == [UNMET], data["unmet"]
+    assert err.strip().splitlines()[-1] == f"unmet: {UNMET}"
+    code, out, err = invoke("history", "list", "--json")
+    assert code == 0, err
+    assert [run["status"] for run in json.loads(out)] == ["unmet"]
+    code, out, _ = invoke("history", "show", data["id"][:8], "--json")
+    assert json.loads(out)["status"] == "unmet"
+
+    on_double.enqueue(ONE_SENTENCE)
+    code, out, err = invoke(*QWEN, "--max-rounds", "0", "--strict", "-q", SKY)
+    assert code == 3, err
+    assert out.strip() == ONE_SENTENCE and err.strip() == f"unmet: {UNMET}"
+    two = "Air scatters blue light most. So the sky looks blue."
+    on_double.enqueue(two)
+    code, out, err = invoke(*QWEN, "--max-rounds", "0", "--strict", SKY)
+    assert code == 0 and "unmet" not in err, err
+
+
+def seeds(double: OllamaDouble) -> list[int]:
+    return [event["options"].get("seed") for event in double.events("generate")]
+
+
+def test_seed_temperature_and_model_options_reach_every_call_and_the_record(
+    on_double: OllamaDouble,
+) -> None:
+    code, out, err = invoke(
+        "--direct", *QWEN, "--seed", "7", "--temperature", "1.1", "--json", "hi"
+    )
+    assert code == 0, err
+    assert json.loads(out)["seed"] == 7
+    (options,) = [event["options"] for event in on_double.events("generate")]
+    assert (options["seed"], options["temperature"]) == (7, 1.1)
+
+    code, out, err = invoke("--direct", *QWEN, "--seed", "random", "--json", "hi")
+    assert code == 0, err
+    used = json.loads(out)["seed"]
+    assert isinstance(used, int) and seeds(on_double)[-1] == used
+    code, out, _ = invoke("history", "show", json.loads(out)["id"], "--json")
+    assert json.loads(out)["seed"] == used  # so --seed N reproduces the run
+
+    code, out, err = invoke(
+        "--direct", *QWEN, "-o", "temperature=0.9", "-o", "max_tokens=64", "-o", "seed=3", "hi"
+    )
+    assert code == 0, err
+    options = on_double.events("generate")[-1]["options"]
+    assert (options["temperature"], options["num_predict"], options["seed"]) == (0.9, 64, 3)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-o", "top_k=3"], "is not KEY=VALUE with KEY one of temperature"),
+        (["-o", "temperature"], "is not KEY=VALUE"),
+        (["-o", "judge.temperature=1"], "is not KEY=VALUE"),
+        (["-o", "temperature=hot"], "executor.temperature"),
+        (["--seed", "lucky"], "is not a whole number or 'random'"),
+        (["--temperature", "9"], "not in the range"),
+    ],
+)
+def test_bad_sampling_options_are_usage_errors(argv: list[str], message: str) -> None:
+    code, _, err = invoke("--direct", *argv, "hi")
+    assert_clean_error(code, err, message)
+    assert code == 2
+
+
+def test_retry_samples_afresh(on_double: OllamaDouble) -> None:
+    """/retry runs the turn again with a fresh seed: another sample, not the same answer."""
+    code, out, err = invoke("--direct", *QWEN, "-i", "--json", input="Name a colour\n/retry\n")
+    assert code == 0, err
+    first, again = (json.loads(line) for line in out.splitlines())
+    assert first["seed"] == 42 and again["seed"] != 42
+    assert seeds(on_double) == [42, again["seed"]]
+
+
+@pytest.mark.parametrize(
+    ("argv", "near"),
+    [(["model", "list"], "models"), (["histroy"], "history"), (["mpc"], "mcp")],
+)
+def test_a_mistyped_command_is_refused_before_anything_loads(
+    argv: list[str], near: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AI_STACK_BACKEND", "ollama")  # as a task it would fail on no server
+    code, _, err = invoke(*argv)
+    assert_clean_error(code, err, f"No such command {argv[0]!r}. Did you mean {near!r}?")
+    assert code == 2 and f"To run it as a task: ai-stack -- {' '.join(argv)}" in err
+
+
+def test_a_near_miss_still_runs_as_a_task_when_said_so(on_double: OllamaDouble) -> None:
+    for argv, task in [
+        (["--", "model", "list"], "model list"),
+        (["model list"], "model list"),  # one quoted argument
+        (["run", "model"], "model"),
+        (["fun", "fact"], "fun fact"),  # one letter from `run`: mostly another word
+        (["--direct", "model", "list"], "model list"),  # options first: the default command
+    ]:
+        code, _, err = invoke(*argv)
+        assert code == 0, (argv, err)
+        assert f"Task: {task}\n" in err
+
+
+def complete(line: str) -> list[str]:
+    """What bash completion offers for the last word of ``line`` (click's bash protocol)."""
+    words = line.split(" ")
+    env = {
+        **os.environ,
+        "_AI_STACK_COMPLETE": "bash_complete",
+        "COMP_WORDS": line,
+        "COMP_CWORD": str(len(words) - 1),
+    }
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "main.py")], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_shell_completion_as_documented() -> None:
+    env = {**os.environ, "_AI_STACK_COMPLETE": "bash_source"}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "main.py")], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "_ai_stack_completion" in done.stdout
+    assert complete("ai-stack mo") == ["plain,models", "plain,monitor"]
+    assert complete("ai-stack model") == ["plain,models"]  # a partial name is no mistake
+    assert complete("ai-stack model --j") == ["plain,--json"]  # nor a partial line
+    assert "plain,list" in complete("ai-stack models l")
+    assert "plain,--interactive" in complete("ai-stack run --inter")

@@ -157,6 +157,61 @@ def test_no_cluster_at_the_address_is_one_clear_message(
     assert "ray start --head" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port whose listener accepts connections (the kernel does, from its backlog) and never
+    says a word: a hung head, or another program on the port."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield listener.getsockname()[1]
+
+
+def batch_on(cluster: str, tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    path = write(tmp_path, FOUR_TASKS)
+    config = tmp_path / "connect.toml"
+    config.write_text("[cluster]\nconnect_timeout_s = 2\n", encoding="utf-8")
+    command = [sys.executable, str(ROOT / "main.py"), "batch", str(path), "--cluster", cluster]
+    return subprocess.run(
+        [*command, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,  # a hang guard: Ray's own connect retried for minutes
+        env={**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **env},
+    )
+
+
+def test_a_listener_that_never_answers_is_one_clear_message(
+    isolated_home: Path, tmp_path: Path, silent_port: int
+) -> None:
+    done = batch_on(f"127.0.0.1:{silent_port}", tmp_path, {})
+    assert done.returncode == 1, done.stderr
+    assert f"Nothing answers at 127.0.0.1:{silent_port} (no answer in 2 s)" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_auto_with_the_record_of_a_stopped_cluster_is_one_clear_message(
+    isolated_home: Path, tmp_path: Path, silent_port: int
+) -> None:
+    """`ray start` records its address in Ray's temporary directory; a head that died without
+    `ray stop` leaves the record behind, and Ray's `auto` kept trying it."""
+    record = tmp_path / "ray-tmp" / "ray" / "ray_current_cluster"
+    record.parent.mkdir(parents=True)
+    record.write_text(f"127.0.0.1:{silent_port}", encoding="utf-8")
+    done = batch_on("auto", tmp_path, {"RAY_TMPDIR": str(record.parent.parent)})
+    assert done.returncode == 1, done.stderr
+    assert f"Nothing answers at 127.0.0.1:{silent_port} (recorded in {record}" in done.stderr
+    assert "ray start --head" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_ray_head_passes_the_check_before_joining(local_ray: str) -> None:
+    from ai_stack.cluster.driver import _reachable
+
+    assert _reachable(local_ray, timeout_s=30) == local_ray
+
+
 # -- a node's worker, in this process -----------------------------------------------------------
 
 

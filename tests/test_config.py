@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
+import platformdirs
 import pytest
 
-from ai_stack.config import load_settings, user_dir
+from ai_stack.config import load_settings, user_config_file, user_dir
 from ai_stack.errors import ConfigError
+from tests.conftest import invoke
 
 
 def write(path: Path, text: str) -> Path:
@@ -132,3 +136,92 @@ def test_a_project_config_with_harmless_keys_is_read_and_named(
     monkeypatch.chdir(tmp_path)
     settings = load_settings()
     assert settings.max_rounds == 1 and settings.source == tmp_path / "ai-stack.toml"
+
+
+def test_a_seed_is_a_number_or_random_from_toml(tmp_path: Path) -> None:
+    """TOML has no null: "remove the line for random" kept 42, so random has a name."""
+    assert load_settings().seed == 42
+    assert load_settings(write(tmp_path / "r.toml", 'seed = "random"\n')).seed == "random"
+    assert load_settings(write(tmp_path / "n.toml", "seed = 7\n")).seed == 7
+    with pytest.raises(ConfigError, match="seed"):
+        load_settings(write(tmp_path / "bad.toml", 'seed = "lucky"\n'))
+
+
+# -- where the user's config file is, and `ai-stack config path|show` --------------------------
+
+
+@pytest.fixture
+def platform_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """No AI_STACK_HOME: the platform's directories, inside tmp_path (XDG on Linux, HOME on
+    macOS). Returns (the config file's new place, its old place in the user data dir)."""
+    monkeypatch.delenv("AI_STACK_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    new = Path(platformdirs.user_config_dir("ai-stack", appauthor=False)) / "config.toml"
+    old = Path(platformdirs.user_data_dir("ai-stack", appauthor=False)) / "config.toml"
+    assert tmp_path in new.parents and tmp_path in old.parents
+    if sys.platform.startswith("linux"):
+        assert new == tmp_path / "xdg-config" / "ai-stack" / "config.toml"
+    return new, old
+
+
+def test_the_config_file_is_in_the_platform_config_dir(platform_dirs: tuple[Path, Path]) -> None:
+    new, _ = platform_dirs
+    assert user_config_file() == new  # where to create it
+    new.parent.mkdir(parents=True)
+    write(new, "approve_score = 6\n")
+    settings = load_settings()
+    assert settings.approve_score == 6 and settings.source == new
+
+
+def test_the_old_place_is_read_until_the_new_one_exists(platform_dirs: tuple[Path, Path]) -> None:
+    new, old = platform_dirs
+    if new == old:
+        pytest.skip("one directory for both on this platform")
+    old.parent.mkdir(parents=True)
+    write(old, "approve_score = 5\n")
+    assert load_settings().approve_score == 5 and user_config_file() == old
+    new.parent.mkdir(parents=True)
+    write(new, "approve_score = 7\n")
+    assert load_settings().approve_score == 7 and user_config_file() == new
+
+
+def test_ai_stack_home_holds_the_config_too(isolated_home: Path) -> None:
+    assert user_config_file() == isolated_home / "config.toml"
+    code, out, err = invoke("config", "path")
+    assert code == 0 and out == f"{isolated_home / 'config.toml'}\n", err
+
+
+def test_config_show_redacts_and_says_where_each_setting_came_from(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    isolated_home.mkdir(parents=True)
+    path = write(
+        isolated_home / "config.toml",
+        'max_rounds = 1\nexecutor = "ollama:qwen2.5:7b"\n'
+        '[ollama]\nhost = "http://me:hunter2@gpu-box:11434"\n'
+        '[cluster.slots.a.env]\nHF_TOKEN = "abc123"\nOLLAMA_HOST = "http://127.0.0.1:11434"\n',
+    )
+    monkeypatch.setenv("AI_STACK_BACKEND", "embedded")
+    code, out, err = invoke("config", "show")
+    assert code == 0, err
+    shown = json.loads(out)
+    assert (shown["max_rounds"], shown["backend"], shown["review"]) == (1, "embedded", "team")
+    assert shown["executor"]["model"] == "ollama:qwen2.5:7b"
+    assert shown["ollama"]["host"] == "http://me:[redacted]@gpu-box:11434"
+    env = shown["cluster"]["slots"]["a"]["env"]
+    assert env == {"HF_TOKEN": "[redacted]", "OLLAMA_HOST": "http://127.0.0.1:11434"}
+    assert "hunter2" not in out + err and "abc123" not in out + err
+    assert f"Config file: {path} (yours), sets max_rounds, executor.model, ollama.host" in err
+    assert "Environment: AI_STACK_BACKEND sets backend" in err
+
+
+def test_config_show_without_a_file_and_with_a_bad_one(isolated_home: Path) -> None:
+    code, out, err = invoke("config", "show")
+    assert code == 0 and json.loads(out)["max_rounds"] == 2
+    assert f"Config file: none (yours would be {isolated_home / 'config.toml'})" in err
+    isolated_home.mkdir(parents=True)
+    write(isolated_home / "config.toml", "max_rounds = [\n")
+    code, out, err = invoke("config", "show")
+    assert code == 2 and "not valid TOML" in err and "Traceback" not in err and out == ""

@@ -5,6 +5,8 @@ the batch runner, every answer is checked as its run finishes, and a stopped eva
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +17,16 @@ from ai_stack.config import LimitsSettings, Settings
 from ai_stack.errors import WorkflowError
 from ai_stack.evals import check_answer, load_suite
 from ai_stack.evals.runner import wilson
+from ai_stack.files import OutputDir
 from ai_stack.history import HistoryStore
 from ai_stack.memory import MemoryManager
 from ai_stack.sandbox import Limits, Sandbox
 from ai_stack.session import Session
 from tests.conftest import ROOT, invoke
+from tests.ollama_double import OllamaDouble
 from tests.scripted import ScriptedBackend
+from tests.test_batch import held
+from tests.test_cli import assert_clean_error
 
 SUITE = ROOT / "examples" / "eval" / "suite.yaml"
 REFERENCE = ROOT / "tests" / "fixtures" / "eval" / "reference-answers.yaml"
@@ -159,6 +165,41 @@ def test_a_humaneval_line_of_the_wrong_shape_says_which_field(
         load_suite(path)
 
 
+CATASTROPHIC = """
+import json
+from ai_stack.evals import check_answer
+from ai_stack.evals.suite import Checker
+from ai_stack.sandbox import Limits, Sandbox
+
+limits = Limits(seconds=1)
+sandbox = Sandbox(limits, isolation="none", allow_unisolated=True)
+text = "a" * 64 + "!"
+program = f"```python\\nprint({text!r})\\n```"
+checks = [
+    check_answer(sandbox, Checker(regex="^(a+)+$"), text, limits),
+    check_answer(sandbox, Checker(regex="^(a|a)+$"), text, limits),
+    check_answer(sandbox, Checker(regex="^(a|a)+$", on="stdout"), program, limits),
+]
+print(json.dumps([c.model_dump() for c in checks]))
+"""
+
+
+def test_a_regex_that_backtracks_without_end_fails_its_check_in_its_time() -> None:
+    """On 64 a's and a '!', ``^(a+)+$`` and ``^(a|a)+$`` take 2**64 steps with ``re``, which
+    holds the interpreter the whole time (no signal, no thread can stop it): the checks run in
+    a child process, with a timeout as a hang guard. The ``regex`` engine sees through the
+    first and gives up on the second at the time limit."""
+    done = subprocess.run(
+        [sys.executable, "-c", CATASTROPHIC], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    first, *timed_out = json.loads(done.stdout)
+    assert (first["passed"], first["detail"]) == (False, "no match")
+    for check in timed_out:
+        assert check["passed"] is False
+        assert check["detail"] == "the checker's regex gave up after 1 s on this text"
+
+
 def test_wilson_intervals() -> None:
     assert wilson(0, 0) == (0.0, 0.0)
     low, high = wilson(12, 12)
@@ -210,10 +251,11 @@ def run_suite(
 ):  # type: ignore[no-untyped-def]
     suite_path = tmp_path / "two.yaml"
     suite_path.write_text(TWO_TASKS)
-    with eval_session(tmp_path, backend) as session:
+    with eval_session(tmp_path, backend) as session, OutputDir.open(tmp_path / "out") as output:
         evaluation = session.eval_run(
             load_suite(suite_path), ["direct", "answer"], tmp_path / "out"
         )
+        evaluation.runner.output = output
         evaluation.runner.store = HistoryStore.open(tmp_path / "journal.db")
         evaluation.runner.begin(resume=resume)
         if stop_after is not None:
@@ -257,6 +299,44 @@ def test_a_stopped_eval_resumes_without_redoing_finished_runs(tmp_path: Path) ->
         "passed": False,
         "detail": "assertion failed: assert double(3) == 6",
     }
+
+
+TEAM = ("--planner", "ollama:mistral:7b", "--executor", "ollama:qwen2.5:14b", "--exec")
+
+
+@pytest.mark.parametrize("planted", ["report.json", "checks", "."])
+def test_eval_writes_nothing_through_a_planted_link(
+    on_double: OllamaDouble, tmp_path: Path, planted: str
+) -> None:
+    """``<suite>-eval`` sits beside the suite, like a batch's results: a link in it (or it, a
+    link) is refused before any load, and its target is untouched."""
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(TWO_TASKS)
+    results, elsewhere, precious = tmp_path / "suite-eval", tmp_path / "elsewhere", tmp_path / "p"
+    elsewhere.mkdir()
+    precious.write_text("keep me\n")
+    if planted == ".":
+        results.symlink_to(elsewhere, target_is_directory=True)
+    else:
+        results.mkdir()
+        (results / planted).symlink_to(elsewhere if planted == "checks" else precious)
+    code, _, err = invoke("eval", str(suite), *TEAM)
+    assert_clean_error(code, err, "is a symbolic link; results are never written through a link")
+    assert on_double.loads == 0
+    assert precious.read_text() == "keep me\n" and list(elsewhere.iterdir()) == []
+
+
+def test_eval_refuses_a_device_or_a_directory_in_use_before_any_load(
+    on_double: OllamaDouble, tmp_path: Path
+) -> None:
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(TWO_TASKS)
+    code, _, err = invoke("eval", str(suite), *TEAM, "--out", "/dev/null")
+    assert_clean_error(code, err, "/dev/null is not a directory")
+    with held(tmp_path / "suite-eval") as first:
+        code, _, err = invoke("eval", str(suite), *TEAM)
+        assert_clean_error(code, err, f"is in use by another ai-stack run (pid {first.pid}")
+    assert on_double.loads == 0
 
 
 @pytest.mark.model

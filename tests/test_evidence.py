@@ -4,6 +4,8 @@ isolation itself is tested in test_sandbox.py)."""
 
 from __future__ import annotations
 
+import ast
+
 import pytest
 
 from ai_stack.evidence import (
@@ -224,6 +226,40 @@ def test_version_numbers_in_prose_are_no_examples() -> None:
     assert [e.call for e in examples("so 2 -> 4 and 'ab' -> 'ba'")] == ["2", "'ab'"]
 
 
+@pytest.mark.parametrize(
+    "junk",
+    [
+        "f(1) == " * 800,  # 32 s: each arrow re-parsed 300 candidates of up to 300 characters
+        "f('a') == " * 800,
+        "-> " * 20_000,
+        "so it goes -> and " * 5_000,
+    ],
+    ids=["calls", "calls with strings", "arrows", "prose"],
+)
+def test_reading_examples_parses_a_bounded_amount_of_text(
+    junk: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted in characters handed to the parser (not in seconds): at most the budget, with
+    the stated example before the junk still found."""
+    parsed = [0]
+    parse = ast.parse
+
+    def counting(source: str, *args: object, **kwargs: object) -> ast.AST:
+        parsed[0] += len(source)
+        return parse(source, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ast, "parse", counting)
+    found = examples("compress('aaabcc') should return 'a3b1c2'.\n" + junk)
+    assert ("compress('aaabcc')", "'a3b1c2'") in [(e.call, e.expected) for e in found]
+    assert parsed[0] < 3_000_000
+
+
+@pytest.mark.timeout(120)  # a hang guard: each took the old reader hours (quadratic scans)
+@pytest.mark.parametrize("junk", ["\n" * 200_000, " " * 200_000 + "\n"], ids=["lines", "spaces"])
+def test_reading_examples_is_linear_in_blank_space(junk: str) -> None:
+    assert examples("f(2) -> 4\n" + junk)[:1] == examples("f(2) -> 4")
+
+
 def test_an_example_calling_another_name_tests_the_answers_function() -> None:
     """A docstring's examples may call an old name; the fix must never rename the function
     the signature asks for (that broke a right answer on a held-out set)."""
@@ -306,3 +342,26 @@ def test_the_answers_own_failed_assert_is_for_judgement_not_a_failure() -> None:
     assert evidence.failures == []
     passed, detail = by_name(evidence)["the answer's own demo code"]
     assert passed is None and detail.startswith("raised AssertionError")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        python("# find . -name '*.py' | xargs wc -l"),
+        python('"""Counts lines."""\npass'),
+        "```bash\n# count the lines\n```",
+    ],
+)
+def test_a_check_that_ran_nothing_does_not_count_as_passed(answer: str) -> None:
+    """A block of comments passes any parser and 'runs' without error: that checked
+    nothing, so it is left undecided — "2 of 2 checks passed" was a claim about no code."""
+    evidence = collect("Write a shell one-liner that counts lines in all .py files.", answer)
+    assert evidence.checks and evidence.decided == [], by_name(evidence)
+    assert evidence.summary() == "outputs only, nothing decided"
+    assert not evidence.executed
+
+
+def test_code_that_does_something_is_still_checked_and_run() -> None:
+    evidence = collect("Print hi.", python("# greet\nprint('hi')"))
+    assert by_name(evidence)["running the code"] == (True, "")
+    assert evidence.failures == [] and len(evidence.decided) >= 2 and evidence.executed

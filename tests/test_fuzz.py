@@ -1,4 +1,5 @@
-"""Fuzzing the two parsers that read files a user may have been sent: workflows and config files.
+"""Fuzzing the parsers that read files a user may have been sent: workflows, config files and
+GGUF model headers.
 
 The contract under test is the front ends' one: a file either loads or raises an AiStackError
 (one clear message and a documented exit code), never anything else (exit 70, a traceback); and
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import resource
+import struct
 import subprocess
 import sys
 import tempfile
@@ -27,6 +29,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ai_stack.backends.gguf import expected_size, read_metadata
 from ai_stack.config import ENV_OVERRIDES, load_settings
 from ai_stack.errors import AiStackError
 from ai_stack.workflow import load_workflow
@@ -235,7 +238,36 @@ def config_property(text: str, environ: dict[str, str]) -> None:
     only_clear_errors(lambda: load_settings(path, environ=environ))
 
 
-PROPERTIES = {"workflow": workflow_property, "config": config_property}
+INTERESTING = [0, 1, 2, 3, 8, 9, 1024, 1025, 2**31, 2**32 - 1, 2**40, 2**62, 2**63 - 1, 2**64 - 1]
+gguf_chunks = st.one_of(
+    st.sampled_from(INTERESTING).map(lambda n: struct.pack("<Q", n)),  # lengths, counts
+    st.sampled_from([0, 4, 6, 7, 8, 9, 10, 12, 13, 2**32 - 1]).map(lambda k: struct.pack("<I", k)),
+    st.just(struct.pack("<Q", 3) + b"key"),
+    st.just(struct.pack("<IQ", 9, 1) * 64),  # arrays in arrays
+    st.binary(max_size=12),
+)
+
+
+@st.composite
+def gguf_files(draw: st.DrawFn) -> bytes:
+    """A header whose counts, lengths and types are the ones that broke readers, cut short
+    some of the time."""
+    version = draw(st.sampled_from([1, 2, 3, 2**32 - 1]))
+    counts = struct.pack("<QQ", draw(st.sampled_from(INTERESTING)), draw(st.integers(0, 4)))
+    data = b"GGUF" + struct.pack("<I", version) + counts
+    data += b"".join(draw(st.lists(gguf_chunks, max_size=40)))
+    return data[: draw(st.integers(0, len(data)))] if draw(st.booleans()) else data
+
+
+@FUZZ
+@given(data=gguf_files())
+def gguf_property(data: bytes) -> None:
+    path = scratch("gguf") / "model.gguf"
+    path.write_bytes(data)
+    only_clear_errors(lambda: (read_metadata(path), expected_size(path)))
+
+
+PROPERTIES = {"workflow": workflow_property, "config": config_property, "gguf": gguf_property}
 
 
 def cap_memory() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ai_stack.backends.gguf import GGUFError, read_metadata
+from ai_stack.backends.gguf import GGUFError, expected_size, read_metadata
 
 
 def gguf_bytes(pairs: list[tuple[str, int, bytes]], version: int = 3) -> bytes:
@@ -66,6 +66,63 @@ def test_bad_files_raise_one_clear_error(tmp_path: Path, content: bytes, message
     path.write_bytes(content)
     with pytest.raises(GGUFError, match=message):
         read_metadata(path)
+
+
+def nested_arrays(depth: int) -> bytes:
+    """An array of arrays of ... of one integer."""
+    return struct.pack("<IQ", 9, 1) * depth + struct.pack("<IQ", 4, 1) + struct.pack("<I", 7)
+
+
+# Headers crafted to make a reader recurse, allocate or loop without bound (each was exit 70:
+# RecursionError, MemoryError, OverflowError, or "unexpected end of file" from the version).
+CRAFTED = {
+    "magic only": b"GGUF",
+    "no tensor count": b"GGUF" + struct.pack("<I", 3),
+    "nested arrays": gguf_bytes([("deep", 9, nested_arrays(100_000))]),
+    "a huge key": b"GGUF" + struct.pack("<IQQQ", 3, 0, 1, 2**63 - 1) + b"key",
+    "a key longer than an index": b"GGUF" + struct.pack("<IQQQ", 3, 0, 1, 2**64 - 1),
+    "a huge string": gguf_bytes([("general.name", 8, struct.pack("<Q", 2**40) + b"x")]),
+    "a huge array": gguf_bytes([("tokens", 9, struct.pack("<IQ", 8, 2**62))]),
+    "a huge skipped string": gguf_bytes(
+        [("tokens", 9, struct.pack("<IQ", 8, 2000) + struct.pack("<Q", 2**62))]
+    ),
+    "more keys than bytes": b"GGUF" + struct.pack("<IQQ", 3, 0, 2**64 - 1) + b"\0" * 64,
+    "more tensors than bytes": b"GGUF" + struct.pack("<IQQ", 3, 2**63, 0),
+    "a tensor of 2**32-1 dimensions": b"GGUF"
+    + struct.pack("<IQQ", 3, 1, 0)
+    + string("t")
+    + struct.pack("<I", 2**32 - 1)
+    + b"\0" * 64,
+}
+
+
+@pytest.mark.parametrize("name", sorted(CRAFTED))
+def test_a_crafted_header_is_one_clear_error_at_once(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "crafted.gguf"
+    path.write_bytes(CRAFTED[name])
+    with pytest.raises(GGUFError, match="damaged GGUF header"):  # as `models add` reads
+        read_metadata(path)
+        expected_size(path)
+
+
+def test_every_bound_holds_far_above_what_a_model_file_has(tmp_path: Path) -> None:
+    """Vocabularies are skipped, short arrays and a long chat template kept, and the tensor
+    infos after them read."""
+    template = "{% for m in messages %}{{ m.content }}{% endfor %}" * 2000  # ~100 KB
+    vocabulary = struct.pack("<IQ", 8, 300_000) + string("tok") * 300_000
+    header = gguf_bytes(
+        [
+            ("tokenizer.chat_template", 8, string(template)),
+            ("tokenizer.ggml.tokens", 9, vocabulary),
+            ("pairs", 9, struct.pack("<IQ", 9, 2) + struct.pack("<IQ2I", 4, 2, 1, 1) * 2),
+        ]
+    )
+    path = tmp_path / "m.gguf"
+    path.write_bytes(header)
+    meta = read_metadata(path)
+    assert meta["tokenizer.chat_template"] == template and meta["tokenizer.ggml.tokens"] is None
+    assert meta["pairs"] == [[1, 1], [1, 1]]
+    assert expected_size(path) == -(-len(header) // 32) * 32
 
 
 def test_the_packaged_smollm2_header(smollm2: Path) -> None:

@@ -21,6 +21,7 @@ from ai_stack.errors import HistoryError, InvalidOutputError
 from ai_stack.history import HistoryRecorder, HistoryStore, schema
 from ai_stack.memory import MemoryManager
 from ai_stack.prompts import PromptLibrary
+from ai_stack.redaction import STORED_CHARS
 from ai_stack.session import resolve_roles
 from ai_stack.types import RunFinished
 from tests.conftest import ROOT, invoke, plan, verdict
@@ -133,6 +134,27 @@ def test_a_failed_run_keeps_its_finished_phases_and_the_error(
     assert code == 0 and "Last invalid reply" in out and "nope, token=[redacted]" in out
 
 
+def test_the_stored_configuration_is_redacted_and_huge_texts_are_bounded(
+    store: HistoryStore, scripted: ScriptedBackend
+) -> None:
+    """The backend's URL in the configuration keeps no password, and an answer over the bound
+    (10 MB here; test_redaction takes 50 MB) is stored cut, with a note, and still redacted
+    (issue 32)."""
+    # one line per word: the scripted backend streams a reply word by word, split at spaces
+    scripted.enqueue(PLAN, APPROVE, "token=abc123xyz\n" + "word\n" * 2_000_000)
+    note = "OpenAI-compatible server at http://apiuser:S3cretPW99@127.0.0.1:8080/v1"
+    recorder = HistoryRecorder(store, source="oneshot", config={"backend": note})
+    for event in scripted_pipeline(scripted).run("task"):
+        recorder(event)
+    (listed,) = store.list_runs()
+    stored = store.run(listed.id)
+    assert stored.config["backend"] == (
+        "OpenAI-compatible server at http://apiuser:[redacted]@127.0.0.1:8080/v1"
+    )
+    assert stored.output is not None and stored.output.startswith("token=[redacted]\nword")
+    assert len(stored.output) <= STORED_CHARS + 100 and "characters cut" in stored.output
+
+
 def test_runs_of_dead_processes_are_reaped_as_interrupted(store: HistoryStore) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -203,13 +225,18 @@ def test_oneshot_and_interactive_runs_are_listed_and_reproduced(on_double: Ollam
     oneshot = json.loads(out)
     code, out, err = invoke("--interactive", "--json", input="second task\nthird task\n")
     assert code == 0, err
+    second, third = (json.loads(line) for line in out.splitlines())
 
     code, out, _ = invoke("history", "list", "--json")
     assert code == 0
     runs = json.loads(out)
+
+    def status(result: dict) -> str:  # an answer failing a check of the task's own: unmet
+        return "unmet" if result["unmet"] else "ok"
+
     assert [(r["task"], r["status"], r["source"]) for r in runs] == [
-        ("third task", "ok", "interactive"),
-        ("second task", "ok", "interactive"),
+        ("third task", status(third), "interactive"),
+        ("second task", status(second), "interactive"),
         ("first task", "ok", "oneshot"),
     ]
     code, out, _ = invoke("history", "show", oneshot["id"][:6], "--json")
@@ -444,6 +471,34 @@ def test_a_read_only_history_costs_no_answer(on_double: OllamaDouble, isolated_h
     assert done.stdout.strip() == "An answer from qwen2.5:14b."
     assert "not recorded in the history" in done.stderr and "Traceback" not in done.stderr
     assert "cannot be written" in done.stderr
+
+
+def history_verdict(done: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    return next(c for c in json.loads(done.stdout) if c["check"] == "history")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a read-only file system needs root")
+def test_doctor_says_a_read_only_history_is_read_only(isolated_home: Path) -> None:
+    """A healthy database on a read-only mount was called damaged (SQLite cannot make its WAL
+    index there) with a repair that fails; one whose file is immutable (``chattr +i``) was
+    called writable (SQLite opens it read-only and even begins a transaction)."""
+    database = isolated_home / "history.db"
+    HistoryStore.open(database).close()
+    doctor = [sys.executable, str(ROOT / "main.py"), "doctor", "--json"]
+    mounted = ["unshare", "-m", "sh", "-c", READ_ONLY_RUN, "sh", str(isolated_home), *doctor]
+    done = subprocess.run(mounted, capture_output=True, text=True, timeout=120, check=False)
+    verdict = history_verdict(done)
+    assert verdict["status"] == "fail" and "cannot be written" in verdict["detail"], verdict
+    assert "damaged" not in verdict["detail"] and "repair" not in (verdict["fix"] or "")
+
+    if subprocess.run(["chattr", "+i", str(database)], capture_output=True).returncode != 0:
+        pytest.skip("this file system has no immutable flag")
+    try:
+        done = subprocess.run(doctor, capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        subprocess.run(["chattr", "-i", str(database)], check=True)
+    verdict = history_verdict(done)
+    assert verdict["status"] == "fail" and "cannot be written" in verdict["detail"], verdict
 
 
 def test_export_writes_through_a_device_a_fifo_or_a_link_never_replacing_it(

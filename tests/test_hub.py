@@ -4,14 +4,17 @@ the Hub's download API (no test touches the internet), serving the packaged Smol
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ai_stack.backends.hub import HubFile, HubRef, choose
-from tests.conftest import invoke
+from tests.conftest import ROOT, invoke
 from tests.hub_double import HubDouble
+from tests.test_cli import assert_clean_error
 
 REPO = "test/SmolLM2-135M-Instruct-GGUF"
 GATED = "test/Gated-GGUF"
@@ -117,6 +120,23 @@ def test_failures_are_one_clear_message(
 ) -> None:
     exit_code, out, err = invoke("models", "pull", ref)
     assert exit_code == code and out == "" and message in err and "Traceback" not in err
+    assert registered(isolated_home) == []
+
+
+def test_an_endpoint_that_answers_with_a_web_page_is_one_clear_message(
+    hub: HubDouble, isolated_home: Path
+) -> None:
+    """A login portal, a proxy or a mistyped HF_ENDPOINT answers 200 with HTML: that was exit
+    70 (the client's JSONDecodeError)."""
+    hub.html = True
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "models", "pull", f"hf:{REPO}:Q4_K_M"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_clean_error(done.returncode, done.stderr, "does not answer like the Hugging Face Hub")
+    assert f"The server at {hub.host}" in done.stderr and "HF_ENDPOINT" in done.stderr
     assert registered(isolated_home) == []
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -22,11 +23,12 @@ import pytest
 from ai_stack.backends import ChatOptions, LoadOptions
 from ai_stack.backends.embedded import packaged_model_path
 from ai_stack.backends.openai_server import OpenAIBackend
-from ai_stack.config import Settings
+from ai_stack.config import Settings, load_settings
 from ai_stack.errors import ModelNotFoundError, TransientBackendError
-from ai_stack.session import build_manager
+from ai_stack.session import Session, build_manager
 from tests.conftest import REQUIRE_MODEL, ROOT, invoke, plan, verdict
 from tests.openai_doubles import KINDS, ServerDouble
+from tests.test_cli import assert_clean_error
 
 DETECTED = {
     "llama-server-router": "llama-server-router",
@@ -187,6 +189,39 @@ def test_openai_prefix_uses_the_environment_as_the_official_client_does(
         code, out, err = invoke("--executor", "openai:small-a", "--direct", "--json", "x")
         assert code == 0, err
         assert json.loads(out)["output"] == "The answer."
+
+
+def test_a_password_in_openai_base_url_is_never_shown_nor_stored(isolated_home: Path) -> None:
+    """The real CLI, as a user runs it with the password in the URL (issue 32): the answer
+    comes back, and neither stderr (the "Backend:" line) nor ``history show --json`` (the
+    configuration's backend) holds the password; the user part still says which account."""
+    with ServerDouble("lmstudio").start() as double:
+        port = double.url.split(":")[-1].split("/")[0]
+        url = f"http://apiuser:S3cretPW99@127.0.0.1:{port}/v1"
+        env = {**os.environ, "OPENAI_BASE_URL": url, "OPENAI_API_KEY": "anything"}
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, str(ROOT / "main.py"), *args],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=600,
+                check=False,
+            )
+
+        run = cli("--executor", "openai:small-a", "--direct", "What is 2+2?")
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == "The answer."
+        assert "apiuser:[redacted]@127.0.0.1" in run.stderr
+        listed = cli("history", "list", "--json")
+        (stored,) = json.loads(listed.stdout)
+        shown = cli("history", "show", "--json", stored["id"])
+    assert shown.returncode == 0, shown.stderr
+    record = json.loads(shown.stdout)
+    assert "apiuser:[redacted]@127.0.0.1" in record["config"]["backend"]
+    for text in (run.stderr, listed.stdout, shown.stdout, shown.stderr):
+        assert "S3cretPW99" not in text
 
 
 def test_an_unreachable_server_is_one_clear_error(tmp_path: Path, isolated_home: Path) -> None:
@@ -473,3 +508,57 @@ def test_every_name_for_one_server_shares_its_lease(isolated_home: Path) -> None
     leases = {name: manager.lease(name) for name in ("a", "b", "ollama")}
     assert len({lease.endpoint for lease in leases.values() if lease}) == 1
     assert manager.lease("embedded").endpoint == "embedded"  # type: ignore[union-attr]
+
+
+# -- where prompts go --------------------------------------------------------------------------
+
+OFF_THIS_MACHINE = "http://192.0.2.1:8080/v1"  # TEST-NET-1: reserved, never routed
+
+
+@pytest.fixture
+def no_traffic_off_this_machine(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Refuses (and records) every connection to a host that is not loopback, before any
+    packet: a test that would reach the network fails here instead of sending traffic."""
+    real = socket.create_connection
+    attempts: list[object] = []
+
+    def guarded(address: tuple[str, int], *args: object, **kwargs: object) -> socket.socket:
+        host = str(address[0])
+        if not (host in ("localhost", "::1") or host.startswith("127.")):
+            attempts.append(address)
+            raise ConnectionRefusedError(f"test: no traffic to {host}")
+        return real(address, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "create_connection", guarded)
+    return attempts
+
+
+def test_auto_never_sends_roles_to_an_openai_base_url_off_this_machine(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch, no_traffic_off_this_machine: list[object]
+) -> None:
+    """Users of other tools export OPENAI_BASE_URL, often at a hosted API: `auto` neither
+    chooses it nor asks it anything; naming it (--backend openai, openai:MODEL) still works."""
+    monkeypatch.setenv("OPENAI_BASE_URL", OFF_THIS_MACHINE)
+    settings = load_settings(None, {})
+    with Session.open(settings) as session:
+        session.model_rows("auto")
+        assert session.backend == "embedded" and no_traffic_off_this_machine == []
+    for command in (["doctor", "--json"], ["models", "list", "--json"]):
+        invoke(*command)
+        assert no_traffic_off_this_machine == [], command
+    with ServerDouble("lmstudio").start() as double:  # on this machine, auto finds it
+        monkeypatch.setenv("OPENAI_BASE_URL", double.url)
+        with Session.open(load_settings(None, {})) as session:
+            assert session.backend == "openai" and session.remote_note() is None
+
+
+def test_a_run_says_when_its_prompts_go_off_this_machine(
+    tmp_path: Path, isolated_home: Path, no_traffic_off_this_machine: list[object]
+) -> None:
+    path = tmp_path / "far.toml"
+    path.write_text(f'[endpoints.far]\nbase_url = "{OFF_THIS_MACHINE}"\n')
+    code, _, err = invoke(
+        "--config", str(path), "--backend", "embedded", "--direct", "--executor", "far:m", "x"
+    )
+    assert_clean_error(code, err, "Prompts go off this machine: executor to http://192.0.2.1")
+    assert err.count("192.0.2.1") >= 1 and code not in (0, 70)

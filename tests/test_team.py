@@ -22,9 +22,11 @@ def kind(answer: str) -> str:
     return json.dumps({"answer": answer})
 
 
-def team(scripted: ScriptedBackend, **evidence: object) -> object:
+def team(scripted: ScriptedBackend, max_rounds: int = 2, **evidence: object) -> object:
     """The team; fresh answers without the Planner's rethink unless asked (its own test)."""
-    return pipeline(scripted, review="team", evidence={"rethink": False, **evidence})
+    return pipeline(
+        scripted, review="team", max_rounds=max_rounds, evidence={"rethink": False, **evidence}
+    )
 
 
 # -- what the task asks for ----------------------------------------------------------------------
@@ -152,6 +154,53 @@ def test_a_missed_count_is_written_again_in_the_shape_the_task_gives(
     ]
 
 
+EVEN = "Explain in two sentences what an even number is."
+THREE_SENTENCES = (
+    "An even number is a whole number that divides by two with nothing left over. "
+    "Zero, two and four are even numbers. Odd numbers leave one over."
+)
+
+
+def test_a_replacement_that_loses_what_the_answer_said_is_not_given(
+    scripted: ScriptedBackend,
+) -> None:
+    """A version that meets the count by losing what the answer said (none of the task's
+    words the answer used: "even", "number") is worse than the answer it would replace: the
+    first answer stands, and the run says what it did not meet."""
+    shaped = json.dumps({"sentences": ["It returns False for one.", "It returns True for two."]})
+    fresh = "Even."
+    scripted.enqueue(THREE_SENTENCES, shaped, fresh)
+    result, _ = run(team(scripted, max_rounds=1, budget=0), EVEN)  # type: ignore[arg-type]
+    assert [a.phase for a in result.answers] == ["execute", "shape", "attempt"]
+    assert result.answers[1].evidence.failures == []  # type: ignore[union-attr]  # count met
+    assert result.output == THREE_SENTENCES and result.chosen_answer == 1
+    assert result.unmet == ['sentences: exactly 2 ("two sentences") (the answer has 3 sentences)']
+
+
+def test_a_replacement_never_fails_a_check_the_first_answer_passed(
+    scripted: ScriptedBackend,
+) -> None:
+    """The first answer passes one example and fails two; a version that passes those two but
+    breaks the one is not given, though it fails fewer: what worked must keep working."""
+    task = "Write a Python function sq(x): sq(2) -> 4, sq(3) -> 9, sq(4) -> 16."
+    first = "```python\ndef sq(x):\n    return x + 2\n```"
+    breaks = "```python\ndef sq(x):\n    return 5 if x == 2 else x * x\n```"
+    scripted.enqueue(first, breaks)
+    result, _ = run(team(scripted, max_rounds=1, budget=0), task)  # type: ignore[arg-type]
+    assert [len(a.evidence.failures) for a in result.answers] == [2, 1]  # type: ignore[union-attr]
+    assert result.output == first and result.chosen_answer == 1
+    assert [u.split(" (")[0] for u in result.unmet] == [
+        "sq(3) should return 9",
+        "sq(4) should return 16",
+    ]
+
+
+def test_a_run_whose_answer_meets_its_checks_has_nothing_unmet(scripted: ScriptedBackend) -> None:
+    scripted.enqueue("Even numbers divide by two. Four is one.")
+    result, _ = run(team(scripted), EVEN)  # type: ignore[arg-type]
+    assert result.unmet == [] and result.answers[0].evidence.decided  # type: ignore[union-attr]
+
+
 def test_a_case_the_task_asks_for_is_applied_by_code(scripted: ScriptedBackend) -> None:
     scripted.enqueue("Fresh Bread Daily")
     result, _ = run(team(scripted), "Write a slogan for a bakery in all capital letters.")  # type: ignore[arg-type]
@@ -197,15 +246,42 @@ def test_with_rethink_the_planner_says_another_approach_first(
     assert result.output == FIXED
 
 
-@pytest.mark.parametrize(("attempts", "made"), [(0, 0), (1, 1), (3, 3)])
-def test_fresh_answers_stop_at_evidence_attempts(
-    scripted: ScriptedBackend, attempts: int, made: int
+@pytest.mark.parametrize(("rounds", "made"), [(0, 0), (1, 1), (3, 3)])
+def test_fresh_answers_stop_at_max_rounds(
+    scripted: ScriptedBackend, rounds: int, made: int
 ) -> None:
+    """``max_rounds`` bounds the team's new versions as it bounds every mode's extra work."""
     scripted.enqueue(BUGGY, *[BUGGY] * made)
-    result, _ = run(team(scripted, attempts=attempts, budget=0))  # type: ignore[arg-type]
+    result, _ = run(team(scripted, max_rounds=rounds, budget=0))  # type: ignore[arg-type]
     assert phases(result) == ["executor:execute", *["executor:attempt"] * made]
     assert result.output == BUGGY and result.chosen_answer == 1  # the earliest of equals
     assert result.answer_stop_reason == "max_rounds"
+    assert len(result.answers) == 1 + made
+
+
+def test_max_rounds_0_gives_no_new_version_not_even_one_without_a_call(
+    scripted: ScriptedBackend,
+) -> None:
+    """0: the answer is checked, never replaced (not by the value its program printed)."""
+    scripted.enqueue(COMPUTING, kind("value"))
+    result, _ = run(team(scripted, max_rounds=0), FAHRENHEIT)  # type: ignore[arg-type]
+    assert [a.phase for a in result.answers] == ["execute"] and result.output == COMPUTING
+    assert result.answers[0].evidence.failures  # type: ignore[union-attr]
+    assert result.answer_stop_reason == "max_rounds"
+
+
+@pytest.mark.parametrize(("attempts", "made"), [(1, 1), (3, 2)])
+def test_evidence_attempts_is_still_read_and_bounds_no_more_than_max_rounds(
+    scripted: ScriptedBackend, attempts: int, made: int
+) -> None:
+    """The deprecated key keeps working for a release: the lower bound of the two holds,
+    and the run says the key is deprecated."""
+    scripted.enqueue(BUGGY, *[BUGGY] * made)
+    result, events = run(team(scripted, attempts=attempts, budget=0))  # type: ignore[arg-type]
+    assert phases(result) == ["executor:execute", *["executor:attempt"] * made]
+    assert any(
+        isinstance(e, Notice) and "evidence.attempts is deprecated" in e.message for e in events
+    )
 
 
 @pytest.mark.parametrize(("budget", "made"), [(1.0, 1), (2.0, 2), (0, 8)])
@@ -217,7 +293,7 @@ def test_the_repair_costs_a_bounded_multiple_of_the_first_answer(
     is); 0 is no bound."""
     long_buggy = BUGGY + "\n" + " ".join(["word"] * 300)  # a first answer of some 400 tokens
     scripted.enqueue(long_buggy, *[long_buggy] * 8)
-    result, _ = run(team(scripted, attempts=8, budget=budget))  # type: ignore[arg-type]
+    result, _ = run(team(scripted, max_rounds=8, budget=budget))  # type: ignore[arg-type]
     assert phases(result) == ["executor:execute", *["executor:attempt"] * made]
     assert result.answer_stop_reason == ("budget" if budget else "max_rounds")
 
@@ -246,7 +322,7 @@ def test_a_fresh_answer_without_code_fails_and_the_answer_with_code_is_kept(
     scripted: ScriptedBackend,
 ) -> None:
     scripted.enqueue(BUGGY, "Use a loop that counts each run of characters.")
-    result, _ = run(team(scripted, attempts=1, budget=0))  # type: ignore[arg-type]
+    result, _ = run(team(scripted, max_rounds=1, budget=0))  # type: ignore[arg-type]
     (failed,) = result.answers[1].evidence.failures  # type: ignore[union-attr]
     assert (failed.kind, failed.detail) == ("form", "the answer has no code block")
     assert result.chosen_answer == 1 and result.output == BUGGY

@@ -53,6 +53,8 @@ WIDER: dict[str, Any] = {
     "ollama.keep_alive": "-1m",
     "ollama.autostart": True,
     "ollama.request_timeout_s": 6000,
+    "ollama.stall_timeout_s": 6000,
+    "ollama.reply_max_bytes": 2**40,
     "history.enabled": False,
     "history.path": "/tmp/elsewhere.db",
     "thermal.enabled": False,
@@ -63,7 +65,6 @@ WIDER: dict[str, Any] = {
     "thermal.temp_critical_c": 199,
     "evidence.exec": True,
     "evidence.probes": 5,
-    "evidence.attempts": 8,
     "evidence.budget": 50,
     "evidence.timeout_s": 600,
     "evidence.memory_mb": 65536,
@@ -94,6 +95,7 @@ OWN: dict[str, Any] = {
     "seed": 7,
     "evidence.attempt_temperature": 1.1,
     "evidence.rethink": True,
+    "evidence.attempts": 1,
     **{
         f"{role}.{name}": value
         for role in ("planner", "critic", "executor")

@@ -89,6 +89,8 @@ def create_backend(name: str, settings: Settings) -> Backend:
             settings.ollama.host,
             keep_alive=settings.ollama.keep_alive,
             request_timeout_s=settings.ollama.request_timeout_s,
+            stall_timeout_s=settings.ollama.stall_timeout_s,
+            reply_max_bytes=settings.ollama.reply_max_bytes,
             log_dir=user_dir() / "logs",
         )
     endpoint = settings.endpoint(name)
@@ -101,6 +103,8 @@ def create_backend(name: str, settings: Settings) -> Backend:
             endpoint.api_key(),
             kind=None if endpoint.kind == "auto" else endpoint.kind,
             request_timeout_s=endpoint.request_timeout_s,
+            stall_timeout_s=endpoint.stall_timeout_s,
+            reply_max_bytes=endpoint.reply_max_bytes,
         )
     if name == "openai":
         raise BackendUnavailableError(
@@ -122,7 +126,7 @@ def require_available(backend: Backend) -> Backend:
         from ai_stack.backends.ollama import START_HINT
 
         raise BackendUnavailableError(
-            "ollama", f"Ollama is not reachable: {health.detail}.", hint=START_HINT
+            "ollama", f"Ollama is not reachable: {health.detail}.", hint=health.hint or START_HINT
         )
     raise BackendUnavailableError(
         backend.name,

@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
+from urllib.parse import urlsplit
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
@@ -79,21 +80,36 @@ class ModelInfo:
     def apply_gguf_metadata(self, meta: dict[str, Any]) -> None:
         """Fill the architecture facts from GGUF keys (a file's header, or Ollama's
         ``model_info``, which uses the same names). Per-layer head counts count at their
-        largest, which bounds the memory."""
+        largest, which bounds the memory. A value that is not a count (a server's reply of the
+        wrong shape) is left unknown, as a missing one is.
+
+        >>> info = ModelInfo("m", "ollama", 0)
+        >>> info.apply_gguf_metadata({"general.architecture": "llama", "llama.block_count": 32,
+        ...     "llama.attention.head_count_kv": [0, 8], "llama.context_length": "many"})
+        >>> info.block_count, info.head_count_kv, info.context_length
+        (32, 8, None)
+        """
         arch = meta.get("general.architecture")
-        if not arch:
+        if not isinstance(arch, str) or not arch:
             return
 
-        def largest(value: Any) -> Any:
-            return max(value) if isinstance(value, list) and value else value
+        def count(key: str) -> int | None:
+            value = meta.get(f"{arch}.{key}")
+            if isinstance(value, list):  # per layer
+                value = max((v for v in value if _is_count(v)), default=None)
+            return value if _is_count(value) else None
 
-        self.context_length = meta.get(f"{arch}.context_length")
-        self.block_count = meta.get(f"{arch}.block_count")
-        self.embedding_length = meta.get(f"{arch}.embedding_length")
-        self.head_count = largest(meta.get(f"{arch}.attention.head_count"))
-        self.head_count_kv = largest(meta.get(f"{arch}.attention.head_count_kv"))
-        self.key_length = meta.get(f"{arch}.attention.key_length")
-        self.value_length = meta.get(f"{arch}.attention.value_length")
+        self.context_length = count("context_length")
+        self.block_count = count("block_count")
+        self.embedding_length = count("embedding_length")
+        self.head_count = count("attention.head_count")
+        self.head_count_kv = count("attention.head_count_kv")
+        self.key_length = count("attention.key_length")
+        self.value_length = count("attention.value_length")
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +179,19 @@ class ChatStream:
             if on_piece is not None:
                 on_piece(piece)
         return self.result
+
+
+def on_this_machine(url: str) -> bool:
+    """Whether a server's URL names this machine (a loopback host): where prompts stay here,
+    and a model shares this machine's memory.
+
+    >>> [on_this_machine(u) for u in ("http://127.0.0.1:1234/v1", "http://[::1]:8080", "http://localhost")]
+    [True, True, True]
+    >>> [on_this_machine(u) for u in ("https://api.example.com/v1", "http://192.0.2.1:8080/v1")]
+    [False, False]
+    """
+    host = (urlsplit(url).hostname or "").strip("[]").lower()
+    return host in ("localhost", "::1", "0.0.0.0") or host.startswith("127.")
 
 
 def exponential_backoff(attempt: int) -> float:

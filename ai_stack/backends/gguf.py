@@ -7,7 +7,11 @@ file here; this reads only the header and skips large arrays, in milliseconds.
 
 from __future__ import annotations
 
+import math
+import os
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -65,91 +69,147 @@ _BLOCKS = {
 
 def read_metadata(path: Path) -> dict[str, Any]:
     """Every metadata key of a GGUF file; long arrays (vocabularies) come back as ``None``."""
-    with path.open("rb") as handle:
+    with path.open("rb") as handle, _damaged(path):
+        reader = _Reader(handle)
         if handle.read(4) != MAGIC:
             raise GGUFError(f"{path} is not a GGUF file")
-        version = _read(handle, "<I")
+        version = reader.scalar("<I")
         if version < 2:
             raise GGUFError(f"{path} uses GGUF version {version}; only 2 and later are supported")
-        _read(handle, "<Q")  # tensor count
-        count = _read(handle, "<Q")
-        metadata: dict[str, Any] = {}
-        try:
-            for _ in range(count):
-                key = _read_string(handle)
-                metadata[key] = _read_value(handle, _read(handle, "<I"))
-        except (struct.error, UnicodeDecodeError) as exc:
-            raise GGUFError(f"{path} has a damaged GGUF header ({exc})") from None
-        return metadata
+        reader.scalar("<Q")  # tensor count
+        return reader.metadata()
 
 
 def expected_size(path: Path) -> int:
     """How many bytes the file must have for every tensor its header lists: where the data
     starts plus the last tensor's offset and size (its offset only, for a type not known
     here). A download cut short is smaller."""
-    with path.open("rb") as handle:
-        try:
-            handle.seek(8)  # magic, version (read_metadata has checked both)
-            tensors = _read(handle, "<Q")
+    with path.open("rb") as handle, _damaged(path):
+        reader = _Reader(handle)
+        handle.seek(8)  # magic, version (read_metadata has checked both)
+        tensors = reader.count("<Q", _TENSOR_INFO_BYTES)
+        alignment = reader.metadata().get("general.alignment")
+        if not isinstance(alignment, int) or alignment <= 0:
             alignment = 32
-            for _ in range(_read(handle, "<Q")):
-                key = _read_string(handle)
-                value = _read_value(handle, _read(handle, "<I"))
-                if key == "general.alignment" and isinstance(value, int) and value > 0:
-                    alignment = value
-            end = 0
-            for _ in range(tensors):
-                _read_string(handle)
-                shape = [_read(handle, "<Q") for _ in range(_read(handle, "<I"))]
-                kind, offset = _read(handle, "<I"), _read(handle, "<Q")
-                elements, size = _BLOCKS.get(kind, (1, 0))
-                count = 1
-                for dimension in shape:
-                    count *= dimension
-                end = max(end, offset + count // elements * size)
-        except (struct.error, UnicodeDecodeError) as exc:
-            raise GGUFError(f"{path} has a damaged GGUF header ({exc})") from None
+        end = 0
+        for _ in range(tensors):
+            reader.string(keep=False)
+            dimensions = reader.scalar("<I")
+            if dimensions > _MAX_DIMENSIONS:
+                raise _Damage(f"a tensor with {dimensions} dimensions")
+            shape = [reader.scalar("<Q") for _ in range(dimensions)]
+            kind, offset = reader.scalar("<I"), reader.scalar("<Q")
+            elements, size = _BLOCKS.get(kind, (1, 0))
+            end = max(end, offset + math.prod(shape) // elements * size)
         start = -(-handle.tell() // alignment) * alignment
         return start + end
 
 
-def _read(handle: BinaryIO, fmt: str) -> Any:
-    size = struct.calcsize(fmt)
-    data = handle.read(size)
-    if len(data) != size:
-        raise struct.error("unexpected end of file")
-    return struct.unpack(fmt, data)[0]
+class _Damage(Exception):
+    """What makes a header unreadable; ``read_metadata`` names the file."""
 
 
-def _read_string(handle: BinaryIO) -> str:
-    length = _read(handle, "<Q")
-    data = handle.read(length)
-    if len(data) != length:
-        raise struct.error("unexpected end of file")
-    return data.decode("utf-8")
+@contextmanager
+def _damaged(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except _Damage as exc:
+        raise GGUFError(f"{path} has a damaged GGUF header ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise GGUFError(f"{path} has a damaged GGUF header ({exc.reason})") from None
 
 
-def _read_value(handle: BinaryIO, kind: int) -> Any:
-    if kind in _SCALARS:
-        return _read(handle, _SCALARS[kind])
-    if kind == _STRING:
-        return _read_string(handle)
-    if kind == _ARRAY:
-        item_kind = _read(handle, "<I")
-        length = _read(handle, "<Q")
+# Bounds for a header someone may have crafted: each is far above what llama.cpp writes (a few
+# dozen keys, one level of arrays, chat templates of some KiB, vocabularies of some 10^5 items).
+_MAX_KEYS = 1 << 16
+_MAX_DEPTH = 3  # an array of arrays of arrays
+_MAX_STRING = 16 << 20  # bytes of one string kept
+_MAX_TEXT = 64 << 20  # bytes of all the strings kept
+_MAX_VALUES = 1 << 22  # values read or skipped in one header: the total work
+_MAX_KEPT = 1 << 16  # items of the short arrays kept (nested ones could multiply)
+_MAX_DIMENSIONS = 4  # GGML_MAX_DIMS
+_TENSOR_INFO_BYTES = 8 + 4 + 4 + 8  # the least a tensor's entry can take: an empty name, ...
+
+
+class _Reader:
+    """Reads a GGUF header within the bounds above. No count is trusted before it is checked
+    against the bytes left in the file, so a crafted length fails at once instead of making
+    the reader allocate, recurse or loop without end."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.size = os.fstat(handle.fileno()).st_size
+        self.values = 0
+        self.kept = 0
+        self.text = 0
+
+    def metadata(self) -> dict[str, Any]:
+        count = self.count("<Q", 8 + 4)  # each key: its length, its value's type
+        if count > _MAX_KEYS:
+            raise _Damage(f"{count:,} keys")
+        found: dict[str, Any] = {}
+        for _ in range(count):
+            key = self.string()
+            found[key] = self.value(self.scalar("<I"), depth=0)
+        return found
+
+    def scalar(self, fmt: str) -> Any:
+        size = struct.calcsize(fmt)
+        data = self.handle.read(size)
+        if len(data) != size:
+            raise _Damage("unexpected end of file")
+        return struct.unpack(fmt, data)[0]
+
+    def count(self, fmt: str, each: int) -> int:
+        """A count of items, each at least ``each`` bytes: more than the file holds is damage."""
+        number: int = self.scalar(fmt)
+        if number * each > self.size - self.handle.tell():
+            raise _Damage(f"a count of {number:,} that what is left of the file cannot hold")
+        return number
+
+    def string(self, *, keep: bool = True) -> str:
+        length = self.count("<Q", 1)
+        self.work(1)
+        if not keep:
+            self.handle.seek(length, 1)
+            return ""
+        self.text += length
+        if length > _MAX_STRING or self.text > _MAX_TEXT:
+            raise _Damage(f"a string of {length:,} bytes")
+        return self.handle.read(length).decode("utf-8")
+
+    def value(self, kind: int, depth: int) -> Any:
+        if kind in _SCALARS:
+            self.work(1)
+            return self.scalar(_SCALARS[kind])
+        if kind == _STRING:
+            return self.string()
+        if kind != _ARRAY:
+            raise _Damage(f"unknown value type {kind}")
+        if depth >= _MAX_DEPTH:
+            raise _Damage(f"arrays nested deeper than {_MAX_DEPTH}")
+        item = self.scalar("<I")
+        length = self.count("<Q", struct.calcsize(_SCALARS.get(item, "<Q")))
         if length > _KEEP_ARRAYS_UP_TO:
-            _skip_array(handle, item_kind, length)
+            self.skip(item, length, depth + 1)
             return None
-        return [_read_value(handle, item_kind) for _ in range(length)]
-    raise struct.error(f"unknown value type {kind}")
+        self.kept += length
+        if self.kept > _MAX_KEPT:
+            raise _Damage(f"more than {_MAX_KEPT:,} items in short arrays")
+        return [self.value(item, depth + 1) for _ in range(length)]
 
+    def skip(self, kind: int, length: int, depth: int) -> None:
+        if kind in _SCALARS:
+            self.work(1)
+            self.handle.seek(struct.calcsize(_SCALARS[kind]) * length, 1)
+        elif kind == _STRING:
+            for _ in range(length):
+                self.string(keep=False)
+        else:
+            for _ in range(length):
+                self.value(kind, depth)
 
-def _skip_array(handle: BinaryIO, kind: int, length: int) -> None:
-    if kind in _SCALARS:
-        handle.seek(struct.calcsize(_SCALARS[kind]) * length, 1)
-    elif kind == _STRING:
-        for _ in range(length):
-            handle.seek(_read(handle, "<Q"), 1)
-    else:
-        for _ in range(length):
-            _read_value(handle, kind)
+    def work(self, values: int) -> None:
+        self.values += values
+        if self.values > _MAX_VALUES:
+            raise _Damage(f"more than {_MAX_VALUES:,} values")

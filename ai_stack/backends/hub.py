@@ -286,6 +286,14 @@ class _HubErrors:
                 f"The Hub answered {status} for {what}.",
                 hint="Try again later; a cut download resumes.",
             ) from None
+        if isinstance(error, (ValueError, KeyError, TypeError)):  # a reply not in its format
+            raise BackendError(
+                "embedded",
+                f"The server at {self.hub.endpoint} does not answer like the Hugging Face Hub "
+                f"(its reply about {what} is not the Hub's JSON).",
+                hint="Check HF_ENDPOINT (unset, it is https://huggingface.co); a login page or "
+                "a proxy may be answering instead.",
+            ) from None
 
 
 def _is_connection(error: BaseException) -> bool:

@@ -32,7 +32,7 @@ import httpx
 
 from ai_stack.backends.base import LoadOptions, ResidentModel
 from ai_stack.config import ServerKind
-from ai_stack.errors import BackendError
+from ai_stack.errors import BackendError, ReplyLimitError
 
 DESCRIPTIONS: dict[ServerKind, str] = {
     "llama-server-router": "llama-server (router)",
@@ -68,7 +68,7 @@ def detect(http: httpx.Client) -> ServerKind:
     def get(path: str) -> Any:
         try:
             return _json(http.get(path, timeout=PROBE_TIMEOUT_S))
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ReplyLimitError):  # no answer, or one that drips
             return None
 
     props = get("/props")

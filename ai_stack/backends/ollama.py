@@ -32,17 +32,26 @@ from ai_stack.backends.base import (
     PullProgress,
     ResidentModel,
     exponential_backoff,
+    on_this_machine,
     with_retries,
 )
+from ai_stack.backends.bounds import ReplyGuard, ReplyLimits, brief, what_was_wrong
 from ai_stack.config import resolve_host
 from ai_stack.errors import (
+    AiStackError,
     BackendError,
     BackendUnavailableError,
+    BadReplyError,
     ModelNotFoundError,
     TransientBackendError,
 )
 
 T = TypeVar("T")
+NOT_OLLAMA_HINT = (
+    "Check that OLLAMA_HOST (or ollama.host) points at an Ollama server, not at another "
+    "program, a proxy or a login page."
+)
+PROBE_S = 2.0  # a health check's whole answer: a server that drips it is not waited for
 START_HINT = (
     "Start it with `ollama serve` (or set ollama.autostart = true), point OLLAMA_HOST at it, "
     "or use --backend embedded."
@@ -60,6 +69,8 @@ class OllamaBackend:
         *,
         keep_alive: str | float = "10m",
         request_timeout_s: float = 600.0,
+        stall_timeout_s: float = 120.0,
+        reply_max_bytes: int = 16 * 1024**2,
         connect_timeout_s: float = 3.0,
         unload_timeout_s: float = 15.0,
         poll_interval_s: float = 0.05,
@@ -77,6 +88,15 @@ class OllamaBackend:
         self.sleep = sleep
         self.log_dir = log_dir
         self._timeout = httpx.Timeout(request_timeout_s, connect=connect_timeout_s)
+        limits = ReplyLimits(
+            self.name,
+            f"Ollama at {self.host}",
+            "ollama",
+            request_timeout_s=request_timeout_s,
+            stall_timeout_s=stall_timeout_s,
+            max_bytes=reply_max_bytes,
+        )
+        self.guard = ReplyGuard(limits, exempt=("/api/pull",))  # a pull runs as long as it runs
         self._client: ollama.Client | None = None
         self._load_options: dict[str, dict[str, Any]] = {}
         self._sizes: dict[str, int] = {}  # size on disk from the last /api/tags listing
@@ -85,26 +105,38 @@ class OllamaBackend:
     @property
     def client(self) -> ollama.Client:
         if self._client is None:  # created on first use: no connections at construction
-            self._client = ollama.Client(host=self.host, timeout=self._timeout)
+            self._client = ollama.Client(
+                host=self.host, timeout=self._timeout, event_hooks=self.guard.hooks()
+            )
         return self._client
 
     # -- server ------------------------------------------------------------------------------
 
     def health(self) -> BackendHealth:
+        hooks = ReplyGuard(self.guard.limits).hooks()  # its own watch, whatever is in flight
         try:
-            response = httpx.get(f"{self.host}/api/version", timeout=2.0)
+            with httpx.Client(timeout=PROBE_S, event_hooks=hooks) as probe:
+                response = probe.get(f"{self.host}/api/version")
             response.raise_for_status()
-            version = response.json().get("version")
-        except (httpx.HTTPError, ValueError) as exc:
+            body = response.json()
+        except (httpx.HTTPError, AiStackError) as exc:
             detail = f"no Ollama server at {self.host} ({type(exc).__name__})"
             return BackendHealth(self.name, False, detail)
+        except ValueError as exc:  # an answer, but not JSON
+            return self._not_ollama(what_was_wrong(exc))
+        version = body.get("version") if isinstance(body, dict) else None
+        if not isinstance(version, str):
+            return self._not_ollama("no version")
         return BackendHealth(self.name, True, f"Ollama {version} at {self.host}", version)
+
+    def _not_ollama(self, what: str) -> BackendHealth:
+        detail = f"{self.host} answers, but not as Ollama does ({what})"
+        return BackendHealth(self.name, False, detail, hint=NOT_OLLAMA_HINT)
 
     @property
     def local(self) -> bool:
         """Whether the server shares this machine's memory (a loopback host)."""
-        host = self.host.split("://", 1)[1].rsplit(":", 1)[0].strip("[]")
-        return host in ("127.0.0.1", "localhost", "::1", "0.0.0.0") or host.startswith("127.")
+        return on_this_machine(self.host)
 
     def start_server(self, *, timeout_s: float = 20.0) -> BackendHealth:
         """Start ``ollama serve`` if a binary is on PATH and wait until it answers."""
@@ -305,26 +337,33 @@ class OllamaBackend:
                     keep_alive=self.keep_alive,
                 )
             )
-            return chunks, next(chunks), began  # the request is sent on the first next()
+            first = next(chunks, None)  # the request is sent on the first next()
+            if first is None:
+                raise BadReplyError(self.name, f"Ollama at {self.host} answered an empty stream.")
+            return chunks, first, began
 
-        chunks, chunk, started = self._retrying(start, model=model)
         pieces: list[str] = []
         first_piece: float | None = None
-        with self._errors(model, streamed=lambda: bool(pieces)):
-            while True:
-                piece = chunk.message.content if chunk.message else ""
-                if piece:
-                    first_piece = first_piece or time.perf_counter()
-                    pieces.append(piece)
-                    yield piece
-                if chunk.done:
-                    break
-                try:
-                    chunk = next(chunks)
-                except StopIteration:
-                    raise TransientBackendError(
-                        self.name, "the answer stream ended before it was complete", partial=True
-                    ) from None
+        with self.guard.reply(options.max_tokens) as watch:
+            chunks, chunk, started = self._retrying(start, model=model)
+            with self._errors(model, streamed=lambda: bool(pieces)):
+                while True:
+                    piece = chunk.message.content if chunk.message else ""
+                    if piece:
+                        watch.piece()
+                        first_piece = first_piece or time.perf_counter()
+                        pieces.append(piece)
+                        yield piece
+                    if chunk.done:
+                        break
+                    try:
+                        chunk = next(chunks)
+                    except StopIteration:
+                        raise TransientBackendError(
+                            self.name,
+                            "the answer stream ended before it was complete",
+                            partial=True,
+                        ) from None
         ended = time.perf_counter()
         return ChatResult(
             text="".join(pieces),
@@ -355,6 +394,8 @@ class OllamaBackend:
     ) -> Iterator[None]:
         try:
             yield
+        except AiStackError:
+            raise
         except ollama.ResponseError as exc:
             raise self._response_error(exc, model, partial=streamed()) from None
         except (ConnectionError, httpx.ConnectError):
@@ -362,6 +403,9 @@ class OllamaBackend:
                 self.name, f"Cannot reach the Ollama server at {self.host}.", hint=START_HINT
             ) from None
         except httpx.TimeoutException as exc:
+            stalled = self.guard.stalled()  # during a reply: no new piece for too long
+            if stalled is not None:
+                raise stalled from None
             raise BackendError(
                 self.name,
                 f"Ollama at {self.host} did not answer in time ({type(exc).__name__}).",
@@ -371,11 +415,18 @@ class OllamaBackend:
             raise TransientBackendError(
                 self.name, f"the connection to Ollama broke ({exc})", partial=streamed()
             ) from None
+        except (ValueError, TypeError, AttributeError) as exc:  # what the client parsed
+            raise BadReplyError(
+                self.name,
+                f"Ollama at {self.host} answered something that is not Ollama's API "
+                f"({what_was_wrong(exc)}).",
+                hint=NOT_OLLAMA_HINT,
+            ) from None
 
     def _response_error(
         self, exc: ollama.ResponseError, model: str | None, *, partial: bool
     ) -> Exception:
-        message = str(exc.error)
+        message = brief(str(exc.error))
         if exc.status_code == 404 and model:
             return ModelNotFoundError(
                 model,

@@ -15,13 +15,13 @@ Facts and shapes: ../shared/reference/openai-backends.md.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, TypeVar, cast
 
 import httpx
 import openai
+from pydantic import BaseModel
 
 from ai_stack.backends.base import (
     BackendHealth,
@@ -33,16 +33,21 @@ from ai_stack.backends.base import (
     ModelInfo,
     ResidentModel,
     exponential_backoff,
+    on_this_machine,
     with_retries,
 )
+from ai_stack.backends.bounds import ReplyGuard, ReplyLimits, brief, what_was_wrong
 from ai_stack.backends.lifecycles import DESCRIPTIONS, Lifecycle, detect, lifecycle_for
 from ai_stack.config import ServerKind
 from ai_stack.errors import (
+    AiStackError,
     BackendError,
     BackendUnavailableError,
+    BadReplyError,
     ModelNotFoundError,
     TransientBackendError,
 )
+from ai_stack.redaction import without_password
 
 T = TypeVar("T")
 try:  # the openai client (3.x) runs on httpx2; the lifecycle calls on httpx
@@ -54,6 +59,10 @@ except ImportError:  # pragma: no cover
 # The response_format forms, in the order they are tried: OpenAI's, then llama-cpp-python's
 FORMATS = ("json_schema", "json_object")
 UNREACHABLE_HINT = "Start the server, or correct its base_url (for openai: OPENAI_BASE_URL)."
+NOT_OPENAI_HINT = (
+    "Check that its base_url (for openai: OPENAI_BASE_URL) points at an OpenAI-compatible "
+    "server's /v1, not at a web page, a proxy or another program."
+)
 FIRST_FORMAT: dict[ServerKind, str | None] = {"llama-cpp-python": "json_object"}
 
 
@@ -80,6 +89,8 @@ class OpenAIBackend:
         *,
         kind: ServerKind | None = None,
         request_timeout_s: float = 600.0,
+        stall_timeout_s: float = 120.0,
+        reply_max_bytes: int = 16 * 1024**2,
         connect_timeout_s: float = 3.0,
         attempts: int = 4,
         backoff: Callable[[int], float] | None = None,
@@ -87,9 +98,11 @@ class OpenAIBackend:
         poll_s: float = 0.1,
     ) -> None:
         self.name = name
-        self.host = base_url.rstrip("/")  # the endpoint's machine-wide lease is keyed by it
-        if not self.host.endswith("/v1"):
-            self.host += "/v1"
+        self._url = base_url.rstrip("/")  # as given: a password in it is the client's to send
+        if not self._url.endswith("/v1"):
+            self._url += "/v1"
+        # What messages, listings, the history and the machine-wide lease name it by.
+        self.host = without_password(self._url)
         self.api_key = api_key
         self.attempts = attempts
         self.backoff = backoff or exponential_backoff
@@ -97,6 +110,15 @@ class OpenAIBackend:
         self.poll_s = poll_s
         self._timeout = httpx.Timeout(request_timeout_s, connect=connect_timeout_s)
         self._client_timeout = openai.Timeout(request_timeout_s, connect=connect_timeout_s)
+        limits = ReplyLimits(
+            name,
+            f"the server at {self.host}",
+            f"endpoints.{name}",
+            request_timeout_s=request_timeout_s,
+            stall_timeout_s=stall_timeout_s,
+            max_bytes=reply_max_bytes,
+        )
+        self.guard = ReplyGuard(limits)
         self._kind = kind
         self._client: openai.OpenAI | None = None
         self._http: httpx.Client | None = None
@@ -109,10 +131,20 @@ class OpenAIBackend:
     def client(self) -> openai.OpenAI:
         if self._client is None:  # created on first use: no connections at construction
             self._client = openai.OpenAI(
-                base_url=self.host,
+                base_url=self._url,
                 api_key=self.api_key or "not-needed",  # servers that check none take any
                 timeout=self._client_timeout,
                 max_retries=0,  # retries are ours, with the errors mapped
+                # httpx, with every reply bounded: every openai version takes it (3.x types its
+                # own httpx2 here, and takes httpx's client too)
+                http_client=cast(
+                    Any,
+                    httpx.Client(
+                        timeout=self._timeout,
+                        follow_redirects=True,
+                        event_hooks=self.guard.hooks(),
+                    ),
+                ),
             )
         return self._client
 
@@ -122,7 +154,10 @@ class OpenAIBackend:
         if self._http is None:
             headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
             self._http = httpx.Client(
-                base_url=server_root(self.host), headers=headers, timeout=self._timeout
+                base_url=server_root(self._url),
+                headers=headers,
+                timeout=self._timeout,
+                event_hooks=self.guard.hooks(),
             )
         return self._http
 
@@ -161,13 +196,12 @@ class OpenAIBackend:
     @property
     def local(self) -> bool:
         """Whether the server shares this machine's memory (a loopback host)."""
-        host = (urlsplit(self.host).hostname or "").strip("[]")
-        return host in ("localhost", "::1", "0.0.0.0") or host.startswith("127.")
+        return on_this_machine(self._url)
 
     def health(self) -> BackendHealth:
         try:
             response = self.http.get("/v1/models", timeout=2.0)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, AiStackError) as exc:
             detail = f"no server at {self.host} ({type(exc).__name__})"
             return BackendHealth(self.name, False, detail, hint=UNREACHABLE_HINT)
         if response.status_code != 200:
@@ -186,13 +220,14 @@ class OpenAIBackend:
     # -- models ------------------------------------------------------------------------------
 
     def list_models(self) -> list[ModelInfo]:
-        listed = self._retrying(lambda: list(self.client.models.list()))
+        listed = self._retrying(
+            lambda: [_Listed.model_validate(_raw(entry)) for entry in self.client.models.list()]
+        )
         sizes = self._retrying(self.lifecycle.sizes)
         models = []
         for entry in listed:
             size, context = sizes.get(entry.id, (0, None))
-            extra = entry.model_extra or {}
-            context = context or extra.get("max_model_len") or extra.get("context_length")
+            context = context or entry.max_model_len or entry.context_length
             models.append(
                 ModelInfo(entry.id, self.name, size, context_length=context, path=self.host)
             )
@@ -264,7 +299,7 @@ class OpenAIBackend:
 
     def _open(
         self, model: str, messages: list[Message], options: ChatOptions, schema: Any
-    ) -> tuple[Iterator[Any], float]:
+    ) -> tuple[openai.Stream[Any], float]:
         """Send the request; a server that refuses the response_format is asked in its next
         form (remembered for the model), down to none."""
         while True:
@@ -273,7 +308,7 @@ class OpenAIBackend:
                 stream = self.client.chat.completions.create(
                     **self._request(model, messages, options, schema)
                 )
-                return iter(stream), began
+                return stream, began
             except (openai.BadRequestError, openai.InternalServerError) as exc:
                 form = self._formats.get(model, FIRST_FORMAT.get(self.kind, FORMATS[0]))
                 if schema is None or form is None or not _refuses_format(exc):
@@ -288,37 +323,45 @@ class OpenAIBackend:
         options: ChatOptions,
         schema: dict[str, Any] | None,
     ) -> Generator[str, None, ChatResult]:
-        chunks, started = self._retrying(
-            lambda: self._open(model, messages, options, schema), model=model
-        )
         pieces: list[str] = []
         first_piece: float | None = None
-        usage: Any = None
-        timings: dict[str, Any] = {}
+        usage: _Usage | None = None
+        timings = _Timings()
         finish: str | None = None
-        with self._errors(model, streamed=lambda: bool(pieces)):
-            for chunk in chunks:
-                usage = chunk.usage or usage
-                timings = (chunk.model_extra or {}).get("timings") or timings
-                for choice in chunk.choices:
-                    piece = choice.delta.content if choice.delta else None
-                    if piece:
-                        first_piece = first_piece or time.perf_counter()
-                        pieces.append(piece)
-                        yield piece
-                    finish = choice.finish_reason or finish
+        with self.guard.reply(options.max_tokens) as watch:
+            chunks, started = self._retrying(
+                lambda: self._open(model, messages, options, schema), model=model
+            )
+            events = 0
+            with self._errors(model, streamed=lambda: bool(pieces)):
+                for raw in chunks:
+                    events += 1
+                    chunk = _Chunk.model_validate(_raw(raw))
+                    usage = chunk.usage or usage
+                    timings = chunk.timings or timings
+                    for choice in chunk.choices:
+                        piece = choice.delta.content if choice.delta else None
+                        if piece:
+                            watch.piece()
+                            first_piece = first_piece or time.perf_counter()
+                            pieces.append(piece)
+                            yield piece
+                        finish = choice.finish_reason or finish
+        if finish is None and not events and not _event_stream(chunks.response.headers):
+            raise BadReplyError(  # a page or a JSON body, not one event in it
+                self.name,
+                f"the server at {self.host} answered something that is not the OpenAI API "
+                f"(no event stream: {chunks.response.headers.get('content-type', 'no type')}).",
+                hint=NOT_OPENAI_HINT,
+            )
         if finish is None:  # llama-cpp-python ends a stream a newer request interrupts so
             raise TransientBackendError(
                 self.name, "the answer stream ended before it was complete", partial=True
             )
         ended = time.perf_counter()
-        prompt = (
-            usage.prompt_tokens
-            if usage
-            else (timings.get("prompt_n") or 0) + (timings.get("cache_n") or 0)
-        )
-        output = usage.completion_tokens if usage else timings.get("predicted_n") or len(pieces)
-        decode = (timings.get("predicted_ms") or 0) / 1000 or ended - (first_piece or ended)
+        prompt = usage.prompt_tokens if usage else (timings.prompt_n or 0) + (timings.cache_n or 0)
+        output = usage.completion_tokens if usage else timings.predicted_n or len(pieces)
+        decode = (timings.predicted_ms or 0) / 1000 or ended - (first_piece or ended)
         return ChatResult(
             text="".join(pieces),
             prompt_tokens=prompt,
@@ -348,7 +391,12 @@ class OpenAIBackend:
         where = f"the server at {self.host}"
         try:
             yield
-        except openai.APITimeoutError:
+        except AiStackError:
+            raise
+        except (openai.APITimeoutError, httpx.TimeoutException):
+            stalled = self.guard.stalled()  # during a reply: no new piece for too long
+            if stalled is not None:
+                raise stalled from None
             raise BackendError(
                 self.name,
                 f"{where} did not answer in time.",
@@ -381,6 +429,18 @@ class OpenAIBackend:
             raise BackendError(
                 self.name, f"{where} answered {exc.status_code}: {_message(exc)}"
             ) from None
+        except (
+            openai.APIResponseValidationError,
+            ValueError,
+            TypeError,
+            AttributeError,
+            LookupError,  # a lifecycle's JSON without the key every entry has
+        ) as exc:
+            raise BadReplyError(  # an HTML page, invalid JSON, JSON of the wrong shape
+                self.name,
+                f"{where} answered something that is not the OpenAI API ({what_was_wrong(exc)}).",
+                hint=NOT_OPENAI_HINT,
+            ) from None
         except openai.APIError as exc:  # an error event inside a stream
             raise TransientBackendError(
                 self.name, f"{where} failed mid-answer: {exc.message}", partial=streamed()
@@ -393,6 +453,56 @@ class OpenAIBackend:
             raise BackendError(self.name, f"{where}: {type(exc).__name__}: {exc}") from None
 
 
+class _Delta(BaseModel):
+    content: str | None = None
+
+
+class _Choice(BaseModel):
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+
+
+class _Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class _Timings(BaseModel):
+    """llama.cpp's own counts, where there is no usage."""
+
+    prompt_n: int | None = None
+    cache_n: int | None = None
+    predicted_n: int | None = None
+    predicted_ms: float | None = None
+
+
+class _Chunk(BaseModel):
+    """What ai-stack reads of a stream chunk, checked: the client builds its chunks from
+    whatever the server sent, unvalidated."""
+
+    choices: list[_Choice] = []
+    usage: _Usage | None = None
+    timings: _Timings | None = None
+
+
+class _Listed(BaseModel):
+    """What ai-stack reads of a ``/v1/models`` entry (the context under vLLM's or LM Studio's
+    name)."""
+
+    id: str
+    max_model_len: int | None = None
+    context_length: int | None = None
+
+
+def _event_stream(headers: Mapping[str, str]) -> bool:
+    return "text/event-stream" in headers.get("content-type", "")
+
+
+def _raw(model: Any) -> Any:
+    """The data the client built ``model`` from, as the server sent it."""
+    return model.model_dump(warnings=False, exclude_unset=True)
+
+
 def _message(exc: openai.APIStatusError) -> str:
     """The message of an error body, whichever shape the server uses (``error`` as a string
     or an object, or ``detail``)."""
@@ -400,10 +510,10 @@ def _message(exc: openai.APIStatusError) -> str:
     if isinstance(body, dict):
         error = body.get("error", body.get("detail"))
         if isinstance(error, dict):
-            return str(error.get("message") or error)
+            return brief(str(error.get("message") or error))
         if error is not None:
-            return str(error)
-    return exc.message
+            return brief(str(error))
+    return brief(exc.message)
 
 
 def _refuses_format(exc: openai.APIStatusError) -> bool:

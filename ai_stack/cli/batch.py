@@ -6,16 +6,16 @@ import functools
 import json
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
-from typing import Any, get_args
+from typing import Any
 
 import click
+from rich import box
 from rich.console import Console
 from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
 
 from ai_stack.batch import BatchEvent, BatchRunner, BatchSummary, Prediction, TaskFailed
@@ -29,14 +29,17 @@ from ai_stack.cli.common import (
     run_options,
 )
 from ai_stack.config import Settings, raw_settings
+from ai_stack.display import named
 from ai_stack.errors import HistoryError
+from ai_stack.files import OutputDir, unresolved
 from ai_stack.history import HistoryStore
+from ai_stack.modes import MODES
 from ai_stack.session import Session
+from ai_stack.terminal import escape
 from ai_stack.types import (
     CallRetried,
     ModelLoaded,
     ModelUnloaded,
-    Phase,
     PhaseFinished,
     PhaseStarted,
     Reasked,
@@ -47,18 +50,33 @@ from ai_stack.types import (
 )
 from ai_stack.workflow import Workflow, load_workflow
 
-_PHASES = tuple(phase for phase in get_args(Phase) if phase != "summarise")
-
 
 class BatchDisplay:
-    """A live table of tasks by phases, with loads and problems printed above it."""
+    """A live table of tasks by phases, with loads and problems printed above it and the call
+    being made below it.
 
-    def __init__(self, console: Console, workflow: Workflow, *, quiet: bool) -> None:
+    The columns are the phases the batch's mode makes (the mode is batch-wide), in its order;
+    ``finished`` are the tasks an earlier run of the batch finished (``--resume``)."""
+
+    def __init__(
+        self,
+        console: Console,
+        workflow: Workflow,
+        *,
+        quiet: bool,
+        finished: Collection[str] = (),
+    ) -> None:
         self.console = console
         self.quiet = quiet
+        settings = workflow.tasks[0].settings
+        calls = MODES[settings.mode].active(settings)
+        self.phases = tuple(dict.fromkeys(call.phase for call in calls))
         self.cells: dict[str, dict[str, str]] = {
-            t.id: {phase: "" for phase in _PHASES} | {"status": "waiting"} for t in workflow.tasks
+            t.id: dict.fromkeys(self.phases, "")
+            | {"status": "[green]done[/]" if t.id in finished else "waiting"}
+            for t in workflow.tasks
         }
+        self.now: str | None = None  # the call being made: task, phase, model
         self.live = Live(self._table(), console=console, transient=False, auto_refresh=False)
 
     def __enter__(self) -> BatchDisplay:
@@ -67,32 +85,39 @@ class BatchDisplay:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.now = None
         if not self.quiet:
             self.live.update(self._table(), refresh=True)
             self.live.stop()
+            if not self.console.is_terminal:  # there, rich leaves the table's last line open
+                self.console.line()
 
     def print(self, text: str) -> None:
         if not self.quiet:
-            self.live.console.print(text)
+            self.live.console.print(text, soft_wrap=False)
 
     def __call__(self, task_id: str, event: BatchEvent) -> None:
         row = self.cells[task_id]
         if isinstance(event, PhaseStarted):
             mark = f"{event.round}…" if event.round else "…"
-            row[event.phase] = _replace_last(row[event.phase], mark, event.round)
-            row["status"] = f"{event.phase} · {event.model}"
+            if event.phase in row:
+                row[event.phase] = _replace_last(row[event.phase], mark, event.round)
+            row["status"] = "[cyan]running[/]"
+            self.now = f"{escape(task_id)}: {event.phase} · [cyan]{named(event.model)}[/]"
         elif isinstance(event, PhaseFinished):
             m = event.metrics
-            row[m.phase] = _replace_last(row[m.phase], f"{m.round}✓" if m.round else "✓", m.round)
+            if m.phase in row:
+                done = f"{m.round}✓" if m.round else "✓"
+                row[m.phase] = _replace_last(row[m.phase], done, m.round)
         elif isinstance(event, RunFinished):
             row["status"] = "[green]done[/]"
         elif isinstance(event, TaskFailed):
-            row["status"] = f"[red]failed[/]: {escape(event.error)}"
+            row["status"] = "[red]failed[/]"
             self.print(f"[red]{task_id} failed:[/] {escape(event.error)}")
         elif isinstance(event, ModelLoaded):
-            self.print(f"[dim]Loaded {escape(event.model)} in {event.seconds:.2f} s[/]")
+            self.print(f"[dim]Loaded {named(event.model)} in {event.seconds:.2f} s[/]")
         elif isinstance(event, ModelUnloaded):
-            self.print(f"[dim]Unloaded {escape(event.model)} ({escape(event.reason)})[/]")
+            self.print(f"[dim]Unloaded {named(event.model)} ({escape(event.reason)})[/]")
         elif isinstance(event, Reasked):
             self.print(f"[yellow]{task_id}: invalid {event.role} reply, asking again[/]")
         elif isinstance(event, CallRetried):
@@ -108,9 +133,20 @@ class BatchDisplay:
             self.live.update(self._table(), refresh=True)
 
     def _table(self) -> Table:
-        table = Table("task", *_PHASES, "status")
+        # 80 columns hold the seven phases of the longest mode: no borders, one space between
+        # columns, phase names whole; a task id longer than the room left folds, never cut.
+        table = Table(
+            box=box.SIMPLE_HEAD,
+            padding=0,
+            show_edge=False,
+            caption=self.now,
+            caption_justify="left",
+        )
+        table.add_column("task", overflow="fold")
+        for phase in (*self.phases, "status"):
+            table.add_column(phase, no_wrap=True, min_width=len(phase))
         for task_id, row in self.cells.items():
-            table.add_row(task_id, *(row[p] for p in _PHASES), row["status"])
+            table.add_row(escape(task_id), *(row[p] for p in self.phases), row["status"])
         return table
 
 
@@ -130,7 +166,7 @@ def show_prediction(console: Console, prediction: Prediction, policy: str) -> No
     table = Table("#", "phase", "model", *(("node",) if homes else ()), "tasks")
     for number, (label, model, tasks) in enumerate(prediction.groups, 1):
         where = (escape(homes[model]),) if homes else ()
-        table.add_row(str(number), label, escape(model), *where, ", ".join(tasks))
+        table.add_row(str(number), label, named(model), *where, ", ".join(tasks))
     console.print(table)
     bound = "" if prediction.exact else "at most "
     if homes:
@@ -227,9 +263,15 @@ def batch_command(
         base, _ = raw_settings(options.config_file)
         workflow = load_workflow(workflow_file, base, options.overrides())
         settings = workflow.tasks[0].settings  # batch-wide options are the same in every task
-        out_dir = (out or workflow.output_dir).resolve()
+        out_dir = unresolved(out or workflow.output_dir)
         with ExitStack() as stack:
+            # made and locked before anything loads: a file in its place, a link or another
+            # run writing there is said now, not after every model call
+            output = None if dry_run else stack.enter_context(OutputDir.open(out_dir))
             session, runner, left_out = _wire(stack, settings, workflow, out_dir, cluster)
+            remote = session.remote_note(*(task.settings for task in workflow.tasks))
+            if remote:  # said even when quiet: it is where the prompts go
+                console.print(f"[yellow]{escape(remote)}[/]")
             if not quiet:
                 console.print(f"[dim]Backend: {escape(session.backend_note)}[/]")
             runner.preflight()
@@ -237,17 +279,20 @@ def batch_command(
                 for line in left_out():
                     console.print(f"[yellow]Left out: {escape(line)}[/]")
             prediction = runner.prediction()
-            if dry_run:
+            if output is None:  # --dry-run: nothing is written
                 policy = session.manager.policy
                 if as_json:
                     click.echo(json.dumps(_schedule_json(workflow, prediction, policy, left_out())))
                 else:
                     show_prediction(Console(), prediction, policy)
                 return
-            runner.store = open_journal(settings, out_dir, history_warning(console))
+            runner.output = output
+            runner.store = open_journal(settings, output, history_warning(console))
             runner.on_fault = history_warning(console)
             runner.begin(resume=resume)
-            with StopFlag(console) as stop, BatchDisplay(console, workflow, quiet=quiet) as view:
+            finished = [run.planned.id for run in runner.runs if run.status == "ok"]
+            view = BatchDisplay(console, workflow, quiet=quiet, finished=finished)
+            with StopFlag(console) as stop, view:
                 runner.on_event, runner.should_stop = view, stop
                 runner.on_note = lambda text: view.print(f"[yellow]{escape(text)}[/]")
                 try:
@@ -286,7 +331,7 @@ def _wire(
 
 
 def open_journal(
-    settings: Settings, out_dir: Path, warn: Callable[[HistoryError], None]
+    settings: Settings, output: OutputDir, warn: Callable[[HistoryError], None]
 ) -> HistoryStore:
     """The batch's journal: the run history, or journal.db in the output directory when the
     history is off — or when it cannot be opened (said once; the batch still resumes from it)."""
@@ -295,7 +340,8 @@ def open_journal(
             return HistoryStore.open(settings.resolved_history_path())
         except HistoryError as error:
             warn(error)
-    return HistoryStore.open(out_dir / "journal.db")
+    output.refuse_links(["journal.db"])
+    return HistoryStore.open(output.path / "journal.db")
 
 
 def _schedule_json(

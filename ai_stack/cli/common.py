@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import click
 from rich.console import Console
 from rich.markup import escape
 
-from ai_stack.config import Settings, load_settings
+from ai_stack.config import Settings, layer, load_settings
 from ai_stack.errors import AiStackError, HistoryError, UsageError
 from ai_stack.files import read_limited
 from ai_stack.modes import REVIEWS
+from ai_stack.types import ROLES
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
+EXIT_UNMET = 3  # --strict: the answer was given, but fails a check of the task's own
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -110,6 +114,31 @@ def print_error(console: Console, exc: AiStackError) -> None:
         console.print(f"[dim]{escape(exc.hint)}[/]")
 
 
+# What an OSError that reaches a front end means: the output could not be written (a closed
+# pipe, a full disk or device). Anything else a command raises is a bug.
+OUTPUT_FAULTS = frozenset({errno.EPIPE, errno.ENOSPC, errno.EDQUOT})
+
+
+def output_failed(exc: OSError) -> NoReturn:
+    """End the run after the output could not be written. A reader that went away (``| head
+    -c 1``) ends it quietly, as other command-line tools do; a full disk or device (``>
+    /dev/full``) is one clear message. Standard output is pointed at /dev/null first, so the
+    interpreter's last flush has nothing to complain about."""
+    with suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    if exc.errno != errno.EPIPE:
+        with suppress(OSError):
+            print_error(
+                error_console(),
+                AiStackError(
+                    f"Cannot write the output: {exc.strerror or exc}.",
+                    hint="Free some space where it goes (or send it elsewhere) and run again.",
+                ),
+            )
+    sys.exit(1)
+
+
 @contextmanager
 def reported_errors(console: Console, debug: bool) -> Iterator[None]:
     """Turn failures into one clear message and a non-zero exit (a traceback only with --debug)."""
@@ -131,6 +160,8 @@ def reported_errors(console: Console, debug: bool) -> Iterator[None]:
     except Exception as exc:
         if debug:
             raise
+        if isinstance(exc, OSError) and exc.errno in OUTPUT_FAULTS:
+            output_failed(exc)
         console.print(
             f"[bold red]Internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
             "[dim]Run again with --debug for a traceback, and please report it.[/]"
@@ -155,6 +186,9 @@ class RunOptions:
     allow_sensitive: tuple[Path, ...]
     truncate_context: bool
     max_rounds: int | None
+    seed: int | str | None
+    temperature: float | None
+    model_options: tuple[tuple[str, str], ...]
     memory_budget: float | None
     policy: str | None
     wait_timeout: float | None
@@ -163,11 +197,14 @@ class RunOptions:
     debug: bool
 
     def overrides(self) -> dict[str, Any]:
-        """The options as settings data (``None`` = not given, so the layer below wins)."""
+        """The options as settings data (``None`` = not given, so the layer below wins); the
+        ``-o`` options last, over the flags."""
+        return layer(self._flags(), *(model_option(k, v) for k, v in self.model_options))
+
+    def _flags(self) -> dict[str, Any]:
         return {
             "planner": {"model": self.planner},
             "critic": {"model": self.critic},
-            "executor": {"model": self.executor},
             "backend": self.backend,
             "review": self.review,
             "direct": True if self.direct else None,
@@ -182,6 +219,8 @@ class RunOptions:
             },
             "limits": {"truncate_context": True if self.truncate_context else None},
             "max_rounds": self.max_rounds,
+            "seed": self.seed,
+            "executor": {"model": self.executor, "temperature": self.temperature},
             "memory": {
                 "budget_gb": self.memory_budget,
                 "policy": self.policy,
@@ -192,6 +231,56 @@ class RunOptions:
 
     def settings(self) -> Settings:
         return load_settings(self.config_file, self.overrides())
+
+
+# -o KEY=VALUE: a model option, as llm's -o; the Executor's unless a role is named
+MODEL_OPTIONS = ("temperature", "max_tokens", "num_ctx", "seed", "repeat_penalty")
+RUN_WIDE = ("seed", "repeat_penalty")  # options of every call, not of one role
+
+
+def model_option(key: str, value: str) -> dict[str, Any]:
+    """``-o KEY=VALUE`` as settings data (validated with the rest of the settings).
+
+    >>> model_option("temperature", "0.9"), model_option("critic.max_tokens", "64")
+    ({'executor': {'temperature': '0.9'}}, {'critic': {'max_tokens': '64'}})
+    >>> model_option("seed", "7")
+    {'seed': '7'}
+    """
+    role, _, name = key.rpartition(".")
+    if name in RUN_WIDE and not role:
+        return {name: value}
+    return {role or "executor": {name: value}}
+
+
+def _model_options(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    """Each ``-o`` as (key, value); a key that is no model option is a usage error (exit 2)."""
+    pairs = []
+    for item in values:
+        key, equals, value = item.partition("=")
+        role, _, name = key.strip().rpartition(".")
+        if not equals or name not in MODEL_OPTIONS or role not in ("", *ROLES):
+            raise click.BadParameter(
+                f"{item!r} is not KEY=VALUE with KEY one of {', '.join(MODEL_OPTIONS)} "
+                "(a role's own: ROLE.KEY, e.g. planner.temperature=0.5)",
+                ctx,
+                param,
+            )
+        pairs.append((key.strip(), value.strip()))
+    return tuple(pairs)
+
+
+def _seed(ctx: click.Context, param: click.Parameter, value: str | None) -> int | str | None:
+    """``--seed N`` or ``--seed random`` (a fresh seed each run, recorded with it)."""
+    if value is None or value == "random":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a whole number or 'random'", ctx, param
+        ) from None
 
 
 def run_options(command: F) -> F:
@@ -262,14 +351,43 @@ def run_options(command: F) -> F:
             multiple=True,
             type=click.Path(path_type=Path),
             metavar="PATH",
-            help="Let this one secret location (a key, .env, ...) become model context.",
+            help="Let this secret location (a key, .env, a directory) become model context.",
         ),
         click.option(
             "--truncate-context",
             is_flag=True,
             help="Cut a context too big for the models' num_ctx to fit (the task is never cut).",
         ),
-        click.option("--max-rounds", type=click.IntRange(0, 20), help="Review rounds at most."),
+        click.option(
+            "--max-rounds",
+            type=click.IntRange(0, 20),
+            help="The extra work any mode may do after the first answer (default 2): review "
+            "rounds of the plan, fixes of the answer, or the team's new versions of each kind; "
+            "0: the answer is checked, never replaced.",
+        ),
+        click.option(
+            "--seed",
+            callback=_seed,
+            metavar="N|random",
+            help="Sampling seed (default 42, repeatable runs); random: a fresh one each run. "
+            "The seed used is recorded (--json, history).",
+        ),
+        click.option(
+            "--temperature",
+            type=click.FloatRange(0.0, 2.0),
+            metavar="T",
+            help="The Executor's sampling temperature (the answer's).",
+        ),
+        click.option(
+            "-o",
+            "--option",
+            "model_options",
+            multiple=True,
+            callback=_model_options,
+            metavar="KEY=VALUE",
+            help=f"A model option, the Executor's or ROLE.KEY (repeatable): "
+            f"{', '.join(MODEL_OPTIONS)}.",
+        ),
         click.option(
             "--memory-budget",
             type=click.FloatRange(min=0.1, max=4096),
@@ -292,7 +410,7 @@ def run_options(command: F) -> F:
             "--config",
             "config_file",
             type=click.Path(path_type=Path, dir_okay=True),
-            help="TOML config file, read alone (default: the user dir's config.toml, then "
+            help="TOML config file, read alone (default: yours — ai-stack config path — then "
             "./ai-stack.toml where it only narrows it).",
         ),
         click.option(

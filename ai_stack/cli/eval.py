@@ -25,6 +25,7 @@ from ai_stack.cli.common import (
 )
 from ai_stack.errors import UsageError
 from ai_stack.evals import MODES, EvalReport, load_suite
+from ai_stack.files import OutputDir, unresolved
 from ai_stack.sandbox import SandboxReport
 from ai_stack.session import Session
 from ai_stack.types import Mode, PhaseStarted, RunFinished
@@ -142,8 +143,9 @@ def eval_command(
         chosen = parse_modes(modes)
         settings = options.settings()
         suite = load_suite(suite_file, settings.limits)
-        out_dir = (out or suite_file.parent / f"{suite_file.stem}-eval").resolve()
-        with Session.open(settings) as session:
+        out_dir = unresolved(out or suite_file.parent / f"{suite_file.stem}-eval")
+        # made and locked before anything loads, like a batch's (docs/workflows.md#results)
+        with OutputDir.open(out_dir) as output, Session.open(settings) as session:
             sandbox = session.evidence().sandbox
             if not sandbox.can_run:
                 raise UsageError(
@@ -157,8 +159,9 @@ def eval_command(
                     console.print(f"[yellow]{escape(note)}[/]")
             evaluation = session.eval_run(suite, chosen, out_dir)
             runner = evaluation.runner
+            runner.output = output
             runner.preflight()
-            runner.store = open_journal(settings, out_dir, history_warning(console))
+            runner.store = open_journal(settings, output, history_warning(console))
             runner.on_fault = history_warning(console)
             runner.begin(resume=resume)
             view = EvalDisplay(console, len(runner.runs), quiet=quiet)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
+from rich import box
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
 
 from ai_stack.cli.common import command, config_options, confirm_or_stop
 from ai_stack.config import Settings
@@ -19,9 +21,16 @@ from ai_stack.files import write_atomically
 from ai_stack.history import HistoryStore, StoredRun
 from ai_stack.history import export as export_history
 from ai_stack.history.repair import describe, repair
+from ai_stack.terminal import escape, strip_controls
 from ai_stack.types import Turn
 
-STATUS_STYLE = {"ok": "green", "running": "cyan", "failed": "red", "interrupted": "yellow"}
+STATUS_STYLE = {
+    "ok": "green",
+    "unmet": "yellow",
+    "running": "cyan",
+    "failed": "red",
+    "interrupted": "yellow",
+}
 
 
 def _store(settings: Settings) -> HistoryStore:
@@ -33,11 +42,17 @@ def _store(settings: Settings) -> HistoryStore:
     return store
 
 
+MAX_AGE = timedelta(days=100 * 366)  # older than any run: a cutoff past it would overflow
+
+
 def parse_age(text: str) -> timedelta:
-    """``30d``, ``12h``, ``2w``, ``45m`` → a timedelta.
+    """``30d``, ``12h``, ``2w``, ``45m`` → a timedelta (at most ``MAX_AGE``).
 
     >>> parse_age("30d"), parse_age("2w") == parse_age("14d"), parse_age("90m")
     (datetime.timedelta(days=30), True, datetime.timedelta(seconds=5400))
+    >>> parse_age("999999999999d")
+    Traceback (most recent call last):
+    ai_stack.errors.UsageError: The age 999999999999d is longer than any history.
     """
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
     if not match:
@@ -45,8 +60,13 @@ def parse_age(text: str) -> timedelta:
             f"Cannot read the age {text!r}.", hint="Use a number and a unit: 45m, 12h, 30d, 2w."
         )
     value, unit = float(match.group(1)), match.group(2)
-    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
-    return timedelta(seconds=value * seconds)
+    seconds = value * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+    if seconds > MAX_AGE.total_seconds():  # past timedelta's range, or before year 1
+        raise UsageError(
+            f"The age {text.strip()} is longer than any history.",
+            hint=f"Use at most {MAX_AGE.days}d (100 years).",
+        )
+    return timedelta(seconds=seconds)
 
 
 def _when(iso: str | None, short: bool = False) -> str:
@@ -99,11 +119,21 @@ def list_runs(limit: int, as_json: bool, config_file: Path | None, debug: bool) 
 @history.command("show")
 @click.argument("run_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="The run as JSON (the --json result shape).")
+@click.option(
+    "--answer",
+    "answer_only",
+    is_flag=True,
+    help="Only the run's answer, verbatim (to save it: history show ID --answer > FILE).",
+)
 @config_options
-def show(run_id: str, as_json: bool, config_file: Path | None, debug: bool) -> None:
+def show(
+    run_id: str, as_json: bool, answer_only: bool, config_file: Path | None, debug: bool
+) -> None:
     """One whole run: plans, critiques, answer and per-call metrics; or, given a conversation's
     id, its turns. ID may be a prefix."""
     with command(config_file, debug) as (_, settings):
+        if as_json and answer_only:
+            raise UsageError("Give either --json or --answer, not both.")
         store = _store(settings)
         try:
             try:
@@ -113,6 +143,12 @@ def show(run_id: str, as_json: bool, config_file: Path | None, debug: bool) -> N
                 if conversation is None:
                     raise
                 turns = store.conversation_turns(conversation)
+                if answer_only:
+                    last = turns[-1].run_id if turns else "RUN"
+                    raise UsageError(
+                        f"{conversation} is a conversation; --answer shows one run's answer.",
+                        hint=f"Give one of its runs: ai-stack history show {last} --answer",
+                    ) from None
                 summary = store.conversation_summary(conversation)
                 if as_json:
                     data = {
@@ -129,7 +165,28 @@ def show(run_id: str, as_json: bool, config_file: Path | None, debug: bool) -> N
         if as_json:
             click.echo(json.dumps(run.model_dump(mode="json"), ensure_ascii=False))
             return
+        if answer_only:
+            _write_answer(run)
+            return
         _render(Console(), run)
+
+
+def _write_answer(run: StoredRun) -> None:
+    """The answer as stored, byte for byte (a final newline added if it has none): what
+    ``ai-stack "task" > file`` wrote, unless a credential in it was redacted. At a terminal,
+    without its control sequences."""
+    if not run.output:
+        raise UsageError(f"Run {run.id} has no answer ({run.status}).")
+    text = run.output if run.output.endswith("\n") else run.output + "\n"
+    shown = sys.stdout.isatty()
+    sys.stdout.write(strip_controls(text) if shown else text)
+    sys.stdout.flush()
+
+
+def _verbatim(out: Console, text: str) -> None:
+    """A task or an answer as it is: never wrapped (code stays code when saved to a file) nor
+    read as markup or emoji codes; control sequences stripped."""
+    out.print(Text(strip_controls(text)), soft_wrap=True)
 
 
 def _render_conversation(
@@ -142,8 +199,8 @@ def _render_conversation(
     for turn in turns:
         files = f" [dim](with {escape(', '.join(turn.files))})[/]" if turn.files else ""
         out.print(f"[bold]Turn {turn.number}[/] · run {turn.run_id}{files}")
-        out.print(f"[bold]User:[/] {escape(turn.task)}")
-        out.print(escape(turn.answer))
+        out.print("[bold]User:[/]", Text(strip_controls(turn.task)), soft_wrap=True)
+        _verbatim(out, turn.answer)
     out.print(f'[dim]Continue it: ai-stack --conversation {conversation} "..."[/]')
 
 
@@ -154,7 +211,7 @@ def _render(out: Console, run: StoredRun) -> None:
     )
     if run.conversation_id is not None:
         out.print(f"[dim]Conversation {run.conversation_id}, turn {run.turn}[/]")
-    out.print(f"[bold]Task:[/] {escape(run.task)}")
+    out.print("[bold]Task:[/]", Text(strip_controls(run.task)), soft_wrap=True)
     if run.files:
         out.print(f"[bold]Files:[/] {escape(', '.join(run.files))}")
     for version, plan in enumerate(run.plans, 1):
@@ -190,11 +247,24 @@ def _render(out: Console, run: StoredRun) -> None:
         out.print(f"[red]{escape(run.error)}[/]")
     if run.raw_output:
         out.print("[bold]Last invalid reply[/]")
-        out.print(escape(run.raw_output))
+        _verbatim(out, run.raw_output)
     if run.output:
         out.print("[bold]Answer[/]")
-        out.print(escape(run.output))
-    table = Table("role", "phase", "model", "load s", "ttft s", "tokens", "tok/s", "wall s")
+        _verbatim(out, run.output)
+    # 80 columns: no borders, one space between columns; the model (what --executor takes)
+    # has the room left, folded onto more lines past it, never cut.
+    figures = [Column(name, justify="right") for name in ("load s", "ttft s", "tokens", "tok/s")]
+    model = Column("model", overflow="fold")
+    table = Table(
+        "role",
+        "phase",
+        model,
+        *figures,
+        Column("wall s", justify="right"),
+        box=box.SIMPLE_HEAD,
+        padding=0,
+        show_edge=False,
+    )
     for p in run.metrics.phases:
         table.add_row(
             p.role,

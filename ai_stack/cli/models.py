@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -20,7 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 
 from ai_stack.backends import ModelSpec, ModelStore
 from ai_stack.backends.base import LoadOptions, PullProgress
@@ -66,15 +67,26 @@ def list_models(backend: str, as_json: bool, config_file: Path | None, debug: bo
         if as_json:
             click.echo(json.dumps(rows))
             return
-        table = Table("name", "backend", "size", "family", "parameters", "quantization", "context")
+        # No borders, one space between columns: the name (what --executor and the model verbs
+        # take) has the room the facts leave, folded onto more lines past it, never cut.
+        name = Column("name", overflow="fold")
+        table = Table(
+            name,
+            "backend",
+            "size",
+            "details",
+            "context",
+            box=box.SIMPLE_HEAD,
+            padding=(0, 1, 0, 0),
+            show_edge=False,
+        )
         for row in rows:
+            facts = (row["family"], row["parameters"], row["quantization"])
             table.add_row(
                 escape(row["name"]),
-                row["backend"],
+                escape(row["backend"]),
                 gib(row["size_bytes"]),
-                row["family"] or "",
-                row["parameters"] or "",
-                row["quantization"] or "",
+                escape(" ".join(fact for fact in facts if fact)),
                 str(row["context_length"] or ""),
             )
         Console().print(table)

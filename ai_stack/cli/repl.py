@@ -3,7 +3,8 @@ follow-up ("now do it for .js files too") reaches every role with the turns befo
 commands start a new conversation, list its turns, attach files, answer from knowledge indexes
 and re-run the last turn.
 
-Works at a terminal (rich prompt) and with piped input (no prompt, ends at EOF), so
+Works at a terminal (prompt_toolkit: line editing, history across sessions, Ctrl-R, multi-line
+input; ``cli/terminal.py``) and with piped input (no prompt, one task a line, ends at EOF), so
 ``printf 'task one\\ntask two\\n' | ai-stack --interactive`` runs two turns.
 """
 
@@ -15,15 +16,15 @@ import shlex
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
-from rich.markup import escape
-from rich.prompt import Prompt
 from rich.table import Table
 
 from ai_stack.access import FilePolicy
 from ai_stack.cli.common import NOT_UTF8, print_error, readable
+from ai_stack.cli.config_cmd import shown
+from ai_stack.config import user_dir
 from ai_stack.controller import Pipeline
 from ai_stack.conversation import Conversation
 from ai_stack.display import Display
@@ -31,16 +32,23 @@ from ai_stack.errors import AiStackError
 from ai_stack.history import HistoryRecorder
 from ai_stack.knowledge.store import IndexStore
 from ai_stack.runtime import attach, cite_passages, execute, find_passages
+from ai_stack.terminal import escape
 from ai_stack.types import Attachment
 
+if TYPE_CHECKING:
+    from ai_stack.cli.terminal import TerminalInput
+
 HELP = """\
-Type a task and press Enter; each task follows the conversation so far. Commands:
+Type a task and press Enter; each task follows the conversation so far. A pasted paragraph is
+one task, and so is a block between \"\"\" lines; Esc Enter starts a new line. Up and Down
+recall earlier tasks (kept across sessions), Ctrl-R searches them, Ctrl-C clears the line
+(during a task: stops it). Commands:
   /new         start a new conversation
   /history     the turns of this conversation
   /file PATH   attach a file to the next task (repeatable)
   /kb NAME...  answer the following tasks from these knowledge indexes, citing
                their passages (/kb alone: which; /kb off: none)
-  /retry       run the last turn again
+  /retry       run the interrupted task again, else the last turn
   /models      the model of each role, and what is loaded now
   /config      the settings in force
   /help        this help
@@ -83,13 +91,16 @@ class Repl:
         self.last_files: list[Attachment] = []  # attached to the last task (for /retry)
         self.policy = policy or pipeline.settings.file_policy()
         self.knowledge: list[str] = list(knowledge)  # indexes every task answers from
+        # The task that was interrupted or failed, with its files: what /retry runs next
+        self.unfinished: tuple[str, list[Attachment]] | None = None
+        self.terminal: TerminalInput | None = None
 
     def loop(self) -> int:
         """Run until /quit or end of input; the exit status is 1 if any task failed."""
         if self.stdin.isatty():
             self.console.print("[bold]ai-stack[/] interactive. /help for commands, /quit to leave.")
         for line in self._lines():
-            if line.startswith("/"):
+            if line.startswith("/") and "\n" not in line:
                 if not self._command(line):
                     break
                 continue
@@ -98,25 +109,37 @@ class Repl:
 
     def _lines(self) -> Iterator[str]:
         interactive = self.stdin.isatty()
+        read = self._terminal().read if interactive else self._piped_line
         while True:
             try:
-                line = (
-                    Prompt.ask("[bold cyan]task[/]", console=self.console)
-                    if interactive
-                    else self.stdin.readline()
-                )
+                line = read()
             except (EOFError, KeyboardInterrupt):
                 if interactive:
                     self.console.print()
                 return
-            if not interactive and line == "":
-                return  # EOF on a pipe
             line, changed = readable(line.strip())
             if changed and not self.warned_encoding:
                 self.warned_encoding = True
                 self.console.print(f"[yellow]Warning: {escape(NOT_UTF8)}[/]")
             if line:
                 yield line
+
+    def _piped_line(self) -> str:
+        line = self.stdin.readline()
+        if line == "":
+            raise EOFError  # the end of a pipe
+        return line
+
+    def _terminal(self) -> TerminalInput:
+        """The line editor, made on first use: prompt_toolkit is imported only at a terminal."""
+        if self.terminal is None:
+            from ai_stack.cli.terminal import TerminalInput, open_history
+
+            def warn(message: str) -> None:
+                self.console.print(f"[yellow]Warning: {escape(message)}[/]")
+
+            self.terminal = TerminalInput(open_history(user_dir(), warn))
+        return self.terminal
 
     def _task(self, task: str, files: Sequence[Attachment] | None = None) -> bool:
         """Run one turn; False if it failed."""
@@ -125,26 +148,29 @@ class Repl:
             files, self.pending = self.pending, []
         self.last_files = list(files)
         try:
-            passages = find_passages(self.knowledge, task)
-            files = [*files, *cite_passages(self.pipeline, passages, task, files)]
+            passages = find_passages(self.knowledge, task)  # again on /retry: not in ``files``
+            cited = cite_passages(self.pipeline, passages, task, files)
             result = execute(
                 self.pipeline,
                 task,
                 display,
                 self.recorder,
                 conversation=self.conversation,
-                files=files,
+                files=[*files, *cited],
             )
         except AiStackError as exc:
             self.failures += 1
+            self.unfinished = (task, list(files))
             print_error(self.console, exc)
             return False
         except KeyboardInterrupt:
-            self.failures += 1
-            self.console.print("\n[yellow]Task interrupted.[/]")
+            # Not a failure: the user stopped it, and /quit after it exits 0.
+            self.unfinished = (task, list(files))
+            self.console.print("\n[yellow]Task interrupted.[/] /retry runs it again.")
             if not self.stdin.isatty():
                 raise
             return False
+        self.unfinished = None
         if self.as_json:
             self.stdout.write(json.dumps(result.model_dump(mode="json"), ensure_ascii=False) + "\n")
             self.stdout.flush()
@@ -160,8 +186,7 @@ class Repl:
         elif name == "/models":
             self._show_models()
         elif name == "/config":
-            settings = self.pipeline.settings.model_dump(mode="json")
-            self.console.print_json(json.dumps(settings))
+            self.console.print_json(json.dumps(shown(self.pipeline.settings)))
         elif name == "/new":
             self.conversation, self.pending = Conversation.new(), []
             self.conversation.ongoing = True
@@ -179,17 +204,22 @@ class Repl:
         return True
 
     def _show_turns(self) -> None:
-        conversation = self.conversation
-        if not conversation.turns:
+        conversation, turns = self.conversation, self.conversation.turns
+        if not turns:
             self.console.print(f"Conversation {conversation.id} has no turns yet.")
             return
-        table = Table("turn", "task", "answer", "run", title=f"Conversation {conversation.id}")
-        for turn in conversation.turns:
+        # One line per turn: the task and the answer's first line cut to fit, with an ellipsis;
+        # the run id (for `history show`) whole.
+        table = Table(title=f"Conversation {conversation.id}", expand=True)
+        table.add_column("turn", no_wrap=True)
+        table.add_column("task", no_wrap=True, overflow="ellipsis", ratio=1)
+        table.add_column("answer", no_wrap=True, overflow="ellipsis", ratio=1)
+        table.add_column("run", no_wrap=True, min_width=max(len(t.run_id or "") for t in turns))
+        for turn in turns:
             lines = turn.answer.splitlines()
             first = next((s for s in lines if s.strip() and not s.startswith("```")), "")
-            table.add_row(
-                str(turn.number), escape(turn.task[:60]), escape(first[:60]), turn.run_id or ""
-            )
+            task = " ".join(turn.task.split())
+            table.add_row(str(turn.number), escape(task), escape(first), turn.run_id or "")
         self.console.print(table)
         if conversation.summary is not None:
             self.console.print(
@@ -232,17 +262,22 @@ class Repl:
             self.console.print("Answering from no knowledge index (/kb NAME to use one).")
 
     def _retry(self) -> None:
+        if self.unfinished is not None:  # it never became a turn: run it as the next one
+            self._task(*self.unfinished)
+            return
         turn = self.conversation.drop_last()
         if turn is None:
             self.console.print("[yellow]Nothing to retry: this conversation has no turns.[/]")
             return
         files = [attachment for attachment in self.last_files if attachment.path in turn.files]
         done = False
+        self.pipeline.reseed()  # another sample of the turn, not the same answer again
         try:
             done = self._task(turn.task, files)
         finally:
             if not done:
                 self.conversation.turns.append(turn)  # the earlier answer stands
+                self.unfinished = None  # the next /retry replaces that turn again
 
     def _show_models(self) -> None:
         table = Table("role", "model", "loaded")

@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from ai_stack.access import FilePolicy
 from ai_stack.cli.common import (
+    EXIT_UNMET,
     RunOptions,
     configure_logging,
     error_console,
@@ -47,7 +48,7 @@ def say_how_code_runs(console: Console, session: Session) -> None:
     """Once per process: when answers are reviewed but their code cannot run here."""
     if MODES[session.settings.mode].reviews_answer:
         for note in SandboxReport.of(session.evidence().sandbox).notes:
-            console.print(f"[yellow]{escape(note)}[/]")
+            console.print(f"[yellow]{escape(note)}[/]", soft_wrap=False)
 
 
 def piped_input(policy: FilePolicy) -> Attachment | None:
@@ -108,6 +109,12 @@ def piped_input(policy: FilePolicy) -> Attachment | None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output on stderr.")
 @click.option("--no-history", is_flag=True, help="Do not record this run in the history.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help=f"Exit {EXIT_UNMET} when the answer given fails a check of the task's own (it is "
+    "still printed; the checks it fails end stderr: 'unmet: ...').",
+)
 @run_options
 def run_command(
     task: tuple[str, ...],
@@ -119,6 +126,7 @@ def run_command(
     as_json: bool,
     quiet: bool,
     no_history: bool,
+    strict: bool,
     options: RunOptions,
 ) -> None:
     """Run TASK with the team: the answer is checked, and replaced while checks fail (the
@@ -163,6 +171,9 @@ def run_command(
         passages = find_passages(knowledge, text) if text else []
         talk = find_conversation(settings, continue_, conversation)
         with Session.open(settings) as session:
+            remote = session.remote_note()
+            if remote:  # said even when quiet: it is where the prompts go
+                console.print(f"[yellow]{escape(remote)}[/]")
             if not quiet:
                 console.print(f"[dim]Backend: {escape(session.backend_note)}[/]")
                 if settings.source is not None:
@@ -170,7 +181,7 @@ def run_command(
                 say_how_code_runs(console, session)
                 hint = session.demo_hint()
                 if hint:
-                    console.print(f"[yellow]Note: {escape(hint)}[/]")
+                    console.print(f"[yellow]Note: {escape(hint)}[/]", soft_wrap=False)
             pipeline = session.pipeline()
             pipeline.preflight()
             source = "interactive" if interactive else "oneshot"
@@ -199,3 +210,5 @@ def run_command(
                     recorder.store.close()
             if as_json:
                 click.echo(json.dumps(result.model_dump(mode="json"), ensure_ascii=False))
+            if strict and result.unmet:
+                sys.exit(EXIT_UNMET)

@@ -34,6 +34,7 @@ from ai_stack.cli.common import configure_logging, error_console, reported_error
 from ai_stack.config import Settings, layer, load_settings, narrowed, raw_settings, user_dir
 from ai_stack.context import typical_context
 from ai_stack.errors import AiStackError, HistoryError, UsageError
+from ai_stack.files import OutputDir
 from ai_stack.history import HistoryStore, RunSummary, StoredRun
 from ai_stack.knowledge.retrieval import retrieve
 from ai_stack.profile import profile
@@ -56,11 +57,13 @@ ReportProgress = Callable[[str], None]
 Rounds = Annotated[int | None, Field(ge=0, le=20)]
 
 INSTRUCTIONS = """\
-Local models on this machine (ai-stack): a Planner, a Critic and an Executor that check and fix
-their answers by running the code in a sandbox. Use run_task for self-contained grunt work
-(small functions, shell one-liners, summaries, boilerplate) and check what comes back; plan for
-a reviewed plan only; batch_run for many independent tasks at once. Calls take seconds to
-minutes: the models are small and run locally, one at a time."""
+Local models on this machine (ai-stack): an Executor answers and the team checks the answer
+against what the task asks for — its code run in a sandbox on the task's examples, its stated
+requirements — replacing a failing answer with fresh versions (a Planner decides what the task
+asks for where its words do not say; a Critic reviews in the review modes). Use run_task for
+self-contained grunt work (small functions, shell one-liners, summaries, boilerplate) and check
+what comes back; plan for a reviewed plan only; batch_run for many independent tasks at once.
+Calls take seconds to minutes: the models are small and run locally, one at a time."""
 
 
 class PlanOutcome(BaseModel):
@@ -247,16 +250,18 @@ class Service:
         runner = self.session.batch_runner(workflow, Path(job.out_dir), source="mcp")
         runner.preflight()
         settings = workflow.tasks[0].settings
-        runner.store = open_journal(settings, Path(job.out_dir), lambda error: None)
-        runner.begin(resume=False)
 
         def on_event(task_id: str, event: object) -> None:
             if isinstance(event, PhaseStarted):
                 progress(f"{task_id}: {event.role} · {event.phase} · {event.model}")
 
-        runner.on_event = on_event
-        runner.should_stop = cancelled.is_set
-        summary = runner.run()
+        with OutputDir.open(Path(job.out_dir)) as output:
+            runner.output = output
+            runner.store = open_journal(settings, output, lambda error: None)
+            runner.begin(resume=False)
+            runner.on_event = on_event
+            runner.should_stop = cancelled.is_set
+            summary = runner.run()
         job.summary = summary.as_dict()
         job.status = (
             "ok"
@@ -377,8 +382,11 @@ class ToolCalls:
         how the team works (team: the default, the answer checked against what the task asks
         for — its code run on the task's examples, its stated requirements, a result against a
         program — and a failing answer written afresh; answer: checked and fixed round by round
-        with the Critic's edge cases; plan; both; none); `direct`: one call, no review. Model
-        specs such as `ollama:qwen2.5:14b`."""
+        with the Critic's edge cases; plan; both; none); `direct`: one call, no review.
+        `max_rounds`: the extra work after the first answer, in any mode (plan review rounds,
+        fixes, or the team's new versions of each kind; 0: the answer is checked, never
+        replaced). `unmet` lists the task's own checks the answer still fails. Model specs
+        such as `ollama:qwen2.5:14b`."""
         settings = self.service.settings_for(
             review=review,
             direct=direct or None,

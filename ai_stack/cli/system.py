@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import platform
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from ai_stack.backends.base import LoadOptions
 from ai_stack.backends.embedded import packaged_model_path
@@ -23,7 +23,6 @@ from ai_stack.context import typical_context
 from ai_stack.errors import AiStackError, HistoryError
 from ai_stack.history import HistoryStore
 from ai_stack.history.repair import check
-from ai_stack.history.store import history_error
 from ai_stack.profile import profile
 from ai_stack.recommend import DEMO, recommend
 from ai_stack.sandbox import detect_isolation
@@ -121,18 +120,23 @@ def doctor(as_json: bool, config_file: Path | None, debug: bool) -> None:
         if as_json:
             click.echo(json.dumps(checks))
         else:
-            table = Table("check", "status", "detail", "fix")
-            style = {"ok": "green", "warn": "yellow", "fail": "red"}
-            for check in checks:
-                table.add_row(
-                    check["check"],
-                    f"[{style[check['status']]}]{check['status']}[/]",
-                    escape(check["detail"]),
-                    escape(check["fix"] or ""),
-                )
-            Console().print(table)
+            _render_checks(Console(), checks)
         if any(check["status"] == "fail" for check in checks):
             sys.exit(1)
+
+
+def _render_checks(out: Console, checks: list[dict[str, Any]]) -> None:
+    """The checks as a table, then each fix on lines of its own: a command in a fix is meant to
+    be typed, and a table column would cut or fold it."""
+    table = Table("check", "status", Column("detail", overflow="fold"))  # paths: never cut
+    style = {"ok": "green", "warn": "yellow", "fail": "red"}
+    for row in checks:
+        status = row["status"]
+        table.add_row(row["check"], f"[{style[status]}]{status}[/]", escape(row["detail"]))
+    out.print(table)
+    for row in checks:
+        if row["fix"]:
+            out.print(f"[bold]{row['check']}[/]: {escape(row['fix'])}")
 
 
 def history_check(settings: Settings) -> tuple[str, str, str, str | None]:
@@ -143,18 +147,14 @@ def history_check(settings: Settings) -> tuple[str, str, str, str | None]:
     path = settings.resolved_history_path()
     problem = check(path) if path.exists() else None
     if problem is not None:
-        return (
-            "history",
-            "fail",
-            f"{path} is damaged ({problem})",
-            "ai-stack history repair (keeps the damaged file beside the new one)",
-        )
+        repair = "ai-stack history repair (keeps the damaged file beside the new one)"
+        if not os.access(path.parent, os.W_OK):  # a repair writes a new file beside it
+            repair = f"Make {path.parent} writable, then: {repair}"
+        return "history", "fail", f"{path} is damaged ({problem})", repair
     try:
         with HistoryStore.open(path) as store:
-            store.db.execute("BEGIN IMMEDIATE")
-            store.db.execute("ROLLBACK")
-    except (HistoryError, sqlite3.Error) as exc:
-        error = exc if isinstance(exc, HistoryError) else history_error(path, exc)
+            store.check_writable()
+    except HistoryError as error:
         return "history", "fail", error.message, error.hint
     return "history", "ok", f"{path} is writable", None
 
@@ -194,7 +194,7 @@ def run_checks(settings: Settings) -> list[dict[str, Any]]:
                 "Start it with `ollama serve` to use Ollama models; the embedded backend works "
                 "without it.",
             )
-        for name in session.servers:
+        for name in session.auto_servers:  # no request to a server off this machine unnamed
             server = session.manager.backend(name)
             health = server.health()
             if not health.available:

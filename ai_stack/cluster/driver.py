@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from ai_stack.backends import ModelInfo, ModelSpec
@@ -92,7 +95,7 @@ class Cluster:
         start a worker on each node; a worker that does not say hello in time is left out."""
         ray = _ray()
         if not ray.is_initialized():
-            _reachable(address)
+            address = _reachable(address, settings.connect_timeout_s)
             try:
                 ray.init(
                     address=address,
@@ -195,25 +198,71 @@ class Cluster:
         return events
 
 
-def _reachable(address: str, timeout_s: float = 5.0) -> None:
-    """Fail at once on an address nothing answers at (Ray itself retries for minutes).
+def _reachable(address: str, timeout_s: float = 5.0) -> str:
+    """The address to join, once something there answers as Ray's head does (a gRPC server);
+    ``auto`` becomes the address of the cluster ``ray start`` runs here. Ray itself retries an
+    address for minutes, whether nothing listens there, a listener never answers, or ``auto``
+    reads a stale record of a cluster that has stopped.
 
-    >>> _reachable("auto")
+    >>> _reachable("local")
+    'local'
     >>> _reachable("127.0.0.1:9")
     Traceback (most recent call last):
     ...
     ai_stack.errors.ClusterError: Nothing answers at 127.0.0.1:9 ...
     """
+    shown = address
+    if address == "auto":
+        address, shown = _started_here()
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
-        return  # auto, local: Ray finds the cluster itself
+        return address  # local, or auto with no record: Ray says so at once
     try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as link:
+            link.settimeout(timeout_s)
+            link.sendall(HTTP2_PREFACE)
+            answer = link.recv(9)
     except OSError as exc:
         raise ClusterError(
-            f"Nothing answers at {address} ({exc.strerror or exc}): no Ray cluster there.",
+            f"Nothing answers at {shown} ({_reason(exc, timeout_s)}): no Ray cluster there.",
             hint="Start one with `ray start --head`, or check the address (docs/cluster.md).",
         ) from None
+    if len(answer) < 4 or answer[3] != HTTP2_SETTINGS:
+        raise ClusterError(
+            f"What answers at {shown} is not a Ray cluster (no gRPC reply).",
+            hint="Check the address: a Ray head listens on port 6379 (docs/cluster.md).",
+        )
+    return address
+
+
+# An HTTP/2 client's first bytes, and an empty SETTINGS frame: a gRPC server (Ray's GCS, its
+# client server) answers with a SETTINGS frame of its own.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+HTTP2_SETTINGS = 4
+
+
+def _reason(error: OSError, timeout_s: float) -> str:
+    if isinstance(error, TimeoutError):
+        return f"no answer in {timeout_s:g} s"
+    return error.strerror or str(error)
+
+
+def _started_here() -> tuple[str, str]:
+    """What ``auto`` means to Ray: ``$RAY_ADDRESS``, else the address ``ray start`` recorded
+    in Ray's temporary directory (``$RAY_TMPDIR``, on Linux ``$TMPDIR``, else /tmp; ``ray/
+    ray_current_cluster``), which stays behind when the cluster stops without ``ray stop``.
+    The address, and how to name it in a message."""
+    named = os.environ.get("RAY_ADDRESS", "").strip()
+    if named and named not in ("auto", "local"):
+        return named, f"{named} ($RAY_ADDRESS)"
+    linux_tmp = os.environ.get("TMPDIR") if sys.platform.startswith("linux") else None
+    temporary = os.environ.get("RAY_TMPDIR") or linux_tmp or "/tmp"
+    record = Path(temporary) / "ray" / "ray_current_cluster"
+    try:
+        recorded = record.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return "auto", "auto"
+    return recorded or "auto", f"{recorded} (recorded in {record} by `ray start`)"
 
 
 def _slots(ray: Any) -> dict[str, dict[str, Any]]:
@@ -470,9 +519,11 @@ def _rank(run: TaskRun) -> int:
 
 
 def _redacted(request: Served) -> Served:
-    """What leaves the driver: the messages with credentials redacted."""
+    """What leaves the driver: the messages with credentials redacted (whole: a model's prompt
+    is not a stored copy, so it is not cut to the stored bound)."""
     messages: list[Message] = [
-        {**message, "content": redact(message["content"]) or ""} for message in request.messages
+        {**message, "content": redact(message["content"], limit=None) or ""}
+        for message in request.messages
     ]
     return replace(request, messages=messages)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import regex
 
 from ai_stack.evals.suite import Checker
 from ai_stack.evidence import code_blocks, python_source, run_python
@@ -40,24 +40,16 @@ def check_answer(sandbox: Sandbox, checker: Checker, answer: str, limits: Limits
         detail = failed[0].detail if failed else "all asserts passed"
         return Check(kind="user", name="checker", passed=not failed, detail=detail)
     if checker.regex and checker.on == "answer":
-        found = re.search(checker.regex, answer, re.M)
-        return Check(
-            kind="user",
-            name="checker",
-            passed=found is not None,
-            detail=f"matched {found.group(0)!r}" if found else "no match",
-        )
+        return _search(checker.regex, answer, limits.seconds, "no match")
     files = {"answer.md": answer, "solution.sh": shell + "\n", "solution.py": program or ""}
     if checker.regex:  # on stdout: run what the answer offers
         argv = (
             [python_executable(), "-E", "-s", "solution.py"] if program else ["sh", "solution.sh"]
         )
         outcome = sandbox.run(argv, files, limits=limits)
-        found = re.search(checker.regex, outcome.stdout, re.M)
-        detail = (
-            f"matched {found.group(0)!r}" if found else f"no match in {outcome.stdout[-200:]!r}"
+        return _search(
+            checker.regex, outcome.stdout, limits.seconds, f"no match in {outcome.stdout[-200:]!r}"
         )
-        return Check(kind="user", name="checker", passed=found is not None, detail=detail)
     assert checker.command is not None
     outcome = sandbox.run(["sh", "-c", checker.command], files, limits=limits)
     output = (outcome.stdout + outcome.stderr).strip()[-200:]
@@ -66,4 +58,25 @@ def check_answer(sandbox: Sandbox, checker: Checker, answer: str, limits: Limits
         name="checker",
         passed=outcome.ok,
         detail=f"{outcome.describe()}: {output}" if output else outcome.describe(),
+    )
+
+
+def _search(pattern: str, text: str, seconds: float, missed: str) -> Check:
+    """The suite's regex searched in ``text`` for at most ``seconds``: a pattern that
+    backtracks without end on this text (``^(a+)+$``) fails the check instead of hanging the
+    eval (``re`` cannot be stopped; ``regex`` takes a timeout)."""
+    try:
+        found = regex.search(pattern, text, regex.M, timeout=seconds)
+    except TimeoutError:
+        return Check(
+            kind="user",
+            name="checker",
+            passed=False,
+            detail=f"the checker's regex gave up after {seconds:g} s on this text",
+        )
+    return Check(
+        kind="user",
+        name="checker",
+        passed=found is not None,
+        detail=f"matched {found.group(0)!r}" if found else missed,
     )

@@ -27,7 +27,7 @@ from ai_stack.batch import BatchEvent, BatchRunner, BatchSummary, TaskRun
 from ai_stack.config import Settings
 from ai_stack.evals.checker import check_answer
 from ai_stack.evals.suite import Suite
-from ai_stack.files import write_atomically
+from ai_stack.files import OutputDir
 from ai_stack.modes import MODES as TABLE
 from ai_stack.redaction import redact_all
 from ai_stack.sandbox import Limits, Sandbox
@@ -35,6 +35,7 @@ from ai_stack.types import Mode, RunFinished, RunResult
 from ai_stack.workflow import PlannedTask, Workflow
 
 MODES: tuple[Mode, ...] = tuple(TABLE)
+VERDICT_BYTES = 1 << 20  # a saved verdict is a few hundred bytes; more is not one of ours
 
 
 class TaskOutcome(BaseModel):
@@ -147,10 +148,10 @@ class EvalRun:
     on_event: Callable[[str, BatchEvent], None] = lambda task, event: None
     on_verdict: Callable[[str, bool, str], None] = lambda run, passed, detail: None
     verdicts: dict[str, Any] = field(default_factory=dict)
+    checks: OutputDir = field(init=False)  # checks/ in the output directory: one verdict a run
 
     def __post_init__(self) -> None:
         self.runner.on_event = self._observe
-        self.checks_dir = self.runner.out_dir / "checks"
 
     def _observe(self, run_id: str, event: BatchEvent) -> None:
         if isinstance(event, RunFinished):
@@ -164,18 +165,22 @@ class EvalRun:
             self._check(f"{task_id}.direct", result.answers[0].text)
 
     def _check(self, run_id: str, answer: str) -> None:
-        saved = self.checks_dir / f"{run_id}.json"
-        if saved.exists():  # checked before a resume
-            self.verdicts[run_id] = json.loads(saved.read_text())
+        saved = f"{run_id}.json"
+        kept = self.checks.read(saved, VERDICT_BYTES) if self.checks.exists(saved) else None
+        if kept is not None:  # checked before a resume
+            self.verdicts[run_id] = json.loads(kept)
             return
         task_id = run_id.rsplit(".", 1)[0]
         checker = next(t.check for t in self.suite.tasks if t.id == task_id)
         verdict = check_answer(self.sandbox, checker, answer, self.limits)
         self.verdicts[run_id] = verdict.model_dump(mode="json")
-        write_atomically(saved, json.dumps(redact_all(self.verdicts[run_id])))
+        self.checks.write(saved, json.dumps(redact_all(self.verdicts[run_id])))
         self.on_verdict(run_id, bool(verdict.passed), verdict.detail)
 
     def run(self) -> EvalReport:
+        # a link at either name is refused before any load
+        self.runner.output.refuse_links(["report.json"])
+        self.checks = self.runner.output.subdir("checks")
         summary = self.runner.run()
         for task in self.runner.runs:  # runs finished before a resume
             if task.status == "ok" and task.result:
@@ -235,7 +240,7 @@ class EvalRun:
             out_dir=str(self.runner.out_dir),
         )
         saved = redact_all(report.model_dump(mode="json"))
-        write_atomically(self.runner.out_dir / "report.json", json.dumps(saved, indent=2))
+        self.runner.output.write("report.json", json.dumps(saved, indent=2))
         return report
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
+import regex
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -75,8 +76,8 @@ class Checker(BaseModel):
             raise ValueError("give exactly one of asserts, text, command, regex")
         if self.regex:
             try:
-                re.compile(self.regex)
-            except re.error as exc:
+                regex.compile(self.regex)  # the engine the checker runs it with
+            except regex.error as exc:
                 raise ValueError(f"regex does not compile: {exc}") from None
         return self
 

@@ -15,6 +15,7 @@ from ai_stack.evidence.examples import called_name, examples, is_call, onto, spl
 from ai_stack.evidence.execution import run_python
 from ai_stack.evidence.markdown import (
     CodeBlock,
+    does_something,
     functions_of,
     parses,
     program_blocks,
@@ -25,6 +26,8 @@ from ai_stack.evidence.requirements import stated
 from ai_stack.evidence.static import static_checks
 from ai_stack.sandbox import Limits, Sandbox, SandboxReport
 from ai_stack.types import DETAIL_CHARS, Ask, Check, Evidence
+
+NOTHING_RAN = "nothing ran: the code holds no statement (only comments or none)"
 
 
 @dataclass
@@ -82,7 +85,11 @@ class EvidenceCollector:
             evidence.note = SandboxReport.of(self.sandbox).notes[0]
             return evidence
         source = python_source(blocks)
-        if source is not None and parses(source):
+        if source is not None and parses(source) and not does_something(source):
+            evidence.checks.append(
+                Check(kind="import", name="running the code", passed=None, detail=NOTHING_RAN)
+            )
+        elif source is not None and parses(source):
             evidence.checks += run_python(
                 self.sandbox, source, self._cases(task, source, probes, ask), self.limits
             )

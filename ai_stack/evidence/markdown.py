@@ -99,6 +99,30 @@ def parses(code: str) -> bool:
     return True
 
 
+def does_something(code: str, language: str = "python") -> bool:
+    """Whether ``code`` holds a statement that does something: a block of comments, a
+    docstring, ``pass`` or ``...`` alone runs nothing, so its checks decide nothing.
+
+    >>> does_something("# count lines\\n# wc -l *.py"), does_something("pass  # todo")
+    (False, False)
+    >>> does_something("print(1)"), does_something("# lines\\nwc -l *.py", "shell")
+    (True, True)
+    >>> does_something("  # nothing here\\n", "shell")
+    False
+    """
+    if language != "python":
+        return any(line.strip() and not line.strip().startswith("#") for line in code.splitlines())
+    try:
+        body = ast.parse(code).body
+    except (SyntaxError, ValueError):
+        return True  # it does something: fail to parse, which the syntax check says
+    return any(
+        not isinstance(node, ast.Pass)
+        and not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+        for node in body
+    )
+
+
 def python_source(blocks: Sequence[CodeBlock]) -> str | None:
     """The program an answer offers: its Python blocks that define something, joined (usage
     snippets after them are left out), else its first Python block."""

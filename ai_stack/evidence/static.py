@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pyflakes.api
 import pyflakes.messages
 
-from ai_stack.evidence.markdown import CodeBlock, python_source
+from ai_stack.evidence.markdown import CodeBlock, does_something, python_source
 from ai_stack.types import DETAIL_CHARS, Check
 
 _SERIOUS = (
@@ -64,7 +64,7 @@ def static_checks(blocks: Sequence[CodeBlock]) -> list[Check]:
         pyflakes.api.check(source, "answer.py", collector)
         checks += collector.checks
         if not collector.checks:
-            checks.append(Check(kind="syntax", name="Python syntax and names", passed=True))
+            checks.append(_checked("Python syntax and names", source, "python", passed=True))
     bash = shutil.which("bash")
     for block in blocks:
         if block.language != "shell" or bash is None:
@@ -73,15 +73,20 @@ def static_checks(blocks: Sequence[CodeBlock]) -> list[Check]:
             [bash, "-n"], input=block.code, capture_output=True, text=True, timeout=5, check=False
         )
         detail = done.stderr.replace("bash: ", "").strip()[:DETAIL_CHARS]
-        checks.append(
-            Check(
-                kind="syntax",
-                name=f"shell syntax: {_first_line(block.code)}",
-                passed=done.returncode == 0,
-                detail=detail,
-            )
-        )
+        name = f"shell syntax: {_first_line(block.code)}"
+        checks.append(_checked(name, block.code, "shell", done.returncode == 0, detail))
     return checks
+
+
+NOTHING_TO_CHECK = "nothing to check: the code holds no statement (only comments or none)"
+
+
+def _checked(name: str, code: str, language: str, passed: bool, detail: str = "") -> Check:
+    """A syntax check, undecided when the code does nothing: comments pass any parser, and
+    a check that checked nothing must not count as passed."""
+    if passed and not does_something(code, language):
+        return Check(kind="syntax", name=name, passed=None, detail=NOTHING_TO_CHECK)
+    return Check(kind="syntax", name=name, passed=passed, detail=detail)
 
 
 def _first_line(code: str, width: int = 60) -> str:

@@ -7,6 +7,7 @@ recovered with other tools (``sqlite3 FILE .recover``).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,9 +30,13 @@ class Repair:
 
 
 def check(path: Path) -> str | None:
-    """What is wrong with the database at ``path``, or None when it reads cleanly."""
+    """What is wrong with the database at ``path``, or None when it reads cleanly. Where it
+    cannot be written (a read-only mount, an immutable file) it is read as immutable: SQLite
+    cannot make its WAL index there, which is no damage."""
+    writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    options = "mode=ro" if writable else "mode=ro&immutable=1"
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        with sqlite3.connect(f"file:{path}?{options}", uri=True) as db:
             result = db.execute("PRAGMA quick_check").fetchone()[0]
     except sqlite3.Error as exc:
         return str(exc)

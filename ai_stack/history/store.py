@@ -14,7 +14,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -30,6 +30,14 @@ from ai_stack.types import PhaseMetrics, Plan, Role, RunMetrics, RunResult, Stop
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
+
+
+# The status a run is shown with: a finished run whose answer fails a check of the task's own
+# is "unmet", not "ok" (kept "ok" in the table: it is a finished turn a conversation goes on from)
+STATUS = (
+    "CASE WHEN status = 'ok' AND json_array_length(result, '$.unmet') > 0"
+    " THEN 'unmet' ELSE status END"
+)
 
 
 class RunSummary(BaseModel):
@@ -175,6 +183,19 @@ class HistoryStore:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @guarded
+    def check_writable(self) -> None:
+        """Raise the HistoryError a run would meet writing here. The write is real and rolled
+        back: SQLite opens a file it may not write (a read-only mount, ``chattr +i``) read-only
+        without a word, and even begins a transaction in it."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
+            self.db.execute(f"PRAGMA user_version = {version}")
+        finally:
+            with suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One short write transaction (BEGIN IMMEDIATE waits for other writers)."""
@@ -249,7 +270,7 @@ class HistoryStore:
                     source,
                     redact(task),
                     redact(context),
-                    json.dumps(config),
+                    json.dumps(redact_all(config)),
                     pid,
                     _process_started(pid),
                     batch_id,
@@ -555,14 +576,16 @@ class HistoryStore:
     @guarded
     def list_runs(self, limit: int | None = 20) -> list[RunSummary]:
         """Newest first."""
-        sql = "SELECT * FROM runs ORDER BY created_at DESC" + (" LIMIT ?" if limit else "")
+        sql = f"SELECT *, {STATUS} AS shown FROM runs ORDER BY created_at DESC" + (
+            " LIMIT ?" if limit else ""
+        )
         rows = self.db.execute(sql, (limit,) if limit else ()).fetchall()
         return [
             RunSummary(
                 id=row["id"],
                 created_at=row["created_at"],
                 finished_at=row["finished_at"],
-                status=row["status"],
+                status=row["shown"],
                 source=row["source"],
                 task=row["task"],
                 models=json.loads(row["config"]).get("models", {}),
@@ -575,7 +598,9 @@ class HistoryStore:
     def run(self, run_id: str) -> StoredRun:
         """The whole run: the result ``--json`` printed for it (as far as it got), its record,
         and each call's metrics."""
-        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = self.db.execute(
+            f"SELECT *, {STATUS} AS shown FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
         if row is None:
             raise UsageError(f"No run with id {run_id!r}.")
         config = json.loads(row["config"])
@@ -645,7 +670,7 @@ class HistoryStore:
             {
                 **data,
                 "id": row["id"],
-                "status": row["status"],
+                "status": row["shown"],
                 "source": row["source"],
                 "created_at": row["created_at"],
                 "finished_at": row["finished_at"],
