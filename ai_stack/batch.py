@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,8 @@ from ai_stack.errors import AiStackError, HistoryError, UsageError
 from ai_stack.evidence import EvidenceCollector
 from ai_stack.files import OutputDir
 from ai_stack.history import HistoryRecorder, HistoryStore
+from ai_stack.knowledge.citations import PASSAGES, as_sources
+from ai_stack.knowledge.retrieval import retrieve
 from ai_stack.memory import MemoryManager, evictions
 from ai_stack.modes import MODES, phase_rank
 from ai_stack.prompts import PromptLibrary
@@ -43,6 +45,7 @@ from ai_stack.redaction import redact, redact_all
 from ai_stack.roles import RoleRunner
 from ai_stack.thermal.policy import ThermalGuard
 from ai_stack.types import (
+    Attachment,
     AwaitingModel,
     CallHandedOff,
     Event,
@@ -549,9 +552,27 @@ class BatchRunner:
             batch=(self.batch_id, planned.id),
             on_fault=self.on_fault,
         )
-        run.events = iter(pipeline.run(task, context, resume=run.resume))
+        try:
+            files = self._sources(pipeline, planned.knowledge, task, context)
+        except AiStackError as exc:
+            run.status, run.error = "failed", exc.message
+            return
+        run.events = iter(pipeline.run(task, context, files=files, resume=run.resume))
         run.status = "running"
         self._advance(run)
+
+    @staticmethod
+    def _sources(
+        pipeline: Pipeline, names: Sequence[str], task: str, context: str | None
+    ) -> list[Attachment]:
+        """The passages of the task's knowledge indexes (``kb:``) as numbered sources, as many
+        as fit beside the task and its context."""
+        if not names:
+            return []
+        spec = pipeline.specs["executor"]
+        passages = retrieve(names, task, PASSAGES)
+        room = pipeline.spare_tokens(task, context)
+        return as_sources(passages, room, lambda text: pipeline.manager.count_tokens(spec, text))
 
     def _advance(self, run: TaskRun) -> None:
         """Run a task until it next waits for a model (or ends). A parked task is suspended just

@@ -50,6 +50,7 @@ from ai_stack.evidence import (
     result_agrees,
 )
 from ai_stack.evidence import read as read_ask
+from ai_stack.knowledge.citations import check_citations
 from ai_stack.memory import MemoryManager, load_options_for
 from ai_stack.modes import MODES, ROLES_CALLED
 from ai_stack.prompts import PromptLibrary
@@ -398,6 +399,15 @@ class Pipeline:
                 self._review_answer(base("executor"), executor, first, done, allowance)
             )
         chosen = answers.subject if calls.repairs else best_answer(answers.versions)
+        sources = [attachment.source for attachment in files if attachment.source is not None]
+        citations = check_citations(chosen.text, [s.n for s in sources]) if sources else None
+        if citations is not None and not citations.passed:
+            unknown = ", ".join(f"[{n}]" for n in citations.unknown)
+            yield Notice(
+                "citations",
+                f"the answer cites {unknown}, which names none of the {len(sources)} sources "
+                "it was given",
+            )
         result = RunResult(
             id=done.run_id,
             task=task,
@@ -437,8 +447,10 @@ class Pipeline:
             ),
             conversation_id=conversation.id if conversation else None,
             turn=turn,
-            files=[attachment.path for attachment in files],
+            files=[attachment.path for attachment in files if attachment.source is None],
             summarised=summarised,
+            sources=sources,
+            citations=citations,
         )
         yield RunFinished(result)
 
@@ -494,7 +506,7 @@ class Pipeline:
                     "(e.g. [executor] num_ctx = 16384).",
                 )
             text = yield from self._summarise("file", files[i].path, [(files[i].text, sizes[i])])
-            files[i] = Attachment(path=files[i].path, text=text, summarised=True)
+            files[i] = files[i].model_copy(update={"text": text, "summarised": True})
             tokens = count(text)
             yield Summarised("file", files[i].path, 1, text, sizes[i], tokens)
             sizes[i] = tokens

@@ -242,9 +242,12 @@ class Display:
                     self.console.print(
                         f"[dim]Conversation {event.conversation_id}, turn {event.turn}[/]"
                     )
-                if event.files:
-                    names = ", ".join(attachment.path for attachment in event.files)
+                names = ", ".join(f.path for f in event.files if f.source is None)
+                if names:
                     self.console.print(f"[dim]Files: {escape(names)}[/]")
+                sources = ", ".join(str(f.source) for f in event.files if f.source is not None)
+                if sources:
+                    self.console.print(f"[dim]Sources: {escape(sources)}[/]")
             case Notice():
                 self.console.print(f"[yellow]Note: {escape(event.message)}.[/]")
             case LeaseWaiting():

@@ -188,3 +188,8 @@ class InputLimitError(AiStackError):
 
 class GGUFError(AiStackError, ValueError):
     """A file is not GGUF, or its header is damaged."""
+
+
+class KnowledgeError(AiStackError):
+    """A knowledge index cannot be built, read or searched (damaged, too many files, a path
+    that cannot be indexed); the hint names the command that fixes it."""

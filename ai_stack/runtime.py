@@ -1,7 +1,8 @@
 """What every front end (the one-shot, the REPL, the MCP server) does with a run: drive its
 events to a result while recording each as it arrives, open the recorder, read the files given
-as context through the file-access policy, find the conversation to continue. Plain functions,
-no click and no console: the front ends import them, never one another.
+as context through the file-access policy, give the passages of knowledge indexes as numbered
+sources, find the conversation to continue. Plain functions, no click and no console: the
+front ends import them, never one another.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from ai_stack.controller import Pipeline
 from ai_stack.conversation import Conversation, Summary
 from ai_stack.errors import HistoryError, UsageError
 from ai_stack.history import HistoryRecorder, HistoryStore
+from ai_stack.knowledge.citations import PASSAGES, SOURCE_LABEL_TOKENS, as_sources
+from ai_stack.knowledge.retrieval import Passage, retrieve
 from ai_stack.session import Session
 from ai_stack.types import Attachment, Event, RunFinished, RunResult
 
@@ -99,6 +102,29 @@ def attach(policy: FilePolicy, paths: Sequence[Path]) -> list[Attachment]:
     return [Attachment(path=str(path), text=policy.read(path)) for path in paths]
 
 
+def find_passages(names: Sequence[str], task: str) -> list[Passage]:
+    """The passages of the knowledge indexes ``names`` that match ``task`` best (before any
+    model loads: an unknown or damaged index stops here)."""
+    return retrieve(names, task, PASSAGES) if names else []
+
+
+def cite_passages(
+    pipeline: Pipeline, passages: Sequence[Passage], task: str, files: Sequence[Attachment] = ()
+) -> list[Attachment]:
+    """``passages`` as numbered sources, as many as fit what the roles' contexts leave after
+    the task and the other ``files``."""
+    if not passages:
+        return []
+    spec = pipeline.specs["executor"]
+
+    def count(text: str) -> int:
+        return pipeline.manager.count_tokens(spec, text)
+
+    room = pipeline.spare_tokens(task, None)
+    room -= sum(count(f.text) + SOURCE_LABEL_TOKENS for f in files)
+    return as_sources(passages, room, count)
+
+
 def find_conversation(settings: Settings, latest: bool, ref: str | None) -> Conversation:
     """The conversation to continue from the history: the most recent (``latest``, ``-c``) or
     the one whose id starts with ``ref``; a new one when neither is asked for."""
@@ -127,4 +153,13 @@ def find_conversation(settings: Settings, latest: bool, ref: str | None) -> Conv
         return conversation
 
 
-__all__ = ["EventSink", "attach", "drive", "execute", "find_conversation", "open_recorder"]
+__all__ = [
+    "EventSink",
+    "attach",
+    "cite_passages",
+    "drive",
+    "execute",
+    "find_conversation",
+    "find_passages",
+    "open_recorder",
+]

@@ -348,12 +348,39 @@ class RunMetrics(BaseModel):
     thermal: list[ThermalDecision] = Field(default_factory=list)
 
 
-class Attachment(BaseModel):
-    """A file (or piped input) given to a task as context, as the roles see it."""
+class Source(BaseModel):
+    """A passage retrieved from a knowledge index (``--kb``), numbered for citation as [n]."""
 
-    path: str  # as the user named it; "stdin" for piped input
+    n: int
+    index: str
+    path: str
+    start: int
+    end: int
+
+    def __str__(self) -> str:
+        return f"[{self.n}] {self.path}:{self.start}-{self.end}"
+
+
+class Citations(BaseModel):
+    """The answer's citations checked against the sources it was given: every [n] it cites
+    must name one of them (``unknown``: those that name none)."""
+
+    cited: list[int]
+    unknown: list[int]
+
+    @property
+    def passed(self) -> bool:
+        return not self.unknown
+
+
+class Attachment(BaseModel):
+    """A file (or piped input, or a retrieved passage) given to a task as context, as the roles
+    see it."""
+
+    path: str  # as the user named it; "stdin" for piped input; file:start-end for a passage
     text: str
     summarised: bool = False  # the text is a summary: the whole file did not fit
+    source: Source | None = None  # a passage of a knowledge index, cited by its number
 
 
 class Turn(BaseModel):
@@ -401,6 +428,8 @@ class RunResult(BaseModel):
     turn: int | None = None  # this run's place in its conversation, from 1
     files: list[str] = Field(default_factory=list)  # paths of the files given as context
     summarised: list[str] = Field(default_factory=list)  # what was replaced by a summary
+    sources: list[Source] = Field(default_factory=list)  # passages retrieved with --kb
+    citations: Citations | None = None  # the answer's [n] checked against ``sources``
 
 
 # --- events -------------------------------------------------------------------------------------
@@ -651,6 +680,7 @@ __all__ = [
     "CallHandedOff",
     "CallRetried",
     "Check",
+    "Citations",
     "Contract",
     "Critique",
     "CritiqueReady",
@@ -682,6 +712,7 @@ __all__ = [
     "RunMetrics",
     "RunResult",
     "RunStarted",
+    "Source",
     "StopReason",
     "Summarised",
     "ThermalDecision",

@@ -2,8 +2,9 @@
 
 A workflow (YAML or JSON) has a ``name``, optional ``defaults`` (run options that may only
 narrow the user's own: :mod:`ai_stack.trust`), ``tasks``
-(each with a unique ``id``, the ``task`` text, optional ``context``, ``context_files``,
-``depends_on`` and per-task overrides of the role and loop options) and an optional
+(each with a unique ``id``, the ``task`` text, optional ``context``, ``context_files``, ``kb``
+(knowledge indexes, whose files the workflow may read), ``depends_on`` and per-task overrides
+of the role and loop options) and an optional
 ``output_dir``. Task text and context may use ``{{ outputs.<id> }}`` to insert the final answer
 of a task they depend on; it is rendered in a sandbox, since a workflow may come from someone
 else. Every error names the file, the line where the parser knows it, and what to fix.
@@ -29,12 +30,14 @@ from ai_stack.access import FilePolicy
 from ai_stack.config import LimitsSettings, Settings, layer, narrowed
 from ai_stack.context import fit_for
 from ai_stack.errors import (
+    AiStackError,
     FileAccessError,
     InputLimitError,
     UntrustedSettingError,
     WorkflowError,
 )
 from ai_stack.files import NotARegularFile, read_regular, unresolved
+from ai_stack.knowledge.store import IndexStore
 from ai_stack.templating import BoundedEnvironment
 from ai_stack.trust import Untrusted
 
@@ -54,7 +57,7 @@ _HINT = (
     "A workflow file may come from someone else: what widens your settings is yours to set, on "
     "the command line or in your own config (docs/workflows.md#what-a-workflow-may-set)."
 )
-TASK_KEYS = ("id", "task", "context", "context_files", "depends_on", *TASK_OPTIONS)
+TASK_KEYS = ("id", "task", "context", "context_files", "kb", "depends_on", *TASK_OPTIONS)
 # No loader: a task's template stands alone ({% include %} and the like are refused up front).
 _ENV = BoundedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 _OTHER_TEMPLATES = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
@@ -67,6 +70,7 @@ class WorkflowTask(BaseModel):
     task: Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
     context: str | None = None
     context_files: list[str] = Field(default_factory=list)
+    kb: list[str] = Field(default_factory=list)
     depends_on: list[str] = Field(default_factory=list)
 
 
@@ -89,6 +93,7 @@ class PlannedTask:
     settings: Settings
     depends_on: list[str]
     line: int | None
+    knowledge: tuple[str, ...] = ()  # knowledge indexes whose passages become its sources
 
 
 @dataclass
@@ -209,6 +214,7 @@ def load_workflow(
                     f"known ids: {', '.join(ids)}",
                 )
         context = _with_files(task, path.parent, policy, where, prefix)
+        _check_knowledge(task, policy, where, prefix)
         for field_name, value in (("task", task.task), ("context", task.context)):
             _check_template(value, task, where, (*prefix, field_name))
         try:  # a task too big for its models shows now, not after others' models loaded
@@ -216,7 +222,13 @@ def load_workflow(
         except InputLimitError as exc:
             raise where.error(prefix, exc.message, exc.hint) from None
         planned[task.id] = PlannedTask(
-            task.id, task.task, context, settings, list(task.depends_on), where.line(prefix)
+            task.id,
+            task.task,
+            context,
+            settings,
+            list(task.depends_on),
+            where.line(prefix),
+            tuple(task.kb),
         )
 
     order = _dependency_order(planned, where, ids)
@@ -279,6 +291,29 @@ def _with_files(
             raise where.error((*prefix, "context_files", number), exc.message, exc.hint) from None
         parts.append(f"--- {name} ---\n{content.rstrip()}")
     return "\n\n".join(parts) if parts else None
+
+
+def _check_knowledge(
+    task: WorkflowTask, policy: FilePolicy, where: _Locator, prefix: tuple[Any, ...]
+) -> None:
+    """Each index the task names exists, and holds only what the workflow may read: its files
+    inside the workflow's directory or a directory the user allowed (a workflow may come from
+    someone else, and an index of your notes is not its to read)."""
+    for number, name in enumerate(task.kb):
+        location = (*prefix, "kb", number)
+        try:
+            with IndexStore.open(name) as store:
+                for root in store.info.roots:
+                    policy.check(Path(root.real))
+        except FileAccessError as exc:
+            raise where.error(
+                location,
+                f"the knowledge index {name!r} holds files the workflow may not read: "
+                f"{exc.message}",
+                exc.hint,
+            ) from None
+        except AiStackError as exc:
+            raise where.error(location, exc.message, exc.hint) from None
 
 
 def _check_template(

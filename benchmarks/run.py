@@ -18,6 +18,7 @@ from typing import Any
 from ai_stack.files import write_atomically
 from benchmarks.cluster import cluster
 from benchmarks.common import ROOT, Context, console, machine, save, workdir
+from benchmarks.knowledge import knowledge
 from benchmarks.memory import memory
 from benchmarks.overhead import latency, overhead
 from benchmarks.startup import startup
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[Context], tuple[dict[str, Any], str]]] = {
     "memory": memory,
     "startup": startup,
     "cluster": cluster,
+    "knowledge": knowledge,
 }
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 

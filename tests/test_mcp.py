@@ -31,6 +31,7 @@ TOOLS = {
     "system_profile",
     "history_list",
     "history_show",
+    "search_knowledge",
 }
 
 

@@ -65,6 +65,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "monitor",
         "Watch the thermal level, memory pressure and resident models (no sudo needed).",
     ),
+    "kb": (
+        "ai_stack.cli.kb",
+        "kb",
+        "Local knowledge: index documents and code, search them, answer from them (--kb).",
+    ),
     "mcp": (
         "ai_stack.cli.mcp",
         "mcp",

@@ -1,6 +1,7 @@
 """The interactive loop: each line is a task, and the next turn of one conversation, so a
 follow-up ("now do it for .js files too") reaches every role with the turns before it. Slash
-commands start a new conversation, list its turns, attach files and re-run the last turn.
+commands start a new conversation, list its turns, attach files, answer from knowledge indexes
+and re-run the last turn.
 
 Works at a terminal (prompt_toolkit: line editing, history across sessions, Ctrl-R, multi-line
 input; ``cli/terminal.py``) and with piped input (no prompt, one task a line, ends at EOF), so
@@ -29,7 +30,8 @@ from ai_stack.conversation import Conversation
 from ai_stack.display import Display
 from ai_stack.errors import AiStackError
 from ai_stack.history import HistoryRecorder
-from ai_stack.runtime import attach, execute
+from ai_stack.knowledge.store import IndexStore
+from ai_stack.runtime import attach, cite_passages, execute, find_passages
 from ai_stack.terminal import escape
 from ai_stack.types import Attachment
 
@@ -44,6 +46,8 @@ recall earlier tasks (kept across sessions), Ctrl-R searches them, Ctrl-C clears
   /new         start a new conversation
   /history     the turns of this conversation
   /file PATH   attach a file to the next task (repeatable)
+  /kb NAME...  answer the following tasks from these knowledge indexes, citing
+               their passages (/kb alone: which; /kb off: none)
   /retry       run the interrupted task again, else the last turn
   /models      the model of each role, and what is loaded now
   /config      the settings in force
@@ -67,6 +71,7 @@ class Repl:
         conversation: Conversation | None = None,
         files: Sequence[Attachment] = (),
         policy: FilePolicy | None = None,
+        knowledge: Sequence[str] = (),
     ) -> None:
         self.pipeline = pipeline
         self.console = console
@@ -85,6 +90,7 @@ class Repl:
         self.pending: list[Attachment] = list(files)  # attached to the next task
         self.last_files: list[Attachment] = []  # attached to the last task (for /retry)
         self.policy = policy or pipeline.settings.file_policy()
+        self.knowledge: list[str] = list(knowledge)  # indexes every task answers from
         # The task that was interrupted or failed, with its files: what /retry runs next
         self.unfinished: tuple[str, list[Attachment]] | None = None
         self.terminal: TerminalInput | None = None
@@ -142,13 +148,15 @@ class Repl:
             files, self.pending = self.pending, []
         self.last_files = list(files)
         try:
+            passages = find_passages(self.knowledge, task)  # again on /retry: not in ``files``
+            cited = cite_passages(self.pipeline, passages, task, files)
             result = execute(
                 self.pipeline,
                 task,
                 display,
                 self.recorder,
                 conversation=self.conversation,
-                files=files,
+                files=[*files, *cited],
             )
         except AiStackError as exc:
             self.failures += 1
@@ -189,6 +197,8 @@ class Repl:
             self._attach(line[len(name) :].strip())
         elif name == "/retry":
             self._retry()
+        elif name == "/kb":
+            self._use_knowledge(line[len(name) :].split())
         else:
             self.console.print(f"[yellow]Unknown command {escape(name)}.[/] /help lists them.")
         return True
@@ -233,6 +243,23 @@ class Repl:
         self.pending += attached
         names = ", ".join(attachment.path for attachment in self.pending)
         self.console.print(f"Attached to the next task: {escape(names)}")
+
+    def _use_knowledge(self, names: list[str]) -> None:
+        """``/kb NAME...``: the indexes the following tasks answer from (each checked now)."""
+        if names == ["off"]:
+            self.knowledge = []
+        elif names:
+            try:
+                for name in names:
+                    IndexStore.open(name).close()
+            except AiStackError as exc:
+                print_error(self.console, exc)
+                return
+            self.knowledge = names
+        if self.knowledge:
+            self.console.print(f"Answering from: {escape(', '.join(self.knowledge))}")
+        else:
+            self.console.print("Answering from no knowledge index (/kb NAME to use one).")
 
     def _retry(self) -> None:
         if self.unfinished is not None:  # it never became a turn: run it as the next one

@@ -29,8 +29,16 @@ from ai_stack.cli.repl import Repl
 from ai_stack.display import Display
 from ai_stack.errors import FileAccessError, UsageError
 from ai_stack.files import read_limited
+from ai_stack.knowledge.store import IndexStore
 from ai_stack.modes import MODES
-from ai_stack.runtime import attach, execute, find_conversation, open_recorder
+from ai_stack.runtime import (
+    attach,
+    cite_passages,
+    execute,
+    find_conversation,
+    find_passages,
+    open_recorder,
+)
 from ai_stack.sandbox import SandboxReport
 from ai_stack.session import Session
 from ai_stack.types import Attachment
@@ -86,6 +94,14 @@ def piped_input(policy: FilePolicy) -> Attachment | None:
     help="Attach a file to the task as context (repeatable; docs/files.md says which).",
 )
 @click.option(
+    "--kb",
+    "knowledge",
+    multiple=True,
+    metavar="NAME",
+    help="Answer from the knowledge index NAME: its best passages become numbered sources "
+    "the answer cites (repeatable; docs/knowledge.md).",
+)
+@click.option(
     "-c", "--continue", "continue_", is_flag=True, help="Continue the most recent conversation."
 )
 @click.option("--conversation", metavar="ID", help="Continue the conversation with this id.")
@@ -103,6 +119,7 @@ def piped_input(policy: FilePolicy) -> Attachment | None:
 def run_command(
     task: tuple[str, ...],
     files: tuple[Path, ...],
+    knowledge: tuple[str, ...],
     continue_: bool,
     conversation: str | None,
     interactive: bool,
@@ -149,6 +166,9 @@ def run_command(
                     "The task is empty.",
                     hint='Usage: ai-stack "TASK"  (or --interactive; see --help)',
                 )
+        for name in knowledge:  # an unknown or damaged index stops here, before any load
+            IndexStore.open(name).close()
+        passages = find_passages(knowledge, text) if text else []
         talk = find_conversation(settings, continue_, conversation)
         with Session.open(settings) as session:
             remote = session.remote_note()
@@ -177,8 +197,10 @@ def run_command(
                         conversation=talk,
                         files=attached,
                         policy=policy,
+                        knowledge=knowledge,
                     )
                     sys.exit(repl.loop())
+                attached += cite_passages(pipeline, passages, text, attached)
                 display = Display(console, None if as_json else sys.stdout, quiet=quiet)
                 result = execute(
                     pipeline, text, display, recorder, conversation=talk, files=attached

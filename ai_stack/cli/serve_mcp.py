@@ -36,8 +36,9 @@ from ai_stack.context import typical_context
 from ai_stack.errors import AiStackError, HistoryError, UsageError
 from ai_stack.files import OutputDir
 from ai_stack.history import HistoryStore, RunSummary, StoredRun
+from ai_stack.knowledge.retrieval import retrieve
 from ai_stack.profile import profile
-from ai_stack.runtime import attach, drive, open_recorder
+from ai_stack.runtime import attach, cite_passages, drive, find_passages, open_recorder
 from ai_stack.session import Session
 from ai_stack.trust import Untrusted
 from ai_stack.types import (
@@ -92,6 +93,21 @@ class ModelList(BaseModel):
 
 class RunList(BaseModel):
     runs: list[RunSummary]
+
+
+class KnowledgeHit(BaseModel):
+    """A passage of a knowledge index, as `kb search --json` gives it."""
+
+    n: int
+    index: str
+    path: str
+    start: int
+    end: int
+    text: str
+
+
+class KnowledgeHits(BaseModel):
+    passages: list[KnowledgeHit]
 
 
 class Cancelled(KeyboardInterrupt):
@@ -163,14 +179,17 @@ class Service:
         files: list[str],
         progress: ReportProgress,
         cancelled: threading.Event,
+        knowledge: list[str] | None = None,
     ) -> RunResult:
         policy = settings.file_policy(self.root)
         attached = attach(
             policy, [Path(f) if Path(f).is_absolute() else self.root / f for f in files]
         )
+        passages = find_passages(knowledge or [], task)
         session = self.session
         pipeline = session.pipeline(settings)
         pipeline.preflight()
+        attached += cite_passages(pipeline, passages, task, attached)
         recorder = open_recorder(session, pipeline, "mcp", lambda error: None)
         events = cast(Generator[Event, None, None], pipeline.run(task, context, files=attached))
         try:
@@ -353,10 +372,13 @@ class ToolCalls:
         planner: str | None = None,
         critic: str | None = None,
         executor: str | None = None,
+        kb: list[str] | None = None,
     ) -> RunResult:
         """Run a task through the local team and return the result (the `ai-stack --json`
         object: `output` is the answer; `answers` holds every version with the checks run on
-        it). `files`: paths (relative to the server's directory) given as context. `review`:
+        it). `files`: paths (relative to the server's directory) given as context. `kb`: names
+        of knowledge indexes (`ai-stack kb list`) whose best passages become numbered sources
+        the answer cites; `sources` and `citations` in the result. `review`:
         how the team works (team: the default, the answer checked against what the task asks
         for — its code run on the task's examples, its stated requirements, a result against a
         program — and a failing answer written afresh; answer: checked and fixed round by round
@@ -374,7 +396,24 @@ class ToolCalls:
             executor={"model": executor},
         )
         return await self._in_worker(
-            ctx, lambda p, c: self.service.run_task(settings, task, context, files or [], p, c)
+            ctx,
+            lambda p, c: self.service.run_task(settings, task, context, files or [], p, c, kb),
+        )
+
+    async def search_knowledge(
+        self, index: str, query: str, limit: Annotated[int, Field(ge=1, le=50)] = 5
+    ) -> KnowledgeHits:
+        """The passages of a knowledge index (`ai-stack kb add NAME PATH...`) that match
+        `query` best (BM25), each with its file and lines: no model is called."""
+        try:
+            passages = retrieve([index], query, limit)
+        except AiStackError as error:
+            raise tool_error(error) from None
+        return KnowledgeHits(
+            passages=[
+                KnowledgeHit(n=n, index=p.index, path=p.path, start=p.start, end=p.end, text=p.text)
+                for n, p in enumerate(passages, start=1)
+            ]
         )
 
     async def plan(
@@ -537,6 +576,7 @@ def build_server(service: Service) -> MCPServer:
         calls.system_profile,
         calls.history_list,
         calls.history_show,
+        calls.search_knowledge,
     ):
         server.tool()(tool)
     return server
