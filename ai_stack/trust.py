@@ -189,6 +189,13 @@ RULES: dict[str, dict[str, Rule]] = {
         "truncate_context": only(False, "cut a context to fit"),
     },
     "ConversationSettings": {"max_tokens": lower("carry more of the conversation")},
+    "ToolsSettings": {
+        "enabled": only(False, "turn the tools on"),
+        "names": refused("choose the tools"),
+        "max_steps": lower("widen the tool loop's bounds"),
+        "timeout_s": lower("widen the tool loop's bounds"),
+        "output_kb": lower("widen the tool loop's bounds"),
+    },
 }
 UNCLASSIFIED = refused("set a setting nobody has classified")
 

@@ -80,6 +80,11 @@ WIDER: dict[str, Any] = {
     "limits.depth": 256,
     "limits.truncate_context": True,
     "conversation.max_tokens": 1_048_576,
+    "tools.enabled": True,
+    "tools.names": ["run_shell"],
+    "tools.max_steps": 50,
+    "tools.timeout_s": 3600,
+    "tools.output_kb": 1024,
 }
 ROLE_OWN = {"model": "embedded:smollm2", "temperature": 0.9, "max_tokens": 100, "num_ctx": 2048}
 OWN: dict[str, Any] = {
