@@ -55,6 +55,8 @@ from ai_stack.roles import RoleCall, RoleRunner
 from ai_stack.sandbox import Sandbox
 from ai_stack.shape import mend, shape_for
 from ai_stack.thermal.policy import ThermalGuard
+from ai_stack.tools.base import Toolbox
+from ai_stack.tools.loop import tool_loop
 from ai_stack.types import (
     AnswerReady,
     AnswerVersion,
@@ -208,6 +210,7 @@ class Pipeline:
         guard: ThermalGuard | None = None,
         evidence: EvidenceCollector | None = None,
         runner_type: type[RoleRunner] = RoleRunner,
+        toolbox: Toolbox | None = None,
     ) -> None:
         self.settings = settings
         self.manager = manager
@@ -223,6 +226,8 @@ class Pipeline:
         # where the calls are made: here, or (a cluster's runner) handed off to a node
         self.runner = runner_type(manager, max_reasks=settings.max_reasks, guard=guard)
         self.contexts: dict[ModelSpec, ContextChoice] = {}  # the current run's
+        # the Executor's tools and the loop's bounds (--tools), or none: one call answers
+        self.tools = (toolbox, settings.tools) if toolbox is not None else None
 
     def preflight(self) -> None:
         """Fail before any task if a configured model is missing, or one the mode calls cannot
@@ -361,8 +366,11 @@ class Pipeline:
         if done.answers:
             first = done.answers[0]
         else:
+            execute = self._call("executor", "execute")
             text = yield from tally.relay(
-                self.runner.text(self._call("executor", "execute"), executor)
+                tool_loop(self.runner, execute, executor, *self.tools, self.prompts)
+                if self.tools
+                else self.runner.text(execute, executor)
             )
             first = AnswerVersion(version=1, text=text)
         yield AnswerReady(first)
@@ -1031,7 +1039,7 @@ class Budget:
 
     def open(self) -> None:
         """The first answer was just given: the budget is a multiple of its call."""
-        first = [p for p in self.phases if p.phase == "execute"][-1:]
+        first = [p for p in self.phases if p.phase in ("execute", "act")][-1:]
         self.unit = max(cost(first), LEAST_BUDGET) if first else 0.0
         self.start, self.allowed = len(self.phases), self.factor * self.unit
 

@@ -40,6 +40,8 @@ from ai_stack.types import (
     ThermalPause,
     ThermalResumed,
     Token,
+    ToolCalled,
+    ToolResult,
 )
 from ai_stack.units import gib
 
@@ -57,6 +59,7 @@ _PHASE_LABELS = {
     "fix": "Executor fixing the answer",
     "shape": "Executor writing the answer in the shape the task asks for",
     "summarise": "Summarising what does not fit the context",
+    "act": "Executor using tools",
 }
 _STOP_LABELS = {
     "approved": "the critic approved",
@@ -138,6 +141,7 @@ class Display:
         self._answer_open = False
         self._streaming = True  # False while answers are reviewed: the final one is written once
         self._repairs = False  # the mode replaces failing answers: versions, not rounds
+        self._streamed = False  # this run's answer was streamed as it came
 
     def handle(self, event: Event) -> None:
         if isinstance(event, Token):
@@ -145,11 +149,13 @@ class Display:
             return
         if isinstance(event, RunStarted):
             self._streaming = MODES[event.mode].streams
+            self._streamed = False
             self._repairs = MODES[event.mode].repairs
         if isinstance(event, RunFinished):
             self._end_answer()
             self._stop_status()
-            if not self._streaming and self.answer is not None:
+            # a tool loop's answer is a step's JSON: never streamed, written here
+            if not (self._streaming and self._streamed) and self.answer is not None:
                 self.answer.write(event.result.output.rstrip() + "\n")
                 self.answer.flush()
         if self.quiet:
@@ -257,6 +263,18 @@ class Display:
                     f"[dim]{m.role} · {m.phase} · {escape(m.model)} · {m.output_tokens} tokens · "
                     f"{m.tokens_per_s:.1f} tok/s · {m.wall_s:.2f} s[/]"
                 )
+            case ToolCalled():
+                self._stop_status()
+                self.console.print(
+                    f"[cyan]Tool {event.step}:[/] {escape(shorten(event.arguments, 160))}"
+                )
+            case ToolResult():
+                what = "" if event.ok else "[yellow]error[/] "
+                cut = " (cut)" if event.truncated else ""
+                first = event.text.strip().splitlines()[0] if event.text.strip() else "(empty)"
+                self.console.print(
+                    f"[dim]  → {what}{escape(shorten(first, 140))}{cut} · {event.seconds:.2f} s[/]"
+                )
             case PlanReady():
                 title = "Plan" if event.version == 1 else f"Plan, version {event.version}"
                 self.console.print(f"[bold green]{title}[/]\n{format_plan(event.plan)}")
@@ -317,7 +335,7 @@ class Display:
 
     def _on_token(self, event: Token) -> None:
         self._tokens += 1
-        answering = self._phase is None or self._phase.phase != "summarise"
+        answering = self._phase is None or self._phase.phase not in ("summarise", "act")
         if event.role == "executor" and answering and self.answer is not None and self._streaming:
             if not self._answer_open:
                 self._answer_open = True
@@ -325,6 +343,7 @@ class Display:
                     self.console.print("[bold]Answer[/]")
             self.answer.write(event.text)
             self.answer.flush()
+            self._streamed = True
         elif self._status is not None and self._tokens % 8 == 0:
             self._status.update(self._status_text())
 

@@ -48,6 +48,7 @@ from ai_stack.recommend import default_roles, recommend
 from ai_stack.sandbox import Limits, Sandbox
 from ai_stack.thermal import make_guard
 from ai_stack.thermal.policy import ThermalGuard
+from ai_stack.tools import toolbox_for
 from ai_stack.types import ROLES, Mode, Role
 from ai_stack.units import GIB
 from ai_stack.workflow import Workflow
@@ -345,6 +346,9 @@ class Session:
             self.load_options([(settings, specs)]),
             guard=self.guard,
             evidence=self.evidence(),
+            toolbox=toolbox_for(settings, self.evidence().sandbox)
+            if settings.tools.enabled
+            else None,
         )
 
     def eval_run(self, suite: Suite, modes: list[Mode], out_dir: Path) -> EvalRun:

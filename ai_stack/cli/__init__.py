@@ -62,6 +62,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "monitor",
         "Watch the thermal level, memory pressure and resident models (no sudo needed).",
     ),
+    "tools": (
+        "ai_stack.cli.tools",
+        "tools",
+        "The Executor's tools (--tools): files through the policy, a sandboxed interpreter.",
+    ),
     "mcp": (
         "ai_stack.cli.mcp",
         "mcp",
