@@ -160,10 +160,10 @@ def run_command(
         settings = options.settings()
         if no_history:
             settings.history.enabled = False
-        tools, task = tool_choice(tools, task)
-        if tools is not None:
+        names, task = tool_choice(tools, task)
+        if names is not None:
             settings.tools.enabled = True
-            settings.tools.names = tools or settings.tools.names
+            settings.tools.names = names or settings.tools.names
         if max_steps is not None:
             settings.tools.max_steps = max_steps
         text = " ".join(task).strip()
