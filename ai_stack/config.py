@@ -311,6 +311,26 @@ class ToolsSettings(BaseModel):
     output_kb: int = Field(default=16, ge=1, le=1024)  # of one result the model is shown
 
 
+class McpServerSettings(BaseModel):
+    """An MCP server whose tools the Executor may use (``[mcp_servers.NAME]``, docs/tools.md):
+    a command started over stdio, or a streamable-HTTP ``url``. Only the user's own config may
+    name one: a server runs a command."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)  # added to a minimal environment
+    url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")] | None = None
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)  # starting it; one call
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSettings:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give either command (a stdio server) or url (streamable HTTP)")
+        return self
+
+
 class HistorySettings(BaseModel):
     """The run history database (docs/history.md)."""
 
@@ -374,6 +394,7 @@ class Settings(BaseModel):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
     tools: ToolsSettings = Field(default_factory=ToolsSettings)
+    mcp_servers: dict[str, McpServerSettings] = Field(default_factory=dict)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     endpoints: dict[
         Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")], EndpointSettings

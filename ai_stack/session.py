@@ -49,6 +49,7 @@ from ai_stack.sandbox import Limits, Sandbox
 from ai_stack.thermal import make_guard
 from ai_stack.thermal.policy import ThermalGuard
 from ai_stack.tools import toolbox_for
+from ai_stack.tools.mcp import McpServers
 from ai_stack.types import ROLES, Mode, Role
 from ai_stack.units import GIB
 from ai_stack.workflow import Workflow
@@ -126,6 +127,7 @@ class Session:
     backend_note: str = ""
     _defaults: dict[Role, str] | None = None
     _evidence: EvidenceCollector | None = None
+    _mcp: McpServers | None = None
     _prompts: dict[Path | None, PromptLibrary] = field(default_factory=dict)
 
     @classmethod
@@ -155,8 +157,17 @@ class Session:
         self.close()
 
     def close(self) -> None:
-        """Unload every model this session loaded and release the backends."""
+        """Unload every model this session loaded, release the backends, stop the MCP servers
+        it started."""
         self.manager.close()
+        if self._mcp is not None:
+            self._mcp.close()
+
+    def mcp_servers(self) -> McpServers:
+        """The user's MCP servers (``[mcp_servers]``), each started when a toolbox first asks."""
+        if self._mcp is None:
+            self._mcp = McpServers(self.settings.mcp_servers)
+        return self._mcp
 
     # -- backends ----------------------------------------------------------------------------
 
@@ -346,7 +357,7 @@ class Session:
             self.load_options([(settings, specs)]),
             guard=self.guard,
             evidence=self.evidence(),
-            toolbox=toolbox_for(settings, self.evidence().sandbox)
+            toolbox=toolbox_for(settings, self.evidence().sandbox, servers=self.mcp_servers())
             if settings.tools.enabled
             else None,
         )

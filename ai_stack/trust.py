@@ -129,6 +129,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "models_dir": refused("choose where models are read from"),
         "cluster": refused("choose where calls run or what environment its workers get"),
         "endpoints": refused(_PROMPTS),
+        "mcp_servers": refused("add or change MCP servers (they run commands)"),
     },
     "RoleSettings": {
         "model": own(),

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ai_stack.config import Settings
+from ai_stack.config import McpServerSettings, Settings
 from ai_stack.controller import Pipeline
 from ai_stack.errors import UsageError
 from ai_stack.history.recorder import HistoryRecorder
@@ -24,6 +24,7 @@ from ai_stack.prompts import PromptLibrary
 from ai_stack.sandbox import Sandbox, detect_isolation
 from ai_stack.session import resolve_roles
 from ai_stack.tools import Tool, Toolbox, ToolError, builtin_tools, toolbox_for
+from ai_stack.tools.mcp import McpServers
 from ai_stack.tools.schema import Answer, Call, StepInvalid, parse_step, step_schema
 from ai_stack.types import Reasked, RunFinished, ToolCalled, ToolResult
 from tests.scripted import ScriptedBackend
@@ -355,6 +356,88 @@ def test_smollm2_steps_parse_under_the_step_schema(
     assert reply.finish_reason == "stop"
     step = parse_step(reply.text, schema)
     assert isinstance(step, Answer) or step.tool in ("read_file", "list_dir")
+
+
+# --- MCP servers' tools -----------------------------------------------------------------------
+
+BAD_SERVER = ROOT / "tests" / "fixtures" / "bad_mcp_server.py"
+
+
+def own_server(isolated_home: Path) -> McpServerSettings:
+    """ai-stack's own MCP server (``ai-stack mcp``), a real stdio MCP server."""
+    env = {
+        "PYTHONPATH": str(ROOT),
+        "AI_STACK_HOME": str(isolated_home),
+        "OLLAMA_HOST": "127.0.0.1:9",
+    }
+    return McpServerSettings(
+        command=sys.executable, args=[str(ROOT / "main.py"), "mcp"], env=env, timeout_s=120
+    )
+
+
+def test_an_mcp_servers_tools_are_offered_and_used(
+    home: Path, project: Path, scripted: ScriptedBackend, isolated_home: Path
+) -> None:
+    servers = McpServers({"self": own_server(isolated_home)})
+    try:
+        box = toolbox_for(Settings(), Sandbox(), servers=servers)
+        tool = box["self.history_list"]
+        assert tool.source == "mcp:self" and tool.parameters["type"] == "object"
+        scripted.enqueue(call("self.history_list", limit=5), answer("no runs yet"))
+        result, events = run(tools_pipeline(scripted, box))
+    finally:
+        servers.close()
+    (done,) = [e for e in events if isinstance(e, ToolResult)]
+    assert done.ok and json.loads(done.text) == {"runs": []}
+    assert result.output == "no runs yet"
+    assert all(not c._thread.is_alive() for c in servers.connections.values())  # stopped
+
+
+def test_a_misbehaving_mcp_server_is_an_error_the_model_sees(
+    home: Path, project: Path, scripted: ScriptedBackend
+) -> None:
+    bad = McpServerSettings(command=sys.executable, args=[str(BAD_SERVER)], timeout_s=5)
+    servers = McpServers({"bad": bad})
+    try:
+        box = toolbox_for(Settings(), Sandbox(), servers=servers)
+        assert "bad.broken" not in box  # its schema is not JSON Schema
+        assert servers.notes == [
+            "bad.broken left out: its input schema is not valid JSON Schema: 'intgr' is not "
+            "valid under any of the given schemas"
+        ]
+        scripted.enqueue(
+            call("bad.huge"),
+            call("bad.garbage"),
+            call("bad.echo", text="still there"),
+            call("bad.die"),
+            call("bad.echo", text="after"),
+            answer("survived"),
+        )
+        result, events = run(tools_pipeline(scripted, box, output_kb=4))
+    finally:
+        servers.close()
+    huge, garbage, echo, died, after = [e for e in events if isinstance(e, ToolResult)]
+    assert huge.ok and huge.truncated and len(huge.text) < 5000
+    assert not garbage.ok and "did not answer within 5 s" in garbage.text
+    assert echo.ok and echo.text == "still there"
+    assert not died.ok and "bad" in died.text
+    assert not after.ok
+    assert result.output == "survived"
+
+
+def test_an_mcp_server_that_cannot_start_is_one_clear_message(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[mcp_servers.gone]\ncommand = "/nonexistent/mcp-server"\n')
+    done = cli("--config", str(config), "--tools", "What is in app?")
+    assert_clean_error(done.returncode, done.stderr, "The MCP server 'gone'")
+    assert "could not be started" in done.stderr
+
+
+def test_a_project_config_may_not_add_an_mcp_server() -> None:
+    Path("ai-stack.toml").write_text('[mcp_servers.x]\ncommand = "sh"\n')
+    done = cli("tools", "list")
+    assert_clean_error(done.returncode, done.stderr, "mcp_servers")
+    assert "may not add or change MCP servers" in done.stderr
 
 
 # --- the CLI --------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from rich.markup import escape
 from ai_stack.cli.common import command, config_options
 from ai_stack.sandbox import Limits, Sandbox, SandboxReport
 from ai_stack.tools import builtin_tools
+from ai_stack.tools.mcp import McpServers
 
 
 @click.group("tools")
@@ -22,7 +23,8 @@ def tools() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the tools as JSON on stdout.")
 @config_options
 def list_tools(as_json: bool, config_file: Path | None, debug: bool) -> None:
-    """Show every tool: its name, source, description and argument schema."""
+    """Show every tool: its name, source (built-in, or mcp:SERVER), description and argument
+    schema. Starts each configured MCP server to ask it for its tools."""
     with command(config_file, debug) as (console, settings):
         wanted = settings.evidence
         sandbox = Sandbox(
@@ -32,6 +34,11 @@ def list_tools(as_json: bool, config_file: Path | None, debug: bool) -> None:
             allow_unisolated=wanted.exec,
         )
         root = Path.cwd().resolve()
+        servers = McpServers(settings.mcp_servers)
+        try:
+            remote = servers.tools()  # starts each server, as a run's first use would
+        finally:
+            servers.close()
         rows = [
             {
                 "name": tool.name,
@@ -39,7 +46,7 @@ def list_tools(as_json: bool, config_file: Path | None, debug: bool) -> None:
                 "description": tool.description,
                 "parameters": tool.parameters,
             }
-            for tool in builtin_tools(settings.file_policy(root), root, sandbox)
+            for tool in [*builtin_tools(settings.file_policy(root), root, sandbox), *remote]
         ]
         if as_json:
             click.echo(json.dumps(rows, indent=2))
@@ -47,5 +54,5 @@ def list_tools(as_json: bool, config_file: Path | None, debug: bool) -> None:
         for row in rows:
             click.echo(f"{row['name']}  ({row['source']})  {row['description']}")
             click.echo(f"    {json.dumps(row['parameters'])}")
-        for note in SandboxReport.of(sandbox).notes:
+        for note in [*servers.notes, *SandboxReport.of(sandbox).notes]:
             console.print(f"[yellow]{escape(note)}[/]")

@@ -9,6 +9,7 @@ from ai_stack.config import Settings
 from ai_stack.sandbox import Sandbox
 from ai_stack.tools.base import Tool, Toolbox
 from ai_stack.tools.files import file_tools
+from ai_stack.tools.mcp import McpServers
 from ai_stack.tools.sandboxed import sandbox_tools
 
 
@@ -18,11 +19,18 @@ def builtin_tools(policy: FilePolicy, root: Path, sandbox: Sandbox) -> list[Tool
     return [*file_tools(policy, root), *sandbox_tools(sandbox)]
 
 
-def toolbox_for(settings: Settings, sandbox: Sandbox, root: Path | None = None) -> Toolbox:
+def toolbox_for(
+    settings: Settings,
+    sandbox: Sandbox,
+    root: Path | None = None,
+    servers: McpServers | None = None,
+) -> Toolbox:
     """The tools a run offers: the built-in ones over the working directory (``root``) and the
-    user's allowed paths, narrowed to ``tools.names`` where it names some."""
+    user's allowed paths, and the MCP ``servers``' (started here, on first use), narrowed to
+    ``tools.names`` where it names some."""
     root = (root or Path.cwd()).resolve()
-    every = Toolbox(builtin_tools(settings.file_policy(root), root, sandbox))
+    remote = servers.tools() if servers is not None else []
+    every = Toolbox([*builtin_tools(settings.file_policy(root), root, sandbox), *remote])
     return every.only(settings.tools.names) if settings.tools.names else every
 
 
