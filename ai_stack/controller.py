@@ -91,6 +91,9 @@ from ai_stack.types import (
     ThermalNote,
     ThermalPause,
     ThermalResumed,
+    ToolCalled,
+    ToolCallRecord,
+    ToolResult,
     Verdict,
 )
 
@@ -429,6 +432,7 @@ class Pipeline:
             turn=turn,
             files=[attachment.path for attachment in files],
             summarised=summarised,
+            tool_calls=tally.tool_calls,
         )
         yield RunFinished(result)
 
@@ -1066,9 +1070,26 @@ class Tally:
     unloads: int = 0
     load_s: float = 0.0
     thermal: list[ThermalDecision] = field(default_factory=list)
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    _called: ToolCalled | None = None
 
     def observe(self, event: Event) -> None:
-        if isinstance(event, PhaseFinished):
+        if isinstance(event, ToolCalled):
+            self._called = event
+        elif isinstance(event, ToolResult):
+            arguments = self._called.arguments if self._called else ""
+            self.tool_calls.append(
+                ToolCallRecord(
+                    step=event.step,
+                    tool=event.tool,
+                    arguments=arguments,
+                    result=event.text,
+                    ok=event.ok,
+                    truncated=event.truncated,
+                    seconds=event.seconds,
+                )
+            )
+        elif isinstance(event, PhaseFinished):
             self.phases.append(event.metrics)
         elif isinstance(event, ModelLoaded):
             self.loads += 1

@@ -269,11 +269,11 @@ class Display:
                     f"[cyan]Tool {event.step}:[/] {escape(shorten(event.arguments, 160))}"
                 )
             case ToolResult():
-                what = "" if event.ok else "[yellow]error[/] "
+                style = "dim" if event.ok else "yellow"  # an error's text says so itself
                 cut = " (cut)" if event.truncated else ""
                 first = event.text.strip().splitlines()[0] if event.text.strip() else "(empty)"
                 self.console.print(
-                    f"[dim]  → {what}{escape(shorten(first, 140))}{cut} · {event.seconds:.2f} s[/]"
+                    f"[{style}]  → {escape(shorten(first, 140))}{cut} · {event.seconds:.2f} s[/]"
                 )
             case PlanReady():
                 title = "Plan" if event.version == 1 else f"Plan, version {event.version}"

@@ -48,7 +48,7 @@ from ai_stack.recommend import default_roles, recommend
 from ai_stack.sandbox import Limits, Sandbox
 from ai_stack.thermal import make_guard
 from ai_stack.thermal.policy import ThermalGuard
-from ai_stack.tools import toolbox_for
+from ai_stack.tools import Toolbox, toolbox_for
 from ai_stack.tools.mcp import McpServers
 from ai_stack.types import ROLES, Mode, Role
 from ai_stack.units import GIB
@@ -357,9 +357,7 @@ class Session:
             self.load_options([(settings, specs)]),
             guard=self.guard,
             evidence=self.evidence(),
-            toolbox=toolbox_for(settings, self.evidence().sandbox, servers=self.mcp_servers())
-            if settings.tools.enabled
-            else None,
+            toolbox=self.toolbox(settings),
         )
 
     def eval_run(self, suite: Suite, modes: list[Mode], out_dir: Path) -> EvalRun:
@@ -399,7 +397,15 @@ class Session:
             evidence=self.evidence(),
             guard=self.guard,
             source=source,
+            tools=self.toolbox,
         )
+
+    def toolbox(self, settings: Settings) -> Toolbox | None:
+        """The tools a run with ``settings`` offers the Executor: none unless they turn tools
+        on; the built-in ones and the MCP servers' (started on first use)."""
+        if not settings.tools.enabled:
+            return None
+        return toolbox_for(settings, self.evidence().sandbox, servers=self.mcp_servers())
 
 
 __all__ = ["Session", "build_manager", "resolve_roles"]

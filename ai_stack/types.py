@@ -354,6 +354,18 @@ class Turn(BaseModel):
     run_id: str | None = None
 
 
+class ToolCallRecord(BaseModel):
+    """One tool call of the Executor's (``--tools``) and its result as the model saw it."""
+
+    step: int
+    tool: str
+    arguments: str  # the call's JSON, redacted
+    result: str  # bounded and redacted
+    ok: bool
+    truncated: bool = False
+    seconds: float = 0.0
+
+
 class RunResult(BaseModel):
     """What ``--json`` prints: the stable contract documented in docs/json-output.md.
 
@@ -385,6 +397,7 @@ class RunResult(BaseModel):
     turn: int | None = None  # this run's place in its conversation, from 1
     files: list[str] = Field(default_factory=list)  # paths of the files given as context
     summarised: list[str] = Field(default_factory=list)  # what was replaced by a summary
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)  # --tools: in order
 
 
 # --- events -------------------------------------------------------------------------------------
@@ -698,6 +711,7 @@ __all__ = [
     "ThermalPause",
     "ThermalResumed",
     "Token",
+    "ToolCallRecord",
     "ToolCalled",
     "ToolResult",
     "Turn",

@@ -22,11 +22,12 @@ from ai_stack.history.store import HistoryStore
 from ai_stack.memory import MemoryManager
 from ai_stack.prompts import PromptLibrary
 from ai_stack.sandbox import Sandbox, detect_isolation
-from ai_stack.session import resolve_roles
+from ai_stack.session import Session, resolve_roles
 from ai_stack.tools import Tool, Toolbox, ToolError, builtin_tools, toolbox_for
 from ai_stack.tools.mcp import McpServers
 from ai_stack.tools.schema import Answer, Call, StepInvalid, parse_step, step_schema
 from ai_stack.types import Reasked, RunFinished, ToolCalled, ToolResult
+from ai_stack.workflow import load_workflow
 from tests.scripted import ScriptedBackend
 from tests.test_cli import assert_clean_error
 
@@ -181,6 +182,8 @@ def test_a_call_its_result_and_the_answer(
     scripted.enqueue(call("read_file", path="app/retry.py"), answer("retry_policy, default 5"))
     result, events = run(tools_pipeline(scripted))
     assert result.output == "retry_policy, default 5"
+    (record,) = result.tool_calls  # the --json result carries them
+    assert record.tool == "read_file" and "retry_policy(attempts=5)" in record.result
     (called,) = [e for e in events if isinstance(e, ToolCalled)]
     (done,) = [e for e in events if isinstance(e, ToolResult)]
     assert called.tool == "read_file" and done.ok and "def retry_policy(attempts=5)" in done.text
@@ -309,7 +312,7 @@ def test_the_history_records_each_call_redacted(
         for event in tools_pipeline(scripted).run("What is in config.txt?"):
             recorder(event)
         (summary,) = store.list_runs()
-        stored = store.run(summary.id).tool_calls
+        stored = [c.model_dump() for c in store.run(summary.id).tool_calls]
     assert [(c["step"], c["tool"], c["ok"]) for c in stored] == [
         (1, "read_file", True),
         (2, "list_dir", False),
@@ -418,11 +421,39 @@ def test_a_misbehaving_mcp_server_is_an_error_the_model_sees(
         servers.close()
     huge, garbage, echo, died, after = [e for e in events if isinstance(e, ToolResult)]
     assert huge.ok and huge.truncated and len(huge.text) < 5000
-    assert not garbage.ok and "did not answer within 5 s" in garbage.text
+    assert not garbage.ok and "timed out" in garbage.text
     assert echo.ok and echo.text == "still there"
     assert not died.ok and "bad" in died.text
     assert not after.ok
     assert result.output == "survived"
+
+
+def test_a_batch_task_uses_an_mcp_servers_tool(
+    home: Path, project: Path, scripted: ScriptedBackend, isolated_home: Path, tmp_path: Path
+) -> None:
+    """The user's own config turns tools on for every run, a workflow's tasks too (a workflow
+    itself may not); the batch journal and the task's result keep the calls."""
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        "name: x\ndefaults: {direct: true}\ntasks:\n  - {id: a, task: 'How many runs'}\n"
+    )
+    mine = {
+        "tools": {"enabled": True},
+        "mcp_servers": {"self": own_server(isolated_home).model_dump()},
+    }
+    workflow = load_workflow(flow, mine)
+    scripted.enqueue(call("self.history_list", limit=1), answer("none"))
+    manager = MemoryManager(lambda name: scripted, budget_bytes=10**9)
+    with Session(workflow.tasks[0].settings, manager, backend="embedded") as session:
+        runner = session.batch_runner(workflow, tmp_path / "out")
+        runner.store = HistoryStore.open(tmp_path / "journal.db")
+        runner.begin(resume=False)
+        runner.run()
+        servers = session.mcp_servers()
+    stored = runner.store.run(runner.runs[0].run_id or "")
+    assert stored.output == "none"
+    assert [(c.tool, c.ok) for c in stored.tool_calls] == [("self.history_list", True)]
+    assert all(not c._thread.is_alive() for c in servers.connections.values())  # stopped
 
 
 def test_an_mcp_server_that_cannot_start_is_one_clear_message(tmp_path: Path) -> None:

@@ -187,9 +187,9 @@ def _render(out: Console, run: StoredRun) -> None:
             f"round(s); the answer below is v{run.chosen_answer}[/]"
         )
     for call in run.tool_calls:
-        mark = "" if call["ok"] else "[yellow]error[/] "
-        out.print(f"[cyan]Tool {call['step']}:[/] {escape(call['arguments'])}")
-        out.print(f"  → {mark}{escape(call['result'])}")
+        mark = "" if call.ok else "[yellow]error[/] "
+        out.print(f"[cyan]Tool {call.step}:[/] {escape(call.arguments)}")
+        out.print(f"  → {mark}{escape(call.result)}")
     if run.error:
         out.print(f"[red]{escape(run.error)}[/]")
     if run.raw_output:

@@ -73,7 +73,6 @@ class StoredRun(RunResult):
     rounds: int = 0
     output: str | None = None  # type: ignore[assignment]
     metrics: StoredMetrics = Field(default_factory=StoredMetrics)
-    tool_calls: list[dict[str, Any]] = Field(default_factory=list)  # --tools: calls and results
 
 
 def _like_prefix(prefix: str) -> str:
@@ -694,7 +693,7 @@ class HistoryStore:
                 "error": row["error"],
                 "raw_output": row["raw_output"],
                 "config": config,
-                "tool_calls": self.tool_calls(run_id),
+                "tool_calls": self.tool_calls(run_id),  # also while unfinished
             }
         )
 

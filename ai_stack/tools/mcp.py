@@ -101,8 +101,8 @@ class McpConnection:
                 f"the MCP server {self.name} is not running: {self.failure or 'stopped'}"
             )
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        try:
-            return future.result(self.settings.timeout_s)
+        try:  # the SDK's own read timeout (timeout_s) comes first; this is the guard behind it
+            return future.result(self.settings.timeout_s + 5)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise ToolError(
