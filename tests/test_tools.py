@@ -28,6 +28,7 @@ from ai_stack.tools.mcp import McpServers
 from ai_stack.tools.schema import Answer, Call, StepInvalid, parse_step, step_schema
 from ai_stack.types import Reasked, RunFinished, ToolCalled, ToolResult
 from ai_stack.workflow import load_workflow
+from tests.ollama_double import OllamaDouble
 from tests.scripted import ScriptedBackend
 from tests.test_cli import assert_clean_error
 
@@ -483,6 +484,21 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
         env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
         check=False,
     )
+
+
+def test_a_one_shot_with_tools_prints_the_answer_not_the_steps(
+    home: Path, project: Path, on_double: OllamaDouble
+) -> None:
+    """Against Ollama (the double): each step shows one line on stderr; stdout is the answer
+    alone, never a step's JSON (a direct run otherwise streams the Executor's reply)."""
+    on_double.enqueue(call("read_file", path="app/retry.py"), answer("retry_policy: 5"))
+    done = cli("--direct", "--executor", "ollama:qwen2.5:7b", "--tools", "Which default?")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "retry_policy: 5\n"
+    assert 'Tool 1: {"tool": "read_file", "arguments": {"path": "app/retry.py"}}' in done.stderr
+    assert "→ app/retry.py (2 lines)" in done.stderr
+    chats = [e for e in on_double.events("request") if e["path"] == "/api/chat"]
+    assert len(chats) == 2
 
 
 def test_tools_list_shows_every_tool_with_its_source_and_schema() -> None:
