@@ -501,6 +501,31 @@ def test_a_one_shot_with_tools_prints_the_answer_not_the_steps(
     assert len(chats) == 2
 
 
+def test_models_probe_tools_reports_valid_steps_and_the_choice(on_double: OllamaDouble) -> None:
+    """Two trials per case, replies scripted on the double (a server that honours the schema
+    would never send the invalid one): a right call, an invalid step, an answer, a call where
+    nothing fits."""
+    on_double.enqueue(
+        call("read_file", path="notes/todo.txt"),
+        call("read_file", path=3),  # a server that ignores the schema
+        answer("Paris"),
+        call("get_weather", city="Paris"),
+        model="qwen2.5:7b",
+    )
+    done = cli("models", "probe", "qwen2.5:7b", "--tools", "--trials", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    fits, none = report["cases"]["fits"], report["cases"]["none_fits"]
+    assert (fits["valid_json_rate"], fits["valid_step_rate"], fits["right_choice_rate"]) == (
+        1.0,
+        0.5,
+        0.5,
+    )
+    assert (none["valid_step_rate"], none["right_choice_rate"]) == (1.0, 0.5)
+    assert report["mode"] == "constrained"
+    assert "answers when no tool fits 50% of the time" in report["verdict"]
+
+
 def test_tools_list_shows_every_tool_with_its_source_and_schema() -> None:
     done = cli("tools", "list", "--json")
     assert done.returncode == 0, done.stderr
