@@ -283,6 +283,42 @@ def test_results_are_bounded_and_redacted(
     assert "sk-abcdefghij" not in scripted.chats[1].messages[-1]["content"]
 
 
+def test_old_results_are_dropped_to_fit_the_context_and_may_be_asked_again(
+    home: Path, project: Path, scripted: ScriptedBackend
+) -> None:
+    """Results together may not outgrow the context (a server would cut the prompt from the
+    front, the task first): the oldest is replaced by a note, and may then be asked again."""
+    (project / "a.txt").write_text("a" * 1500 + "\n")
+    (project / "b.txt").write_text("b" * 1500 + "\n")
+    scripted.enqueue(
+        call("read_file", path="a.txt"),
+        call("read_file", path="b.txt"),
+        call("read_file", path="a.txt"),
+        answer("both"),
+    )
+    settings = Settings.model_validate(
+        {
+            "direct": True,
+            "executor": {"num_ctx": 1024, "max_tokens": 64},
+            "tools": {"enabled": True},
+        }
+    )
+    manager = MemoryManager(lambda name: scripted, budget_bytes=10**9)
+    pipeline = Pipeline(
+        settings,
+        manager,
+        PromptLibrary(),
+        resolve_roles(settings, "embedded"),
+        toolbox=toolbox_for(settings, Sandbox()),
+    )
+    result, events = run(pipeline)
+    assert [r.ok for r in events if isinstance(r, ToolResult)] == [True, True, True]
+    third = scripted.chats[2].messages
+    assert "result dropped to fit the context" in third[-3]["content"]  # a.txt's first read
+    assert "b" * 1500 in third[-1]["content"]
+    assert result.output == "both"
+
+
 def test_a_tool_that_hangs_times_out(home: Path, project: Path, scripted: ScriptedBackend) -> None:
     release = threading.Event()
 

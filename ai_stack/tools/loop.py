@@ -32,6 +32,8 @@ from ai_stack.tools.schema import Answer, Call, parse_step, step_schema
 from ai_stack.types import Event, ToolCalled, ToolResult
 
 REPEATS_ALLOWED = 1  # a repeated call is refused once; the next one ends the calls
+CHARS_PER_TOKEN = 2  # tool results may fill about two thirds of the context (~3 chars a token)
+DROPPED = "[result dropped to fit the context: call the tool again if you still need it]"
 
 
 def bound(text: str, limit: int) -> tuple[str, bool]:
@@ -100,8 +102,10 @@ def tool_loop(
 ) -> Generator[Event, None, str]:
     """The Executor's answer after the tool calls it chose to make (events for each)."""
     conversation = tool_messages(prompts, toolbox, messages)
+    first_result = len(conversation)
     limit = settings.output_kb * 1024
-    seen: set[str] = set()
+    room = CHARS_PER_TOKEN * (call.max_ctx or call.load.num_ctx)
+    seen: dict[str, int] = {}  # each call made, and where its result is in the conversation
     calls = repeats = 0
     step = 0
     while True:
@@ -118,6 +122,9 @@ def tool_loop(
         shown = json.dumps({"tool": chosen.tool, "arguments": chosen.arguments})
         yield ToolCalled(step, chosen.tool, redact(shown) or "")
         started = time.perf_counter()
+        where = seen.get(chosen.key())
+        if where is not None and conversation[where]["content"] == DROPPED:
+            del seen[chosen.key()]  # its result was dropped to fit: the model may have it again
         if chosen.key() in seen:
             repeats += 1
             text, ok = (
@@ -126,18 +133,46 @@ def tool_loop(
                 False,
             )
         else:
-            seen.add(chosen.key())
+            seen[chosen.key()] = len(conversation) + 1  # its result message, appended below
             calls += 1
             text, ok = call_tool(toolbox[chosen.tool], chosen.arguments, settings.timeout_s)
         text, truncated = bound(redact(text, limit=None) or "", limit)
         yield ToolResult(
             step, chosen.tool, text, ok, truncated, round(time.perf_counter() - started, 3)
         )
-        conversation = [
-            *conversation,
-            {"role": "assistant", "content": shown},
-            {"role": "user", "content": _result_message(chosen.tool, text, settings, calls)},
-        ]
+        conversation = fit_results(
+            [
+                *conversation,
+                {"role": "assistant", "content": shown},
+                {"role": "user", "content": _result_message(chosen.tool, text, settings, calls)},
+            ],
+            first_result,
+            room,
+        )
+
+
+def fit_results(conversation: list[Message], first: int, room: int) -> list[Message]:
+    """``conversation`` with its oldest tool results (the user messages from ``first`` on)
+    replaced by a note, while all of them hold more than ``room`` characters: a run's reads
+    together can outgrow any context, and a prompt cut by the server from the front would lose
+    the task. The newest result is always kept; the model is told what was dropped.
+
+    >>> steps = [("assistant", "call 1"), ("user", "x" * 50), ("assistant", "call 2"),
+    ...          ("user", "y" * 50)]
+    >>> talk = [{"role": "user", "content": "task"}, *({"role": r, "content": c} for r, c in steps)]
+    >>> [m["content"][:12] for m in fit_results(talk, 1, 80)]
+    ['task', 'call 1', '[result drop', 'call 2', 'yyyyyyyyyyyy']
+    """
+    results = [i for i in range(first, len(conversation)) if conversation[i]["role"] == "user"]
+    total = sum(len(conversation[i]["content"]) for i in results)
+    fitted = list(conversation)
+    for i in results[:-1]:
+        if total <= room:
+            break
+        if fitted[i]["content"] != DROPPED:
+            total -= len(fitted[i]["content"]) - len(DROPPED)
+            fitted[i] = {"role": "user", "content": DROPPED}
+    return fitted
 
 
 def _stepped(call: RoleCall, step: int) -> RoleCall:
@@ -159,4 +194,4 @@ def _result_message(tool: str, text: str, settings: ToolsSettings, calls: int) -
     )
 
 
-__all__ = ["bound", "call_tool", "tool_loop", "tool_messages"]
+__all__ = ["bound", "call_tool", "fit_results", "tool_loop", "tool_messages"]
