@@ -44,6 +44,7 @@ from ai_stack.prompts import PromptLibrary
 from ai_stack.redaction import redact, redact_all
 from ai_stack.roles import RoleRunner
 from ai_stack.thermal.policy import ThermalGuard
+from ai_stack.tools.base import Toolbox
 from ai_stack.types import (
     Attachment,
     AwaitingModel,
@@ -266,8 +267,10 @@ class BatchRunner:
         should_stop: Callable[[], bool] = lambda: False,
         source: str = "batch",
         on_fault: Callable[[HistoryError], None] = lambda error: None,
+        tools: Callable[[Settings], Toolbox | None] = lambda settings: None,
     ) -> None:
         self.workflow = workflow
+        self.tools = tools  # a task's toolbox, where its settings turn tools on
         self.source = source
         self.on_fault = on_fault  # the journal failed mid-run: said once, the batch goes on
         self.manager = manager
@@ -544,6 +547,7 @@ class BatchRunner:
             guard=self.guard,
             evidence=self.evidence,
             runner_type=self.runner_type,
+            toolbox=self.tools(settings),
         )
         run.recorder = HistoryRecorder(
             self.store,

@@ -317,6 +317,39 @@ class ConversationSettings(BaseModel):
     max_tokens: int = Field(default=3072, ge=0, le=1_048_576)
 
 
+class ToolsSettings(BaseModel):
+    """The Executor's tools (docs/tools.md): off unless asked for (``--tools``); the loop's
+    bounds. The file tools use ``files``' policy, the code tools ``evidence``' sandbox limits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    names: list[str] = Field(default_factory=list)  # the tools offered; empty: every one
+    max_steps: int = Field(default=6, ge=1, le=50)  # tool calls before the answer is required
+    timeout_s: float = Field(default=60.0, gt=0, le=3600)  # one call, past the sandbox's own
+    output_kb: int = Field(default=16, ge=1, le=1024)  # of one result the model is shown
+
+
+class McpServerSettings(BaseModel):
+    """An MCP server whose tools the Executor may use (``[mcp_servers.NAME]``, docs/tools.md):
+    a command started over stdio, or a streamable-HTTP ``url``. Only the user's own config may
+    name one: a server runs a command."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)  # added to a minimal environment
+    url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")] | None = None
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)  # starting it; one call
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSettings:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give either command (a stdio server) or url (streamable HTTP)")
+        return self
+
+
 class HistorySettings(BaseModel):
     """The run history database (docs/history.md)."""
 
@@ -382,6 +415,8 @@ class Settings(BaseModel):
     files: FilesSettings = Field(default_factory=FilesSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
+    tools: ToolsSettings = Field(default_factory=ToolsSettings)
+    mcp_servers: dict[str, McpServerSettings] = Field(default_factory=dict)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     endpoints: dict[
         Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")], EndpointSettings

@@ -58,6 +58,8 @@ from ai_stack.roles import RoleCall, RoleRunner
 from ai_stack.sandbox import Sandbox
 from ai_stack.shape import mend, shape_for
 from ai_stack.thermal.policy import ThermalGuard
+from ai_stack.tools.base import Toolbox
+from ai_stack.tools.loop import tool_loop
 from ai_stack.types import (
     AnswerReady,
     AnswerVersion,
@@ -92,6 +94,9 @@ from ai_stack.types import (
     ThermalNote,
     ThermalPause,
     ThermalResumed,
+    ToolCalled,
+    ToolCallRecord,
+    ToolResult,
     Verdict,
 )
 
@@ -211,6 +216,7 @@ class Pipeline:
         guard: ThermalGuard | None = None,
         evidence: EvidenceCollector | None = None,
         runner_type: type[RoleRunner] = RoleRunner,
+        toolbox: Toolbox | None = None,
     ) -> None:
         self.settings = settings
         self.manager = manager
@@ -228,6 +234,8 @@ class Pipeline:
         self.contexts: dict[ModelSpec, ContextChoice] = {}  # the current run's
         self.seed = run_seed(settings.seed)  # the current run's
         self._fresh = False  # the next run samples afresh (reseed)
+        # the Executor's tools and the loop's bounds (--tools), or none: one call answers
+        self.tools = (toolbox, settings.tools) if toolbox is not None else None
 
     def reseed(self) -> None:
         """Have the next run draw a fresh seed (``/retry``: another sample of the same turn)."""
@@ -378,8 +386,11 @@ class Pipeline:
         if done.answers:
             first = done.answers[0]
         else:
+            execute = self._call("executor", "execute")
             text = yield from tally.relay(
-                self.runner.text(self._call("executor", "execute"), executor)
+                tool_loop(self.runner, execute, executor, *self.tools, self.prompts)
+                if self.tools
+                else self.runner.text(execute, executor)
             )
             first = AnswerVersion(version=1, text=text)
         yield AnswerReady(first)
@@ -451,6 +462,7 @@ class Pipeline:
             summarised=summarised,
             sources=sources,
             citations=citations,
+            tool_calls=tally.tool_calls,
         )
         yield RunFinished(result)
 
@@ -1137,7 +1149,7 @@ class Budget:
 
     def open(self) -> None:
         """The first answer was just given: the budget is a multiple of its call."""
-        first = [p for p in self.phases if p.phase == "execute"][-1:]
+        first = [p for p in self.phases if p.phase in ("execute", "act")][-1:]
         self.unit = max(cost(first), LEAST_BUDGET) if first else 0.0
         self.start, self.allowed = len(self.phases), self.factor * self.unit
 
@@ -1164,9 +1176,26 @@ class Tally:
     unloads: int = 0
     load_s: float = 0.0
     thermal: list[ThermalDecision] = field(default_factory=list)
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    _called: ToolCalled | None = None
 
     def observe(self, event: Event) -> None:
-        if isinstance(event, PhaseFinished):
+        if isinstance(event, ToolCalled):
+            self._called = event
+        elif isinstance(event, ToolResult):
+            arguments = self._called.arguments if self._called else ""
+            self.tool_calls.append(
+                ToolCallRecord(
+                    step=event.step,
+                    tool=event.tool,
+                    arguments=arguments,
+                    result=event.text,
+                    ok=event.ok,
+                    truncated=event.truncated,
+                    seconds=event.seconds,
+                )
+            )
+        elif isinstance(event, PhaseFinished):
             self.phases.append(event.metrics)
         elif isinstance(event, ModelLoaded):
             self.loads += 1

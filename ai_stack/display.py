@@ -44,6 +44,8 @@ from ai_stack.types import (
     ThermalPause,
     ThermalResumed,
     Token,
+    ToolCalled,
+    ToolResult,
 )
 from ai_stack.units import gib
 
@@ -61,6 +63,7 @@ _PHASE_LABELS = {
     "fix": "Executor fixing the answer",
     "shape": "Executor writing the answer in the shape the task asks for",
     "summarise": "Summarising what does not fit the context",
+    "act": "Executor using tools",
 }
 _STOP_LABELS = {
     "approved": "the critic approved",
@@ -194,6 +197,7 @@ class Display:
         self._repairs = False  # the mode replaces failing answers: versions, not rounds
         shown = answer is not None and answer.isatty()
         self._filter = ControlFilter() if shown else None
+        self._streamed = False  # this run's answer was streamed as it came
 
     def handle(self, event: Event) -> None:
         if isinstance(event, Token):
@@ -201,11 +205,13 @@ class Display:
             return
         if isinstance(event, RunStarted):
             self._streaming = MODES[event.mode].streams
+            self._streamed = False
             self._repairs = MODES[event.mode].repairs
         if isinstance(event, RunFinished):
             self._end_answer()
             self._stop_status()
-            if not self._streaming and self.answer is not None:
+            # a tool loop's answer is a step's JSON: never streamed, written here
+            if not (self._streaming and self._streamed) and self.answer is not None:
                 self._write_answer(event.result.output.rstrip() + "\n")
                 self._end_answer()
         with self._wrapped():
@@ -329,6 +335,18 @@ class Display:
                     f"[dim]{m.role} · {m.phase} · {named(m.model)} · {m.output_tokens} tokens · "
                     f"{m.tokens_per_s:.1f} tok/s · {m.wall_s:.2f} s[/]"
                 )
+            case ToolCalled():
+                self._stop_status()
+                self.console.print(
+                    f"[cyan]Tool {event.step}:[/] {escape(shorten(event.arguments, 160))}"
+                )
+            case ToolResult():
+                style = "dim" if event.ok else "yellow"  # an error's text says so itself
+                cut = " (cut)" if event.truncated else ""
+                first = event.text.strip().splitlines()[0] if event.text.strip() else "(empty)"
+                self.console.print(
+                    f"[{style}]  → {escape(shorten(first, 140))}{cut} · {event.seconds:.2f} s[/]"
+                )
             case PlanReady():
                 title = "Plan" if event.version == 1 else f"Plan, version {event.version}"
                 self.console.print(f"[bold green]{title}[/]\n{format_plan(event.plan)}")
@@ -380,7 +398,7 @@ class Display:
 
     def _on_token(self, event: Token) -> None:
         self._tokens += 1
-        answering = self._phase is None or self._phase.phase != "summarise"
+        answering = self._phase is None or self._phase.phase not in ("summarise", "act")
         if event.role == "executor" and answering and self.answer is not None and self._streaming:
             if not self._answer_open:
                 self._answer_open = True
@@ -388,6 +406,7 @@ class Display:
                 if not self.quiet:
                     self.console.print("[bold]Answer[/]")
             self._write_answer(event.text)
+            self._streamed = True
         elif self._status is not None and self._tokens % 8 == 0:
             self._status.update(self._status_text())
 

@@ -291,7 +291,7 @@ REVIEWS: tuple[Mode, ...] = tuple(name for name in MODES if name not in ("raw", 
 # repair's attempts keep their calls together (a round's probe, review and fix before the
 # next round's).
 _BEFORE: tuple[Phase, ...] = ("summarise", "plan")  # then the plan review, round by round
-_ANSWER: tuple[Phase, ...] = ("execute", "contract", "compute")
+_ANSWER: tuple[Phase, ...] = ("act", "execute", "contract", "compute")
 _ROUND: tuple[Phase, ...] = ("probe", "review", "fix")
 _REPAIR: tuple[Phase, ...] = ("shape", "rethink", "attempt")
 EXECUTE_RANK = 1_000

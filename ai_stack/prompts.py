@@ -22,7 +22,7 @@ from ai_stack.errors import ConfigError
 from ai_stack.templating import BoundedEnvironment
 
 ROLE_PROMPTS = ("planner", "critic", "revise", "executor", "contract", "rethink", "shape")
-FOLLOW_UPS = ("probe", "compute", "review", "fix", "repeat")
+FOLLOW_UPS = ("probe", "compute", "review", "fix", "repeat", "tools")
 SUMMARY_PROMPT = "summarise"  # condenses earlier turns or a file that do not fit the context
 PROMPT_NAMES = (*ROLE_PROMPTS, *FOLLOW_UPS, SUMMARY_PROMPT)
 # What every prompt may use, and what it is when a call has none: no earlier turns, no files.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -36,6 +36,7 @@ from ai_stack.types import (
 from ai_stack.types import Token as TokenEvent
 
 T = TypeVar("T", bound=BaseModel)
+R = TypeVar("R")
 _ENUM_LIMIT = 32  # bounded integer ranges up to this size become enums in generation schemas
 MESSAGE_TOKENS = 4  # the chat template's tokens around each message
 
@@ -167,6 +168,25 @@ class RoleRunner:
                 return model.model_validate(data)
             except ValidationError as exc:
                 raise _Invalid(_describe_validation(exc) + cut, text, "schema") from None
+
+        return (yield from self._attempts(call, messages, schema, check))
+
+    def constrained(
+        self,
+        call: RoleCall,
+        messages: list[Message],
+        schema: dict[str, Any],
+        parse: Callable[[str], R],
+    ) -> Generator[Event, None, R]:
+        """A reply constrained to a JSON ``schema`` built at run time (the tool loop's step),
+        read by ``parse``; a ``ValueError`` from it is re-asked like invalid structured output."""
+
+        def check(text: str, finish_reason: str) -> R:
+            cut = " (the reply was cut off at max_tokens)" if finish_reason == "length" else ""
+            try:
+                return parse(text)
+            except ValueError as exc:
+                raise _Invalid(f"{exc}{cut}", text, "schema") from None
 
         return (yield from self._attempts(call, messages, schema, check))
 

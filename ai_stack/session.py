@@ -48,6 +48,8 @@ from ai_stack.recommend import default_roles, recommend
 from ai_stack.sandbox import Limits, Sandbox
 from ai_stack.thermal import make_guard
 from ai_stack.thermal.policy import ThermalGuard
+from ai_stack.tools import Toolbox, toolbox_for
+from ai_stack.tools.mcp import McpServers
 from ai_stack.types import ROLES, Mode, Role
 from ai_stack.units import GIB
 from ai_stack.workflow import Workflow
@@ -125,6 +127,7 @@ class Session:
     backend_note: str = ""
     _defaults: dict[Role, str] | None = None
     _evidence: EvidenceCollector | None = None
+    _mcp: McpServers | None = None
     _prompts: dict[Path | None, PromptLibrary] = field(default_factory=dict)
 
     @classmethod
@@ -154,8 +157,17 @@ class Session:
         self.close()
 
     def close(self) -> None:
-        """Unload every model this session loaded and release the backends."""
+        """Unload every model this session loaded, release the backends, stop the MCP servers
+        it started."""
         self.manager.close()
+        if self._mcp is not None:
+            self._mcp.close()
+
+    def mcp_servers(self) -> McpServers:
+        """The user's MCP servers (``[mcp_servers]``), each started when a toolbox first asks."""
+        if self._mcp is None:
+            self._mcp = McpServers(self.settings.mcp_servers)
+        return self._mcp
 
     # -- backends ----------------------------------------------------------------------------
 
@@ -376,6 +388,7 @@ class Session:
             self.load_options([(settings, specs)]),
             guard=self.guard,
             evidence=self.evidence(),
+            toolbox=self.toolbox(settings),
         )
 
     def eval_run(self, suite: Suite, modes: list[Mode], out_dir: Path) -> EvalRun:
@@ -415,7 +428,15 @@ class Session:
             evidence=self.evidence(),
             guard=self.guard,
             source=source,
+            tools=self.toolbox,
         )
+
+    def toolbox(self, settings: Settings) -> Toolbox | None:
+        """The tools a run with ``settings`` offers the Executor: none unless they turn tools
+        on; the built-in ones and the MCP servers' (started on first use)."""
+        if not settings.tools.enabled:
+            return None
+        return toolbox_for(settings, self.evidence().sandbox, servers=self.mcp_servers())
 
 
 __all__ = ["Session", "build_manager", "resolve_roles"]

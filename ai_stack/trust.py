@@ -129,6 +129,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "models_dir": refused("choose where models are read from"),
         "cluster": refused("choose where calls run or what environment its workers get"),
         "endpoints": refused(_PROMPTS),
+        "mcp_servers": refused("add or change MCP servers (they run commands)"),
     },
     "RoleSettings": {
         "model": own(),
@@ -193,6 +194,13 @@ RULES: dict[str, dict[str, Rule]] = {
         "truncate_context": only(False, "cut a context to fit"),
     },
     "ConversationSettings": {"max_tokens": lower("carry more of the conversation")},
+    "ToolsSettings": {
+        "enabled": only(False, "turn the tools on"),
+        "names": refused("choose the tools"),
+        "max_steps": lower("widen the tool loop's bounds"),
+        "timeout_s": lower("widen the tool loop's bounds"),
+        "output_kb": lower("widen the tool loop's bounds"),
+    },
 }
 UNCLASSIFIED = refused("set a setting nobody has classified")
 

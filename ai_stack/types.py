@@ -28,6 +28,7 @@ Phase = Literal[
     "rethink",
     "attempt",
     "summarise",
+    "act",
 ]
 """``plan``/``critique``/``revise``: the plan review; ``contract``: the Planner turns the task into
 its requirements; ``execute``: the first answer; ``probe`` (the Critic proposes edge-case calls),
@@ -35,7 +36,7 @@ its requirements; ``execute``: the first answer; ``probe`` (the Critic proposes 
 answer): the answer review; ``rethink`` (the Planner, shown the failing answer, proposes another
 approach) and ``attempt`` (a fresh answer that never sees the failed one): the repair when fixes
 stall; ``summarise``: the Executor's model condenses earlier turns or a file that do not fit the
-context."""
+context; ``act``: a step of the Executor's tool loop (a tool call, or the answer after them)."""
 Mode = Literal["raw", "direct", "none", "plan", "answer", "both", "team"]
 """``raw``: the task as the only message (what ``ollama run`` gives; an eval baseline);
 ``direct``: one Executor call. Otherwise the value of ``--review``; :mod:`ai_stack.modes` says
@@ -393,6 +394,18 @@ class Turn(BaseModel):
     run_id: str | None = None
 
 
+class ToolCallRecord(BaseModel):
+    """One tool call of the Executor's (``--tools``) and its result as the model saw it."""
+
+    step: int
+    tool: str
+    arguments: str  # the call's JSON, redacted
+    result: str  # bounded and redacted
+    ok: bool
+    truncated: bool = False
+    seconds: float = 0.0
+
+
 class RunResult(BaseModel):
     """What ``--json`` prints: the stable contract documented in docs/json-output.md.
 
@@ -430,6 +443,7 @@ class RunResult(BaseModel):
     summarised: list[str] = Field(default_factory=list)  # what was replaced by a summary
     sources: list[Source] = Field(default_factory=list)  # passages retrieved with --kb
     citations: Citations | None = None  # the answer's [n] checked against ``sources``
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)  # --tools: in order
 
 
 # --- events -------------------------------------------------------------------------------------
@@ -637,6 +651,29 @@ class Summarised:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCalled:
+    """The Executor called a tool (step ``step`` of the tool loop); ``arguments`` is the call's
+    JSON, redacted."""
+
+    step: int
+    tool: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What a tool call gave back, as the model sees it: bounded and redacted. ``ok`` False: an
+    error the model is shown as data (refused, failed, timed out, a repeated call)."""
+
+    step: int
+    tool: str
+    text: str
+    ok: bool
+    truncated: bool = False
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class RunFinished:
     result: RunResult
 
@@ -665,6 +702,8 @@ Event = (
     | Notice
     | LeaseWaiting
     | Summarised
+    | ToolCalled
+    | ToolResult
     | RunFinished
 )
 
@@ -720,6 +759,9 @@ __all__ = [
     "ThermalPause",
     "ThermalResumed",
     "Token",
+    "ToolCallRecord",
+    "ToolCalled",
+    "ToolResult",
     "Turn",
     "UnloadCause",
 ]

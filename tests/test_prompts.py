@@ -37,6 +37,7 @@ VARIABLES = {
     "probe": {"probes": 3, "function": "f"},
     "repeat": {},
     "compute": {},
+    "tools": {"tools": [{"name": "read_file", "description": "Read.", "parameters": "{}"}]},
     "review": {"evidence": EVIDENCE, "round": 1, "approve_score": 8},
     "fix": {"evidence": EVIDENCE, "critique": ANSWER_CRITIQUE},
     "contract": SHARED,

@@ -70,6 +70,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "kb",
         "Local knowledge: index documents and code, search them, answer from them (--kb).",
     ),
+    "tools": (
+        "ai_stack.cli.tools",
+        "tools",
+        "The Executor's tools (--tools): files through the policy, a sandboxed interpreter.",
+    ),
     "mcp": (
         "ai_stack.cli.mcp",
         "mcp",

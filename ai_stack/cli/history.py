@@ -244,6 +244,10 @@ def _render(out: Console, run: StoredRun) -> None:
         repairs = run.mode in MODES and MODES[run.mode].repairs
         ending = review_ending("answer", run.answer_stop_reason, run.answer_rounds, repairs=repairs)
         out.print(f"[dim]{ending}; the answer below is v{run.chosen_answer}[/]")
+    for call in run.tool_calls:
+        mark = "" if call.ok else "[yellow]error[/] "
+        out.print(f"[cyan]Tool {call.step}:[/] {escape(call.arguments)}")
+        out.print(f"  → {mark}{escape(call.result)}")
     if run.error:
         out.print(f"[red]{escape(run.error)}[/]")
     if run.raw_output:

@@ -27,7 +27,7 @@ from ai_stack.backends import ModelSpec, ModelStore
 from ai_stack.backends.base import LoadOptions, PullProgress
 from ai_stack.backends.embedded import EmbeddedBackend
 from ai_stack.cli.common import command, config_options, confirm_or_stop
-from ai_stack.config import user_dir
+from ai_stack.config import Settings, user_dir
 from ai_stack.context import typical_context
 from ai_stack.errors import UsageError
 from ai_stack.footprint import cpu_layers
@@ -380,14 +380,62 @@ def stop(name: str | None, stop_all: bool, config_file: Path | None, debug: bool
             console.print(f"Unloaded {model}.")
 
 
+def _probe_tools(
+    session: Session,
+    spec: ModelSpec,
+    settings: Settings,
+    trials: int,
+    as_json: bool,
+    console: Console,
+) -> None:
+    """``probe --tools``: one tool step per trial on each case, under the step schema."""
+    from ai_stack.tools.probe import run_tool_probe
+
+    report = run_tool_probe(
+        session.manager,
+        spec,
+        settings,
+        session.prompts(settings.prompts_dir),
+        trials,
+        lambda case, trial: console.print(f"[dim]{case} trial {trial}/{trials}…[/]"),
+    )
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    table = Table("case", "valid JSON", "valid step", "right choice", "median latency")
+    for case, r in report["cases"].items():
+        latency = "-" if r["median_latency_s"] is None else f"{r['median_latency_s']:.2f} s"
+        table.add_row(
+            case.replace("_", " "),
+            f"{r['valid_json_rate']:.0%}",
+            f"{r['valid_step_rate']:.0%}",
+            f"{r['right_choice_rate']:.0%}",
+            latency,
+        )
+    Console().print(table)
+    console.print(report["verdict"])
+
+
 @models.command("probe")
 @click.argument("name")
 @click.option("--trials", type=click.IntRange(1, 50), default=3, show_default=True)
+@click.option(
+    "--tools",
+    "tools",
+    is_flag=True,
+    help="Probe tool calls instead: valid steps, and the right choice (docs/tools.md).",
+)
 @BACKEND_OPTION
 @click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
 @config_options
 def probe(
-    name: str, trials: int, backend: str, as_json: bool, config_file: Path | None, debug: bool
+    name: str,
+    trials: int,
+    tools: bool,
+    backend: str,
+    as_json: bool,
+    config_file: Path | None,
+    debug: bool,
 ) -> None:
     """Ask for the planner's and critic's JSON N times each; report how often it is valid."""
     with (
@@ -395,6 +443,9 @@ def probe(
         Session.open(settings, choose=False) as session,
     ):
         _, spec = session.target(name, backend)
+        if tools:
+            _probe_tools(session, spec, settings, trials, as_json, console)
+            return
         report = run_probe(
             session.manager,
             spec,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -82,6 +83,32 @@ def piped_input(policy: FilePolicy) -> Attachment | None:
     return Attachment(path="stdin", text=policy.admit("stdin", data))
 
 
+TOOL_NAMES = re.compile(r"[\w.-]+(,[\w.-]+)*")
+
+
+def tool_choice(
+    value: str | None, task: tuple[str, ...]
+) -> tuple[list[str] | None, tuple[str, ...]]:
+    """The tools ``--tools`` asks for (None: off; []: every one) and the task. ``--tools``
+    takes an optional value, so in ``ai-stack --tools "What does f return?"`` click hands it
+    the task: a value that is not a list of tool names is the task's first words.
+
+    >>> tool_choice("read_file,list_dir", ("task",))
+    (['read_file', 'list_dir'], ('task',))
+    >>> tool_choice("Which file defines f?", ())
+    ([], ('Which file defines f?',))
+    >>> tool_choice(None, ("task",))
+    (None, ('task',))
+    """
+    if value is None:
+        return None, task
+    if value in ("*", "all"):
+        return [], task
+    if TOOL_NAMES.fullmatch(value):
+        return value.split(","), task
+    return [], (value, *task)
+
+
 @click.command("run")
 @click.argument("task", nargs=-1)
 @click.option(
@@ -115,6 +142,21 @@ def piped_input(policy: FilePolicy) -> Attachment | None:
     help=f"Exit {EXIT_UNMET} when the answer given fails a check of the task's own (it is "
     "still printed; the checks it fails end stderr: 'unmet: ...').",
 )
+@click.option(
+    "--tools",
+    "tools",
+    is_flag=False,
+    flag_value="*",
+    default=None,
+    metavar="[NAME,...]",
+    help="Let the Executor use tools (files, a sandboxed interpreter): all, or those named "
+    "(docs/tools.md).",
+)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(1, 50),
+    help="Tool calls at most before the answer (with --tools; default 6).",
+)
 @run_options
 def run_command(
     task: tuple[str, ...],
@@ -127,6 +169,8 @@ def run_command(
     quiet: bool,
     no_history: bool,
     strict: bool,
+    tools: str | None,
+    max_steps: int | None,
     options: RunOptions,
 ) -> None:
     """Run TASK with the team: the answer is checked, and replaced while checks fail (the
@@ -141,6 +185,12 @@ def run_command(
         settings = options.settings()
         if no_history:
             settings.history.enabled = False
+        names, task = tool_choice(tools, task)
+        if names is not None:
+            settings.tools.enabled = True
+            settings.tools.names = names or settings.tools.names
+        if max_steps is not None:
+            settings.tools.max_steps = max_steps
         text = " ".join(task).strip()
         if readable(text)[1]:  # bytes that were not UTF-8, kept as lone surrogates
             raise UsageError(

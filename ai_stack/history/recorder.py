@@ -18,6 +18,8 @@ from ai_stack.types import (
     RunFinished,
     RunStarted,
     Summarised,
+    ToolCalled,
+    ToolResult,
 )
 
 
@@ -45,6 +47,7 @@ class HistoryRecorder:
         self.on_fault = on_fault
         self.run_id: str | None = None
         self.fault: HistoryError | None = None
+        self.called: ToolCalled | None = None  # the tool call whose result is to come
 
     def __call__(self, event: Event) -> None:
         if self.fault is not None:
@@ -93,6 +96,14 @@ class HistoryRecorder:
             )
         elif isinstance(event, CritiqueReady):
             self.store.add_critique(self.run_id, event.critique.model_dump(mode="json"))
+        elif isinstance(event, ToolCalled):
+            self.called = event
+        elif isinstance(event, ToolResult):
+            arguments = self.called.arguments if self.called is not None else ""
+            self.store.add_tool_call(
+                self.run_id, {**dataclasses.asdict(event), "arguments": arguments}
+            )
+            self.called = None
         elif isinstance(event, Summarised):
             self.store.add_summary(self.run_id, dataclasses.asdict(event))
         elif isinstance(event, PhaseFinished):

@@ -201,6 +201,29 @@ def _migration_7(db: sqlite3.Connection) -> None:
     )
 
 
+def _migration_8(db: sqlite3.Connection) -> None:
+    """The Executor's tool calls (``--tools``): each call and its result as the model saw them
+    (bounded and redacted), in the order they were made."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE IF NOT EXISTS tool_calls (
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            step INTEGER NOT NULL,
+            tool TEXT NOT NULL,
+            arguments TEXT NOT NULL,       -- the call's JSON, redacted
+            result TEXT NOT NULL,          -- what the model was shown, bounded and redacted
+            ok INTEGER NOT NULL,           -- 0: an error the model was shown as data
+            truncated INTEGER NOT NULL,
+            seconds REAL NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, seq)
+        )
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_1,
     _migration_2,
@@ -209,4 +232,5 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_5,
     _migration_6,
     _migration_7,
+    _migration_8,
 ]

@@ -306,6 +306,47 @@ class HistoryStore:
             )
 
     @guarded
+    def add_tool_call(self, run_id: str, call: dict[str, Any]) -> None:
+        """One tool call of the Executor's and its result (redacted again: a stored copy)."""
+        with self._write() as db:
+            (seq,) = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM tool_calls WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            db.execute(
+                "INSERT INTO tool_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    seq,
+                    call["step"],
+                    call["tool"],
+                    redact(call["arguments"]),
+                    redact(call["text"]),
+                    int(call["ok"]),
+                    int(call["truncated"]),
+                    call["seconds"],
+                    self._now(),
+                ),
+            )
+
+    @guarded
+    def tool_calls(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's tool calls, in the order they were made."""
+        return [
+            {
+                "step": r["step"],
+                "tool": r["tool"],
+                "arguments": r["arguments"],
+                "result": r["result"],
+                "ok": bool(r["ok"]),
+                "truncated": bool(r["truncated"]),
+                "seconds": r["seconds"],
+            }
+            for r in self.db.execute(
+                "SELECT * FROM tool_calls WHERE run_id = ? ORDER BY seq", (run_id,)
+            )
+        ]
+
+    @guarded
     def add_plan(self, run_id: str, version: int, plan: dict[str, Any]) -> None:
         with self._write() as db:
             db.execute(
@@ -677,6 +718,7 @@ class HistoryStore:
                 "error": row["error"],
                 "raw_output": row["raw_output"],
                 "config": config,
+                "tool_calls": self.tool_calls(run_id),  # also while unfinished
             }
         )
 
