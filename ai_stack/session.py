@@ -315,8 +315,9 @@ class Session:
         model = best.get("model")
         if model is None or model == EMBEDDED_DEFAULT:
             return f"{note} Nothing larger fits this machine's memory budget."
-        if best.get("action"):
-            return f"{note} For this machine: {best['action']}, then run with --executor {model}."
+        if best.get("action"):  # the command on a line of its own: it is typed whole
+            command = best["action"]
+            return f"{note} For this machine:\n  {command}\nthen run with --executor {model}."
         return (
             f"{note} {model} is installed: run with --executor {model} (or set it in the config)."
         )

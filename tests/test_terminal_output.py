@@ -335,3 +335,5 @@ def test_the_demo_model_s_note_fits_80_columns(smollm2: Path) -> None:
     assert code == 0, err
     assert "Note: the roles run SmolLM2-135M" in err
     assert_fits_80(err)
+    # the command to type is never cut: on a line of its own
+    assert any(line.strip().startswith("ai-stack models pull hf:") for line in err.splitlines())
