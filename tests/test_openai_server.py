@@ -562,3 +562,10 @@ def test_a_run_says_when_its_prompts_go_off_this_machine(
     )
     assert_clean_error(code, err, "Prompts go off this machine: executor to http://192.0.2.1")
     assert err.count("192.0.2.1") >= 1 and code not in (0, 70)
+    suite = tmp_path / "suite.yaml"  # an eval says so too
+    suite.write_text("name: s\ntasks:\n  - {id: a, task: hi, check: {regex: hi}}\n")
+    code, _, err = invoke(
+        "eval", str(suite), "--config", str(path), "--backend", "embedded", "--executor", "far:m",
+        "--modes", "direct", "--exec", "-q",
+    )
+    assert "Prompts go off this machine: executor to http://192.0.2.1" in err, err

@@ -25,6 +25,7 @@ from ai_stack.cli.common import (
 )
 from ai_stack.errors import UsageError
 from ai_stack.evals import MODES, EvalReport, load_suite
+from ai_stack.evals.runner import mode_settings
 from ai_stack.files import OutputDir, unresolved
 from ai_stack.sandbox import SandboxReport
 from ai_stack.session import Session
@@ -153,6 +154,9 @@ def eval_command(
                     "no isolating sandbox (bubblewrap on Linux, sandbox-exec on macOS).",
                     hint="Install bubblewrap, or pass --exec to run answer code unisolated.",
                 )
+            remote = session.remote_note(*(mode_settings(settings, mode) for mode in chosen))
+            if remote:  # said even when quiet: it is where the prompts go
+                console.print(f"[yellow]{escape(remote)}[/]")
             if not quiet:
                 console.print(f"[dim]Backend: {escape(session.backend_note)}[/]")
                 for note in SandboxReport.of(sandbox).notes:
