@@ -45,6 +45,10 @@ _UNITS: tuple[Unit, ...] = (
 )  # fmt: skip
 """The unit a shape is made of, where several are stated: the most specific list first."""
 CHARS_PER_WORD = (5, 7)  # a word and its space, at the fewest and the most: bounds from counts
+# The most characters a pattern may count: a schema's {low,high} becomes a regex (pydantic's
+# has a size limit) and a grammar of nested optionals (llama.cpp's); past this the text is
+# left free in length, and the word count is still checked on the answer.
+MOST_COUNTED = 4000
 
 
 @dataclass(frozen=True)
@@ -265,6 +269,8 @@ def _word_bounds(requirement: Requirement | None) -> tuple[int, int]:
     if requirement is None or requirement.relation == "none":
         return 0, 0
     fewest, most = CHARS_PER_WORD
+    if requirement.count * most > MOST_COUNTED:
+        return 0, 0
     if requirement.relation == "at least":
         return requirement.count * most, 0
     if requirement.relation == "at most":
@@ -299,13 +305,18 @@ def _text(banned: str, low: int, high: int) -> Any:
 
 
 def _literal(words: str) -> str:
-    """``words`` as a pattern that matches them exactly (quotes and backslashes dropped).
+    """``words`` as a pattern that matches them exactly: each regex special as a one-character
+    class (``[.]``), never a backslash escape — llama.cpp's schema-to-grammar converter copies
+    ``\\.`` into a grammar literal it then cannot parse, and the process crashed. Quotes,
+    backslashes and the characters a class cannot hold plainly (``[ ] ^``) are dropped.
 
-    >>> print(_literal("P.S. (see)"))
-    P\\.S\\. \\(see\\)
+    >>> print(_literal("P.S. (see) a+b? $5 {x}|y [z]^w"))
+    P[.]S[.] [(]see[)] a[+]b[?] [$]5 [{]x[}][|]y zw
+    >>> import re; bool(re.fullmatch(_literal("P.S. (see)"), "P.S. (see)"))
+    True
     """
-    words = words.replace('"', "").replace("\\", "")
-    return re.sub(r"([.^$*+?()\[\]{}|])", r"\\\1", words)
+    words = re.sub(r'["\\\[\]^]', "", words)
+    return re.sub(r"([.$*+?(){}|])", r"[\1]", words)
 
 
 __all__ = ["Shape", "mend", "shape_for"]

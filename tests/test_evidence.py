@@ -554,3 +554,14 @@ def test_a_shape_holds_numbered_and_separated_lists_and_code_signs_it() -> None:
     text = letter.compose(reply)
     assert text.endswith("\n\nSam")
     assert all(c and c.passed for r in stated(task) if (c := check_requirement(r, text)))
+
+
+def test_a_postscript_starting_with_p_s_is_not_how_the_answer_starts() -> None:
+    """prose.yaml's invitation: the postscript starts with "P.S.", the answer does not (read as
+    the answer's opening, it was shaped into a grammar that crashed llama.cpp)."""
+    task = (
+        "Write a short invitation to a birthday party in at most 4 sentences, and add a "
+        'postscript starting with "P.S." at the end.'
+    )
+    checks = [r.check for r in stated(task)]
+    assert "starts_with" not in checks and {"sentences", "postscript"} <= set(checks)

@@ -213,7 +213,9 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     (
         "starts_with",
         re.compile(
-            rf"\b(?:start|begin|open)(?:s|ing)?(?: (?:your|the|it|this) ?{_RESPONSE}?)? with"
+            # "a postscript starting with P.S." says how the postscript starts, not the answer
+            rf"(?<!postscript )\b(?:start|begin|open)(?:s|ing)?"
+            rf"(?: (?:your|the|it|this) ?{_RESPONSE}?)? with"
             rf"(?: {_FOLLOWING})?:? (?:{_QUOTED}|((?:Dear|Hi|Hello|Hey|Good morning|Greetings)"
             r"\b[^.,;:!?\n]{0,30})|(?<=the word )(\w[\w'-]*))"
             rf"|\bthe first word (?:should|must|has to|needs to) be:? (?:{_QUOTED}|(\w[\w'-]*))",
