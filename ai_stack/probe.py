@@ -64,21 +64,9 @@ def run_probe(
         valid_json = schema_valid = 0
         latencies: list[float] = []
         speeds: list[float] = []
-        role_settings = settings.role(role)
         for trial in range(trials):
             on_trial(role, trial + 1)
-            call = RoleCall(
-                role,
-                phase,
-                spec,
-                load,
-                ChatOptions(
-                    temperature=role_settings.temperature,
-                    max_tokens=role_settings.max_tokens,
-                    repeat_penalty=settings.repeat_penalty,
-                    seed=trial,
-                ),
-            )
+            call = trial_call(settings, role, phase, spec, load, trial)
             events = runner.structured(call, messages, model)
             try:
                 while True:
@@ -112,6 +100,21 @@ def run_probe(
             "often fail validation (ai-stack re-asks, but each re-ask costs a call)."
         )
     return {"model": str(spec), "roles": roles, "fit_roles": fit, "verdict": verdict}
+
+
+def trial_call(
+    settings: Settings, role: Role, phase: Phase, spec: ModelSpec, load: LoadOptions, trial: int
+) -> RoleCall:
+    """One probe trial's call: the role's own sampling, one seed per trial (so trials differ
+    and a rerun repeats them). Shared by the structured-output and the tool-step probes."""
+    role_settings = settings.role(role)
+    chat = ChatOptions(
+        temperature=role_settings.temperature,
+        max_tokens=role_settings.max_tokens,
+        repeat_penalty=settings.repeat_penalty,
+        seed=trial,
+    )
+    return RoleCall(role, phase, spec, load, chat)
 
 
 def _rates(roles: dict[str, Any]) -> str:

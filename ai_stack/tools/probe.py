@@ -17,12 +17,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ai_stack.backends import ModelSpec
-from ai_stack.backends.base import ChatOptions, LoadOptions, Message
+from ai_stack.backends.base import LoadOptions, Message
 from ai_stack.config import Settings
 from ai_stack.errors import InvalidOutputError
 from ai_stack.memory import MemoryManager
+from ai_stack.probe import trial_call
 from ai_stack.prompts import PromptLibrary
-from ai_stack.roles import RoleCall, RoleRunner
+from ai_stack.roles import RoleRunner
 from ai_stack.tools.base import Tool, Toolbox
 from ai_stack.tools.loop import tool_messages
 from ai_stack.tools.schema import Answer, Call, parse_step, step_schema
@@ -88,18 +89,7 @@ def run_tool_probe(
         latencies: list[float] = []
         for trial in range(trials):
             on_trial(case, trial + 1)
-            call = RoleCall(
-                "executor",
-                "act",
-                spec,
-                load,
-                ChatOptions(
-                    temperature=executor.temperature,
-                    max_tokens=executor.max_tokens,
-                    repeat_penalty=settings.repeat_penalty,
-                    seed=trial,
-                ),
-            )
+            call = trial_call(settings, "executor", "act", spec, load, trial)
             events = runner.constrained(call, messages, schema, lambda t: parse_step(t, schema))
             try:
                 while True:
