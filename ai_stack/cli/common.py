@@ -10,11 +10,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import click
 from rich.console import Console
 from rich.markup import escape
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 from ai_stack.config import Settings, layer, load_settings
 from ai_stack.errors import AiStackError, HistoryError, UsageError
@@ -26,6 +29,20 @@ EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
 EXIT_UNMET = 3  # --strict: the answer was given, but fails a check of the task's own
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def counted_progress(console: Console, *, quiet: bool = False) -> Progress:
+    """The progress bar of work counted in items (eval runs, indexed files) on stderr: what,
+    a bar, done of total, time taken; gone once finished."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    return Progress(*columns, TimeElapsedColumn(), console=console, transient=True, disable=quiet)
 
 
 def error_console() -> Console:

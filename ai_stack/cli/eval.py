@@ -9,7 +9,6 @@ from typing import cast
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ai_stack.batch import BatchEvent, TaskFailed
@@ -18,6 +17,7 @@ from ai_stack.cli.common import (
     EXIT_INTERRUPTED,
     RunOptions,
     configure_logging,
+    counted_progress,
     error_console,
     history_warning,
     reported_errors,
@@ -49,14 +49,7 @@ class EvalDisplay:
 
     def __init__(self, console: Console, total: int, *, quiet: bool) -> None:
         self.quiet = quiet
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        )
+        self.progress = counted_progress(console)
         self.bar = self.progress.add_task("eval", total=total)
         self.verdicts: dict[str, bool] = {}
 

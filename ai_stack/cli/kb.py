@@ -10,11 +10,10 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ai_stack.access import FilePolicy
-from ai_stack.cli.common import EXIT_INTERRUPTED, F, command, config_options
+from ai_stack.cli.common import EXIT_INTERRUPTED, F, command, config_options, counted_progress
 from ai_stack.config import Settings
 from ai_stack.errors import AiStackError
 from ai_stack.knowledge.indexer import MAX_FILES, Report, index, resolve_roots
@@ -42,15 +41,7 @@ def _run_index(
     console: Console, store: IndexStore, policy: FilePolicy, limit: int, quiet: bool
 ) -> Report:
     """Index with a progress bar on stderr; Ctrl-C keeps what was indexed and says how to go on."""
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=quiet,
-    )
+    progress = counted_progress(console, quiet=quiet)
     bar = progress.add_task("indexing", total=None)
 
     def step(done: int, total: int, path: str) -> None:
